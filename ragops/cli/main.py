@@ -1,0 +1,168 @@
+"""The `ragops` entry point: global options, command registration, and the one place errors
+become exit codes."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from ragops.errors import ExitCode, RagopsError
+
+HELP = """Operate the bundled RAG service: deploy, back up, fail over, run the checklists.
+
+Examples:
+
+  ragops up                          start the local stack (PostgreSQL, router, service)
+
+  ragops status --output json        everything ragops knows about the environment
+
+  ragops -e staging deploy --version v2 --strategy canary
+
+Exit codes: 0 ok, 1 failed, 2 usage/config error, 3 gate failed, 4 lock held,
+5 approval denied or missing, 130 interrupted.
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+
+# Command modules, each with a `register(app)` function. Imported at start-up, so they must keep
+# heavy SDK imports inside their command bodies.
+COMMAND_MODULES = [
+    "ragops.cli.config_cmd",
+    "ragops.cli.stack",
+    "ragops.cli.db",
+    "ragops.cli.deploy",
+    "ragops.cli.backup",
+    "ragops.cli.dns",
+    "ragops.cli.failover",
+    "ragops.cli.runbook",
+    "ragops.cli.build",
+]
+
+# Global options are accepted before and after the subcommand: main() moves them to the front.
+GLOBAL_WITH_VALUE = {"--env", "-e", "--config", "-c", "--output", "-o"}
+GLOBAL_FLAGS = {"--verbose", "-v", "--quiet", "-q", "--yes", "-y", "--no-color"}
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    env: Optional[str] = typer.Option(None, "--env", "-e", help="Environment (default: RAGOPS_ENV, else the config's default_env)."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config file (default: RAGOPS_CONFIG, else ./ragops.yaml)."),
+    output: str = typer.Option("text", "--output", "-o", help="text or json."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail; -v shows tracebacks of unexpected errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results and errors."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Assume yes for confirmations (required for destructive steps without a terminal)."),
+    no_color: bool = typer.Option(False, "--no-color", help="No colors (NO_COLOR is honoured too)."),
+) -> None:
+    from ragops.output import Env
+
+    if output not in ("text", "json"):
+        raise typer.BadParameter(f"expected text or json, got {output!r}", param_hint="--output")
+    ctx.obj = Env(env_name=env, config_path=config, output=output,
+                  verbosity=-1 if quiet else verbose, yes=yes, color=not no_color)
+
+
+@app.command("version")
+def version(ctx: typer.Context) -> None:
+    """Print the ragops version."""
+    from ragops import __version__
+
+    env = ctx.obj
+    env.emit({"ragops": __version__, "python": sys.version.split()[0]},
+             lambda d: f"ragops {d['ragops']} (python {d['python']})")
+
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a verb group not built yet
+                continue
+            raise
+        module.register(app)
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global options found after the subcommand to the front, so both orders work."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            rest.extend(argv[index:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_WITH_VALUE:
+            if "=" in arg:
+                hoisted.append(arg)
+            elif index + 1 < len(argv):
+                hoisted.extend(argv[index:index + 2])
+                index += 1
+            else:
+                rest.append(arg)
+        elif arg in GLOBAL_FLAGS or (arg.startswith("-") and not arg.startswith("--")
+                                     and len(arg) > 2 and set(arg[1:]) <= {"v", "q", "y"}):
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return hoisted + rest
+
+
+def _verbosity(argv: list[str]) -> int:
+    return sum(a.count("v") for a in argv if a.startswith("-") and not a.startswith("--") and set(a[1:]) <= {"v", "q", "y"}) \
+        + argv.count("--verbose")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return (and, as a console script, exit with) the exit code."""
+    import click
+
+    from ragops.secrets import redact
+
+    argv = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    _register_commands()
+    try:
+        app(args=argv, prog_name="ragops", standalone_mode=False)
+        code = ExitCode.OK
+    except RagopsError as exc:
+        print(f"error: {redact(exc.message)}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {redact(exc.hint)}", file=sys.stderr)
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        print("interrupted", file=sys.stderr)
+        code = ExitCode.INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        code = ExitCode.USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = ExitCode.INTERRUPTED
+    except Exception as exc:  # an unexpected failure: one line, traceback only with -v
+        if _verbosity(argv) > 0:
+            import traceback
+
+            print(redact(traceback.format_exc()), file=sys.stderr)
+        print(f"error: unexpected {type(exc).__name__}: {redact(str(exc))} (run with -v for the traceback)",
+              file=sys.stderr)
+        code = ExitCode.FAILED
+    sys.stdout.flush()
+    return int(code)
+
+
+def console_main() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

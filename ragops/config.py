@@ -1,0 +1,471 @@
+"""ragops.yaml: the schema, loading, and errors that name the bad key.
+
+Top-level sections (`service`, `router`, `database`, `backups`, `dns`, `deploy`, `slo`) are
+defaults; each `environments.<name>` may override any of them, merged key by key. Secret values
+stay as `${env:...}` / `${file:...}` references until an engine asks for them with `reveal()`.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ragops import secrets
+from ragops.durations import parse_duration
+from ragops.errors import ConfigError
+
+DEFAULT_CONFIG = "ragops.yaml"
+SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks")
+
+
+def _duration(value: object) -> float:
+    return parse_duration(value)
+
+
+def _secret_ref(value: object) -> str:
+    if not isinstance(value, str) or not secrets.is_reference(value):
+        raise ValueError("must be a secret reference like ${env:NAME} or ${file:PATH}, not a literal value")
+    return value
+
+
+def _host_port(value: object) -> str:
+    text = str(value)
+    match = re.fullmatch(r"([\w.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", text)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"expected host:port like 127.0.0.1:8080, got {text!r}")
+    return text
+
+
+def _weight(value: int) -> int:
+    if value > 100:
+        raise ValueError(f"weight {value} is above 100")
+    if value < 1:
+        raise ValueError(f"weight {value} is below 1")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+SecretRef = Annotated[str, AfterValidator(_secret_ref)]
+HostPort = Annotated[str, AfterValidator(_host_port)]
+Port = Annotated[int, Field(gt=0, lt=65536)]
+Weight = Annotated[int, AfterValidator(_weight)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ServiceConfig(Strict):
+    version: str = "v1"
+    path: str = "./service"                      # the bundled service, relative to ragops.yaml
+    image: str | None = None                     # docker/kubernetes: the image repository
+    port: Port = 8100                            # local: blue listens here, green on port+1
+    replicas: int = Field(1, ge=1, le=100)
+    workers: int = Field(1, ge=0, le=32)         # ingestion worker processes
+    health_path: str = "/healthz"
+    readiness_path: str = "/readyz"
+    startup_timeout: Duration = 60.0
+    env: dict[str, str] = {}
+    secrets: dict[str, SecretRef] = {}           # env var name -> secret reference
+    api_keys: SecretRef | None = None            # comma-separated keys; local generates one if unset
+    rate_limit_per_minute: int = Field(600, ge=1)
+    cors_origins: list[str] = []
+
+    @field_validator("health_path", "readiness_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with '/', got {value!r}")
+        return value
+
+
+class RouterConfig(Strict):
+    kind: Literal["traefik"] = "traefik"
+    listen: HostPort = "127.0.0.1:8080"
+    api: HostPort = "127.0.0.1:8081"             # Traefik's API, bound to loopback only
+    image: str = "traefik:v3.1"                  # docker: the router image
+
+
+class DbNode(Strict):
+    name: str
+    host: str = "127.0.0.1"
+    port: Port = 5432
+
+
+class DatabaseConfig(Strict):
+    name: str = "rag"
+    user: str = "rag"
+    password: SecretRef | None = None            # local generates one if unset
+    superuser: str = "postgres"
+    primary: DbNode = DbNode(name="primary", port=5433)
+    replicas: list[DbNode] = [DbNode(name="replica1", port=5434)]
+    bin_dir: str | None = None                   # PostgreSQL binaries; default: the pgserver wheel's
+    synchronous: bool = False                    # synchronous_standby_names on the primary
+    dsn: SecretRef | None = None                 # external database instead of managed nodes
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "DatabaseConfig":
+        seen = {self.primary.name}
+        for index, node in enumerate(self.replicas):
+            if node.name in seen:
+                raise ValueError(f"replicas[{index}]: node name {node.name!r} is used twice")
+            seen.add(node.name)
+        return self
+
+
+class Retention(Strict):
+    keep_last: int = Field(7, ge=1)
+    hourly_hours: int = Field(24, ge=0)
+    daily_days: int = Field(30, ge=0)            # the guide: 30-day retention
+
+
+class LifecycleRule(Strict):
+    id: str
+    prefix: str = ""
+    days: int = Field(ge=1)
+    storage_class: Literal["STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER",
+                           "GLACIER_IR", "DEEP_ARCHIVE"] = "GLACIER"
+
+
+class S3Settings(Strict):
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: SecretRef | None = None
+    secret_access_key: SecretRef | None = None
+
+
+def _storage_url(value: str) -> str:
+    if not re.match(r"^(file|s3)://.+", value):
+        scheme = value.split("://", 1)[0] if "://" in value else value
+        raise ValueError(f"unknown scheme {scheme!r} (expected file:// or s3://)")
+    return value
+
+
+StorageUrl = Annotated[str, AfterValidator(_storage_url)]
+
+
+class BackupsConfig(Strict):
+    storage: StorageUrl = "file://.ragops/backups"
+    copy_to: StorageUrl | None = None            # a second storage every backup is copied to
+    encryption_key: SecretRef | None = None      # an age identity (AGE-SECRET-KEY-1...)
+    compression_level: int = Field(3, ge=1, le=22)
+    retention: Retention = Retention()
+    lifecycle: list[LifecycleRule] = []
+    s3: S3Settings = S3Settings()
+    tables: list[str] = ["documents", "chunks"]  # counted into the manifest and checked on verify
+
+
+class DnsConfig(Strict):
+    provider: Literal["route53"] = "route53"
+    zone: str | None = None                      # zone name, e.g. example.com.
+    zone_id: str | None = None
+    record: str | None = None                    # e.g. api.example.com.
+    type: Literal["A", "AAAA", "CNAME"] = "CNAME"
+    primary: str | None = None
+    secondary: str | None = None
+    ttl: int = Field(60, ge=1, le=86400)
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    sync_timeout: Duration = 120.0
+
+
+class CanaryConfig(Strict):
+    steps: list[Weight] = [10, 25, 50, 100]
+    step_pause: Duration = 30.0
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[int]) -> list[int]:
+        if not steps:
+            raise ValueError("needs at least one step")
+        for index in range(1, len(steps)):
+            if steps[index] <= steps[index - 1]:
+                raise ValueError(f"steps must increase: {steps[index]} after {steps[index - 1]}")
+        return steps
+
+
+class AnalysisConfig(Strict):
+    window: Duration = 10.0
+    interval: Duration = 2.0
+    max_error_rate: float = Field(0.05, ge=0, le=1)   # share of 5xx responses
+    max_p95_latency_ms: float = Field(2000, gt=0)      # the guide: response time > 2 s warns
+    min_requests: int = Field(5, ge=0)
+    no_data_retries: int = Field(3, ge=0)
+
+
+class DeployConfig(Strict):
+    strategy: Literal["blue-green", "canary"] = "blue-green"
+    canary: CanaryConfig = CanaryConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    health_timeout: Duration = 60.0
+    drain_timeout: Duration = 30.0
+    keep_previous: int = Field(1, ge=0, le=5)        # old colors kept warm for instant rollback
+    lock_ttl: Duration = 120.0
+    history_limit: int = Field(200, ge=1)
+
+
+class SloConfig(Strict):
+    rto_seconds: float = Field(900, gt=0)            # the guide: RTO target 15 minutes
+    rpo_seconds: float = Field(300, gt=0)            # the guide: RPO target 5 minutes
+
+
+class RegionConfig(Strict):
+    """A failover region: on the local platform, a set of processes on their own ports."""
+    database_node: str
+    router: HostPort | None = None
+    router_api: HostPort | None = None
+    service_port: Port | None = None
+    dns_value: str | None = None
+
+
+class RunbooksConfig(Strict):
+    dir: str = "runbooks"
+    notify_webhook: SecretRef | None = None
+    security_scan: str | None = None                 # a command; unset is a failure in strict mode
+    strict: bool = True
+
+
+class Sections(Strict):
+    service: ServiceConfig = ServiceConfig()
+    router: RouterConfig = RouterConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    backups: BackupsConfig = BackupsConfig()
+    dns: DnsConfig = DnsConfig()
+    deploy: DeployConfig = DeployConfig()
+    slo: SloConfig = SloConfig()
+    regions: dict[str, RegionConfig] = {}
+    runbooks: RunbooksConfig = RunbooksConfig()
+
+
+class Environment(Sections):
+    platform: Literal["local", "docker", "kubernetes"] = "local"
+    state_dir: str | None = None                     # default .ragops/<env> beside ragops.yaml
+    production: bool = False                         # drills refuse it without an explicit flag
+    # docker
+    hosts: list[str] = []
+    known_hosts: str | None = None
+    trust_host_keys: list[str] = []                  # host:port whose keys are trusted on first use
+    # kubernetes
+    context: str | None = None
+    namespace: str = "default"
+    kubeconfig: str | None = None
+
+    @field_validator("hosts")
+    @classmethod
+    def _docker_hosts(cls, hosts: list[str]) -> list[str]:
+        for index, host in enumerate(hosts):
+            if not re.match(r"^(unix://.+|ssh://[\w.\-]+@[\w.\-]+(:\d+)?|local)$", host):
+                raise ValueError(f"[{index}]: expected 'local', unix:///path or ssh://user@host[:port], got {host!r}")
+        return hosts
+
+    @model_validator(mode="after")
+    def _platform_settings(self) -> "Environment":
+        if self.platform != "docker" and self.hosts:
+            raise ValueError(f"hosts: only docker environments take hosts (platform is {self.platform})")
+        if self.platform == "docker" and not self.hosts:
+            self.hosts = ["local"]
+        nodes = {self.database.primary.name, *(n.name for n in self.database.replicas)}
+        for region_name, region in self.regions.items():
+            if region.database_node not in nodes:
+                raise ValueError(
+                    f"regions.{region_name}.database_node: unknown node {region.database_node!r} "
+                    f"(nodes: {', '.join(sorted(nodes))})")
+        return self
+
+
+class ConfigFile(Strict):
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
+    default_env: str
+    environments: dict[str, dict[str, Any]]
+    # defaults for every environment
+    service: dict[str, Any] = {}
+    router: dict[str, Any] = {}
+    database: dict[str, Any] = {}
+    backups: dict[str, Any] = {}
+    dns: dict[str, Any] = {}
+    deploy: dict[str, Any] = {}
+    slo: dict[str, Any] = {}
+    regions: dict[str, Any] = {}
+    runbooks: dict[str, Any] = {}
+
+
+class Config:
+    """The loaded file plus one resolved environment."""
+
+    def __init__(self, path: Path, project: str, env_name: str, env: Environment, raw: dict,
+                 env_names: list[str]):
+        self.path = path
+        self.base_dir = path.parent
+        self.project = project
+        self.env_name = env_name
+        self.env = env
+        self.raw = raw
+        self.env_names = env_names
+
+    # shortcuts used everywhere
+    @property
+    def service(self) -> ServiceConfig: return self.env.service
+    @property
+    def router(self) -> RouterConfig: return self.env.router
+    @property
+    def database(self) -> DatabaseConfig: return self.env.database
+    @property
+    def backups(self) -> BackupsConfig: return self.env.backups
+    @property
+    def dns(self) -> DnsConfig: return self.env.dns
+    @property
+    def deploy(self) -> DeployConfig: return self.env.deploy
+    @property
+    def slo(self) -> SloConfig: return self.env.slo
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve_path(self.env.state_dir or f".ragops/{self.env_name}")
+
+    def resolve_path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    def reveal(self, ref: str | None, key: str) -> str | None:
+        """Resolve a secret reference (None stays None); `key` names it in errors."""
+        if ref is None:
+            return None
+        return secrets.resolve(ref, key=f"environments.{self.env_name}.{key}", base_dir=self.base_dir)
+
+    def public_dict(self) -> dict:
+        """The effective environment for `config show`: references stay references."""
+        return {"project": self.project, "environment": self.env_name,
+                "config": str(self.path), **self.env.model_dump(mode="json")}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def find_config_path(explicit: str | None) -> Path:
+    value = explicit or os.environ.get("RAGOPS_CONFIG") or DEFAULT_CONFIG
+    return Path(value).expanduser().resolve()
+
+
+def load_config(path: Path, env_name: str | None = None) -> Config:
+    label = path.name
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (use --config or RAGOPS_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{label}{where}: invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label}: expected a mapping at the top level")
+
+    try:
+        top = ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(label, root, exc, prefix=()) from None
+
+    # top-level sections are validated on their own first, so their errors name their own path
+    try:
+        Sections.model_validate({k: getattr(top, k) for k in SECTIONS})
+    except ValidationError as exc:
+        raise _config_error(label, root, exc, prefix=()) from None
+
+    names = list(top.environments)
+    if top.default_env not in top.environments:
+        raise ConfigError(f"{label}: default_env: environment {top.default_env!r} is not defined "
+                          f"(defined: {', '.join(names)})")
+    chosen = env_name or os.environ.get("RAGOPS_ENV") or top.default_env
+    if chosen not in top.environments:
+        raise ConfigError(f"unknown environment {chosen!r} (defined in {label}: {', '.join(names)})")
+
+    environments = {}
+    for name, body in top.environments.items():
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ConfigError(f"{label}: environments.{name}: expected a mapping")
+        merged = deep_merge({k: getattr(top, k) for k in SECTIONS}, body)
+        try:
+            environments[name] = Environment.model_validate(merged)
+        except ValidationError as exc:
+            raise _config_error(label, root, exc, prefix=("environments", name)) from None
+    return Config(path, top.project, chosen, environments[chosen], raw, names)
+
+
+def format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _line_of(root, loc: tuple) -> int | None:
+    """Follow a key path through the YAML node tree to report a line number."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _config_error(label: str, root, exc: ValidationError, prefix: tuple) -> ConfigError:
+    err = exc.errors()[0]
+    # pydantic puts union/function names into loc; keep the user's key path only
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    msg = err["msg"]
+    for noise in ("Value error, ", "Assertion failed, "):
+        msg = msg.replace(noise, "")
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] == "literal_error":
+        msg = f"{msg}, got {err.get('input')!r}"
+    # a model validator may name a sub-path itself, e.g. "hosts[1]: ..." or "regions.x.database_node: ..."
+    sub = re.match(r"^([\w.\-]+)?((?:\[\d+\])*): (.*)$", msg)
+    full = format_loc(prefix + loc)
+    if sub and (sub.group(1) or sub.group(2)) and err["type"] in ("value_error", "assertion_error"):
+        full = ".".join(p for p in (full, sub.group(1) or "") if p) + (sub.group(2) or "")
+        msg = sub.group(3)
+    line = _line_of(root, prefix + loc)
+    where = f"{label}:{line}" if line else label
+    return ConfigError(f"{where}: {full or '(top level)'}: {msg}")
