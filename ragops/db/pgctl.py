@@ -43,11 +43,13 @@ def bin_dir(configured: str | None = None) -> Path:
         if not (path / "pg_ctl").exists():
             raise ConfigError(f"database.bin_dir: no pg_ctl in {path}")
         return path
-    try:
-        import pgserver  # only its binaries are used
-    except ImportError:
-        raise ConfigError("database.bin_dir: not set and the pgserver package is not installed") from None
-    path = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    import importlib.util
+
+    # locate the wheel without importing it: only its binaries are used, and its import is noisy
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.origin:
+        raise ConfigError("database.bin_dir: not set and the pgserver package is not installed")
+    path = Path(spec.origin).parent / "pginstall" / "bin"
     if not (path / "pg_ctl").exists():
         raise ConfigError(f"database.bin_dir: the pgserver wheel has no pg_ctl in {path}")
     return path
