@@ -211,3 +211,20 @@ def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def managed_node(config, name: str) -> Node:
+    """The local platform's server for a configured node: <state_dir>/db/<name>, its log in
+    <state_dir>/logs/db-<name>.log."""
+    from ragops.db.connect import find_node
+
+    node = find_node(config, name)
+    state = config.state_dir
+    return Node(name=node.name, data_dir=state / "db" / node.name, port=node.port,
+                log_file=state / "logs" / f"db-{node.name}.log", bin=config.database.bin_dir)
+
+
+def managed_nodes(config) -> list[Node]:
+    from ragops.db.connect import all_nodes
+
+    return [managed_node(config, n.name) for n in all_nodes(config)]

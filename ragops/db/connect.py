@@ -1,0 +1,99 @@
+"""Connection strings for an environment's database nodes.
+
+The password comes from `database.password` (a secret reference). On the local platform an unset
+password is generated once and kept in the state directory (mode 0600), never in ragops.yaml.
+"""
+from __future__ import annotations
+
+import os
+import secrets as pysecrets
+from pathlib import Path
+
+from ragops.config import Config, DbNode
+from ragops.errors import ConfigError
+from ragops.secrets import register_secret
+
+
+def state_secret(config: Config, name: str, *, generate: bool = True, length: int = 24) -> str | None:
+    """A secret kept under <state_dir>/secrets/<name>; generated on first use when allowed."""
+    path = config.state_dir / "secrets" / name
+    if path.exists():
+        value = path.read_text().strip()
+    elif generate:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        value = pysecrets.token_urlsafe(length)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+    else:
+        return None
+    register_secret(value)
+    return value
+
+
+def db_password(config: Config) -> str:
+    db = config.database
+    if db.password:
+        return config.reveal(db.password, "database.password")
+    if config.env.platform == "local":
+        return state_secret(config, "db-password")
+    raise ConfigError(f"environments.{config.env_name}.database.password: required for the "
+                      f"{config.env.platform} platform (a secret reference like ${{env:PGPASSWORD}})")
+
+
+def api_keys(config: Config) -> list[str]:
+    """The service's API keys: `service.api_keys` (comma-separated), else a generated local key."""
+    if config.service.api_keys:
+        raw = config.reveal(config.service.api_keys, "service.api_keys")
+        keys = [k.strip() for k in raw.split(",") if k.strip()]
+    elif config.env.platform == "local":
+        keys = [state_secret(config, "api-key")]
+    else:
+        raise ConfigError(f"environments.{config.env_name}.service.api_keys: required for the "
+                          f"{config.env.platform} platform")
+    for key in keys:
+        register_secret(key)
+    return keys
+
+
+def all_nodes(config: Config) -> list[DbNode]:
+    return [config.database.primary, *config.database.replicas]
+
+
+def find_node(config: Config, name: str) -> DbNode:
+    for node in all_nodes(config):
+        if node.name == name:
+            return node
+    names = ", ".join(n.name for n in all_nodes(config))
+    raise ConfigError(f"unknown database node {name!r} (nodes: {names})")
+
+
+def node_dsn(config: Config, node: DbNode | str | None = None, dbname: str | None = None,
+             user: str | None = None, connect_timeout: int = 5) -> str:
+    """A libpq conninfo for one node, as the superuser unless `user` is given."""
+    if isinstance(node, str):
+        node = find_node(config, node)
+    node = node or config.database.primary
+    db = config.database
+    return (f"host={node.host} port={node.port} dbname={dbname or db.name} user={user or db.superuser} "
+            f"password={db_password(config)} connect_timeout={connect_timeout} application_name=ragops")
+
+
+def app_dsn(config: Config) -> str:
+    """The service's conninfo: every node listed, `target_session_attrs=read-write`, so after a
+    promotion the service reconnects to whichever node is the primary without a redeploy."""
+    db = config.database
+    if db.dsn:
+        return config.reveal(db.dsn, "database.dsn")
+    nodes = all_nodes(config)
+    hosts = ",".join(n.host for n in nodes)
+    ports = ",".join(str(n.port) for n in nodes)
+    return (f"host={hosts} port={ports} dbname={db.name} user={db.user} password={db_password(config)} "
+            f"target_session_attrs=read-write connect_timeout=3 application_name=ragservice")
+
+
+def connect(dsn: str, autocommit: bool = True):
+    import psycopg
+
+    return psycopg.connect(dsn, autocommit=autocommit)
