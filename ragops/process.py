@@ -1,0 +1,119 @@
+"""Background processes owned by ragops: start detached, remember by pid file, stop by pid.
+
+A pid file alone is not trusted: the recorded command-line marker must match /proc/<pid>/cmdline,
+so a recycled pid is never signalled.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    run_dir: Path
+    log_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / f"{self.name}.log"
+
+    def _record(self) -> dict | None:
+        try:
+            return json.loads(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def pid(self) -> int | None:
+        record = self._record()
+        if not record:
+            return None
+        pid = record.get("pid")
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return None
+        if record.get("marker") and record["marker"] not in cmdline:
+            return None  # the pid was recycled by another program
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().split(")")[-1].split()[0] == "Z":
+                    return None  # exited, waiting to be reaped
+        except OSError:
+            return None
+        return pid
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self, args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+              marker: str | None = None) -> int:
+        """Start detached (own session, survives ragops exiting); output appended to the log."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")
+        try:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+        finally:
+            log.close()
+        record = {"pid": proc.pid, "marker": marker or args[-1], "started": time.time(), "args": args[:6]}
+        tmp = self.pid_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.pid_file)
+        return proc.pid
+
+    def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> bool:
+        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns True if it had to kill."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        killed = False
+        try:
+            os.kill(pid, sig)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.pid() is not None:
+                _reap(pid)
+                time.sleep(0.05)
+            if self.pid() is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and self.pid() is not None:
+                    _reap(pid)
+                    time.sleep(0.05)
+        except ProcessLookupError:
+            pass
+        self.pid_file.unlink(missing_ok=True)
+        return killed
+
+
+def _reap(pid: int) -> None:
+    """Reap our own child if it exited (when ragops started it in this same process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def tail(path: Path, lines: int = 50) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 256 * 1024))
+            data = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])

@@ -1,0 +1,162 @@
+"""Traffic weights through Traefik's file provider.
+
+Measured on these machines (see DESIGN.md): a weight change is live ~100 ms after the write when
+`providersThrottleDuration: 0s`; the dynamic file must be written atomically in a folder of its
+own (temp file, fsync, os.replace) or Traefik reads half-written files; a change is confirmed
+through Traefik's API before anyone relies on it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from ragops.errors import OperationFailed
+
+SERVICE = "rag"            # the weighted service the public router points at
+MAINTENANCE = "rag-maintenance"
+DYNAMIC_FILE = "ragops.yml"
+
+
+def color_service(color: str) -> str:
+    return f"{SERVICE}-{color}"
+
+
+def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None = None,
+                  access_log: str | None = None) -> dict:
+    config = {
+        "entryPoints": {
+            "web": {"address": listen, "transport": {"lifeCycle": {"graceTimeOut": "10s"}}},
+            "traefik": {"address": api},
+        },
+        "api": {"insecure": True, "dashboard": False},   # bound to the loopback api entrypoint only
+        "ping": {"entryPoint": "traefik"},
+        "providers": {"providersThrottleDuration": "0s",
+                      "file": {"directory": dynamic_dir, "watch": True}},
+        "log": {"level": "INFO"},
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+    }
+    if log_file:
+        config["log"]["filePath"] = log_file
+    if access_log:
+        config["accessLog"] = {"filePath": access_log}
+    return config
+
+
+def dynamic_config(backends: dict[str, str], weights: dict[str, int], *, maintenance: bool = False,
+                   health_path: str = "/readyz") -> dict:
+    """`backends`: color -> URL of running colors; `weights`: color -> share (0..100).
+
+    Only colors with weight > 0 enter the weighted service; each color keeps its own
+    load-balancer service (with a health check) so it can be previewed and weighted later.
+    """
+    services: dict = {}
+    for color, url in sorted(backends.items()):
+        services[color_service(color)] = {"loadBalancer": {
+            "servers": [{"url": url}],
+            "passHostHeader": True,
+            "healthCheck": {"path": health_path, "interval": "1s", "timeout": "1s"},
+        }}
+    weighted = [{"name": color_service(c), "weight": w} for c, w in sorted(weights.items())
+                if w > 0 and c in backends]
+    # an empty load balancer: Traefik answers 503 for every request sent to it
+    services[MAINTENANCE] = {"loadBalancer": {"servers": []}}
+    if weighted:
+        services[SERVICE] = {"weighted": {"services": weighted, "healthCheck": {}}}
+    target = MAINTENANCE if maintenance or not weighted else SERVICE
+    return {"http": {
+        "routers": {SERVICE: {"entryPoints": ["web"], "rule": "PathPrefix(`/`)", "service": target,
+                              "middlewares": ["retry"]}},
+        "middlewares": {"retry": {"retry": {"attempts": 3, "initialInterval": "50ms"}}},
+        "services": services,
+    }}
+
+
+def parse_dynamic(data: dict) -> tuple[dict[str, str], dict[str, int], bool]:
+    """Read (backends, weights, maintenance) back from a dynamic config written by us."""
+    services = (data.get("http") or {}).get("services") or {}
+    backends = {}
+    for name, body in services.items():
+        if name.startswith(SERVICE + "-") and name != MAINTENANCE:
+            servers = (body.get("loadBalancer") or {}).get("servers") or []
+            if servers:
+                backends[name[len(SERVICE) + 1:]] = servers[0]["url"]
+    main = services.get(SERVICE) or {}
+    weights = {e["name"][len(SERVICE) + 1:]: int(e["weight"])
+               for e in (main.get("weighted") or {}).get("services", [])}
+    router = ((data.get("http") or {}).get("routers") or {}).get(SERVICE) or {}
+    maintenance = router.get("service") == MAINTENANCE and bool(weights)
+    return backends, weights, maintenance
+
+
+def write_atomic(path: Path, data: dict) -> None:
+    """Temp file in the same folder, fsync, os.replace: Traefik never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".yml.partial")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            yaml.safe_dump(data, handle, sort_keys=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_dynamic(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def live_weights(api: str, timeout: float = 1.0) -> dict[str, int] | None:
+    """The weights Traefik is serving right now, from its API (None if it does not answer)."""
+    import httpx
+
+    try:
+        resp = httpx.get(f"http://{api}/api/http/services/{SERVICE}@file", timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    if resp.status_code == 404:
+        return {}
+    if resp.status_code != 200:
+        return None
+    body = resp.json()
+    weighted = body.get("weighted")
+    if not weighted:
+        return {}
+    weights = {}
+    for entry in weighted.get("services", []):
+        name = entry.get("name", "").split("@")[0]
+        if name.startswith(SERVICE + "-"):
+            weights[name[len(SERVICE) + 1:]] = int(entry.get("weight", 0))
+    return weights
+
+
+def wait_for_weights(api: str, expected: dict[str, int], timeout: float) -> float:
+    """Poll the API until it serves `expected` (zero weights omitted); seconds it took."""
+    want = {c: w for c, w in expected.items() if w > 0}
+    start = time.monotonic()
+    while True:
+        live = live_weights(api)
+        if live is not None and live == want:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise OperationFailed(f"router did not apply weights {json.dumps(want)} within {timeout:.0f}s "
+                                  f"(it serves {json.dumps(live)})")
+        time.sleep(0.01)
+
+
+def router_ready(api: str, timeout: float = 1.0) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"http://{api}/ping", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
