@@ -1,0 +1,157 @@
+"""The migration runner: applies the service's versioned SQL files (NNNN_name.sql) in order.
+
+Each file runs in its own transaction, under `SET LOCAL ROLE <app_user>` when given so the app
+user owns what it creates, and is recorded in schema_migrations(version, name, applied_at).
+A transaction-level advisory lock keeps two runners from applying the same file twice.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ragops.errors import OperationFailed
+from ragops.secrets import redact
+
+MIGRATION_FILE = re.compile(r"^(\d+)_[\w\-]+\.sql$")
+BREAKING_MARK = "-- ragops: breaking"
+BREAKING_SCAN_LINES = 5
+LOCK_KEY = 7_265_616_730   # pg_advisory_lock key shared by every ragops migration runner
+
+Progress = Callable[[str], None]
+
+
+def default_migrations_dir() -> Path:
+    """The bundled service's migrations (service/migrations next to the ragops package)."""
+    return Path(__file__).resolve().parents[2] / "service" / "migrations"
+
+
+def migration_files(migrations_dir: Path) -> list[tuple[int, str, Path]]:
+    """(version, file name, path) for every migration, in version order."""
+    migrations_dir = Path(migrations_dir)
+    if not migrations_dir.is_dir():
+        raise OperationFailed(f"migrations directory not found: {migrations_dir}")
+    found: dict[int, Path] = {}
+    for path in migrations_dir.glob("*.sql"):
+        match = MIGRATION_FILE.match(path.name)
+        if not match:
+            raise OperationFailed(f"{path.name}: migration files must be named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise OperationFailed(f"{path.name}: version {version} is also used by {found[version].name}")
+        found[version] = path
+    return [(v, found[v].name, found[v]) for v in sorted(found)]
+
+
+def latest_version(migrations_dir: Path) -> int:
+    """The highest version shipped in migrations_dir (0 when there are none)."""
+    files = migration_files(migrations_dir)
+    return files[-1][0] if files else 0
+
+
+def breaking_migrations(names: Iterable[str | Path], migrations_dir: Path | None = None) -> list[str]:
+    """The migrations (file names, or paths) marked `-- ragops: breaking` in their first lines:
+    the running version cannot work with the schema they produce."""
+    base = Path(migrations_dir) if migrations_dir else default_migrations_dir()
+    breaking = []
+    for name in names:
+        path = Path(name)
+        if len(path.parts) == 1:   # a bare file name, as pending_migrations returns
+            path = base / path
+        try:
+            with path.open(encoding="utf-8") as handle:
+                head = [handle.readline() for _ in range(BREAKING_SCAN_LINES)]
+        except OSError as exc:
+            raise OperationFailed(f"cannot read migration {path}: {exc.strerror}") from None
+        if any(line.strip().lower().startswith(BREAKING_MARK) for line in head):
+            breaking.append(path.name)
+    return breaking
+
+
+def _connect(dsn: str):
+    import psycopg
+
+    try:
+        return psycopg.connect(dsn, autocommit=True)
+    except psycopg.Error as exc:
+        raise OperationFailed(f"cannot connect to the database: {_message(exc)}") from None
+
+
+def _message(exc: BaseException) -> str:
+    """PostgreSQL's one-line message, with any password removed."""
+    lines = str(exc).strip().splitlines()
+    return redact(lines[0] if lines else type(exc).__name__)
+
+
+def _applied_versions(conn) -> set[int]:
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+        return set()
+    return {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+
+
+def pending_migrations(dsn: str, migrations_dir: Path) -> list[str]:
+    """The file names not yet recorded in schema_migrations, in the order they would run."""
+    files = migration_files(migrations_dir)
+    conn = _connect(dsn)
+    try:
+        applied = _applied_versions(conn)
+    finally:
+        conn.close()
+    return [name for version, name, _ in files if version not in applied]
+
+
+def apply_migrations(dsn: str, migrations_dir: Path, app_user: str | None = None,
+                     progress: Progress | None = None) -> list[str]:
+    """Apply the pending migrations; returns the file names applied (empty when up to date).
+
+    `dsn` is a superuser conninfo for the service's database: it creates the `vector` extension
+    when the server has it, which needs superuser rights.
+    """
+    import psycopg
+    from psycopg import sql
+
+    report = progress or (lambda message: None)
+    files = migration_files(migrations_dir)
+    role = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app_user)) if app_user else None
+    conn = _connect(dsn)
+    applied_now: list[str] = []
+    try:
+        try:
+            available = conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone() is not None
+            if available:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            else:
+                report("pgvector is not available: chunks use the portable real[] embedding column")
+            with conn.transaction():
+                if role:
+                    conn.execute(role)
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                             "version int PRIMARY KEY, name text NOT NULL, "
+                             "applied_at timestamptz NOT NULL DEFAULT now())")
+        except psycopg.Error as exc:
+            raise OperationFailed(f"cannot prepare migrations: {_message(exc)}") from None
+
+        for version, name, path in files:
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+                    # checked under the lock: another runner may have applied it meanwhile
+                    done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s",
+                                        (version,)).fetchone()
+                    if done:
+                        continue
+                    report(f"applying {name}")
+                    if role:
+                        conn.execute(role)
+                    conn.execute(path.read_text(encoding="utf-8"))
+                    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                                 (version, name))
+            except psycopg.Error as exc:
+                raise OperationFailed(f"migration {name} failed: {_message(exc)}") from None
+            applied_now.append(name)
+    finally:
+        conn.close()
+    if not applied_now:
+        report("schema is up to date")
+    return applied_now

@@ -1,0 +1,1 @@
+"""The bundled RAG service: a FastAPI API, an ingestion worker, PostgreSQL storage."""

@@ -1,0 +1,187 @@
+"""The HTTP API. Database work is blocking psycopg, run in Starlette's thread pool."""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+
+from ragservice import db, metrics, text
+from ragservice.config import Settings
+from ragservice.middleware import ApiAuth, Faults, Observe
+
+log = logging.getLogger("ragservice")
+settings = Settings.from_env()
+pool = db.Pool(settings.database_url, size=settings.pool_size)
+EXPECTED_SCHEMA = db.latest_migration(settings.migrations_dir)
+
+
+@asynccontextmanager
+async def lifespan(_app):
+    metrics.BUILD_INFO.labels(settings.version, settings.color).set(1)
+    log.info("ragservice %s (%s) starting; expects schema version %s",
+             settings.version, settings.color, EXPECTED_SCHEMA)
+    yield
+    pool.close()
+
+
+app = FastAPI(title="ragservice", version=settings.version, lifespan=lifespan,
+              docs_url=None, redoc_url=None)   # no docs UI: the CSP forbids its scripts anyway
+
+# add_middleware prepends: the last one added is the outermost
+app.add_middleware(ApiAuth, api_keys=settings.api_keys, rate_limit_per_minute=settings.rate_limit_per_minute)
+app.add_middleware(Faults, error_rate=settings.fault_error_rate, latency_ms=settings.fault_latency_ms)
+if settings.cors_origins:
+    app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                       allow_methods=["GET", "POST", "DELETE"], allow_headers=["X-API-Key", "Content-Type"],
+                       expose_headers=["X-RAG-Version", "X-RAG-Color", "Retry-After"], max_age=600)
+app.add_middleware(Observe, fastapi_app=app, version=settings.version, color=settings.color)
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+@app.exception_handler(db.DatabaseUnavailable)
+async def database_unavailable(_request, exc):
+    return error(503, f"database unavailable: {exc}")
+
+
+@app.exception_handler(HTTPException)
+async def http_error(_request, exc):
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+@app.exception_handler(RequestValidationError)
+async def invalid_request(_request, exc):
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return error(422, f"{where or 'body'}: {first.get('msg', 'invalid request')}")
+
+
+# --- public endpoints --------------------------------------------------------------------------
+
+@app.get("/healthz")
+async def healthz():
+    return {"status": "ok"}
+
+
+@app.get("/readyz")
+async def readyz():
+    if settings.fault_readiness_fail:
+        return JSONResponse({"status": "not ready", "reason": "fault injection: RAG_FAULT_READINESS_FAIL=1"},
+                            status_code=503)
+    ready, reason, version = await run_in_threadpool(db.readiness, pool, EXPECTED_SCHEMA)
+    body = {"status": "ready" if ready else "not ready", "reason": reason,
+            "schema_version": version, "expected_schema_version": EXPECTED_SCHEMA}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@app.get("/version")
+async def version():
+    def current_schema():
+        try:
+            with pool.connection() as conn:
+                return db.schema_version(conn)
+        except Exception:  # noqa: BLE001 - the version endpoint must answer without a database
+            return None
+
+    return {"version": settings.version, "color": settings.color,
+            "schema_version": await run_in_threadpool(current_schema)}
+
+
+@app.get("/metrics")
+async def prometheus_metrics():
+    return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+# --- the API (X-API-Key required, see middleware.ApiAuth) --------------------------------------
+
+class QueryIn(BaseModel):
+    query: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(5, ge=1, le=50)
+
+
+def _parse_document(raw: bytes, content_type: str, title_param: str | None) -> tuple[str, str, dict]:
+    """(title, content, metadata) from a JSON or plain-text body; HTTPException when invalid."""
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise HTTPException(400, "body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise HTTPException(400, 'expected a JSON object {"title", "content", "metadata"}')
+        content, title, metadata = body.get("content"), body.get("title"), body.get("metadata") or {}
+        if not isinstance(content, str):
+            raise HTTPException(422, "content: expected a string")
+        if title is not None and not isinstance(title, str):
+            raise HTTPException(422, "title: expected a string")
+        if not isinstance(metadata, dict):
+            raise HTTPException(422, "metadata: expected an object")
+    else:
+        try:
+            content = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPException(400, "body is not UTF-8 text") from None
+        title, metadata = title_param, {}
+    if not content.strip():
+        raise HTTPException(422, "content: the document is empty")
+    if not title:
+        # untitled: its first line, shortened
+        title = content.strip().splitlines()[0][:80]
+    return title, content, metadata
+
+
+def _document_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise HTTPException(404, "document not found") from None
+
+
+@app.post("/api/v1/documents", status_code=201)
+async def create_document(request: Request, title: str | None = None):
+    queued = request.query_params.get("async", "").lower() in ("1", "true", "yes")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_document_bytes:
+        raise HTTPException(413, f"document larger than {settings.max_document_bytes} bytes")
+    raw = await request.body()
+    if len(raw) > settings.max_document_bytes:
+        raise HTTPException(413, f"document larger than {settings.max_document_bytes} bytes")
+    doc_title, content, metadata = _parse_document(raw, request.headers.get("content-type", ""), title)
+    created = await run_in_threadpool(db.create_document, pool, doc_title, content, metadata, queued)
+    metrics.DOCUMENTS_INGESTED.labels("async" if queued else "sync").inc()
+    if queued:
+        return JSONResponse({"id": created["id"], "status": "queued"}, status_code=202)
+    return created
+
+
+@app.get("/api/v1/documents/{id}")
+async def get_document(id: str):  # noqa: A002 - the route template names it {id}
+    document = await run_in_threadpool(db.get_document, pool, _document_id(id))
+    if document is None:
+        raise HTTPException(404, "document not found")
+    return document
+
+
+@app.delete("/api/v1/documents/{id}", status_code=204)
+async def delete_document(id: str):  # noqa: A002
+    if not await run_in_threadpool(db.delete_document, pool, _document_id(id)):
+        raise HTTPException(404, "document not found")
+    return Response(status_code=204)
+
+
+@app.post("/api/v1/query")
+async def query(body: QueryIn):
+    results = await run_in_threadpool(db.search, pool, body.query, body.top_k)
+    return {"query": body.query, "results": results,
+            "answer": text.answer(body.query, [r["content"] for r in results if r["score"] > 0])}

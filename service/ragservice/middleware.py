@@ -1,0 +1,163 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and breaks graceful streaming).
+
+Outermost first: Observe (metrics, version and security headers, last-resort 500) -> CORS ->
+Faults (injected errors and latency) -> ApiAuth (X-API-Key and per-key rate limit) -> routes.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import random
+import threading
+import time
+
+from starlette.routing import Match
+
+from ragservice import metrics
+
+log = logging.getLogger("ragservice")
+
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")   # never slowed or failed by fault injection
+SECURITY_HEADERS = [
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+async def send_json(send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def route_template(app, scope) -> str:
+    """The matching route's path template (/api/v1/documents/{id}), so labels stay bounded."""
+    partial = None
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return route.path
+        if match == Match.PARTIAL and partial is None:
+            partial = route.path    # path matched, method did not (405)
+    return partial or "unmatched"
+
+
+class Observe:
+    def __init__(self, app, fastapi_app, version: str, color: str):
+        self.app = app
+        self.fastapi_app = fastapi_app
+        self.extra = [(b"x-rag-version", version.encode()), (b"x-rag-color", color.encode()), *SECURITY_HEADERS]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        route = route_template(self.fastapi_app, scope)
+        counted = route != "/metrics"
+        state = {"status": 500, "started": False}
+        began = time.perf_counter()
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                state["status"], state["started"] = message["status"], True
+                message = {**message, "headers": [*message.get("headers", []), *self.extra]}
+            await send(message)
+
+        if counted:
+            metrics.IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:  # noqa: BLE001 - answered as a one-line 500, logged with its traceback
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            state["status"] = 500
+            if not state["started"]:
+                await send_with_headers({"type": "http.response.start", "status": 500,
+                                         "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": b'{"error": "internal error"}'})
+        finally:
+            if counted:
+                metrics.IN_FLIGHT.dec()
+            metrics.REQUESTS.labels(scope["method"], route, str(state["status"])).inc()
+            metrics.DURATION.labels(route).observe(time.perf_counter() - began)
+
+
+class Faults:
+    """Fault injection for drills: a share of requests fail with 500, all are slowed."""
+
+    def __init__(self, app, error_rate: float, latency_ms: float):
+        self.app = app
+        self.error_rate = error_rate
+        self.latency = latency_ms / 1000.0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            return await self.app(scope, receive, send)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        if self.error_rate > 0 and random.random() < self.error_rate:
+            return await send_json(send, 500, {"error": "injected fault (RAG_FAULT_ERROR_RATE)"})
+        await self.app(scope, receive, send)
+
+
+class RateLimiter:
+    """A token bucket per API key: `per_minute` requests a minute, bursts up to the same."""
+
+    def __init__(self, per_minute: float):
+        self.capacity = per_minute
+        self.rate = per_minute / 60.0
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str) -> float:
+        """0 when allowed, else the seconds until a request would be."""
+        if self.capacity <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key_id, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[key_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key_id] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+class ApiAuth:
+    """/api/* needs a valid X-API-Key (compared in constant time), then passes the rate limit."""
+
+    def __init__(self, app, api_keys: tuple[str, ...], rate_limit_per_minute: float):
+        self.app = app
+        self.keys = [k.encode() for k in api_keys]
+        self.limiter = RateLimiter(rate_limit_per_minute)
+        if not self.keys:
+            log.warning("RAG_API_KEYS is empty: every /api request will be refused")
+
+    def _key_id(self, presented: bytes) -> str | None:
+        found = None
+        for index, key in enumerate(self.keys):   # check every key: timing says nothing
+            if hmac.compare_digest(presented, key):
+                found = str(index)
+        return found
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            return await self.app(scope, receive, send)
+        presented = next((v for k, v in scope["headers"] if k == b"x-api-key"), None)
+        key_id = self._key_id(presented) if presented else None
+        if key_id is None:
+            reason = "missing X-API-Key header" if presented is None else "invalid API key"
+            return await send_json(send, 401, {"error": reason}, [(b"www-authenticate", b"ApiKey")])
+        wait = self.limiter.take(key_id)
+        if wait > 0:
+            return await send_json(send, 429, {"error": "rate limit exceeded"},
+                                   [(b"retry-after", str(max(1, math.ceil(wait))).encode())])
+        await self.app(scope, receive, send)
+

@@ -1,0 +1,37 @@
+"""`python -m ragservice.serve --host H --port P`: uvicorn in-process, one process.
+
+On SIGTERM uvicorn stops accepting, lets in-flight requests finish for up to
+RAG_GRACEFUL_TIMEOUT seconds (default 30), then exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import uvicorn
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ragservice.serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--log-level", default=os.environ.get("RAG_LOG_LEVEL", "info"))
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ragservice.app import app, settings   # after logging, so start-up messages show
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, workers=1, log_level=args.log_level,
+                            timeout_graceful_shutdown=settings.graceful_timeout, server_header=False,
+                            access_log=os.environ.get("RAG_ACCESS_LOG", "1") != "0", lifespan="on")
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn reports a failed start-up (port taken, lifespan error) by not having started
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
