@@ -96,8 +96,10 @@ def run_pg(args: list[str], *, env: dict | None = None, check: bool = True, time
     full_env = {**os.environ, **(env or {})}
     user = server_user()
     try:
-        proc = subprocess.run(args, env=full_env, user=user, capture_output=True, text=True,
-                              timeout=timeout, input=input, cwd="/")
+        # the server account's own group too: with gid 0 kept, a root-owned 0701 parent denies traversal
+        group = pwd.getpwnam(user).pw_gid if user else None
+        proc = subprocess.run(args, env=full_env, user=user, group=group, extra_groups=[] if user else None,
+                              capture_output=True, text=True, timeout=timeout, input=input, cwd="/")
     except subprocess.TimeoutExpired:
         raise OperationFailed(f"{Path(args[0]).name} did not finish within {timeout:.0f}s") from None
     if check and proc.returncode != 0:
