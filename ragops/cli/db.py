@@ -1,0 +1,201 @@
+"""`ragops db status|promote|switchover|rejoin|fence|sync|migrate`."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+db_app = typer.Typer(help="PostgreSQL topology: status, promotion, switchover, rejoin, migrations.",
+                     no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")
+
+
+def _fmt(value, unit: str = "") -> str:
+    return "-" if value is None else f"{value}{unit}"
+
+
+def _render_status(data: dict):
+    from rich.table import Table
+
+    table = Table(title=f"database topology (primary: {data['primary'] or 'none'})", title_justify="left")
+    for col in ("node", "address", "role", "TL", "current/received", "replayed", "lag", "sync", "slots"):
+        table.add_column(col)
+    for n in data["nodes"]:
+        role = n["role"] + (" (fenced)" if n["fenced"] else "") + (
+            " streaming" if n["streaming"] else " not streaming" if n["role"] == "replica" else "")
+        lag = "-" if n["lag_bytes"] is None and n["lag_seconds"] is None else \
+            f"{_fmt(n['lag_bytes'], ' B')} / {_fmt(round(n['lag_seconds'], 2) if n['lag_seconds'] is not None else None, ' s')}"
+        slots = ", ".join(f"{s['name']}{'*' if s['active'] else ''}" for s in n["slots"]) or "-"
+        table.add_row(n["name"], f"{n['host']}:{n['port']}", role if n["reachable"] else f"unreachable: {n['error']}",
+                      _fmt(n["timeline"]), _fmt(n["current_lsn"] or n["received_lsn"]), _fmt(n["replayed_lsn"]),
+                      lag, _fmt(n["sync_state"]), slots)
+    return table
+
+
+@db_app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Every node: role, timeline, WAL positions, lag in bytes and seconds, slots, sync state.
+
+    Example: ragops db status --output json
+    """
+    env = ctx.obj
+    from ragops.db.replication import primary_status, read_topology, topology
+
+    statuses = topology(env.config)
+    live = primary_status(statuses)
+    data = {"primary": live.name if live else None, "nodes": [s.to_dict() for s in statuses],
+            "journal": {k: v for k, v in read_topology(env.config).items() if k != "history"}}
+    env.emit(data, _render_status)
+
+
+def _render_promote(result) -> str:
+    lines = [f"{result.node} is the primary now (timeline {result.timeline}, {result.seconds:.1f}s)"]
+    for step in result.steps:
+        lines.append(f"  {step['at']}  {step['step']}{': ' + step['detail'] if step['detail'] else ''}")
+    if result.previous_primary:
+        lines.append(f"next: ragops db rejoin {result.previous_primary}   (turn the old primary into a replica)")
+    return "\n".join(lines)
+
+
+@db_app.command("promote")
+def promote_cmd(
+    ctx: typer.Context,
+    node: str = typer.Argument(..., help="The replica to promote."),
+    max_lag: Optional[int] = typer.Option(None, "--max-lag", help="Refuse when the replica lags more than BYTES."),
+    force: bool = typer.Option(False, "--force", help="Promote even when the lag is above --max-lag."),
+    confirm_down: bool = typer.Option(False, "--confirm-down", help="The old primary is unreachable and I confirm it is down."),
+    fence: bool = typer.Option(True, "--fence/--no-fence", help="Fence the old primary (default), or only check that it is fenced."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would happen; change nothing."),
+) -> None:
+    """Fence the old primary, promote NODE (pg_promote), make a test write, record the topology.
+
+    Example: ragops db promote replica1 --max-lag 1048576 --yes
+    """
+    env = ctx.obj
+    from ragops.db.replication import promote, topology
+
+    if dry_run:
+        statuses = topology(env.config)
+        target = next((s for s in statuses if s.name == node), None)
+        others = [s for s in statuses if s.name != node and s.role != "replica"]
+        plan = {"node": node, "role": target.role if target else "unknown",
+                "lag_bytes": target.lag_bytes if target else None,
+                "steps": [*(f"fence {s.name} ({'stop the server' if s.managed and s.running else 'read-only + end sessions' if s.reachable else 'unreachable: needs --confirm-down unless verified down'})" for s in others),
+                          f"SELECT pg_promote(wait => true) on {node}", f"test write into ragops_heartbeat on {node}",
+                          "record topology.json"]}
+        env.emit(plan, lambda d: "plan:\n" + "\n".join(f"  {i + 1}. {s}" for i, s in enumerate(d["steps"])))
+        return
+    env.confirm(f"Fence the old primary and promote {node}?")
+    result = promote(env.config, node, max_lag=max_lag, force=force, confirm_down=confirm_down, fence_old=fence,
+                     progress=env.progress("promote"))
+    env.emit(result, _render_promote)
+
+
+@db_app.command("switchover")
+def switchover_cmd(
+    ctx: typer.Context,
+    node: str = typer.Argument(..., help="The replica that becomes the primary."),
+    rejoin_old: bool = typer.Option(False, "--rejoin", help="Afterwards turn the old primary into a replica of NODE."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for NODE to replay everything."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the steps; change nothing."),
+) -> None:
+    """Planned promotion with zero data loss: stop writes, wait for full replay, promote.
+
+    Example: ragops db switchover replica1 --rejoin --yes
+    """
+    env = ctx.obj
+    from ragops.db.replication import switchover
+
+    if dry_run:
+        steps = ["stop writes on the primary (read-only, end client sessions; local: clean shutdown)",
+                 f"wait until {node} replayed the primary's final WAL position", f"promote {node} + test write"]
+        if rejoin_old:
+            steps.append(f"rejoin the old primary as a replica of {node} (pg_rewind)")
+        env.emit({"node": node, "steps": steps},
+                 lambda d: "plan:\n" + "\n".join(f"  {i + 1}. {s}" for i, s in enumerate(d["steps"])))
+        return
+    env.confirm(f"Switch the primary over to {node} (writes stop briefly)?")
+    result = switchover(env.config, node, timeout=timeout, rejoin_old=rejoin_old, progress=env.progress("switchover"))
+    env.emit(result, lambda r: (f"switched over from {r.previous_primary} to {r.node} in {r.seconds:.1f}s: "
+                                f"replayed {r.replayed_lsn} >= final {r.final_lsn}, 0 rows lost"
+                                + ("" if r.rejoined else f"\nnext: ragops db rejoin {r.previous_primary}")))
+
+
+@db_app.command("rejoin")
+def rejoin_cmd(
+    ctx: typer.Context,
+    node: str = typer.Argument(..., help="The former primary (or any node) to make a replica of the current primary."),
+    no_fallback: bool = typer.Option(False, "--no-fallback", help="Fail instead of re-cloning when pg_rewind fails."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the steps; change nothing."),
+) -> None:
+    """Turn NODE into a streaming replica of the current primary with pg_rewind (local platform).
+
+    Example: ragops db rejoin primary --yes
+    """
+    env = ctx.obj
+    from ragops.db.replication import rejoin
+
+    if dry_run:
+        steps = [f"stop {node} if it runs", "crash recovery in single-user mode if it was not shut down cleanly",
+                 "pg_rewind --source-server <current primary>", "standby.signal + primary_conninfo + slot",
+                 f"start {node} and wait until it streams"]
+        env.emit({"node": node, "steps": steps},
+                 lambda d: "plan:\n" + "\n".join(f"  {i + 1}. {s}" for i, s in enumerate(d["steps"])))
+        return
+    env.confirm(f"Rewind {node} (its writes not on the current primary are discarded) and make it a replica?")
+    result = rejoin(env.config, node, fallback_basebackup=not no_fallback, progress=env.progress("rejoin"))
+    env.emit(result, lambda r: f"{r.node} streams from {r.primary} (method: {r.method}, slot {r.slot}, "
+                               f"lag {_fmt(r.lag_bytes, ' B')}, {r.seconds:.1f}s)")
+
+
+@db_app.command("fence")
+def fence_cmd(
+    ctx: typer.Context,
+    node: str = typer.Argument(..., help="The node that must stop accepting writes."),
+    confirm_down: bool = typer.Option(False, "--confirm-down", help="It is unreachable and I confirm it is down."),
+) -> None:
+    """Make NODE refuse writes: stop it (local platform) or set it read-only and end its sessions.
+
+    Example: ragops db fence primary --yes
+    """
+    env = ctx.obj
+    from ragops.db.replication import fence
+
+    env.confirm(f"Fence {node} (no more writes on it)?")
+    result = fence(env.config, node, confirm_down=confirm_down, progress=env.progress("fence"))
+    env.emit(result, lambda r: f"{r.node}: {r.method} ({r.detail})")
+
+
+@db_app.command("sync")
+def sync_cmd(ctx: typer.Context) -> None:
+    """Apply `database.synchronous` to the current primary (synchronous_standby_names).
+
+    Example: ragops db sync
+    """
+    env = ctx.obj
+    from ragops.db.replication import configure_sync
+
+    result = configure_sync(env.config, progress=env.progress("sync"))
+    env.emit(result, lambda r: f"{r.primary}: synchronous_standby_names = '{r.synchronous_standby_names}'")
+
+
+@db_app.command("migrate")
+def migrate_cmd(ctx: typer.Context) -> None:
+    """Apply the service's SQL migrations to the current primary.
+
+    Example: ragops db migrate --output json
+    """
+    env = ctx.obj
+    config = env.config
+    from ragops.db.connect import node_dsn
+    from ragops.db.migrate import apply_migrations
+    from ragops.db.replication import current_primary
+
+    primary = current_primary(config)
+    dsn = node_dsn(config, primary, dbname=config.database.name)
+    migrations_dir = config.resolve_path(config.service.path) / "migrations"
+    result = apply_migrations(dsn, migrations_dir, app_user=config.database.user, progress=env.progress("migrate"))
+    env.emit(result, lambda r: f"migrations applied on {primary.name}: {r}")

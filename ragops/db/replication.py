@@ -1,0 +1,785 @@
+"""Streaming replication: topology, fencing, promotion, switchover, rejoin, synchronous mode.
+
+Which node is the primary changes over time. ragops.yaml names the *initial* primary; the truth is
+`pg_is_in_recovery()` on each node. The last promotion is journalled in <state_dir>/topology.json
+(a cache for when nodes are unreachable, never the only copy).
+
+On the local platform every node is a managed server under <state_dir>/db/<name> (pgctl), so
+fencing can stop a server and rejoin can run pg_rewind on its data directory. On other platforms
+ragops only has SQL: fencing makes the old primary refuse writes, and rejoin is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from ragops.config import Config, DbNode
+from ragops.db.connect import all_nodes, db_password, find_node, node_dsn
+from ragops.errors import GateFailed, OperationFailed, UsageError
+from ragops.secrets import redact
+
+Progress = Callable[[str], None] | None
+
+ADMIN_DB = "postgres"          # ragops' own bookkeeping lives in the always-present database
+HEARTBEAT_TABLE = "ragops_heartbeat"
+
+
+def _say(progress: Progress, message: str) -> None:
+    if progress:
+        progress(redact(message))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# ---- LSN arithmetic --------------------------------------------------------------------------
+
+def lsn_to_int(lsn: str | None) -> int | None:
+    if not lsn:
+        return None
+    high, _, low = str(lsn).partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def int_to_lsn(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+# ---- topology ----------------------------------------------------------------------------------
+
+@dataclass
+class NodeStatus:
+    name: str
+    host: str
+    port: int
+    role: str                          # primary | replica | unreachable
+    reachable: bool = False
+    timeline: int | None = None
+    current_lsn: str | None = None     # primary: pg_current_wal_lsn()
+    received_lsn: str | None = None    # replica: flushed from the stream
+    replayed_lsn: str | None = None    # replica: applied
+    lag_bytes: int | None = None       # replica: primary's current LSN - replayed LSN
+    lag_seconds: float | None = None   # replica: now() - last replayed commit, 0 when caught up
+    upstream: str | None = None        # replica: the node (or host:port) it streams from
+    streaming: bool | None = None      # replica: WAL receiver status is "streaming"
+    sync_state: str | None = None      # replica: async | sync | potential | quorum (from the primary)
+    read_only: bool | None = None      # primary: default_transaction_read_only (fenced by SQL)
+    synchronous_standby_names: str | None = None
+    slots: list[dict] = field(default_factory=list)
+    replicas: list[dict] = field(default_factory=list)   # primary: pg_stat_replication rows
+    managed: bool = False              # a local data directory ragops controls
+    running: bool | None = None        # managed: postmaster alive
+    error: str | None = None
+
+    @property
+    def fenced(self) -> bool:
+        return self.role == "primary" and bool(self.read_only)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["fenced"] = self.fenced
+        return data
+
+
+def _connect(config: Config, node: DbNode, timeout: int = 3):
+    import psycopg
+
+    return psycopg.connect(node_dsn(config, node, dbname=ADMIN_DB, connect_timeout=timeout), autocommit=True)
+
+
+def _managed(config: Config, name: str):
+    """The local managed server for `name`, or None when this platform has no local data dirs."""
+    if config.env.platform != "local" or config.database.dsn:
+        return None
+    from ragops.db import pgctl
+
+    node = pgctl.managed_node(config, name)
+    return node if node.initialized else None
+
+
+def _probe(config: Config, node: DbNode) -> NodeStatus:
+    status = NodeStatus(name=node.name, host=node.host, port=node.port, role="unreachable")
+    managed = _managed(config, node.name)
+    if managed is not None:
+        status.managed = True
+        status.running = managed.running()
+    try:
+        conn = _connect(config, node)
+    except Exception as exc:  # noqa: BLE001 - an unreachable node is data, not an error
+        status.error = redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
+        return status
+    with conn:
+        cur = conn.cursor()
+        status.reachable = True
+        cur.execute("SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only'), "
+                    "current_setting('synchronous_standby_names')")
+        in_recovery, read_only, sync_names = cur.fetchone()
+        status.synchronous_standby_names = sync_names or None
+        cur.execute("SELECT slot_name, slot_type, active, restart_lsn::text FROM pg_replication_slots ORDER BY 1")
+        status.slots = [{"name": r[0], "type": r[1], "active": r[2], "restart_lsn": r[3]} for r in cur.fetchall()]
+        if in_recovery:
+            status.role = "replica"
+            cur.execute("SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
+                        "CASE WHEN pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() "
+                        "THEN 0 ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END, "
+                        "(SELECT timeline_id FROM pg_control_checkpoint())")
+            status.received_lsn, status.replayed_lsn, lag_s, status.timeline = cur.fetchone()
+            status.lag_seconds = float(lag_s) if lag_s is not None else None
+            cur.execute("SELECT status, received_tli, sender_host, sender_port, slot_name FROM pg_stat_wal_receiver")
+            row = cur.fetchone()
+            if row:
+                status.streaming = row[0] == "streaming"
+                status.timeline = row[1] or status.timeline
+                status.upstream = _node_name_at(config, row[2], row[3]) or f"{row[2]}:{row[3]}"
+                status.slots = status.slots  # the replica's own slots
+                status._slot = row[4]  # type: ignore[attr-defined]
+            else:
+                status.streaming = False
+                cur.execute("SELECT current_setting('primary_conninfo')")
+                conninfo = cur.fetchone()[0] or ""
+                host = re.search(r"host=(\S+)", conninfo)
+                port = re.search(r"port=(\d+)", conninfo)
+                if host and port:
+                    status.upstream = _node_name_at(config, host.group(1), int(port.group(1))) \
+                        or f"{host.group(1)}:{port.group(1)}"
+        else:
+            status.role = "primary"
+            status.read_only = read_only == "on"
+            cur.execute("SELECT pg_current_wal_lsn()::text, "
+                        "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")
+            status.current_lsn, status.timeline = cur.fetchone()
+            cur.execute("SELECT r.application_name, r.client_addr::text, r.state, r.sync_state, "
+                        "r.sent_lsn::text, r.flush_lsn::text, r.replay_lsn::text, "
+                        "EXTRACT(EPOCH FROM r.replay_lag), s.slot_name "
+                        "FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid")
+            status.replicas = [{"application_name": r[0], "client_addr": r[1], "state": r[2], "sync_state": r[3],
+                                "sent_lsn": r[4], "flush_lsn": r[5], "replay_lsn": r[6],
+                                "replay_lag_seconds": float(r[7]) if r[7] is not None else None,
+                                "slot_name": r[8]} for r in cur.fetchall()]
+    return status
+
+
+def _node_name_at(config: Config, host: str | None, port: int | None) -> str | None:
+    for node in all_nodes(config):
+        if node.port == port and (node.host == host or {node.host, host} <= {"127.0.0.1", "localhost"}):
+            return node.name
+    return None
+
+
+def topology(config: Config) -> list[NodeStatus]:
+    """Every configured node as it really is right now."""
+    statuses = [_probe(config, node) for node in all_nodes(config)]
+    primaries = [s for s in statuses if s.role == "primary"]
+    for replica in (s for s in statuses if s.role == "replica"):
+        upstream = next((p for p in primaries if p.name == replica.upstream), None)
+        if upstream is None and len(primaries) == 1 and replica.upstream is None:
+            upstream = primaries[0]
+        if upstream is None:
+            continue
+        replayed = lsn_to_int(replica.replayed_lsn)
+        current = lsn_to_int(upstream.current_lsn)
+        if replayed is not None and current is not None:
+            replica.lag_bytes = max(0, current - replayed)
+        slot = getattr(replica, "_slot", None)
+        for row in upstream.replicas:
+            if (slot and row["slot_name"] == slot) or row["application_name"] == replica.name:
+                replica.sync_state = row["sync_state"]
+                break
+    return statuses
+
+
+def primary_status(statuses: list[NodeStatus]) -> NodeStatus | None:
+    """The node accepting writes: a reachable primary that is not fenced (None if none or several)."""
+    live = [s for s in statuses if s.role == "primary" and not s.fenced]
+    return live[0] if len(live) == 1 else None
+
+
+def current_primary(config: Config, statuses: list[NodeStatus] | None = None) -> DbNode:
+    """The node that is primary now: asked from the nodes, else the journal, else the config."""
+    statuses = statuses if statuses is not None else topology(config)
+    live = primary_status(statuses)
+    if live is not None:
+        return find_node(config, live.name)
+    primaries = [s for s in statuses if s.role == "primary"]
+    if len(primaries) > 1 and not all(p.fenced for p in primaries):
+        names = ", ".join(p.name for p in primaries)
+        raise OperationFailed(f"more than one node accepts writes ({names}): split brain",
+                              hint="fence all but one with `ragops db promote`/`db rejoin` before going on")
+    recorded = read_topology(config).get("primary")
+    if recorded:
+        try:
+            return find_node(config, recorded)
+        except Exception:  # noqa: BLE001 - a renamed node: fall back to the config
+            pass
+    return config.database.primary
+
+
+# ---- the journal: <state_dir>/topology.json ------------------------------------------------
+
+def topology_file(config: Config) -> Path:
+    return config.state_dir / "topology.json"
+
+
+def read_topology(config: Config) -> dict:
+    try:
+        return json.loads(topology_file(config).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record_topology(config: Config, *, primary: str, timeline: int | None, event: str, **extra) -> dict:
+    path = topology_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = read_topology(config)
+    entry = {"at": now_iso(), "event": event, "primary": primary, "timeline": timeline, **extra}
+    history = (data.get("history") or [])[-49:] + [entry]
+    data = {"primary": primary, "timeline": timeline, "updated_at": entry["at"], "event": event,
+            **extra, "history": history}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return data
+
+
+# ---- fencing -----------------------------------------------------------------------------------
+
+@dataclass
+class FenceResult:
+    node: str
+    method: str          # stopped | read-only | down-verified | down-confirmed | already-fenced
+    detail: str = ""
+    final_lsn: str | None = None
+
+
+def fence_sql(config: Config, node: DbNode, progress: Progress = None) -> str:
+    """Make a primary refuse writes: default_transaction_read_only=on, reload, end client sessions.
+    Returns its WAL position after the sessions ended."""
+    with _connect(config, node) as conn:
+        cur = conn.cursor()
+        cur.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        cur.execute("SELECT pg_reload_conf()")
+        time.sleep(0.2)  # the reload is a signal: give backends a moment to read it
+        cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")
+        ended = cur.fetchone()[0]
+        cur.execute("SELECT pg_current_wal_lsn()::text")
+        lsn = cur.fetchone()[0]
+    _say(progress, f"{node.name}: writes refused (default_transaction_read_only=on), {ended} session(s) ended")
+    return lsn
+
+
+def unfence_sql(config: Config, node: DbNode) -> None:
+    with _connect(config, node) as conn:
+        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        conn.execute("SELECT pg_reload_conf()")
+
+
+def fence(config: Config, name: str, *, confirm_down: bool = False, progress: Progress = None,
+          status: NodeStatus | None = None) -> FenceResult:
+    """Make sure `name` can no longer accept writes: stop it when it is a managed local server,
+    else make it refuse writes by SQL; an unreachable node needs `confirm_down`."""
+    node = find_node(config, name)
+    status = status or _probe(config, node)
+    managed = _managed(config, name)
+    if managed is not None:
+        if managed.running():
+            lsn = None
+            if status.reachable and status.role == "primary":
+                try:  # end client sessions first so a fast stop does not wait on anything
+                    lsn = fence_sql(config, node, progress)
+                except Exception:  # noqa: BLE001 - stopping is the real fence
+                    pass
+            _say(progress, f"{name}: stopping the server (pg_ctl stop -m fast)")
+            managed.stop(mode="fast", timeout=60)
+            return FenceResult(name, "stopped", "managed server stopped", final_lsn=lsn)
+        return FenceResult(name, "down-verified", "no postmaster process for its data directory")
+    if status.reachable:
+        if status.role == "replica":
+            return FenceResult(name, "already-fenced", "it is a replica (read-only)")
+        if status.fenced:
+            return FenceResult(name, "already-fenced", "default_transaction_read_only is on")
+        lsn = fence_sql(config, node, progress)
+        return FenceResult(name, "read-only", "default_transaction_read_only=on, sessions ended", final_lsn=lsn)
+    if not confirm_down:
+        raise OperationFailed(
+            f"old primary {name} ({node.host}:{node.port}) is unreachable and cannot be fenced from here",
+            hint="make sure it is really down (or cut it off from clients), then repeat with --confirm-down")
+    _say(progress, f"{name}: unreachable; proceeding because it was confirmed down")
+    return FenceResult(name, "down-confirmed", status.error or "unreachable")
+
+
+# ---- promotion ---------------------------------------------------------------------------------
+
+@dataclass
+class PromoteResult:
+    node: str
+    previous_primary: str | None
+    timeline: int | None
+    lsn: str | None
+    fenced: list[FenceResult]
+    lag_bytes_before: int | None
+    lag_seconds_before: float | None
+    test_write: dict
+    promoted_at: str
+    seconds: float
+    steps: list[dict] = field(default_factory=list)
+
+
+def _old_primaries(config: Config, target: NodeStatus, statuses: list[NodeStatus]) -> list[NodeStatus]:
+    """Every node that is or may be a primary other than the target: reachable primaries, plus the
+    target's upstream (or the journalled primary) when it cannot be reached."""
+    found = {s.name: s for s in statuses if s.name != target.name and s.role == "primary"}
+    candidates = []
+    if target.upstream and any(s.name == target.upstream for s in statuses):
+        candidates.append(target.upstream)
+    recorded = read_topology(config).get("primary")
+    if recorded:
+        candidates.append(recorded)
+    candidates.append(config.database.primary.name)
+    by_name = {s.name: s for s in statuses}
+    for name in candidates:
+        if name != target.name and name in by_name and by_name[name].role == "unreachable":
+            found.setdefault(name, by_name[name])
+            break
+    return list(found.values())
+
+
+def promote(config: Config, node: str, *, max_lag: int | None = None, force: bool = False,
+            confirm_down: bool = False, fence_old: bool = True, progress: Progress = None) -> PromoteResult:
+    """Promote replica `node` after fencing the old primary.
+
+    Refuses when `node` is not a reachable replica, when its lag is above `max_lag` bytes (unless
+    `force`), or when an old primary is alive and not fenced (`fence_old=False` only checks; the
+    default fences it: stops a managed local server, else makes it refuse writes). An unreachable
+    old primary needs `confirm_down` unless it is a managed local server with no process.
+    """
+    started = time.monotonic()
+    steps: list[dict] = []
+
+    def step(name: str, detail: str = "") -> None:
+        steps.append({"step": name, "at": now_iso(), "detail": detail})
+        _say(progress, f"{name}{': ' + detail if detail else ''}")
+
+    target_node = find_node(config, node)
+    statuses = topology(config)
+    target = next(s for s in statuses if s.name == node)
+    if not target.reachable:
+        raise OperationFailed(f"{node} is unreachable ({target.error}); cannot promote it")
+    if target.role != "replica":
+        raise UsageError(f"{node} is not a replica (it is {'a fenced ' if target.fenced else 'the '}primary); "
+                         f"nothing to promote")
+    lag_bytes, lag_seconds = target.lag_bytes, target.lag_seconds
+    if lag_bytes is None and target.received_lsn and target.replayed_lsn:  # upstream down: unapplied WAL only
+        lag_bytes = max(0, lsn_to_int(target.received_lsn) - lsn_to_int(target.replayed_lsn))
+    step("checked", f"{node} is a replica on timeline {target.timeline}, lag {lag_bytes} bytes / "
+                    f"{lag_seconds if lag_seconds is not None else '?'} s")
+    if max_lag is not None and lag_bytes is not None and lag_bytes > max_lag:
+        if not force:
+            raise GateFailed(f"{node} lags {lag_bytes} bytes behind, above the limit of {max_lag}",
+                             hint="wait for it to catch up (ragops db status), or accept the loss with --force")
+        step("lag limit overridden", f"{lag_bytes} > {max_lag} bytes (--force)")
+
+    old = _old_primaries(config, target, statuses)
+    fenced: list[FenceResult] = []
+    for status in old:
+        managed = _managed(config, status.name)
+        if status.fenced:
+            fenced.append(FenceResult(status.name, "already-fenced", "default_transaction_read_only is on"))
+            continue
+        if status.role == "unreachable" and managed is not None and not managed.running():
+            fenced.append(FenceResult(status.name, "down-verified", "no postmaster process for its data directory"))
+            continue
+        if status.role == "unreachable" and confirm_down:
+            fenced.append(FenceResult(status.name, "down-confirmed", status.error or "unreachable"))
+            continue
+        if not fence_old:
+            alive = "alive and accepts writes" if status.reachable else "unreachable (not confirmed down)"
+            raise OperationFailed(f"refusing to promote {node}: the old primary {status.name} is {alive}",
+                                  hint="fence it first (stop it, or let promote fence it), or confirm it is "
+                                       "down with --confirm-down")
+        fenced.append(fence(config, status.name, confirm_down=confirm_down, progress=progress, status=status))
+    for result in fenced:
+        step("fenced", f"{result.node}: {result.method} ({result.detail})")
+
+    with _connect(config, target_node, timeout=5) as conn:
+        cur = conn.cursor()
+        step("promoting", f"SELECT pg_promote(wait => true) on {node}")
+        cur.execute("SELECT pg_promote(wait => true, wait_seconds => 60)")
+        if not cur.fetchone()[0]:
+            raise OperationFailed(f"pg_promote on {node} did not finish within 60 s",
+                                  hint=f"the old primary is fenced; check {node}'s log, then retry "
+                                       f"`ragops db promote {node} --confirm-down`")
+        # a promoted node must not inherit a fence or wait for standbys that are not there
+        cur.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        cur.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        cur.execute("SELECT pg_reload_conf()")
+    step("promoted", f"{node} left recovery")
+    write = test_write(config, target_node, note=f"promoted {node}")
+    step("test write", f"row {write['id']} written on {node} in {write['seconds'] * 1000:.0f} ms")
+    after = _probe(config, target_node)
+    previous = old[0].name if old else None
+    record_topology(config, primary=node, timeline=after.timeline, event="promote", previous_primary=previous,
+                    fenced={f.node: f.method for f in fenced})
+    step("recorded", f"topology.json: primary={node} timeline={after.timeline}")
+    return PromoteResult(node=node, previous_primary=previous, timeline=after.timeline, lsn=after.current_lsn,
+                         fenced=fenced, lag_bytes_before=lag_bytes, lag_seconds_before=lag_seconds,
+                         test_write=write, promoted_at=now_iso(), seconds=round(time.monotonic() - started, 3),
+                         steps=steps)
+
+
+def test_write(config: Config, node: DbNode, note: str = "", timeout: float = 15.0) -> dict:
+    """Write one row into ragops_heartbeat on `node` (retrying while the un-fence reload lands)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    last = None
+    while True:
+        try:
+            with _connect(config, node) as conn:
+                cur = conn.cursor()
+                cur.execute("SET statement_timeout = '10s'")
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (id bigserial PRIMARY KEY, "
+                            "node text NOT NULL, note text, at timestamptz NOT NULL DEFAULT now())")
+                cur.execute(f"INSERT INTO {HEARTBEAT_TABLE} (node, note) VALUES (%s, %s) RETURNING id, at",
+                            (node.name, note))
+                row_id, at = cur.fetchone()
+                return {"node": node.name, "id": row_id, "at": at.isoformat(),
+                        "seconds": round(time.monotonic() - started, 3)}
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = exc
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"test write on {node.name} failed: {redact(str(exc).strip())}") from None
+            time.sleep(0.2)
+
+
+# ---- switchover ------------------------------------------------------------------------------
+
+@dataclass
+class SwitchoverResult:
+    node: str
+    previous_primary: str
+    final_lsn: str
+    replayed_lsn: str
+    rows_lost: int
+    promote: PromoteResult
+    rejoined: dict | None = None
+    seconds: float = 0.0
+
+
+def switchover(config: Config, node: str, *, timeout: float = 60.0, rejoin_old: bool = False,
+               progress: Progress = None) -> SwitchoverResult:
+    """Planned promotion with zero data loss: stop writes on the primary, wait until `node` has
+    replayed everything up to the primary's final WAL position, then promote it."""
+    started = time.monotonic()
+    statuses = topology(config)
+    target = next((s for s in statuses if s.name == node), None)
+    if target is None:
+        find_node(config, node)
+    if target.role != "replica" or not target.reachable:
+        raise UsageError(f"{node} is not a reachable replica ({target.role}); a switchover needs one")
+    old = primary_status(statuses)
+    if old is None:
+        raise OperationFailed("no reachable primary accepting writes: a switchover needs the old primary up",
+                              hint=f"for an unplanned failover use `ragops db promote {node}`")
+    old_node = find_node(config, old.name)
+    if not target.streaming:
+        raise OperationFailed(f"{node} is not streaming from {old.name}; it would not receive the final WAL")
+    _say(progress, f"stopping writes on {old.name}")
+    final = fence_sql(config, old_node, progress)
+    managed = _managed(config, old.name)
+    if managed is not None:
+        # a clean shutdown sends every WAL record, including the shutdown checkpoint, to the standbys
+        _say(progress, f"{old.name}: clean shutdown (pg_ctl stop -m fast)")
+        managed.stop(mode="fast")
+        control = controldata(config, old.name)
+        checkpoint = control.get("Latest checkpoint location")
+        if checkpoint:
+            final = int_to_lsn(lsn_to_int(checkpoint) + 1)   # past the shutdown checkpoint record
+    target_node = find_node(config, node)
+    _say(progress, f"waiting until {node} has replayed {final}")
+    deadline = time.monotonic() + timeout
+    replayed = None
+    while True:
+        with _connect(config, target_node) as conn:
+            replayed = conn.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()[0]
+        if managed is None:   # the fenced primary may still write WAL (checkpoints, hint bits)
+            try:
+                with _connect(config, old_node) as conn:
+                    final = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+            except Exception:  # noqa: BLE001
+                pass
+        if lsn_to_int(replayed) >= lsn_to_int(final):
+            break
+        if time.monotonic() > deadline:
+            raise OperationFailed(
+                f"{node} replayed only up to {replayed} of {final} within {timeout:.0f}s; not promoted",
+                hint=f"{old.name} is fenced (read-only{' and stopped' if managed else ''}). Either wait and run "
+                     f"`ragops db switchover {node}` again, or undo: start {old.name} and `ALTER SYSTEM RESET "
+                     f"default_transaction_read_only`")
+        time.sleep(0.1)
+    _say(progress, f"{node} replayed {replayed} (final {final}): promoting")
+    result = promote(config, node, fence_old=False, confirm_down=True, progress=progress)
+    rejoined = None
+    if rejoin_old and managed is not None:
+        rejoined = asdict(rejoin(config, old.name, progress=progress))
+    return SwitchoverResult(node=node, previous_primary=old.name, final_lsn=final, replayed_lsn=replayed,
+                            rows_lost=0, promote=result, rejoined=rejoined,
+                            seconds=round(time.monotonic() - started, 3))
+
+
+# ---- rejoin --------------------------------------------------------------------------------
+
+def slot_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", name.lower())[:63]
+
+
+def replica_conninfo(config: Config, primary_node: DbNode | str, replica_name: str, *,
+                     with_password: bool = True) -> str:
+    """primary_conninfo for `replica_name` streaming from `primary_node`; application_name is the
+    replica's node name so synchronous_standby_names can name it."""
+    primary = find_node(config, primary_node) if isinstance(primary_node, str) else primary_node
+    parts = [f"host={primary.host}", f"port={primary.port}", f"user={config.database.superuser}"]
+    if with_password:
+        parts.append(f"password={db_password(config)}")
+    parts += [f"application_name={replica_name}", "connect_timeout=5"]
+    return " ".join(parts)
+
+
+def controldata(config: Config, name: str) -> dict:
+    """pg_controldata of a managed node's data directory, as a dict."""
+    from ragops.db import pgctl
+
+    managed = _managed(config, name)
+    if managed is None:
+        raise OperationFailed(f"{name} has no local data directory")
+    proc = pgctl.run_pg([managed.pg("pg_controldata"), "-D", str(managed.data_dir)])
+    out = {}
+    for line in proc.stdout.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass
+class RejoinResult:
+    node: str
+    primary: str
+    method: str                  # pg_rewind | none (already following) | pg_basebackup
+    recovered_crash: bool
+    streaming: bool
+    slot: str
+    lag_bytes: int | None
+    seconds: float
+    detail: str = ""
+
+
+def _write_standby_config(managed, conninfo: str, slot: str) -> None:
+    import pwd
+
+    from ragops.db import pgctl
+
+    auto = managed.data_dir / "postgresql.auto.conf"
+    drop = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only", "synchronous_standby_names")
+    lines = [ln for ln in (auto.read_text().splitlines() if auto.exists() else [])
+             if not ln.split("=", 1)[0].strip() in drop]
+    escaped = conninfo.replace("'", "''")
+    lines += [f"primary_conninfo = '{escaped}'", f"primary_slot_name = '{slot}'"]
+    auto.write_text("\n".join(lines) + "\n")
+    (managed.data_dir / "recovery.signal").unlink(missing_ok=True)
+    signal = managed.data_dir / "standby.signal"
+    signal.touch()
+    user = pgctl.server_user()
+    if user:
+        entry = pwd.getpwnam(user)
+        for path in (auto, signal):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chmod(auto, 0o600)
+
+
+def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeout: float = 60.0,
+           progress: Progress = None) -> RejoinResult:
+    """Turn `node` (typically a former primary) into a streaming replica of the current primary:
+    stop it, finish crash recovery if it died, pg_rewind from the primary, standby.signal +
+    primary_conninfo + a slot on the primary, start, and wait until it streams."""
+    from ragops.db import pgctl
+
+    started = time.monotonic()
+    find_node(config, node)
+    managed = _managed(config, node)
+    if managed is None:
+        raise UsageError(f"rejoin needs {node}'s local data directory; the {config.env.platform} platform has none "
+                         f"here. Rebuild the replica with the platform's tooling (a fresh base backup)")
+    statuses = topology(config)
+    primary = primary_status(statuses)
+    if primary is None:
+        raise OperationFailed("no reachable primary accepting writes to rejoin to",
+                              hint="promote a replica first: ragops db promote NODE")
+    if primary.name == node:
+        raise UsageError(f"{node} is the current primary; promote another node before rejoining it")
+    primary_node = find_node(config, primary.name)
+    slot = slot_name(node)
+    conninfo = replica_conninfo(config, primary_node, node)
+    me = next(s for s in statuses if s.name == node)
+    with _connect(config, primary_node) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+        if not exists:
+            conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+            _say(progress, f"created replication slot {slot} on {primary.name}")
+
+    method, recovered = "pg_rewind", False
+    if managed.running():
+        _say(progress, f"{node}: stopping ({me.role})")
+        managed.stop(mode="fast")
+    state = controldata(config, node).get("Database cluster state", "")
+    if state not in ("shut down", "shut down in recovery"):
+        # crashed (kill -9): finish crash recovery in single-user mode so nobody can connect as to a primary
+        _say(progress, f"{node}: cluster state '{state}': running crash recovery in single-user mode")
+        (managed.data_dir / "standby.signal").unlink(missing_ok=True)
+        (managed.data_dir / "recovery.signal").unlink(missing_ok=True)
+        pgctl.run_pg([managed.pg("postgres"), "--single", "-D", str(managed.data_dir), "-c", "archive_mode=off",
+                      "postgres"], input="", timeout=300)
+        recovered = True
+    _say(progress, f"{node}: pg_rewind from {primary.name}")
+    source = (f"host={primary_node.host} port={primary_node.port} user={config.database.superuser} "
+              f"dbname={ADMIN_DB} connect_timeout=10")
+    proc = pgctl.run_pg([managed.pg("pg_rewind"), "--target-pgdata", str(managed.data_dir), "--source-server",
+                         source], env={"PGPASSWORD": db_password(config)}, check=False, timeout=600)
+    output = (proc.stdout + proc.stderr).strip()
+    detail = redact(output.splitlines()[-1] if output else "")
+    if proc.returncode != 0:
+        if not fallback_basebackup:
+            raise OperationFailed(f"pg_rewind of {node} failed: {detail}",
+                                  hint=f"rebuild it from a base backup: ragops db rejoin {node} (with the fallback)")
+        _say(progress, f"{node}: pg_rewind failed ({detail}); rebuilding from a base backup")
+        with _connect(config, primary_node) as conn:   # clone_from creates the slot itself
+            conn.execute("SELECT pg_drop_replication_slot(%s) FROM pg_replication_slots "
+                         "WHERE slot_name = %s AND NOT active", (slot, slot))
+        managed.clone_from(pgctl.Node(primary.name, Path("/nonexistent"), primary_node.port, Path("/dev/null")),
+                           config.database.superuser, db_password(config), slot)
+        method = "pg_basebackup"
+    elif "no rewind required" in output:
+        method = "none (already on the primary's history)"
+    _write_standby_config(managed, conninfo, slot)
+    _say(progress, f"{node}: starting as a replica of {primary.name}")
+    managed.start()
+    node_cfg = find_node(config, node)
+
+    def streaming() -> bool:
+        try:
+            with _connect(config, node_cfg) as conn:
+                row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+                return bool(row and row[0] == "streaming")
+        except Exception:  # noqa: BLE001
+            return False
+
+    ok = pgctl.wait_until(streaming, timeout, 0.25)
+    if not ok:
+        raise OperationFailed(f"{node} started but is not streaming from {primary.name} after {timeout:.0f}s",
+                              hint=f"see its log: {managed.log_file}")
+    # slots a former primary kept for its replicas would hold WAL on it forever
+    with _connect(config, node_cfg) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                     "WHERE NOT active AND slot_type = 'physical'")
+    if config.database.synchronous:
+        configure_sync(config, progress)
+    after = next(s for s in topology(config) if s.name == node)
+    record_topology(config, primary=primary.name, timeline=primary.timeline, event="rejoin", rejoined=node)
+    _say(progress, f"{node}: streaming from {primary.name}, lag {after.lag_bytes} bytes")
+    return RejoinResult(node=node, primary=primary.name, method=method, recovered_crash=recovered, streaming=True,
+                        slot=slot, lag_bytes=after.lag_bytes, seconds=round(time.monotonic() - started, 3),
+                        detail=detail)
+
+
+# ---- synchronous replication ----------------------------------------------------------------
+
+@dataclass
+class SyncResult:
+    primary: str
+    synchronous_standby_names: str
+    standbys: list[str]
+
+
+def configure_sync(config: Config, progress: Progress = None, *, set_application_names: bool = True) -> SyncResult:
+    """Set synchronous_standby_names on the current primary to the replicas' names (empty when
+    `database.synchronous` is off). Replicas get application_name=<node> in primary_conninfo
+    (reloadable since PostgreSQL 13) so the names match what pg_stat_replication shows."""
+    statuses = topology(config)
+    live = primary_status(statuses)
+    if live is None:
+        raise OperationFailed("no reachable primary accepting writes to configure synchronous replication on")
+    replicas = [s for s in statuses if s.name != live.name]
+    if set_application_names:
+        for status in replicas:
+            if status.role != "replica":
+                continue
+            with _connect(config, find_node(config, status.name)) as conn:
+                current = conn.execute("SELECT current_setting('primary_conninfo')").fetchone()[0] or ""
+                if f"application_name={status.name}" not in current:
+                    conninfo = replica_conninfo(config, live.name, status.name)
+                    conn.execute("ALTER SYSTEM SET primary_conninfo = " + _quote(conninfo))
+                    conn.execute("SELECT pg_reload_conf()")
+                    _say(progress, f"{status.name}: primary_conninfo application_name={status.name}")
+    names = [s.name for s in replicas]
+    if config.database.synchronous and names:
+        value = "ANY 1 (" + ", ".join('"' + n.replace('"', '') + '"' for n in names) + ")"
+    else:
+        value = ""
+    with _connect(config, find_node(config, live.name)) as conn:
+        if value:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = " + _quote(value))
+        else:
+            conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        conn.execute("SELECT pg_reload_conf()")
+    _say(progress, f"{live.name}: synchronous_standby_names = '{value}'")
+    return SyncResult(primary=live.name, synchronous_standby_names=value, standbys=names if value else [])
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# ---- what a dead primary had written (RPO) --------------------------------------------------
+
+def wal_end(config: Config, name: str, start_lsn: str | None = None) -> dict:
+    """The end of the WAL a managed node wrote before it died, and its last commit time, read from
+    its pg_wal with pg_waldump. Falls back to pg_controldata's last checkpoint."""
+    from ragops.db import pgctl
+
+    managed = _managed(config, name)
+    if managed is None:
+        return {}
+    control = controldata(config, name)
+    result = {"checkpoint_lsn": control.get("Latest checkpoint location"),
+              "timeline": control.get("Latest checkpoint's TimeLineID"), "source": "pg_controldata"}
+    start = start_lsn or control.get("Latest checkpoint's REDO location")
+    if not start:
+        return result
+    proc = pgctl.run_pg([managed.pg("pg_waldump"), "-p", str(managed.data_dir / "pg_wal"), "-s", start,
+                         "-t", str(result["timeline"] or 1)], check=False, timeout=120)
+    last_end, last_commit = None, None
+    for line in proc.stdout.splitlines():
+        match = re.search(r"lsn: ([0-9A-F]+/[0-9A-F]+), prev", line)
+        length = re.search(r"len \(rec/tot\):\s*\d+/\s*(\d+)", line)
+        if match and length:
+            last_end = lsn_to_int(match.group(1)) + int(length.group(1))
+        commit = re.search(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (\w+)", line)
+        if commit:
+            last_commit = commit.group(1)
+    end_match = re.search(r"(?:invalid record length|error in WAL record|record with incorrect prev-link) at "
+                          r"([0-9A-F]+/[0-9A-F]+)", proc.stderr)
+    if end_match:
+        result["end_lsn"] = end_match.group(1)
+    elif last_end is not None:
+        result["end_lsn"] = int_to_lsn(last_end)
+    if last_commit:
+        result["last_commit"] = last_commit
+    if result.get("end_lsn"):
+        result["source"] = "pg_waldump"
+    return result
