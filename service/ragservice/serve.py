@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 import uvicorn
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                             timeout_graceful_shutdown=settings.graceful_timeout, server_header=False,
                             access_log=os.environ.get("RAG_ACCESS_LOG", "1") != "0", lifespan="on")
     server = uvicorn.Server(config)
+    # uvicorn re-raises the SIGTERM it handled once it has drained; a no-op handler underneath
+    # turns that into a clean exit 0 instead of death by signal
+    signal.signal(signal.SIGTERM, lambda *_: None)
     server.run()
     # uvicorn reports a failed start-up (port taken, lifespan error) by not having started
     return 0 if server.started else 1

@@ -1,0 +1,404 @@
+"""The bundled RAG service against real PostgreSQL, as real processes over real HTTP.
+
+Each database here gets its own app role (not a superuser) and is migrated with
+ragops.db.migrate, the way the local platform does it.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ragops.db import migrate, pgctl
+from ragops.errors import OperationFailed
+from ragops.netutil import free_port
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICE_DIR = REPO / "service"
+MIGRATIONS = SERVICE_DIR / "migrations"
+KEYS = ("key-one-" + secrets.token_hex(4), "key-two-" + secrets.token_hex(4))
+SECURITY_HEADERS = ("strict-transport-security", "content-security-policy", "x-frame-options",
+                    "x-content-type-options")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def make_database(admin_dsn: str, tag: str) -> dict:
+    """CREATE ROLE + CREATE DATABASE as the platform does; returns the conninfos to use."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = f"rag_{tag}_{secrets.token_hex(3)}"
+    password = "app-" + secrets.token_hex(8)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(name)))
+    return {"name": name, "password": password,
+            "admin": make_conninfo(admin_dsn, dbname=name),
+            "app": make_conninfo(admin_dsn, dbname=name, user=name, password=password)}
+
+
+class Proc:
+    """A ragservice process (serve or worker) on a free port, stopped by PID."""
+
+    def __init__(self, module: str, env: dict[str, str], log_dir: Path, name: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"{name}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+        full_env.update({"PYTHONPATH": str(SERVICE_DIR), "RAG_API_KEYS": ",".join(KEYS),
+                         "RAG_ACCESS_LOG": "0", **env})
+        args = [sys.executable, "-m", module]
+        if module == "ragservice.serve":
+            args += ["--host", "127.0.0.1", "--port", str(self.port)]
+        with self.log.open("wb") as handle:
+            self.proc = subprocess.Popen(args, cwd=SERVICE_DIR, env=full_env, stdout=handle,
+                                         stderr=subprocess.STDOUT)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def wait_healthy(self, timeout: float = 30) -> "Proc":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"service exited early:\n{self.logs()}"
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"service not healthy within {timeout}s:\n{self.logs()}")
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def api(key: str = KEYS[0]) -> dict:
+    return {"X-API-Key": key}
+
+
+def metric(url: str, name: str, **labels) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = httpx.get(url + "/metrics", timeout=5).text
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def migrated_db(pg_cluster):
+    database = make_database(pg_cluster["dsn"], "main")
+    migrate.apply_migrations(database["admin"], MIGRATIONS, app_user=database["name"])
+    return database
+
+
+@pytest.fixture(scope="module")
+def services(migrated_db, tmp_path_factory):
+    """Three services started side by side (start-up is the slow part): a normal one, a 'bad
+    version' with injected faults, and a slow one for the SIGTERM test."""
+    logs = tmp_path_factory.mktemp("service-logs")
+    common = {"RAG_DATABASE_URL": migrated_db["app"]}
+    procs = {
+        "main": Proc("ragservice.serve", {**common, "RAG_VERSION": "v-test", "RAG_COLOR": "blue",
+                                          "RAG_CORS_ORIGINS": "https://app.example"}, logs, "main"),
+        "bad": Proc("ragservice.serve", {**common, "RAG_VERSION": "v-bad", "RAG_COLOR": "green",
+                                         "RAG_FAULT_ERROR_RATE": "0.5", "RAG_FAULT_READINESS_FAIL": "1"},
+                    logs, "bad"),
+        "slow": Proc("ragservice.serve", {**common, "RAG_VERSION": "v-slow", "RAG_FAULT_LATENCY_MS": "1500"},
+                     logs, "slow"),
+    }
+    try:
+        for proc in procs.values():
+            proc.wait_healthy()
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.stop()
+
+
+# --- migrations ----------------------------------------------------------------------------------
+
+def test_migrations_apply_once_as_the_app_role(pg_cluster):
+    import psycopg
+
+    database = make_database(pg_cluster["dsn"], "mig")
+    names = [p.name for p in sorted(MIGRATIONS.glob("*.sql"))]
+    assert migrate.pending_migrations(database["admin"], MIGRATIONS) == names
+    assert migrate.apply_migrations(database["admin"], MIGRATIONS, app_user=database["name"]) == names
+    assert migrate.apply_migrations(database["admin"], MIGRATIONS, app_user=database["name"]) == []
+    assert migrate.pending_migrations(database["admin"], MIGRATIONS) == []
+    with psycopg.connect(database["admin"]) as conn:
+        owners = dict(conn.execute(
+            "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'").fetchall())
+        versions = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+        column = conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                              "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()[0]
+    assert set(owners) >= {"documents", "chunks", "ingest_jobs", "schema_migrations"}
+    assert set(owners.values()) == {database["name"]}
+    assert versions[-1] == (migrate.latest_version(MIGRATIONS), names[-1])
+    assert column == "vector(256)"   # the pgserver build ships pgvector
+
+
+def test_failed_migration_names_the_file_and_hides_the_password(pg_cluster, tmp_path):
+    database = make_database(pg_cluster["dsn"], "bad")
+    (tmp_path / "0001_ok.sql").write_text("CREATE TABLE t (id int);\n")
+    (tmp_path / "0002_broken.sql").write_text("-- ragops: breaking\nALTER TABLE missing ADD COLUMN x int;\n")
+    with pytest.raises(OperationFailed) as failure:
+        migrate.apply_migrations(database["admin"], tmp_path, app_user=database["name"])
+    message = failure.value.message
+    assert "0002_broken.sql" in message and 'relation "missing" does not exist' in message
+    assert pg_cluster["password"] not in message
+    # the good file stays applied, the broken one is still pending (its transaction rolled back)
+    assert migrate.pending_migrations(database["admin"], tmp_path) == ["0002_broken.sql"]
+    assert migrate.breaking_migrations(["0002_broken.sql"], tmp_path) == ["0002_broken.sql"]
+
+    bad_dsn = database["admin"].replace(pg_cluster["password"], "wrong-" + pg_cluster["password"])
+    with pytest.raises(OperationFailed) as failure:
+        migrate.apply_migrations(bad_dsn, tmp_path)
+    assert "cannot connect" in failure.value.message and pg_cluster["password"] not in failure.value.message
+
+
+# --- the API -------------------------------------------------------------------------------------
+
+def test_upload_query_get_delete(services):
+    url = services["main"].url
+    fact = "The Zephyr reactor is cooled by liquid sodium pumped through titanium loops."
+    filler = " ".join(f"Section {i} describes routine maintenance of the visitor centre." for i in range(30))
+    created = httpx.post(url + "/api/v1/documents", headers=api(), timeout=10,
+                         json={"title": "Zephyr", "content": f"{filler}\n\n{fact}\n\n{filler}",
+                               "metadata": {"source": "test"}})
+    assert created.status_code == 201, created.text
+    doc = created.json()
+    assert doc["title"] == "Zephyr" and doc["chunks"] > 1
+    other = httpx.post(url + "/api/v1/documents?title=Bees", headers={**api(), "Content-Type": "text/plain"},
+                       content="Honey bees communicate with a waggle dance. Hives keep a steady temperature.",
+                       timeout=10)
+    assert other.status_code == 201 and other.json()["title"] == "Bees"
+
+    found = httpx.post(url + "/api/v1/query", headers=api(), json={"query": "What cools the Zephyr reactor?",
+                                                                   "top_k": 3}, timeout=10)
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["results"][0]["document_id"] == doc["id"]
+    assert "liquid sodium" in body["results"][0]["content"]
+    assert "liquid sodium" in body["answer"]
+    assert set(body["results"][0]) >= {"document_id", "chunk_id", "content", "score"}
+
+    fetched = httpx.get(f"{url}/api/v1/documents/{doc['id']}", headers=api(), timeout=5)
+    assert fetched.status_code == 200 and fetched.json()["metadata"] == {"source": "test"}
+    assert httpx.delete(f"{url}/api/v1/documents/{doc['id']}", headers=api(), timeout=5).status_code == 204
+    assert httpx.get(f"{url}/api/v1/documents/{doc['id']}", headers=api(), timeout=5).status_code == 404
+    assert httpx.get(f"{url}/api/v1/documents/not-a-uuid", headers=api(), timeout=5).status_code == 404
+    empty = httpx.post(url + "/api/v1/documents", headers=api(), json={"content": "  "}, timeout=5)
+    assert empty.status_code == 422 and "error" in empty.json()
+
+
+def test_api_key_required_and_security_headers(services):
+    url = services["main"].url
+    missing = httpx.post(url + "/api/v1/query", json={"query": "x"}, timeout=5)
+    wrong = httpx.post(url + "/api/v1/query", json={"query": "x"}, headers=api("nope"), timeout=5)
+    second = httpx.post(url + "/api/v1/query", json={"query": "x"}, headers=api(KEYS[1]), timeout=5)
+    assert missing.status_code == 401 and missing.json() == {"error": "missing X-API-Key header"}
+    assert wrong.status_code == 401 and wrong.json() == {"error": "invalid API key"}
+    assert second.status_code == 200
+    for response in (missing, second, httpx.get(url + "/healthz"), httpx.get(url + "/nowhere")):
+        for header in SECURITY_HEADERS:
+            assert header in response.headers, (response.url, header)
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-rag-version"] == "v-test" and response.headers["x-rag-color"] == "blue"
+    for public in ("/healthz", "/readyz", "/version", "/metrics"):
+        assert httpx.get(url + public, timeout=5).status_code == 200, public
+
+    preflight = httpx.options(url + "/api/v1/query", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "X-API-Key"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    foreign = httpx.options(url + "/api/v1/query", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in foreign.headers
+
+
+def test_version_and_metrics(services):
+    url = services["main"].url
+    assert httpx.get(url + "/version").json() == {"version": "v-test", "color": "blue",
+                                                  "schema_version": migrate.latest_version(MIGRATIONS)}
+    route = "/api/v1/documents/{id}"
+    before = metric(url, "rag_http_requests_total", route=route, status="404", method="GET") or 0
+    for _ in range(3):
+        httpx.get(url + "/api/v1/documents/00000000-0000-0000-0000-000000000000", headers=api())
+    assert metric(url, "rag_http_requests_total", route=route, status="404", method="GET") == before + 3
+    assert metric(url, "rag_http_request_duration_seconds_count", route=route) >= 3
+    assert metric(url, "rag_http_requests_in_flight") == 0
+    assert metric(url, "rag_build_info", version="v-test", color="blue") == 1
+
+
+def test_async_ingestion_by_the_worker(services, migrated_db, tmp_path):
+    url = services["main"].url
+    queued = httpx.post(url + "/api/v1/documents?async=true", headers=api(), timeout=10,
+                        json={"title": "Async", "content": "The quokka colony on Rottnest island counts 12000 animals."})
+    assert queued.status_code == 202 and queued.json()["status"] == "queued"
+    doc_id = queued.json()["id"]
+    assert httpx.get(f"{url}/api/v1/documents/{doc_id}", headers=api()).json()["status"] == "queued"
+
+    worker = Proc("ragservice.worker", {"RAG_DATABASE_URL": migrated_db["app"],
+                                        "RAG_WORKER_POLL_SECONDS": "0.2"}, tmp_path, "worker")
+    try:
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline:
+            status = httpx.get(f"{url}/api/v1/documents/{doc_id}", headers=api()).json()
+            if status["status"] != "queued":
+                break
+            assert worker.proc.poll() is None, worker.logs()
+            time.sleep(0.2)
+        assert status["status"] == "ready" and status["chunks"] == 1, worker.logs()
+        answer = httpx.post(url + "/api/v1/query", headers=api(), json={"query": "How many quokka on Rottnest?"})
+        assert "12000" in answer.json()["answer"]
+    finally:
+        assert worker.stop() == 0, worker.logs()
+
+
+# --- fault injection, readiness, rate limit, graceful shutdown ---------------------------------
+
+def test_fault_injection(services):
+    url = services["bad"].url
+    ready = httpx.get(url + "/readyz")
+    assert ready.status_code == 503 and "RAG_FAULT_READINESS_FAIL" in ready.json()["reason"]
+    with httpx.Client(base_url=url, timeout=5) as client:
+        codes = [client.get("/version").status_code for _ in range(80)]
+        health = {client.get("/healthz").status_code for _ in range(20)}
+    assert set(codes) == {200, 500}
+    assert 20 <= codes.count(500) <= 60   # p = 0.5 over 80 requests: far outside 4 sigma otherwise
+    assert health == {200}
+    assert metric(url, "rag_http_requests_total", route="/version", status="500") == codes.count(500)
+
+
+def test_readiness_follows_migrations_and_rate_limit(pg_cluster, tmp_path):
+    database = make_database(pg_cluster["dsn"], "fresh")
+    service = Proc("ragservice.serve", {"RAG_DATABASE_URL": database["app"], "RAG_RATE_LIMIT_PER_MINUTE": "3"},
+                   tmp_path, "fresh").wait_healthy()
+    try:
+        before = httpx.get(service.url + "/readyz")
+        assert before.status_code == 503 and "migrations not applied" in before.json()["reason"]
+        migrate.apply_migrations(database["admin"], MIGRATIONS, app_user=database["name"])
+        after = httpx.get(service.url + "/readyz")
+        assert after.status_code == 200, after.text
+        assert after.json()["schema_version"] == migrate.latest_version(MIGRATIONS)
+
+        missing = f"{service.url}/api/v1/documents/00000000-0000-0000-0000-000000000000"
+        codes = [httpx.get(missing, headers=api()).status_code for _ in range(4)]
+        assert codes == [404, 404, 404, 429]
+        limited = httpx.get(missing, headers=api())
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        # the limit is per key: the other key still has its budget
+        assert httpx.get(missing, headers=api(KEYS[1])).status_code == 404
+    finally:
+        assert service.stop() == 0, service.logs()
+
+
+def test_sigterm_lets_in_flight_requests_finish(services):
+    slow = services["slow"]
+    result = {}
+
+    def call():
+        started = time.monotonic()
+        response = httpx.get(slow.url + "/version", timeout=10)
+        result.update(status=response.status_code, body=response.json(), seconds=time.monotonic() - started)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while metric(slow.url, "rag_http_requests_in_flight") != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(slow.url, "rag_http_requests_in_flight") == 1
+    slow.proc.send_signal(signal.SIGTERM)
+    thread.join(10)
+    assert result.get("status") == 200 and result["body"]["version"] == "v-slow"
+    assert result["seconds"] >= 1.4
+    assert slow.proc.wait(10) == 0, slow.logs()
+
+
+# --- failover ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """A primary + replica of our own: this test promotes the replica (never the shared one)."""
+    password = "pw-" + secrets.token_hex(8)
+    primary = pgctl.Node("fo-primary", tmp_path / "primary", free_port(), tmp_path / "logs" / "primary.log")
+    replica = pgctl.Node("fo-replica", tmp_path / "replica", free_port(), tmp_path / "logs" / "replica.log")
+    try:
+        primary.init_primary("postgres", password)
+        primary.start()
+        replica.clone_from(primary, "postgres", password, "fo_replica")
+        replica.start()
+        yield {"primary": primary, "replica": replica, "password": password,
+               "dsn": f"host=127.0.0.1 port={primary.port} user=postgres password={password} dbname=postgres"}
+    finally:
+        for node in (replica, primary):
+            try:
+                node.stop(mode="immediate")
+            except Exception:  # noqa: BLE001
+                node.kill9()
+
+
+def test_service_follows_a_promotion(own_cluster, tmp_path):
+    import psycopg
+
+    primary, replica = own_cluster["primary"], own_cluster["replica"]
+    database = make_database(own_cluster["dsn"], "fo")
+    migrate.apply_migrations(database["admin"], MIGRATIONS, app_user=database["name"])
+    multi_host = (f"host=127.0.0.1,127.0.0.1 port={primary.port},{replica.port} dbname={database['name']} "
+                  f"user={database['name']} password={database['password']} "
+                  f"target_session_attrs=read-write connect_timeout=3")
+    service = Proc("ragservice.serve", {"RAG_DATABASE_URL": multi_host}, tmp_path, "failover").wait_healthy()
+    try:
+        created = httpx.post(service.url + "/api/v1/documents", headers=api(), timeout=10,
+                             json={"title": "Before", "content": "The lighthouse keeper's cat is named Biscuit."})
+        assert created.status_code == 201
+        assert httpx.get(service.url + "/readyz").status_code == 200
+        replica_dsn = database["app"].replace(f"port={primary.port}", f"port={replica.port}")
+        assert pgctl.wait_until(lambda: psycopg.connect(replica_dsn).execute(
+            "SELECT count(*) FROM documents").fetchone()[0] == 1, 10), "the replica did not catch up"
+
+        primary.stop(mode="immediate")   # the primary crashes
+        assert httpx.get(service.url + "/readyz", timeout=15).status_code == 503
+        pgctl.run_pg([replica.pg("pg_ctl"), "-D", str(replica.data_dir), "-w", "promote"])
+
+        def serving() -> bool:
+            response = httpx.post(service.url + "/api/v1/query", headers=api(), timeout=15,
+                                  json={"query": "What is the cat named?"})
+            return response.status_code == 200 and "Biscuit" in response.json()["answer"]
+
+        assert pgctl.wait_until(serving, 20, interval=0.5), service.logs()
+        assert httpx.get(service.url + "/readyz").status_code == 200
+        after = httpx.post(service.url + "/api/v1/documents", headers=api(), timeout=10,
+                           json={"content": "Written after the promotion."})
+        assert after.status_code == 201
+    finally:
+        assert service.stop() == 0, service.logs()
