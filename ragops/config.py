@@ -205,6 +205,7 @@ class AnalysisConfig(Strict):
     max_p95_latency_ms: float = Field(2000, gt=0)      # the guide: response time > 2 s warns
     min_requests: int = Field(5, ge=0)
     no_data_retries: int = Field(3, ge=0)
+    probe_rps: float = Field(5.0, ge=0, le=100)       # synthetic requests to the new color per second
 
 
 class DeployConfig(Strict):

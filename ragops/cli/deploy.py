@@ -1,0 +1,229 @@
+"""`ragops deploy | rollback | promote | abort | history | lock | smoke`."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+lock_app = typer.Typer(help="Inspect or break the deploy lock.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy")(deploy)
+    app.command("rollback")(rollback)
+    app.command("promote")(promote)
+    app.command("abort")(abort)
+    app.command("history")(history)
+    app.command("smoke")(smoke)
+    app.add_typer(lock_app, name="lock")
+
+
+def _render_result(r) -> str:
+    lines = [f"deploy {r.id}: {r.strategy} {r.from_version or '-'} -> {r.version}: {r.result.upper()}"
+             + (f" in {r.seconds:.1f}s" if r.seconds else "")]
+    if r.reason:
+        lines.append(f"reason: {r.reason}")
+    if r.switch_ms is not None:
+        lines.append(f"last router change confirmed in {r.switch_ms:.0f}ms")
+    if r.result == "paused":
+        lines.append("paused: `ragops promote` continues, `ragops abort` undoes")
+    return "\n".join(lines)
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    from ragops.errors import UsageError
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"--set: expected KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key] = value
+    return out
+
+
+def deploy(ctx: typer.Context,
+           version: Optional[str] = typer.Option(None, "--version", help="The version to deploy."),
+           strategy: Optional[str] = typer.Option(None, "--strategy", help="blue-green or canary (default: deploy.strategy)."),
+           steps: Optional[str] = typer.Option(None, "--steps", help="Canary weights, e.g. 10,25,50,100."),
+           step_pause: Optional[str] = typer.Option(None, "--step-pause", help="Analysis window per canary step, e.g. 30s."),
+           pause_at: Optional[int] = typer.Option(None, "--pause-at", help="Pause after this canary weight until `ragops promote`."),
+           set_env: List[str] = typer.Option([], "--set", help="KEY=VALUE service environment for the new version (repeatable)."),
+           plan_only: bool = typer.Option(False, "--plan", "--dry-run", help="Print the ordered steps, gates and timeouts; change nothing."),
+           resume_: bool = typer.Option(False, "--resume", help="Finish an interrupted deploy from its journal."),
+           ) -> None:
+    """Deploy a new version: blue-green (default) or canary, with health gates, smoke tests,
+    metric analysis and automatic rollback.
+
+    Examples:
+
+      ragops deploy --version v2 --plan
+
+      ragops deploy --version v2 --yes
+
+      ragops deploy --version v2 --strategy canary --steps 10,50,100 --step-pause 30s --pause-at 50
+    """
+    env = ctx.obj
+    from ragops.deploy import engine
+    from ragops.durations import parse_duration
+    from ragops.errors import UsageError
+
+    config = env.config
+    if resume_:
+        env.confirm(f"Resume the interrupted deploy in {config.env_name}?", destructive=True)
+        result = engine.resume(config, progress=env.progress("deploy"))
+        env.emit(result, _render_result)
+        return
+    if not version:
+        raise UsageError("--version is required (or --resume)")
+    weights = None
+    if steps:
+        try:
+            weights = [int(s) for s in steps.split(",") if s.strip()]
+        except ValueError:
+            raise UsageError(f"--steps: expected comma-separated weights like 10,25,50,100, got {steps!r}") from None
+    pause = None
+    if step_pause is not None:
+        try:
+            pause = parse_duration(step_pause)
+        except ValueError as exc:
+            raise UsageError(f"--step-pause: {exc}") from None
+    overrides = _parse_env(set_env)
+    plan = engine.plan(config, version, strategy, weights, pause, pause_at, overrides)
+    if plan_only:
+        env.emit(plan, lambda p: "\n".join([f"plan: {p.strategy} deploy of {p.version} to {config.env_name} "
+                                            f"({p.from_color or 'none'} -> {p.to_color})"]
+                                           + [f"  {i + 1}. {line}" for i, line in enumerate(p.plan)]))
+        return
+    if not env.json:
+        env.status(f"deploying {version} to {config.env_name} ({plan.strategy}, {plan.from_color or 'none'} -> {plan.to_color})")
+    env.confirm(f"Deploy {version} to {config.env_name} with {plan.strategy}?", destructive=True)
+    result = engine.deploy(config, version, strategy, weights, pause, pause_at, overrides,
+                           progress=env.progress("deploy"))
+    env.emit(result, _render_result)
+
+
+def rollback(ctx: typer.Context,
+             to: Optional[str] = typer.Option(None, "--to", help="Version to go back to (default: the one before the live one).")) -> None:
+    """Go back to the previous version: an instant router flip when its color is still warm.
+
+    Example: ragops rollback --yes
+    """
+    env = ctx.obj
+    from ragops.deploy import engine
+
+    env.confirm(f"Roll back {env.config.env_name}" + (f" to {to}" if to else "") + "?", destructive=True)
+    result = engine.rollback(env.config, to, progress=env.progress("rollback"))
+    env.emit(result, lambda r: _render_result(r) + (f"\nrouter flip took {r.switch_ms:.0f}ms" if r.switch_ms else ""))
+
+
+def promote(ctx: typer.Context) -> None:
+    """Continue a canary paused with --pause-at through its remaining steps.
+
+    Example: ragops promote --yes
+    """
+    env = ctx.obj
+    from ragops.deploy import engine
+
+    env.confirm(f"Continue the paused canary in {env.config.env_name}?", destructive=True)
+    env.emit(engine.promote(env.config, progress=env.progress("promote")), _render_result)
+
+
+def abort(ctx: typer.Context) -> None:
+    """Abort the running, paused or interrupted deploy: traffic back to the live color.
+
+    Example: ragops abort --yes
+    """
+    env = ctx.obj
+    from ragops.deploy import engine
+
+    env.confirm(f"Abort the deploy in progress in {env.config.env_name}?", destructive=True)
+    env.emit(engine.abort(env.config, progress=env.progress("abort")), _render_result)
+
+
+def history(ctx: typer.Context, limit: int = typer.Option(20, "--limit", "-n", help="How many entries.")) -> None:
+    """Past deploys: version, strategy, who, when, result, measured analysis values.
+
+    Example: ragops history -n 5 --output json
+    """
+    env = ctx.obj
+    from ragops.deploy import engine
+
+    records = engine.history(env.config, limit)
+
+    def render(rows):
+        from rich.table import Table
+
+        table = Table("id", "started", "who", "strategy", "from", "to", "result", "reason", box=None)
+        for r in rows:
+            if "event" in r:
+                table.add_row("-", r.get("at", ""), r.get("by", ""), r["event"], "", "", "", "")
+                continue
+            table.add_row(r.get("id", ""), r.get("started", "")[:19], r.get("who", ""), r.get("strategy", ""),
+                          r.get("from_version") or "-", r.get("version", ""), r.get("result", ""),
+                          (r.get("reason") or "")[:60])
+        return table if rows else "no deploys recorded yet"
+
+    env.emit(records, render)
+
+
+@lock_app.command("status")
+def lock_status(ctx: typer.Context) -> None:
+    """Who holds the deploy lock, since when, and whether the lease is still alive.
+
+    Example: ragops lock status
+    """
+    env = ctx.obj
+    from ragops.deploy.lock import describe, owner_alive
+    from ragops.platforms import get_platform
+
+    record = get_platform(env.config).lock_backend().read()
+    data = {"held": bool(record), "alive": owner_alive(record) if record else False, "lock": record}
+    env.emit(data, lambda d: "deploy lock: free" if not d["held"] else
+             f"deploy lock: held by {describe(d['lock'])}" + ("" if d["alive"] else " (STALE: owner gone or lease expired)"))
+
+
+@lock_app.command("break")
+def lock_break(ctx: typer.Context) -> None:
+    """Remove the deploy lock (audited in the history). Requires --yes.
+
+    Example: ragops lock break --yes
+    """
+    env = ctx.obj
+    from ragops.deploy import engine
+    from ragops.errors import NotApproved
+
+    if not env.yes:
+        raise NotApproved("lock break needs --yes (it can let two deploys race)")
+    broken = engine.break_lock(env.config)
+    env.emit({"broken": broken}, lambda d: "deploy lock was free" if not d["broken"] else
+             f"deploy lock of {d['broken'].get('owner')} broken (recorded in history)")
+
+
+def smoke(ctx: typer.Context,
+          color: Optional[str] = typer.Option(None, "--color", help="Test one color directly (blue or green)."),
+          url: Optional[str] = typer.Option(None, "--url", help="Test this base URL instead.")) -> None:
+    """The smoke suite: health, readiness, version, auth, security headers, document round trip.
+    Exit 3 when a check fails.
+
+    Example: ragops smoke --color green --output json
+    """
+    env = ctx.obj
+    from ragops.errors import GateFailed, UsageError
+    from ragops.smoke import run_smoke
+
+    if color and color not in ("blue", "green"):
+        raise UsageError(f"--color: expected blue or green, got {color!r}")
+    report = run_smoke(env.config, url=url, color=color)
+
+    def render(r):
+        from rich.table import Table
+
+        table = Table("check", "result", "ms", "detail", box=None, title=f"smoke {r.url}")
+        for c in r.checks:
+            table.add_row(c.name, "pass" if c.passed else "FAIL", f"{c.ms:.0f}", c.detail)
+        return table
+
+    env.emit(report, render)
+    if not report.passed:
+        raise GateFailed(f"smoke test of {report.url} failed: " + ", ".join(c.name for c in report.failed))

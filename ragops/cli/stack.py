@@ -1,0 +1,155 @@
+"""`ragops up | status | down | logs`."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("status")(status)
+    app.command("down")(down)
+    app.command("logs")(logs)
+
+
+def up(ctx: typer.Context,
+       dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be started; change nothing.")) -> None:
+    """Start the environment: PostgreSQL primary + replica, migrations, router, first color.
+
+    Idempotent: on a running stack it checks every piece and changes nothing.
+
+    Example: ragops up && ragops status
+    """
+    env = ctx.obj
+    config = env.config
+    if dry_run:
+        db = config.database
+        plan = [f"database: primary {db.primary.name} on {db.primary.host}:{db.primary.port}"] + \
+               [f"database: replica {r.name} on {r.host}:{r.port} (pg_basebackup -R)" for r in db.replicas] + \
+               [f"database: role {db.user}, database {db.name}, migrations from {config.service.path}/migrations",
+                f"router: Traefik on {config.router.listen} (API {config.router.api})",
+                f"service: blue {config.service.version} on 127.0.0.1:{config.service.port}, 100% traffic"]
+        env.emit({"plan": plan, "state_dir": str(config.state_dir)},
+                 lambda d: "\n".join(["would do:"] + [f"  - {s}" for s in d["plan"]]))
+        return
+    from ragops.stack import up as stack_up
+
+    result = stack_up(config, progress=env.progress("up"))
+    env.emit(result, lambda r: f"{r.environment} is up: {r.router} ({len(r.steps)} changes, {r.seconds:.1f}s)"
+             if r.steps else f"{r.environment} is already up: {r.router}")
+
+
+def down(ctx: typer.Context,
+         purge: bool = typer.Option(False, "--purge", help="Also delete the state directory (data, backups on file://, secrets).")) -> None:
+    """Stop everything cleanly (data kept). With --purge, delete the state directory too.
+
+    Example: ragops down --purge --yes
+    """
+    env = ctx.obj
+    config = env.config
+    if purge:
+        env.confirm(f"Delete {config.state_dir} (databases, logs, local secrets) of {config.env_name}?")
+    from ragops.stack import down as stack_down
+
+    steps = stack_down(config, purge=purge, progress=env.progress("down"))
+    env.emit({"environment": config.env_name, "steps": steps},
+             lambda d: f"{d['environment']} is down" + (f" ({len(d['steps'])} stopped)" if d["steps"] else " (nothing was running)"))
+
+
+def status(ctx: typer.Context,
+           explain: bool = typer.Option(False, "--explain", help="Explain the last deploy's outcome step by step.")) -> None:
+    """Router weights, each color's version/pid/health, database roles and lag, the deploy lock.
+
+    Example: ragops status --output json
+    """
+    env = ctx.obj
+    from ragops.stack import status as stack_status
+
+    data = stack_status(env.config)
+    if explain:
+        from ragops.deploy.history import explain as explain_deploy
+
+        data["explain"] = explain_deploy(data.get("last_deploy"))
+    env.emit(data, _render_status)
+
+
+def _render_status(data: dict):
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    router = data["router"]
+    weights = ", ".join(f"{c} {w}%" for c, w in sorted(router["weights"].items())) or "no traffic"
+    head = Text(f"{data['environment']} ({data['platform']})  router {router['address']}  "
+                f"{'running' if router['running'] else 'STOPPED'}  weights: {weights}"
+                + ("  MAINTENANCE" if router.get("maintenance") else ""))
+    colors = Table("color", "version", "weight", "pid", "port", "healthy", "ready", "deploy", box=None)
+    for c in data["colors"]:
+        colors.add_row(c.color, c.version or "-", f"{c.weight}%", str(c.pid or "-"), str(c.port or "-"),
+                       _yn(c.healthy) if c.running else "stopped", _yn(c.ready) if c.running else "-",
+                       c.deploy_id or "-")
+    db = Table("node", "address", "role", "lag bytes", "lag s", box=None)
+    for n in data["database"]:
+        db.add_row(n["name"], n["address"], n["role"], _num(n.get("lag_bytes")), _num(n.get("lag_seconds")))
+    parts = [head, colors, db]
+    lock = data.get("lock")
+    parts.append(Text(f"deploy lock: held by {lock.get('owner')} ({lock.get('command')})" if lock else "deploy lock: free"))
+    last = data.get("last_deploy")
+    if last:
+        parts.append(Text(f"last deploy: {last.get('version')} {last.get('strategy')} -> {last.get('result')}"
+                          + (f" ({last.get('reason')})" if last.get("reason") else "")))
+    if data.get("explain"):
+        parts.append(Text("\n".join(data["explain"])))
+    return Group(*parts)
+
+
+def _yn(value) -> str:
+    return "-" if value is None else ("yes" if value else "NO")
+
+
+def _num(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def logs(ctx: typer.Context,
+         component: Optional[str] = typer.Argument(None, help="router, blue, green, db-<node>, ... (default: list them)"),
+         lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines.")) -> None:
+    """Show a component's log.
+
+    Example: ragops logs green -n 100
+    """
+    env = ctx.obj
+    config = env.config
+    from ragops.errors import UsageError
+    from ragops.platforms import get_platform
+
+    platform = get_platform(config)
+    files = platform.logs()
+    for node in [config.database.primary, *config.database.replicas]:
+        files[f"db-{node.name}"] = config.state_dir / "logs" / f"db-{node.name}.log"
+    if component is None:
+        env.emit({name: str(path) for name, path in files.items() if path.exists()},
+                 lambda d: "\n".join(f"{k:20} {v}" for k, v in d.items()) or "no logs yet")
+        return
+    if component not in files:
+        raise UsageError(f"unknown component {component!r} (one of: {', '.join(files)})")
+    from ragops.process import tail
+    from ragops.secrets import redact
+
+    path = files[component]
+    print(redact(tail(path, lines)))
+    if follow:
+        import time
+
+        with open(path) as handle:
+            handle.seek(0, 2)
+            while True:
+                line = handle.readline()
+                if line:
+                    print(redact(line), end="", flush=True)
+                else:
+                    time.sleep(0.25)

@@ -1,0 +1,173 @@
+"""Metric analysis of one color from its own Prometheus /metrics.
+
+Two scrapes bracket a window; the deltas give the request count, the 5xx share and the p95
+latency (interpolated in the histogram). Light synthetic probes go to the color during the
+window so an idle environment still produces data. "No data" is never a pass: the window is
+retried, then the analysis fails as inconclusive.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+IGNORED_ROUTES = {"/metrics", "/healthz", "/readyz"}
+REQUESTS = "rag_http_requests"                       # counter family name (…_total samples)
+DURATION = "rag_http_request_duration_seconds"
+IN_FLIGHT = "rag_http_requests_in_flight"
+
+
+@dataclass
+class Snapshot:
+    requests: float = 0.0
+    errors: float = 0.0
+    buckets: dict[float, float] = field(default_factory=dict)   # le -> cumulative count
+    in_flight: float = 0.0
+
+
+@dataclass
+class AnalysisResult:
+    color: str
+    passed: bool
+    inconclusive: bool = False
+    requests: int = 0
+    error_rate: float | None = None
+    p95_ms: float | None = None
+    window_s: float = 0.0
+    attempts: int = 1
+    breaches: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"requests": self.requests,
+                "error_rate": None if self.error_rate is None else round(self.error_rate, 4),
+                "p95_ms": None if self.p95_ms is None else round(self.p95_ms, 1),
+                "window_s": round(self.window_s, 1), "passed": self.passed,
+                "inconclusive": self.inconclusive, "breaches": self.breaches}
+
+
+def parse_metrics(text: str) -> Snapshot:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    snap = Snapshot()
+    buckets: dict[float, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            route = sample.labels.get("route", "")
+            if route in IGNORED_ROUTES:
+                continue
+            if sample.name == REQUESTS + "_total":
+                snap.requests += sample.value
+                if str(sample.labels.get("status", "")).startswith("5"):
+                    snap.errors += sample.value
+            elif sample.name == DURATION + "_bucket":
+                buckets[float(sample.labels["le"])] += sample.value
+            elif sample.name == IN_FLIGHT:
+                snap.in_flight += sample.value
+    snap.buckets = dict(buckets)
+    return snap
+
+
+def scrape(url: str, timeout: float = 2.0) -> Snapshot | None:
+    import httpx
+
+    try:
+        resp = httpx.get(url.rstrip("/") + "/metrics", timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    if resp.status_code != 200:
+        return None
+    return parse_metrics(resp.text)
+
+
+def p95_from_buckets(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The 95th percentile (ms) of the observations between two cumulative histograms."""
+    bounds = sorted(after)
+    delta = [(le, after[le] - before.get(le, 0.0)) for le in bounds]
+    if not delta or delta[-1][1] <= 0:
+        return None
+    target = 0.95 * delta[-1][1]
+    prev_le, prev_count = 0.0, 0.0
+    for le, count in delta:
+        if count >= target:
+            if le == float("inf"):
+                return prev_le * 1000  # above the largest finite bucket: report its bound
+            span = count - prev_count
+            fraction = (target - prev_count) / span if span > 0 else 1.0
+            return (prev_le + (le - prev_le) * fraction) * 1000
+        prev_le, prev_count = le, count
+    return None
+
+
+def _probe(url: str, stop: threading.Event, rps: float) -> None:
+    """Light synthetic traffic straight to the color, so an idle environment has data."""
+    import httpx
+
+    with httpx.Client(timeout=2.0) as client:
+        while not stop.wait(1.0 / rps):
+            try:
+                client.get(url.rstrip("/") + "/version")
+            except httpx.HTTPError:
+                pass
+
+
+def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p95_ms: float,
+            min_requests: int, no_data_retries: int, probe_rps: float = 5.0,
+            interval: float = 2.0, on_sample=None, should_stop=None) -> AnalysisResult:
+    """Watch `color` for `window` seconds; breach as soon as a threshold is crossed with data."""
+    attempts = 0
+    while True:
+        attempts += 1
+        stop = threading.Event()
+        prober = threading.Thread(target=_probe, args=(url, stop, probe_rps), daemon=True) if probe_rps > 0 else None
+        before = scrape(url)
+        start = time.monotonic()
+        if prober:
+            prober.start()
+        result = AnalysisResult(color=color, passed=False, attempts=attempts)
+        try:
+            while True:
+                elapsed = time.monotonic() - start
+                time.sleep(max(0.0, min(interval, window - elapsed)))
+                after = scrape(url)
+                elapsed = time.monotonic() - start
+                if before is not None and after is not None:
+                    result.requests = int(after.requests - before.requests)
+                    if result.requests > 0:
+                        result.error_rate = (after.errors - before.errors) / result.requests
+                        result.p95_ms = p95_from_buckets(before.buckets, after.buckets)
+                result.window_s = elapsed
+                if on_sample:
+                    on_sample(result)
+                if result.requests >= max(min_requests, 1):
+                    result.breaches = _breaches(result, max_error_rate, max_p95_ms)
+                    if result.breaches:
+                        return result   # fail fast: every second on a bad version costs users
+                if elapsed >= window or (should_stop and should_stop()):
+                    break
+        finally:
+            stop.set()
+        if before is None or result.requests < max(min_requests, 1):
+            if attempts > no_data_retries:
+                result.inconclusive = True
+                why = "metrics not reachable" if before is None else \
+                    f"{result.requests} requests in {result.window_s:.0f}s, need {max(min_requests, 1)}"
+                result.breaches = [f"no data: {why} after {attempts} windows (inconclusive is not a pass)"]
+                return result
+            continue
+        result.passed = not result.breaches
+        return result
+
+
+def _breaches(result: AnalysisResult, max_error_rate: float, max_p95_ms: float) -> list[str]:
+    found = []
+    if result.error_rate is not None and result.error_rate > max_error_rate:
+        found.append(f"error_rate {result.error_rate:.1%} > max_error_rate {max_error_rate:.1%}")
+    if result.p95_ms is not None and result.p95_ms > max_p95_ms:
+        found.append(f"p95_latency {result.p95_ms:.0f}ms > max_p95_latency_ms {max_p95_ms:.0f}ms")
+    return found
+
+
+def in_flight(url: str) -> float | None:
+    snap = scrape(url, timeout=1.0)
+    return None if snap is None else snap.in_flight

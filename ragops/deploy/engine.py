@@ -1,0 +1,525 @@
+"""Blue-green and canary deploys, rollback, promote and abort, over the Platform protocol.
+
+The invariant that makes a kill -9 harmless: the router only ever points at a color that passed
+readiness and the smoke suite, and the previous color keeps running until the new one has passed
+its analysis. Every phase is written to the journal before it starts.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from ragops.config import Config
+from ragops.deploy.analysis import AnalysisResult, analyze, in_flight
+from ragops.deploy.history import Journal, now_iso
+from ragops.deploy.lock import DeployLock, owner_alive, whoami
+from ragops.durations import format_duration
+from ragops.errors import GateFailed, OperationFailed, UsageError
+from ragops.platforms import get_platform
+from ragops.platforms.base import COLORS, Progress, other_color
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+@dataclass
+class DeployResult:
+    id: str
+    version: str
+    strategy: str
+    result: str                        # succeeded | rolled_back | aborted | paused | failed | planned
+    from_version: str | None = None
+    from_color: str | None = None
+    to_color: str | None = None
+    reason: str | None = None
+    switch_ms: float | None = None     # write of the router config -> router confirmed it
+    seconds: float = 0.0
+    steps: list[dict] = field(default_factory=list)
+    plan: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DeployOptions:
+    version: str
+    strategy: str
+    steps: list[int]
+    step_pause: float
+    pause_at: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Deployment:
+    """One deploy: its record, journal, lock, and the platform it drives."""
+
+    def __init__(self, config: Config, options: DeployOptions, progress: Progress = _noop,
+                 platform=None, record: dict | None = None, command: str = "ragops deploy"):
+        self.config = config
+        self.options = options
+        self.progress = progress
+        self.platform = platform or get_platform(config)
+        self.journal = Journal(self.platform.journal_dir())
+        self.record = record or {
+            "id": f"d-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+            "version": options.version, "strategy": options.strategy, "who": whoami(),
+            "started": now_iso(), "phase": "lock", "steps": [],
+            "options": {"steps": options.steps, "step_pause": options.step_pause,
+                        "pause_at": options.pause_at, "env": options.env},
+        }
+        self.lock = DeployLock(self.platform.lock_backend(), config.deploy.lock_ttl, command,
+                               deploy_id=self.record["id"])
+        self.started = time.monotonic()
+
+    # ---- bookkeeping -----------------------------------------------------------------------
+    def phase(self, name: str, **extra) -> None:
+        self.record["phase"] = name
+        self.record.update(extra)
+        self.journal.save(self.record)
+
+    def step(self, name: str, ok: bool | None, detail: str = "", **extra) -> dict:
+        entry = {"name": name, "ok": ok, "detail": detail, "at": now_iso(), **extra}
+        self.record["steps"].append(entry)
+        self.journal.save(self.record)
+        mark = "" if ok is None else ("ok " if ok else "FAILED ")
+        self.progress(f"{mark}{name}" + (f": {detail}" if detail else ""))
+        return entry
+
+    def finish(self, result: str, reason: str | None = None) -> DeployResult:
+        self.record.update(result=result, reason=reason, ended=now_iso(),
+                           seconds=round(time.monotonic() - self.started, 2))
+        self.record.pop("phase", None)
+        self.journal.finish(self.record, limit=self.config.deploy.history_limit)
+        return self.result()
+
+    def result(self) -> DeployResult:
+        r = self.record
+        return DeployResult(id=r["id"], version=r["version"], strategy=r["strategy"],
+                            result=r.get("result", "in progress"), from_version=r.get("from_version"),
+                            from_color=r.get("from_color"), to_color=r.get("to_color"), reason=r.get("reason"),
+                            switch_ms=r.get("switch_ms"), seconds=r.get("seconds", 0.0), steps=r["steps"])
+
+    # ---- building blocks ------------------------------------------------------------------
+    def live_color(self):
+        """The color serving most traffic, with its state (None on a first deploy)."""
+        states = {c.color: c for c in self.platform.colors()}
+        live = max(states.values(), key=lambda c: c.weight)
+        return (live if live.weight > 0 else None), states
+
+    def preflight(self) -> None:
+        self.phase("preflight")
+        live, states = self.live_color()
+        if live is None:
+            self.step("preflight", True, "no color serves traffic yet: first deploy, nothing to roll back to")
+        elif not (live.running and live.ready):
+            raise GateFailed(f"preflight: the live color {live.color} is not healthy "
+                             f"({live.detail or 'not ready'}); fix it before deploying on top of it")
+        else:
+            self.step("preflight", True, f"live color {live.color} runs {live.version}, healthy, kept for rollback")
+        self.record.update(from_color=live.color if live else None, from_version=live.version if live else None,
+                           to_color=other_color(live.color) if live else "blue")
+        self._check_migrations()
+
+    def _check_migrations(self) -> None:
+        if self.config.env.platform != "local":
+            return
+        from ragops.db.migrate import breaking_migrations, pending_migrations
+        from ragops.db.connect import node_dsn
+        from ragops.stack import _current_primary, migrate
+
+        primary = _current_primary(self.config)
+        if primary is None:
+            raise GateFailed("preflight: no reachable primary database (ragops status shows the nodes)")
+        migrations = self.config.resolve_path(self.config.service.path) / "migrations"
+        pending = pending_migrations(node_dsn(self.config, primary.name), migrations)
+        breaking = breaking_migrations(pending) if pending else []
+        if breaking:
+            raise GateFailed(f"preflight: migration {breaking[0]} is marked breaking: the running version "
+                             f"{self.record.get('from_version')} cannot run on it; use a maintenance window")
+        if pending:
+            applied = migrate(self.config, self.progress)
+            self.step("migrations", True, f"applied {', '.join(applied)} (expand-only, compatible with the live color)")
+        else:
+            self.step("migrations", True, "schema up to date")
+
+    def start_new(self, color: str) -> None:
+        state = self.platform.color_state(color, probe=True) if hasattr(self.platform, "color_state") else None
+        if state and state.running and state.version == self.options.version and state.ready \
+                and state.deploy_id == self.record["id"]:
+            self.step(f"start {color}", True, f"already running {self.options.version} (resumed)")
+            return
+        self.phase("start", to_color=color)
+        self.platform.start_color(color, self.options.version, deploy_id=self.record["id"],
+                                  env=self.options.env, progress=self.progress)
+        from ragops.stack import wait_ready
+
+        try:
+            took = wait_ready(self.platform, color, self.config.deploy.health_timeout, self.progress)
+        except OperationFailed as exc:
+            self.step(f"ready {color}", False, exc.message)
+            self._discard(color)
+            raise GateFailed(f"{self.options.version} never became ready on {color}: {exc.message}; "
+                             f"traffic stayed on {self.record.get('from_color') or 'nothing'}") from None
+        self.step(f"ready {color}", True, f"{self.config.service.readiness_path} 200 after {took:.1f}s")
+        from ragops.smoke import run_smoke
+
+        self.phase("smoke")
+        report = run_smoke(self.config, color=color, platform=self.platform, expect_version=self.options.version)
+        if not report.passed:
+            failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failed)
+            self.step(f"smoke {color} (preview, no traffic yet)", False, failed)
+            self._discard(color)
+            raise GateFailed(f"smoke test of {self.options.version} on {color} failed: {failed}; "
+                             f"traffic stayed on {self.record.get('from_color') or 'nothing'}")
+        self.step(f"smoke {color} (preview, no traffic yet)", True, f"{len(report.checks)} checks passed")
+
+    def _discard(self, color: str) -> None:
+        self.platform.stop_color(color, drain_timeout=5, progress=self.progress)
+
+    def switch(self, weights: dict[str, int], label: str) -> float:
+        seconds = self.platform.set_weights(weights)
+        self.record["switch_ms"] = round(seconds * 1000, 1)
+        shown = ", ".join(f"{c} {w}%" for c, w in sorted(weights.items()))
+        self.step(label, True, f"{shown} (router confirmed in {seconds * 1000:.0f}ms)")
+        return seconds
+
+    def watch(self, color: str, window: float, label: str) -> AnalysisResult:
+        a = self.config.deploy.analysis
+        self.progress(f"analysing {color} for {format_duration(window)} "
+                      f"(max error rate {a.max_error_rate:.0%}, max p95 {a.max_p95_latency_ms:.0f}ms)")
+
+        def on_sample(r: AnalysisResult) -> None:
+            if r.requests:
+                self.progress(f"  {color}: {r.requests} req, errors {r.error_rate or 0:.1%}, "
+                              f"p95 {r.p95_ms or 0:.0f}ms, {r.window_s:.0f}/{window:.0f}s")
+
+        result = analyze(color, self.platform.color_url(color), window=window,
+                         max_error_rate=a.max_error_rate, max_p95_ms=a.max_p95_latency_ms,
+                         min_requests=a.min_requests, no_data_retries=a.no_data_retries,
+                         probe_rps=a.probe_rps, interval=a.interval, on_sample=on_sample,
+                         should_stop=lambda: (self.journal.pending_request() or {}).get("action") == "abort")
+        self.step(label, result.passed, "; ".join(result.breaches) or "within thresholds",
+                  analysis=result.summary())
+        return result
+
+    def drain(self, color: str) -> None:
+        """Wait until the old color has no request in flight, then keep it warm or stop it."""
+        deadline = time.monotonic() + self.config.deploy.drain_timeout
+        url = self.platform.color_url(color)
+        while time.monotonic() < deadline:
+            count = in_flight(url)
+            if not count:
+                break
+            time.sleep(0.1)
+        if self.config.deploy.keep_previous >= 1:
+            self.step(f"drain {color}", True, "no request in flight; kept warm for instant rollback")
+        else:
+            self.platform.stop_color(color, drain_timeout=self.config.deploy.drain_timeout, progress=self.progress)
+            self.step(f"drain {color}", True, "no request in flight; stopped (deploy.keep_previous is 0)")
+
+    def aborted_by_request(self) -> bool:
+        return (self.journal.pending_request() or {}).get("action") == "abort"
+
+    # ---- strategies -----------------------------------------------------------------------
+    def blue_green(self) -> DeployResult:
+        new = self.record["to_color"]
+        old = self.record.get("from_color")
+        resumed_after_switch = self.record.get("phase") in ("switched", "analysis")
+        if not resumed_after_switch:
+            self.start_new(new)
+            self.phase("switched")
+            self.switch({new: 100, **({old: 0} if old else {})}, f"switch router to {new}")
+        self.phase("analysis")
+        result = self.watch(new, self.config.deploy.analysis.window, f"analysis of {new} (post-switch)")
+        if not result.passed:
+            reason = "; ".join(result.breaches)
+            if old:
+                self.switch({old: 100, new: 0}, f"switch back to {old}")
+                self._discard(new)
+                self.finish("rolled_back", reason)
+                raise GateFailed(f"{self.options.version} rolled back automatically: {reason}",
+                                 hint="ragops status --explain shows the measured values")
+            self.finish("failed", reason)
+            raise GateFailed(f"{self.options.version} failed its analysis and there is no previous color: {reason}")
+        if old:
+            self.drain(old)
+        return self.finish("succeeded")
+
+    def canary(self) -> DeployResult:
+        new = self.record["to_color"]
+        old = self.record.get("from_color")
+        if old is None:
+            self.step("canary", None, "first deploy: no live color to split with, promoting directly")
+            self.start_new(new)
+            self.switch({new: 100}, f"route 100% to {new}")
+            return self.finish("succeeded")
+        start_index = int(self.record.get("step_index", 0))
+        if start_index == 0 and self.record.get("phase") not in ("canary-step",):
+            self.start_new(new)
+        steps = self.options.steps
+        window = self.options.step_pause or self.config.deploy.analysis.window
+        for index in range(start_index, len(steps)):
+            weight = steps[index]
+            self.phase("canary-step", step_index=index)
+            if self.aborted_by_request():
+                return self._abort_canary(new, old, "aborted on request")
+            if weight >= 100:
+                break
+            self.switch({new: weight, old: 100 - weight}, f"canary {new} at {weight}%")
+            result = self.watch(new, window, f"analysis at {weight}%")
+            if self.aborted_by_request():
+                return self._abort_canary(new, old, "aborted on request")
+            if not result.passed:
+                reason = f"at {weight}%: " + "; ".join(result.breaches)
+                self._abort_canary(new, old, reason)
+                raise GateFailed(f"canary {self.options.version} aborted {reason}",
+                                 hint="the live color was not touched; ragops status --explain shows the values")
+            if self.options.pause_at is not None and weight == self.options.pause_at:
+                self.phase("paused", step_index=index + 1)
+                self.step(f"paused at {weight}%", None, "continue with `ragops promote`, undo with `ragops abort`")
+                self.lock.pause()
+                self.record["result"] = "paused"
+                return self.result()
+        self.phase("promote", step_index=len(steps))
+        self.switch({new: 100, old: 0}, f"promote {new} to 100%")
+        self.drain(old)
+        return self.finish("succeeded")
+
+    def _abort_canary(self, new: str, old: str, reason: str) -> DeployResult:
+        self.switch({old: 100, new: 0}, f"canary weight back to 0, {old} 100%")
+        self._discard(new)
+        self.journal.clear_request()
+        return self.finish("aborted", reason)
+
+    def run(self, take_over: bool = False) -> DeployResult:
+        self.lock.acquire(take_over_deploy=self.record["id"] if take_over else None)
+        paused = False
+        try:
+            self.journal.save(self.record)
+            if self.record.get("phase") in (None, "lock", "preflight"):
+                self.preflight()
+            if self.options.strategy == "canary":
+                result = self.canary()
+                paused = result.result == "paused"
+                return result
+            return self.blue_green()
+        except GateFailed:
+            if "result" not in self.record or self.record.get("result") in (None, "paused"):
+                self.finish("failed", self.record["steps"][-1]["detail"] if self.record["steps"] else None)
+            raise
+        except OperationFailed as exc:
+            self.step("error", False, exc.message)
+            self.record["phase_failed"] = self.record.get("phase")
+            self.journal.save(self.record)
+            raise OperationFailed(f"deploy {self.record['id']} stopped at {self.record.get('phase')}: {exc.message}",
+                                  hint="the router still points at a color that passed its checks; "
+                                       "`ragops deploy --resume` retries, `ragops abort` undoes") from None
+        finally:
+            if not paused:
+                self.lock.release()
+
+
+# ---- module-level operations (the CLI and runbooks call these) --------------------------------
+
+def _options(config: Config, version: str, strategy: str | None, steps: list[int] | None,
+             step_pause: float | None, pause_at: int | None, env: dict | None) -> DeployOptions:
+    strategy = strategy or config.deploy.strategy
+    if strategy not in ("blue-green", "canary"):
+        raise UsageError(f"--strategy: expected blue-green or canary, got {strategy!r}")
+    steps = steps or list(config.deploy.canary.steps)
+    for weight in steps:
+        if not 1 <= weight <= 100:
+            raise UsageError(f"--steps: weight {weight} is outside 1..100")
+    if steps != sorted(set(steps)):
+        raise UsageError(f"--steps: weights must increase, got {','.join(map(str, steps))}")
+    if steps[-1] != 100:
+        steps = steps + [100]
+    if pause_at is not None and pause_at not in steps[:-1]:
+        raise UsageError(f"--pause-at: {pause_at} is not one of the canary steps below 100 ({','.join(map(str, steps[:-1]))})")
+    if pause_at is not None and strategy != "canary":
+        raise UsageError("--pause-at only applies to --strategy canary")
+    return DeployOptions(version=version, strategy=strategy, steps=steps,
+                         step_pause=config.deploy.canary.step_pause if step_pause is None else step_pause,
+                         pause_at=pause_at, env=dict(env or {}))
+
+
+def plan(config: Config, version: str, strategy: str | None = None, steps: list[int] | None = None,
+         step_pause: float | None = None, pause_at: int | None = None, env: dict | None = None) -> DeployResult:
+    """The ordered steps with effective timeouts and gates; changes nothing."""
+    opts = _options(config, version, strategy, steps, step_pause, pause_at, env)
+    platform = get_platform(config)
+    d = config.deploy
+    live = [c for c in platform.colors() if c.weight > 0]
+    live_color = max(live, key=lambda c: c.weight) if live else None
+    new = other_color(live_color.color) if live_color else "blue"
+    a = d.analysis
+    gates = (f"error rate <= {a.max_error_rate:.0%}, p95 <= {a.max_p95_latency_ms:.0f}ms, "
+             f">= {a.min_requests} requests (no data: {a.no_data_retries} retries, then fail)")
+    lines = [f"take the deploy lock (lease {format_duration(d.lock_ttl)}, heartbeat)",
+             f"preflight: live color {live_color.color + ' ' + str(live_color.version) if live_color else 'none (first deploy)'} healthy; "
+             "pending migrations must not be marked breaking",
+             f"start {new} with {version}" + (f" (env {', '.join(opts.env)})" if opts.env else ""),
+             f"wait for {config.service.readiness_path} (timeout {format_duration(d.health_timeout)})",
+             f"smoke-test {new} directly before it gets traffic"]
+    if opts.strategy == "blue-green":
+        lines += [f"switch the router: {new} 100%",
+                  f"analysis of {new} for {format_duration(a.window)}: {gates}; on a breach switch back",
+                  f"drain {live_color.color if live_color else '-'} (in-flight 0, up to {format_duration(d.drain_timeout)}), "
+                  + ("keep it warm for rollback" if d.keep_previous else "then stop it")]
+    else:
+        for weight in opts.steps[:-1]:
+            lines.append(f"canary {new} at {weight}%, analysis for {format_duration(opts.step_pause or a.window)}: {gates}; "
+                         "on a breach weight back to 0 and stop the canary"
+                         + ("; then PAUSE until `ragops promote`" if weight == opts.pause_at else ""))
+        lines.append(f"promote {new} to 100%, drain the old color")
+    return DeployResult(id="plan", version=version, strategy=opts.strategy, result="planned",
+                        from_version=live_color.version if live_color else None,
+                        from_color=live_color.color if live_color else None, to_color=new, plan=lines)
+
+
+def deploy(config: Config, version: str, strategy: str | None = None, steps: list[int] | None = None,
+           step_pause: float | None = None, pause_at: int | None = None, env: dict | None = None,
+           progress: Progress = _noop) -> DeployResult:
+    opts = _options(config, version, strategy, steps, step_pause, pause_at, env)
+    platform = get_platform(config)
+    interrupted = Journal(platform.journal_dir()).current()
+    if interrupted:
+        lock = platform.lock_backend().read() or {}
+        if not lock or not owner_alive(lock) or lock.get("paused"):
+            from ragops.errors import LockHeld
+
+            state = "is paused" if lock.get("paused") else f"was interrupted at phase {interrupted.get('phase')}"
+            raise LockHeld(f"deploy {interrupted['id']} of {interrupted['version']} {state}",
+                           hint="finish it with `ragops deploy --resume` (or `ragops promote` when paused), "
+                                "or undo it with `ragops abort`")
+    return Deployment(config, opts, progress, platform).run()
+
+
+def _journaled(config: Config, progress: Progress, command: str) -> Deployment:
+    platform = get_platform(config)
+    record = Journal(platform.journal_dir()).current()
+    if not record:
+        raise UsageError("no deploy is in progress, paused or interrupted (ragops history shows past ones)")
+    o = record.get("options", {})
+    opts = DeployOptions(version=record["version"], strategy=record["strategy"], steps=o.get("steps") or [100],
+                         step_pause=o.get("step_pause") or 0, pause_at=o.get("pause_at"), env=o.get("env") or {})
+    return Deployment(config, opts, progress, platform, record=record, command=command)
+
+
+def resume(config: Config, progress: Progress = _noop) -> DeployResult:
+    """Finish an interrupted deploy from its journal (the lock of a dead owner is taken over)."""
+    deployment = _journaled(config, progress, "ragops deploy --resume")
+    lock = deployment.platform.lock_backend().read()
+    if lock and owner_alive(lock) and not lock.get("paused"):
+        from ragops.errors import LockHeld
+        from ragops.deploy.lock import describe
+
+        raise LockHeld(f"deploy {deployment.record['id']} is still running: {describe(lock)}")
+    progress(f"resuming {deployment.record['id']} at phase {deployment.record.get('phase')}")
+    return deployment.run(take_over=True)
+
+
+def promote(config: Config, progress: Progress = _noop) -> DeployResult:
+    """Continue a paused canary (or ask a running one to go on)."""
+    deployment = _journaled(config, progress, "ragops promote")
+    if deployment.record.get("phase") != "paused":
+        raise UsageError(f"deploy {deployment.record['id']} is not paused (phase {deployment.record.get('phase')}); "
+                         "nothing to promote")
+    deployment.step("promote requested", None, f"by {whoami()}")
+    deployment.record["phase"] = "canary-step"
+    deployment.options.pause_at = None
+    return deployment.run(take_over=True)
+
+
+def abort(config: Config, progress: Progress = _noop, wait: float = 30.0) -> DeployResult:
+    """Undo the deploy in progress: traffic back to the live color, the new color stopped."""
+    platform = get_platform(config)
+    journal = Journal(platform.journal_dir())
+    record = journal.current()
+    if not record:
+        raise UsageError("no deploy is in progress, paused or interrupted; nothing to abort")
+    lock = platform.lock_backend().read() or {}
+    if lock and owner_alive(lock) and not lock.get("paused"):
+        # a live deploy in another process: ask it to abort and wait for it to finish
+        journal.request("abort", whoami())
+        progress(f"asked deploy {record['id']} (pid {lock.get('pid')}) to abort; waiting")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and journal.current():
+            time.sleep(0.2)
+        if journal.current():
+            raise OperationFailed(f"deploy {record['id']} did not abort within {wait:.0f}s")
+        last = [r for r in journal.history() if r.get("id") == record["id"]]
+        return _from_record(last[-1] if last else record)
+    deployment = _journaled(config, progress, "ragops abort")
+    deployment.lock.acquire(take_over_deploy=record["id"])
+    try:
+        old, new = record.get("from_color"), record.get("to_color")
+        if old:
+            deployment.switch({old: 100, new: 0}, f"traffic back to {old}")
+        if new and new != old:
+            deployment._discard(new)
+        return deployment.finish("aborted", f"aborted by {whoami()}")
+    finally:
+        deployment.lock.release()
+
+
+def _from_record(r: dict) -> DeployResult:
+    return DeployResult(id=r["id"], version=r["version"], strategy=r["strategy"], result=r.get("result", "?"),
+                        from_version=r.get("from_version"), from_color=r.get("from_color"),
+                        to_color=r.get("to_color"), reason=r.get("reason"), seconds=r.get("seconds", 0),
+                        steps=r.get("steps", []))
+
+
+def rollback(config: Config, to_version: str | None = None, progress: Progress = _noop) -> DeployResult:
+    """Back to the previous version: a router flip when its color is still warm, else a blue-green
+    deploy of that version."""
+    platform = get_platform(config)
+    journal = Journal(platform.journal_dir())
+    if journal.current():
+        raise UsageError("a deploy is in progress or interrupted: use `ragops abort` instead of rollback")
+    states = {c.color: c for c in platform.colors()}
+    live = max(states.values(), key=lambda c: c.weight)
+    if live.weight == 0:
+        raise UsageError("no color serves traffic; nothing to roll back from")
+    if to_version is None:
+        done = [r for r in journal.history() if r.get("result") == "succeeded" and r.get("version") == live.version
+                and r.get("from_version")]
+        if not done:
+            raise UsageError(f"no previous version is recorded for {live.version}; use --to VERSION")
+        to_version = done[-1]["from_version"]
+    warm = states[other_color(live.color)]
+    deployment = Deployment(config, DeployOptions(version=to_version, strategy="rollback", steps=[100], step_pause=0),
+                            progress, platform, command="ragops rollback")
+    deployment.record.update(from_color=live.color, from_version=live.version, to_color=warm.color)
+    deployment.lock.acquire()
+    try:
+        if warm.running and warm.ready and warm.version == to_version:
+            started = time.monotonic()
+            deployment.switch({warm.color: 100, live.color: 0}, f"flip router to warm {warm.color} ({to_version})")
+            deployment.record["flip_ms"] = round((time.monotonic() - started) * 1000, 1)
+        else:
+            deployment.step("warm color", None, f"{warm.color} is not running {to_version}: starting it")
+            deployment.start_new(warm.color)
+            started = time.monotonic()
+            deployment.switch({warm.color: 100, live.color: 0}, f"switch router to {warm.color} ({to_version})")
+            deployment.record["flip_ms"] = round((time.monotonic() - started) * 1000, 1)
+        deployment.drain(live.color)
+        return deployment.finish("succeeded")
+    finally:
+        deployment.lock.release()
+
+
+def history(config: Config, limit: int = 20) -> list[dict]:
+    platform = get_platform(config)
+    return [r for r in Journal(platform.journal_dir()).history() if "version" in r or "event" in r][-limit:]
+
+
+def break_lock(config: Config) -> dict | None:
+    platform = get_platform(config)
+    backend = platform.lock_backend()
+    current = backend.read()
+    if current is None:
+        return None
+    backend.delete()
+    Journal(platform.journal_dir()).audit("lock broken", by=whoami(), lock=current)
+    return current

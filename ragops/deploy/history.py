@@ -1,0 +1,125 @@
+"""Deploy history (append-only JSONL) and the journal of the deploy in progress.
+
+The journal (`current.json`) is rewritten atomically at every phase, so a killed ragops leaves a
+record of exactly where it stopped; `deploy --resume` and `abort` start from it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ragops.secrets import redact_data
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Journal:
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.current_file = directory / "current.json"
+        self.history_file = directory / "history.jsonl"
+        self.control_file = directory / "control.json"
+
+    # ---- the deploy in progress ----------------------------------------------------------
+    def current(self) -> dict | None:
+        try:
+            return json.loads(self.current_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def save(self, record: dict) -> None:
+        tmp = self.current_file.with_suffix(".tmp")
+        with open(tmp, "w") as handle:
+            json.dump(redact_data(record), handle, indent=2, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.current_file)
+
+    def finish(self, record: dict, limit: int = 200) -> None:
+        """Move the record into history and clear the journal."""
+        record = redact_data(record)
+        with open(self.history_file, "a") as handle:
+            handle.write(json.dumps(record, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.current_file.unlink(missing_ok=True)
+        self.control_file.unlink(missing_ok=True)
+        self._trim(limit)
+
+    def _trim(self, limit: int) -> None:
+        lines = self.history_file.read_text().splitlines()
+        if len(lines) > limit * 2:
+            tmp = self.history_file.with_suffix(".tmp")
+            tmp.write_text("\n".join(lines[-limit:]) + "\n")
+            os.replace(tmp, self.history_file)
+
+    def history(self, limit: int | None = None) -> list[dict]:
+        try:
+            lines = self.history_file.read_text().splitlines()
+        except OSError:
+            return []
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a torn last line after a crash; the rest is intact
+        return records[-limit:] if limit else records
+
+    def audit(self, event: str, **fields) -> None:
+        """Lock breaks and other out-of-band actions go into history as events."""
+        with open(self.history_file, "a") as handle:
+            handle.write(json.dumps(redact_data({"event": event, "at": now_iso(), **fields}), default=str) + "\n")
+
+    # ---- requests from another terminal (promote / abort) ---------------------------------
+    def request(self, action: str, by: str) -> None:
+        tmp = self.control_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"action": action, "by": by, "at": time.time()}))
+        os.replace(tmp, self.control_file)
+
+    def pending_request(self) -> dict | None:
+        try:
+            return json.loads(self.control_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def clear_request(self) -> None:
+        self.control_file.unlink(missing_ok=True)
+
+
+def last_deploy(platform) -> dict | None:
+    journal = Journal(platform.journal_dir())
+    current = journal.current()
+    if current:
+        return {**current, "in_progress": True}
+    deploys = [r for r in journal.history() if "version" in r]
+    return deploys[-1] if deploys else None
+
+
+def explain(record: dict | None) -> list[str]:
+    """Why the last deploy ended the way it did, step by step, for `status --explain`."""
+    if not record:
+        return ["no deploy recorded yet"]
+    lines = [f"deploy {record.get('id')}: {record.get('strategy')} to {record.get('version')} "
+             f"by {record.get('who')} -> {record.get('result', 'in progress')}"]
+    if record.get("reason"):
+        lines.append(f"reason: {record['reason']}")
+    for step in record.get("steps", []):
+        mark = "ok" if step.get("ok") else ("FAILED" if step.get("ok") is False else "..")
+        line = f"  [{mark}] {step.get('name')}"
+        if step.get("detail"):
+            line += f": {step['detail']}"
+        lines.append(line)
+        analysis = step.get("analysis")
+        if analysis:
+            lines.append("        " + ", ".join(f"{k}={v}" for k, v in analysis.items() if k != "breaches"))
+    if record.get("in_progress"):
+        lines.append("this deploy is still in progress or was interrupted: "
+                     "`ragops deploy --resume` finishes it, `ragops abort` undoes it")
+    return lines

@@ -1,0 +1,112 @@
+"""The deploy lock: a lease with an owner, a TTL and a heartbeat.
+
+A second deploy while the lease is alive exits 4 naming the owner. A lease whose owner stopped
+renewing (killed ragops) expires after its TTL; a dead owner on this same host is seen at once.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+from ragops.errors import LockHeld
+
+
+def whoami() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def owner_alive(record: dict) -> bool:
+    """False when the lease expired, or its owner process is gone on this very host."""
+    if record.get("paused"):
+        return True  # a paused canary holds the lock until promote/abort, without a heartbeat
+    if time.time() > float(record.get("expires_at", 0)):
+        return False
+    if record.get("host") == socket.gethostname() and record.get("pid"):
+        try:
+            os.kill(int(record["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+    return True
+
+
+def describe(record: dict) -> str:
+    return (f"{record.get('owner')} (pid {record.get('pid')}, `{record.get('command')}`, "
+            f"since {record.get('created')})")
+
+
+class DeployLock:
+    def __init__(self, backend, ttl: float, command: str, deploy_id: str | None = None):
+        self.backend = backend
+        self.ttl = ttl
+        self.command = command
+        self.deploy_id = deploy_id
+        self.token = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _record(self, paused: bool = False) -> dict:
+        return {"token": self.token, "owner": whoami(), "host": socket.gethostname(), "pid": os.getpid(),
+                "command": self.command, "deploy_id": self.deploy_id, "created": _now_iso(),
+                "expires_at": time.time() + self.ttl, "ttl": self.ttl, "paused": paused}
+
+    def acquire(self, *, take_over_deploy: str | None = None) -> "DeployLock":
+        """Take the lease. A stale lease, or one held by the deploy we are resuming, is replaced."""
+        record = self._record()
+        if self.backend.create(record):
+            self._start_heartbeat()
+            return self
+        current = self.backend.read() or {}
+        resumable = take_over_deploy and current.get("deploy_id") == take_over_deploy
+        if not resumable and owner_alive(current):
+            raise LockHeld(f"deploy lock is held by {describe(current)}",
+                           hint="wait for it, or if that deploy is dead: ragops lock break --yes")
+        if not resumable and current.get("deploy_id"):
+            raise LockHeld(f"an interrupted deploy {current.get('deploy_id')} still holds the lock "
+                           f"({describe(current)})",
+                           hint="finish it with `ragops deploy --resume` or undo it with `ragops abort`")
+        if not self.backend.replace(current.get("token", ""), record):
+            raise LockHeld("deploy lock changed hands while taking it over; try again")
+        self._start_heartbeat()
+        return self
+
+    def _start_heartbeat(self) -> None:
+        def beat() -> None:
+            while not self._stop.wait(max(1.0, self.ttl / 3)):
+                current = self.backend.read() or {}
+                if current.get("token") != self.token:
+                    return  # broken by someone else: stop renewing
+                self.backend.replace(self.token, {**current, "expires_at": time.time() + self.ttl})
+        self._thread = threading.Thread(target=beat, daemon=True, name="deploy-lock-heartbeat")
+        self._thread.start()
+
+    def pause(self) -> None:
+        """Keep the lock after this process exits (a paused canary), until promote or abort."""
+        self._stop.set()
+        current = self.backend.read() or {}
+        if current.get("token") == self.token:
+            self.backend.replace(self.token, {**current, "paused": True, "pid": None})
+
+    def release(self) -> None:
+        self._stop.set()
+        self.backend.delete(self.token)
+
+    def __enter__(self) -> "DeployLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
