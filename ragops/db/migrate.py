@@ -105,7 +105,8 @@ def apply_migrations(dsn: str, migrations_dir: Path, app_user: str | None = None
     """Apply the pending migrations; returns the file names applied (empty when up to date).
 
     `dsn` is a superuser conninfo for the service's database: it creates the `vector` extension
-    when the server has it, which needs superuser rights.
+    when the server has it, which needs superuser rights (without them the schema falls back to
+    real[] embeddings, reported through `progress`).
     """
     import psycopg
     from psycopg import sql
@@ -120,9 +121,12 @@ def apply_migrations(dsn: str, migrations_dir: Path, app_user: str | None = None
             available = conn.execute(
                 "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone() is not None
             if available:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            else:
-                report("pgvector is not available: chunks use the portable real[] embedding column")
+                try:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                except psycopg.errors.InsufficientPrivilege:
+                    available = False   # not a superuser: the schema falls back, as without pgvector
+            if not available:
+                report("pgvector not available: chunks use the portable real[] embedding column")
             with conn.transaction():
                 if role:
                     conn.execute(role)

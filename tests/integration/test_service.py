@@ -402,3 +402,32 @@ def test_service_follows_a_promotion(own_cluster, tmp_path):
         assert after.status_code == 201
     finally:
         assert service.stop() == 0, service.logs()
+
+
+# --- without pgvector ----------------------------------------------------------------------------
+
+def test_portable_fallback_without_pgvector(pg_cluster):
+    """Migrated by a non-superuser, `vector` cannot be created: chunks use real[] scored in SQL."""
+    import psycopg
+
+    sys.path.insert(0, str(SERVICE_DIR))
+    from ragservice import db
+
+    database = make_database(pg_cluster["dsn"], "plain")
+    events: list[str] = []
+    assert migrate.apply_migrations(database["app"], MIGRATIONS, progress=events.append)
+    assert any("real[]" in e for e in events)
+    with psycopg.connect(database["app"]) as conn:
+        column = conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                              "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()[0]
+    assert column == "real[]"
+
+    pool = db.Pool(database["app"], size=2)
+    try:
+        fact = db.create_document(pool, "Owls", "Barn owls swallow their prey whole.", {}, queued=False)
+        db.create_document(pool, "Tea", "Green tea is steeped at eighty degrees.", {}, queued=False)
+        results = db.search(pool, "what do barn owls swallow", 2)
+        assert results[0]["document_id"] == fact["id"] and results[0]["score"] > results[1]["score"]
+        assert db.readiness(pool, migrate.latest_version(MIGRATIONS))[0] is True
+    finally:
+        pool.close()
