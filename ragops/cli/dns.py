@@ -1,0 +1,88 @@
+"""`ragops dns status|failover|failback|history` (Route 53)."""
+from __future__ import annotations
+
+import typer
+
+dns_app = typer.Typer(help="Route 53: where the service's record points; fail over between regions.",
+                      no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dns_app, name="dns")
+
+
+def _render_plan(p) -> str:
+    if not p.change_needed:
+        return f"{p.record} {p.type} already points to {p.new} (TTL {p.ttl}): nothing to change"
+    return (f"plan: UPSERT {p.record} {p.type} in zone {p.zone_id}\n"
+            f"  old: {p.old or '(no record)'}\n  new: {p.new}\n  TTL: {p.ttl}s")
+
+
+def _render_change(c) -> str:
+    if c.status == "unchanged":
+        return _render_plan(c.plan)
+    return (f"{c.plan.record} {c.plan.type}: {c.plan.old} -> {c.plan.new} (TTL {c.plan.ttl}s)\n"
+            f"change {c.change_id} INSYNC after {c.seconds:.1f}s ({c.polls} polls); resolvers follow within the TTL")
+
+
+@dns_app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Where the record points now (primary, secondary or other) and its TTL.
+
+    Example: ragops -e production dns status --output json
+    """
+    env = ctx.obj
+    from ragops.dns import route53
+
+    env.emit(route53.status(env.config),
+             lambda s: f"{s.record} {s.type} -> {s.value or '(missing)'} ({s.points_to}), TTL {s.ttl}, zone {s.zone_id}")
+
+
+def _move(ctx: typer.Context, to: str, dry_run: bool) -> None:
+    env = ctx.obj
+    from ragops.dns import route53
+
+    the_plan = route53.plan(env.config, to)
+    if dry_run or not the_plan.change_needed:
+        env.emit(the_plan, _render_plan)
+        return
+    if not env.json:
+        env.status(_render_plan(the_plan))
+    env.confirm(f"Point {the_plan.record} at {the_plan.new}?")
+    change = route53.apply(env.config, the_plan, progress=env.progress("dns"))
+    env.emit(change, _render_change)
+
+
+@dns_app.command("failover")
+def failover(ctx: typer.Context,
+             to: str = typer.Option("secondary", "--to", help="secondary (default), primary, or a region name."),
+             dry_run: bool = typer.Option(False, "--dry-run", "--plan", help="Show the plan (record, old, new, TTL) only.")) -> None:
+    """Point the record at the secondary region: one UPSERT, then poll until INSYNC.
+
+    Example: ragops -e production dns failover --to secondary --yes
+    """
+    _move(ctx, to, dry_run)
+
+
+@dns_app.command("failback")
+def failback(ctx: typer.Context,
+             dry_run: bool = typer.Option(False, "--dry-run", "--plan", help="Show the plan only.")) -> None:
+    """Point the record back at the primary region.
+
+    Example: ragops -e production dns failback --yes
+    """
+    _move(ctx, "primary", dry_run)
+
+
+@dns_app.command("history")
+def history(ctx: typer.Context, limit: int = typer.Option(20, "--limit")) -> None:
+    """The journalled changes (change ids) from <state_dir>/dns-changes.jsonl.
+
+    Example: ragops dns history --output json
+    """
+    env = ctx.obj
+    from ragops.dns import route53
+
+    rows = route53.history(env.config, limit)
+    env.emit(rows, lambda r: "\n".join(f"{e['at']}  {e['change_id']}  {e['status']}  {e['record']} -> {e['new']}"
+                                       for e in r) or "no DNS changes recorded")
