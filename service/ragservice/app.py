@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from contextlib import asynccontextmanager
 
@@ -86,14 +87,22 @@ async def readyz():
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
+_schema_cache = {"value": None, "at": float("-inf")}
+SCHEMA_CACHE_SECONDS = 2.0   # load tests poll /version hard; the schema changes rarely
+
+
 @app.get("/version")
 async def version():
     def current_schema():
+        if time.monotonic() - _schema_cache["at"] < SCHEMA_CACHE_SECONDS:
+            return _schema_cache["value"]
         try:
             with pool.connection() as conn:
-                return db.schema_version(conn)
+                value = db.schema_version(conn)
         except Exception:  # noqa: BLE001 - the version endpoint must answer without a database
-            return None
+            value = None
+        _schema_cache.update(value=value, at=time.monotonic())
+        return value
 
     return {"version": settings.version, "color": settings.color,
             "schema_version": await run_in_threadpool(current_schema)}
