@@ -1,0 +1,319 @@
+"""Region failover: fence the old primary, promote the target region's replica, DNS to the
+target region, start the service there, smoke test, and report what was achieved (RTO, RPO).
+
+RPO is measured before anything is changed: the target replica's lag behind the old primary at
+the moment of failure. When the old primary is already dead and its data directory is local, the
+end of the WAL it wrote is read with pg_waldump, so the bytes (and the commit-time window) that
+never reached the replica are known instead of guessed.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from ragops.errors import OperationFailed, UsageError
+from ragops.secrets import redact
+
+Progress = Callable[[str], None] | None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Step:
+    name: str
+    started_at: str
+    finished_at: str | None = None
+    seconds: float | None = None
+    ok: bool = True
+    detail: str = ""
+
+
+@dataclass
+class FailoverReport:
+    environment: str
+    from_region: str | None
+    to_region: str | None
+    old_primary: str
+    new_primary: str
+    started_at: str
+    failure_time: str | None
+    steps: list[Step] = field(default_factory=list)
+    writes_accepted_at: str | None = None
+    dns_insync_at: str | None = None
+    service_ready_at: str | None = None
+    rto_seconds: float | None = None           # failure (or start) -> writes accepted and DNS in sync
+    rto_service_seconds: float | None = None   # failure (or start) -> smoke passed in the target region
+    rpo_bytes: int | None = None
+    rpo_seconds: float | None = None
+    rpo_source: str = ""
+    slo: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    smoke: dict | None = None
+    passed: bool = False
+
+
+def _parse_time(value: str | datetime | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--failure-time: expected an ISO 8601 time like 2024-05-01T03:12:00Z, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _region_of(config, node_name: str) -> str | None:
+    for name, region in config.env.regions.items():
+        if region.database_node == node_name:
+            return name
+    return None
+
+
+def choose_target(config, to: str | None, statuses) -> tuple[str | None, str]:
+    """(region, database node) to fail over to: `to`, else the region whose node is a replica."""
+    regions = config.env.regions
+    if to:
+        if to not in regions:
+            raise UsageError(f"unknown region {to!r} (regions: {', '.join(regions) or 'none configured'})")
+        return to, regions[to].database_node
+    replicas = [s.name for s in statuses if s.role == "replica"]
+    for name, region in regions.items():
+        if region.database_node in replicas:
+            return name, region.database_node
+    if replicas:
+        return None, replicas[0]
+    raise OperationFailed("no reachable replica to fail over to", hint="ragops db status shows every node")
+
+
+def measure_rpo(config, target, old_primary) -> tuple[int | None, float | None, str]:
+    """Lag of `target` behind `old_primary` (NodeStatus objects) at this moment."""
+    from ragops.db.replication import lsn_to_int, wal_end
+
+    received = lsn_to_int(target.received_lsn) or lsn_to_int(target.replayed_lsn)
+    if old_primary is not None and old_primary.reachable and old_primary.current_lsn:
+        lag = max(0, lsn_to_int(old_primary.current_lsn) - (received or 0))
+        return lag, (target.lag_seconds if lag else 0.0), "live primary: pg_current_wal_lsn - replica received"
+    if old_primary is None:
+        return None, None, "no old primary known"
+    try:
+        end = wal_end(config, old_primary.name, start_lsn=target.received_lsn or target.replayed_lsn)
+    except Exception as exc:  # noqa: BLE001 - RPO stays unknown, said so
+        return None, None, f"dead primary: cannot read its WAL ({redact(str(exc))})"
+    if not end.get("end_lsn") and not end.get("checkpoint_lsn"):
+        return None, None, "dead primary, no local data directory: unknown (not measurable from here)"
+    last = lsn_to_int(end.get("end_lsn") or end.get("checkpoint_lsn"))
+    lag = max(0, last - (received or 0))
+    seconds = 0.0 if lag == 0 else None
+    if lag and end.get("last_commit"):
+        try:
+            from ragops.db.connect import find_node
+            from ragops.db.replication import _connect
+
+            with _connect(config, find_node(config, target.name)) as conn:
+                seconds = conn.execute("SELECT GREATEST(0, EXTRACT(EPOCH FROM (%s::timestamptz - "
+                                       "pg_last_xact_replay_timestamp())))",
+                                       (end["last_commit"] + " UTC",)).fetchone()[0]
+                seconds = float(seconds) if seconds is not None else None
+        except Exception:  # noqa: BLE001
+            seconds = None
+    return lag, seconds, f"dead primary: {end.get('source')} end of WAL {end.get('end_lsn') or end.get('checkpoint_lsn')} " \
+                         f"- replica received {target.received_lsn}"
+
+
+def region_failover(config, to: str | None = None, failure_time=None, *, confirm_down: bool = False,
+                    skip_service: bool = False, progress: Progress = None) -> FailoverReport:
+    from ragops.db import replication as repl
+
+    started = _now()
+    failure = _parse_time(failure_time)
+
+    def say(message: str) -> None:
+        if progress:
+            progress(redact(message))
+
+    statuses = repl.topology(config)
+    region, node = choose_target(config, to, statuses)
+    target = next(s for s in statuses if s.name == node)
+    if target.role == "primary" and not target.fenced:
+        raise UsageError(f"{node} (region {region}) is already the primary; nothing to fail over",
+                         hint="ragops db status")
+    if not target.reachable:
+        raise OperationFailed(f"{node} (region {region}) is unreachable; cannot fail over to it")
+    old = next((s for s in statuses if s.role == "primary" and s.name != node), None)
+    if old is None:
+        journal = repl.read_topology(config).get("primary") or config.database.primary.name
+        old = next((s for s in statuses if s.name == journal and s.name != node), None)
+    old_name = old.name if old else "?"
+    report = FailoverReport(environment=config.env_name, from_region=_region_of(config, old_name), to_region=region,
+                            old_primary=old_name, new_primary=node, started_at=started.isoformat(),
+                            failure_time=failure.isoformat() if failure else None,
+                            slo={"rto_seconds": config.slo.rto_seconds, "rpo_seconds": config.slo.rpo_seconds})
+    report.rpo_bytes, report.rpo_seconds, report.rpo_source = measure_rpo(config, target, old)
+    say(f"RPO at failure: {report.rpo_bytes} bytes / {report.rpo_seconds} s ({report.rpo_source})")
+    _journal(config, report)
+
+    state = {"fenced": False, "promoted": False, "dns": False, "service": False}
+
+    def run(name: str, func, what_now: Callable[[], str]):
+        step = Step(name=name, started_at=_now().isoformat(timespec="milliseconds"))
+        report.steps.append(step)
+        begin = time.monotonic()
+        say(f"{name} ...")
+        try:
+            detail = func()
+        except Exception as exc:  # noqa: BLE001 - every failure gets the state and the next move
+            step.ok = False
+            step.finished_at = _now().isoformat(timespec="milliseconds")
+            step.seconds = round(time.monotonic() - begin, 3)
+            step.detail = redact(getattr(exc, "message", None) or str(exc))
+            _journal(config, report)
+            done = ", ".join(k for k, v in state.items() if v) or "nothing"
+            raise OperationFailed(f"failover stopped at '{name}': {step.detail} (done so far: {done})",
+                                  hint=what_now()) from None
+        step.finished_at = _now().isoformat(timespec="milliseconds")
+        step.seconds = round(time.monotonic() - begin, 3)
+        step.detail = detail or ""
+        say(f"{name}: {step.detail} ({step.seconds:.2f}s)")
+        return detail
+
+    # 1. fence
+    def do_fence():
+        if old is None:
+            return "no old primary known"
+        if old.fenced:
+            return f"{old.name} already fenced"
+        result = repl.fence(config, old.name, confirm_down=confirm_down, progress=progress, status=old)
+        state["fenced"] = True
+        return f"{result.node}: {result.method} ({result.detail})"
+    run("fence old primary", do_fence,
+        lambda: f"nothing changed yet; if {old_name} is really down, repeat with --confirm-down")
+
+    # 2. promote
+    promoted = {}
+
+    def do_promote():
+        result = repl.promote(config, node, fence_old=False, confirm_down=True, progress=progress)
+        promoted["result"] = result
+        state["promoted"] = True
+        report.writes_accepted_at = result.test_write["at"]
+        return f"{node} primary on timeline {result.timeline}, test write ok"
+    run("promote replica", do_promote,
+        lambda: f"{old_name} is fenced and no node accepts writes: check `ragops db status`, then "
+                f"`ragops db promote {node} --confirm-down`")
+    writes_at = _now()
+
+    # 3. DNS
+    from ragops.dns import route53
+
+    dns_at = writes_at
+    if route53.configured(config):
+        def do_dns():
+            change = route53.failover(config, region or "secondary", progress=progress)
+            state["dns"] = True
+            report.dns_insync_at = change.insync_at or _now().isoformat()
+            return f"{change.plan.record} -> {change.plan.new}: {change.status}" + \
+                (f" (change {change.change_id}, {change.polls} polls)" if change.change_id else "")
+        run("DNS to the target region", do_dns,
+            lambda: f"the database is promoted ({node} accepts writes) but DNS still points at the old region: "
+                    f"run `ragops dns failover --to {region or 'secondary'} --yes`")
+        dns_at = _now()
+    else:
+        report.notes.append("DNS not configured for this environment (dns.record/zone/primary/secondary): skipped")
+
+    # 4. service in the target region, 5. smoke test
+    if skip_service:
+        report.notes.append("service steps skipped on request")
+    else:
+        platform_holder = {}
+
+        def do_service():
+            from ragops.platforms import get_platform
+
+            platform = get_platform(config, region=region)
+            platform_holder["p"] = platform
+            return _ensure_service(config, platform, progress)
+        run("start the service in the target region", do_service,
+            lambda: f"the database is promoted ({node}){' and DNS moved' if state['dns'] else ''}; start the "
+                    f"service in region {region}: `ragops deploy` / `ragops up` there, then `ragops smoke`")
+        state["service"] = True
+
+        def do_smoke():
+            from ragops.smoke import run_smoke
+
+            smoke = run_smoke(config, platform=platform_holder["p"])
+            report.smoke = {"url": smoke.url, "passed": smoke.passed,
+                            "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in smoke.checks]}
+            if not smoke.passed:
+                failed = "; ".join(f"{c.name}: {c.detail}" for c in smoke.failed)
+                raise OperationFailed(f"smoke test failed: {failed}")
+            report.service_ready_at = _now().isoformat()
+            return f"{len(smoke.checks)} checks passed through {smoke.url}"
+        run("smoke test", do_smoke,
+            lambda: f"database promoted and service started in {region}, but it does not pass the smoke test: "
+                    f"see `ragops logs`, fix, `ragops smoke`")
+
+    origin = failure or started
+    done_at = max(writes_at, dns_at)
+    report.rto_seconds = round((done_at - origin).total_seconds(), 3)
+    if report.service_ready_at:
+        report.rto_service_seconds = round((_parse_time(report.service_ready_at) - origin).total_seconds(), 3)
+    report.slo.update({
+        "rto_met": report.rto_seconds <= config.slo.rto_seconds,
+        "rpo_met": None if report.rpo_seconds is None else report.rpo_seconds <= config.slo.rpo_seconds})
+    report.passed = True
+    if old is not None:
+        report.notes.append(f"next: `ragops db rejoin {old.name}` once its host is back (pg_rewind)")
+    _journal(config, report)
+    return report
+
+
+def _ensure_service(config, platform, progress: Progress) -> str:
+    """Make sure a ready color serves 100 % through the region's router."""
+    from ragops.stack import wait_ready
+
+    say = progress or (lambda _m: None)
+    if hasattr(platform, "start_router"):
+        platform.start_router(say)
+    colors = platform.colors()
+    live = [c for c in colors if c.running and c.ready and c.weight > 0]
+    if live:
+        return f"{live[0].color} already serving ({live[0].version}) at {platform.router_url()}"
+    ready = [c for c in colors if c.running and c.ready]
+    if ready:
+        color = ready[0].color
+        version = ready[0].version
+    else:
+        version = _serving_version(config)
+        color = "blue"
+        platform.start_color(color, version, deploy_id=f"failover-{uuid.uuid4().hex[:8]}", progress=say)
+        wait_ready(platform, color, config.service.startup_timeout, say)
+    platform.set_weights({color: 100})
+    return f"{color} ({version}) serving 100% at {platform.router_url()}"
+
+
+def _serving_version(config) -> str:
+    """The version the old region was serving (so a failover does not deploy something new)."""
+    try:
+        from ragops.platforms import get_platform
+
+        for state in get_platform(config).colors():
+            if state.running and state.weight > 0 and state.version:
+                return state.version
+    except Exception:  # noqa: BLE001 - the old region may be gone
+        pass
+    return config.service.version
+
+
+def _journal(config, report: FailoverReport) -> None:
+    from ragops.output import to_jsonable
+
+    path = config.state_dir / "failovers" / f"{report.started_at.replace(':', '').replace('+0000', 'Z')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_jsonable(report), indent=2, default=str) + "\n")
