@@ -41,7 +41,7 @@ def run_drill(config, name: str, *, engine, inputs: dict | None = None, report_d
     runbook = resolve_drill(engine, name)
     result = engine.run(runbook, inputs or {})
     context = engine._context
-    rto_seconds, rto_note = _measure_rto(runbook, result)
+    rto_seconds, rto_note = _measure_rto(runbook, result, context)
     rpo_seconds, rpo_note = _measure_rpo(runbook, context)
     targets = config.slo
     rto = {"seconds": rto_seconds, "target_seconds": targets.rto_seconds, "note": rto_note,
@@ -77,9 +77,12 @@ def run_drill(config, name: str, *, engine, inputs: dict | None = None, report_d
     return report
 
 
-def _measure_rto(runbook, result) -> tuple[float | None, str]:
+def _measure_rto(runbook, result, context: dict) -> tuple[float | None, str]:
     spec = runbook.drill.get("rto") if isinstance(runbook.drill, dict) else None
     timeline = result.timeline
+    if isinstance(spec, str):     # a template, e.g. the operation's own measurement
+        value, note = _measure_rpo(runbook, context, spec)
+        return value, note
     if not timeline:
         return None, "no step ran"
     if isinstance(spec, dict):
@@ -91,8 +94,9 @@ def _measure_rto(runbook, result) -> tuple[float | None, str]:
     return round(result.duration, 3), "the whole drill run"
 
 
-def _measure_rpo(runbook, context: dict) -> tuple[float | None, str]:
-    spec = runbook.drill.get("rpo") if isinstance(runbook.drill, dict) else None
+def _measure_rpo(runbook, context: dict, spec=None) -> tuple[float | None, str]:
+    if spec is None:
+        spec = runbook.drill.get("rpo") if isinstance(runbook.drill, dict) else None
     if spec is None:
         return None, "not measured by this drill"
     try:

@@ -154,6 +154,8 @@ def to_outputs(value: Any) -> dict:
 
     if value is None:
         return {}
+    if hasattr(value, "to_dict") and not isinstance(value, type):
+        value = value.to_dict()          # e.g. LoadStats: rps, p95_ms, error_rate are properties
     data = to_jsonable(value)
     if isinstance(data, dict):
         return data
@@ -712,21 +714,37 @@ def _rollback_check(ctx: ActionContext, params: dict) -> dict:
 
 # ---- ragops operations -------------------------------------------------------------------
 
+def _deploy_outcome(what: str, outputs: dict) -> dict:
+    """DeployResult.result: succeeded | rolled_back | aborted | paused | failed."""
+    result = outputs.get("result")
+    if result in ("succeeded", "paused", "planned", None):
+        return outputs
+    error_class = GateFailed if result == "rolled_back" else OperationFailed
+    error = error_class(f"{what} {outputs.get('version', '')}: {result}"
+                        + (f" ({outputs['reason']})" if outputs.get("reason") else ""))
+    error.outputs = outputs
+    raise error
+
+
 def _op_deploy(ctx, p):
-    return to_outputs(call_operation(ctx, "ragops.deploy.engine:deploy", ctx.require_config(), str(p["version"]),
-                                     strategy=p.get("strategy"), steps=p.get("steps"),
-                                     step_pause=_duration(p.get("step_pause"), "step_pause"),
-                                     pause_at=p.get("pause_at"), env=p.get("env")))
+    steps = p.get("steps")
+    if isinstance(steps, str):
+        steps = [int(x) for x in steps.split(",") if x.strip()]
+    return _deploy_outcome("deploy", to_outputs(call_operation(
+        ctx, "ragops.deploy.engine:deploy", ctx.require_config(), str(p["version"]),
+        strategy=p.get("strategy") or None, steps=steps,
+        step_pause=_duration(p.get("step_pause"), "step_pause"),
+        pause_at=int(p["pause_at"]) if p.get("pause_at") not in (None, "") else None, env=p.get("env"))))
 
 
 def _op_rollback(ctx, p):
-    return to_outputs(call_operation(ctx, "ragops.deploy.engine:rollback", ctx.require_config(),
-                                     to_version=p.get("to_version")))
+    return _deploy_outcome("rollback", to_outputs(call_operation(
+        ctx, "ragops.deploy.engine:rollback", ctx.require_config(), to_version=p.get("to_version") or None)))
 
 
 def _op_smoke(ctx, p):
-    report = call_operation(ctx, "ragops.smoke:run_smoke", ctx.require_config(), url=p.get("url"),
-                            color=p.get("color"))
+    report = call_operation(ctx, "ragops.smoke:run_smoke", ctx.require_config(), url=p.get("url") or None,
+                            color=p.get("color") or None, expect_version=p.get("expect_version") or None)
     outputs = to_outputs(report)
     if not getattr(report, "passed", outputs.get("passed")):
         failed = [c for c in outputs.get("checks", []) if isinstance(c, dict) and not c.get("passed", c.get("ok", True))]
@@ -778,21 +796,37 @@ def _op_backup_create(ctx, p):
 
 
 def _op_backup_verify(ctx, p):
-    return to_outputs(call_operation(ctx, "ragops.db.backup:verify_backup", ctx.require_config(),
-                                     backup_id=str(p.get("backup_id") or "latest"),
-                                     restore=_flag(p.get("restore")) or None))
+    result = call_operation(ctx, "ragops.db.backup:verify_backup", ctx.require_config(),
+                            backup_id=str(p.get("backup_id") or "latest"), restore=_flag(p.get("restore")) or None)
+    outputs = to_outputs(result)
+    if not outputs.get("ok", True):
+        failure = getattr(result, "failure", None) or "verification failed"
+        error = GateFailed(f"backup {outputs.get('backup_id')}: {failure}")
+        error.outputs = outputs
+        raise error
+    return outputs
 
 
 def _op_backup_restore(ctx, p):
     config = ctx.require_config()
     target = p.get("target_dsn")
-    if target is None and p.get("target_db"):
+    if not target:
+        # into a named (scratch) database, else the environment's own database on the primary
         from ragops.db.connect import node_dsn
 
-        target = node_dsn(config, p.get("node"), dbname=str(p["target_db"]))
+        target = node_dsn(config, p.get("node") or None, dbname=str(p.get("target_db") or config.database.name))
     return to_outputs(call_operation(ctx, "ragops.db.backup:restore_backup", config,
                                      backup_id=str(p.get("backup_id") or "latest"), target_dsn=target,
                                      clean=_flag(p.get("clean")) or None, create=_flag(p.get("create")) or None))
+
+
+def _op_backup_show(ctx, p):
+    data = call_operation(ctx, "ragops.db.backup:show_backup", ctx.require_config(), str(p.get("backup_id") or "latest"))
+    outputs = to_outputs(data)
+    manifest = outputs.get("manifest") or {}
+    outputs.update({"id": manifest.get("id"), "row_counts": manifest.get("row_counts") or {},
+                    "finished_at": manifest.get("finished_at")})
+    return outputs
 
 
 def _op_backup_check(ctx, p):
@@ -810,7 +844,8 @@ def _op_backup_check(ctx, p):
 
 def _op_db_promote(ctx, p):
     return to_outputs(call_operation(ctx, "ragops.db.replication:promote", ctx.require_config(), str(p["node"]),
-                                     max_lag=p.get("max_lag"), force=_flag(p.get("force")) or None,
+                                     max_lag=int(p["max_lag"]) if p.get("max_lag") not in (None, "") else None,
+                                     force=_flag(p.get("force")) or None,
                                      confirm_down=_flag(p.get("confirm_down")) or None))
 
 
@@ -823,9 +858,14 @@ def _op_db_migrate(ctx, p):
         dsn = node_dsn(ctx.require_config(), p.get("node"), dbname=p.get("dbname"))
     migrations_dir = p.get("migrations_dir")
     if not migrations_dir and config is not None:
-        migrations_dir = str(config.resolve_path(config.service.path) / "migrations")
-    return to_outputs(call_operation(ctx, "ragops.db.migrate:apply_migrations", dsn, str(migrations_dir),
-                                     app_user=p.get("app_user")))
+        candidate = config.resolve_path(config.service.path) / "migrations"
+        if candidate.is_dir():
+            migrations_dir = str(candidate)
+    if not migrations_dir:
+        migrations_dir = str(operation("ragops.db.migrate:default_migrations_dir")())
+    applied = call_operation(ctx, "ragops.db.migrate:apply_migrations", dsn, Path(migrations_dir),
+                             app_user=p.get("app_user") or None)
+    return {"applied": list(applied or []), "count": len(applied or []), "migrations_dir": str(migrations_dir)}
 
 
 def _op_dns_failover(ctx, p):
@@ -834,12 +874,20 @@ def _op_dns_failover(ctx, p):
 
 
 def _op_region_failover(ctx, p):
-    return to_outputs(call_operation(ctx, "ragops.failover:region_failover", ctx.require_config(), to=p.get("to")))
+    outputs = to_outputs(call_operation(ctx, "ragops.failover:region_failover", ctx.require_config(),
+                                        to=p.get("to") or None, failure_time=p.get("failure_time") or None,
+                                        confirm_down=_flag(p.get("confirm_down")) or None,
+                                        skip_service=_flag(p.get("skip_service")) or None))
+    if outputs.get("passed") is False:
+        error = OperationFailed("region failover did not pass: " + "; ".join(outputs.get("notes") or []))
+        error.outputs = outputs
+        raise error
+    return outputs
 
 
 def _op_maintenance(ctx, p):
     platform = call_operation(ctx, "ragops.platforms:get_platform", ctx.require_config())
-    on = _flag(p.get("on"), True)
+    on = _flag(p.get("enabled"), True)
     if not hasattr(platform, "set_maintenance"):
         raise OperationFailed(f"the {platform.name} platform has no maintenance mode")
     platform.set_maintenance(on)
@@ -852,6 +900,50 @@ def _op_service_status(ctx, p):
     live = [c for c in colors if c["running"] and c["weight"] > 0]
     return {"colors": colors, "live": [c["color"] for c in live],
             "live_version": live[0]["version"] if live else None}
+
+
+def _op_db_topology(ctx, p):
+    statuses = call_operation(ctx, "ragops.db.replication:topology", ctx.require_config())
+    nodes = [to_outputs(s) for s in statuses]
+    primaries = [n["name"] for n in nodes if n.get("role") == "primary" and not n.get("fenced")]
+    return {"nodes": nodes, "primary": primaries[0] if primaries else None,
+            "max_lag_bytes": max([n.get("lag_bytes") or 0 for n in nodes] + [0]),
+            "max_lag_seconds": max([n.get("lag_seconds") or 0 for n in nodes] + [0])}
+
+
+def _op_service_stop(ctx, p):
+    config = ctx.require_config()
+    platform = call_operation(ctx, "ragops.platforms:get_platform", config)
+    drain = _duration(p.get("drain_timeout"), "drain_timeout", config.deploy.drain_timeout)
+    stopped = []
+    for state in platform.colors():
+        if not state.running:
+            continue
+        platform.stop_color(state.color, drain_timeout=drain, progress=ctx.progress)
+        stopped.append({"color": state.color, "version": state.version, "deploy_id": state.deploy_id,
+                        "env": state.env or {}, "weight": state.weight})
+    return {"stopped": stopped, "count": len(stopped)}
+
+
+def _op_service_start(ctx, p):
+    config = ctx.require_config()
+    platform = call_operation(ctx, "ragops.platforms:get_platform", config)
+    wait_ready = operation("ragops.stack:wait_ready")
+    colors = p.get("colors") or []
+    if not isinstance(colors, list) or not colors:
+        raise OperationFailed("service.start: no colors to start (expected the `stopped` output of service.stop)")
+    started = []
+    for entry in colors:
+        color = entry["color"]
+        platform.start_color(color, entry.get("version") or config.service.version,
+                             deploy_id=entry.get("deploy_id") or f"runbook-{ctx.engine.run_id}",
+                             env=entry.get("env") or None, progress=ctx.progress)
+        seconds = wait_ready(platform, color, ctx.remaining(config.service.startup_timeout)
+                             or config.service.startup_timeout, ctx.progress)
+        started.append({"color": color, "version": entry.get("version"), "ready_seconds": seconds})
+    if hasattr(platform, "refresh_backends"):
+        platform.refresh_backends()
+    return {"started": started}
 
 
 def _op_service_restart(ctx, p):
@@ -895,7 +987,7 @@ for _name, _fn, _needs, _params, _required, _gate, _summary in [
      "Deploy a version with the configured (or given) strategy."),
     ("rollback", _op_rollback, ("ragops.deploy.engine:rollback",), {"to_version": "default: the previous one"}, (),
      False, "Roll back to the previous (or given) version."),
-    ("smoke", _op_smoke, ("ragops.smoke:run_smoke",), {"url": "", "color": ""}, (), True,
+    ("smoke", _op_smoke, ("ragops.smoke:run_smoke",), {"url": "", "color": "", "expect_version": ""}, (), True,
      "Run the smoke tests; a gate."),
     ("loadtest", _op_loadtest, ("ragops.loadgen:run_load",),
      {"url": "default: the router", "rps": "", "duration": "", "path": "", "api_key": "default: the service key",
@@ -908,6 +1000,8 @@ for _name, _fn, _needs, _params, _required, _gate, _summary in [
     ("backup.restore", _op_backup_restore, ("ragops.db.backup:restore_backup",),
      {"backup_id": "", "target_dsn": "", "target_db": "restore into this database on the primary instead",
       "node": "", "clean": "", "create": ""}, (), False, "Restore a backup."),
+    ("backup.show", _op_backup_show, ("ragops.db.backup:show_backup",), {"backup_id": ""}, (), False,
+     "A backup's manifest (row counts per table, finish time) and verification record."),
     ("backup.check", _op_backup_check, ("ragops.db.backup:check_backups",), {"max_age": "", "metrics_file": ""}, (),
      True, "Check the latest backup is fresh and good; a gate."),
     ("db.promote", _op_db_promote, ("ragops.db.replication:promote",),
@@ -917,9 +1011,19 @@ for _name, _fn, _needs, _params, _required, _gate, _summary in [
      (), False, "Apply the service's migrations."),
     ("dns.failover", _op_dns_failover, ("ragops.dns.route53:failover",), {"to": "primary or secondary"}, (), False,
      "Point the DNS record at the other region."),
-    ("region.failover", _op_region_failover, ("ragops.failover:region_failover",), {"to": "region name"}, (), False,
-     "Fail the whole environment over to another region."),
-    ("maintenance", _op_maintenance, ("ragops.platforms:get_platform",), {"on": "true or false"}, (), False,
+    ("region.failover", _op_region_failover, ("ragops.failover:region_failover",),
+     {"to": "region name", "failure_time": "when the failure began (RTO origin)", "confirm_down": "",
+      "skip_service": ""}, (), False,
+     "Fail over to another region: fence, promote the replica, DNS, start the standby service, smoke test."),
+    ("db.topology", _op_db_topology, ("ragops.db.replication:topology",), {}, (), False,
+     "Every database node: role, reachability, replication lag."),
+    ("service.stop", _op_service_stop, ("ragops.platforms:get_platform",), {"drain_timeout": ""}, (), False,
+     "Stop the running colors gracefully; outputs what was stopped for service.start."),
+    ("service.start", _op_service_start, ("ragops.platforms:get_platform", "ragops.stack:wait_ready"),
+     {"colors": "the `stopped` output of a service.stop step"}, ("colors",), False,
+     "Start colors again (same version, deploy id and settings) and wait until they are ready."),
+    ("maintenance", _op_maintenance, ("ragops.platforms:get_platform",),
+     {"enabled": "true (default) or false; not `on`, which YAML reads as a boolean key"}, (), False,
      "Maintenance mode on or off (the router answers 503)."),
     ("service.status", _op_service_status, ("ragops.platforms:get_platform",), {}, (), False,
      "The colors as the platform sees them."),
@@ -928,7 +1032,7 @@ for _name, _fn, _needs, _params, _required, _gate, _summary in [
 ]:
     ACTIONS[_name] = Action(name=_name, summary=_summary, run=_fn, params=_params, required=_required, needs=_needs,
                             gate=_gate, mutating=_name not in ("smoke", "loadtest", "backup.check", "service.status",
-                                                               "backup.verify"))
+                                                               "backup.verify", "backup.show", "db.topology"))
 
 
 # ---- validation --------------------------------------------------------------------------

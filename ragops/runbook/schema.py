@@ -468,6 +468,11 @@ def _check_references(runbook: Runbook, label: str) -> list[Issue]:
         for text in expr.template_expressions(value):
             check_expr(text, ("outputs", key), None, False)
     rto = runbook.drill.get("rto") if isinstance(runbook.drill, dict) else None
+    for key in ("rto", "rpo"):
+        value = runbook.drill.get(key) if isinstance(runbook.drill, dict) else None
+        if isinstance(value, str):
+            for text in expr.template_expressions(value) or [value]:
+                check_expr(text, ("drill", key), None, False)
     if isinstance(rto, dict):
         for key in ("from", "to"):
             if rto.get(key) not in ids:
