@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -224,6 +225,8 @@ def delete_document(pool: Pool, document_id: uuid.UUID) -> bool:
 def search(pool: Pool, query: str, top_k: int) -> list[dict]:
     """The top_k chunks by cosine similarity (pgvector's <=> when available)."""
     query_vec = text.embed(query)
+    if not any(query_vec):
+        return []   # only stop words: nothing to compare (a zero vector has no cosine)
 
     def work(conn):
         if pool.embedding_type(conn) == "vector":
@@ -238,7 +241,9 @@ def search(pool: Pool, query: str, top_k: int) -> list[dict]:
             params = {"q": query_vec, "k": top_k}
         return conn.execute(sql, params).fetchall()
 
-    return [{"document_id": str(r[0]), "chunk_id": r[1], "content": r[2], "score": round(float(r[3]), 6)}
+    # a chunk with no indexable word has a zero vector: pgvector gives NaN, JSON cannot carry it
+    return [{"document_id": str(r[0]), "chunk_id": r[1], "content": r[2],
+             "score": 0.0 if r[3] is None or math.isnan(r[3]) else round(float(r[3]), 6)}
             for r in pool.run(work)]
 
 

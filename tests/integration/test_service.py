@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -207,6 +209,13 @@ def test_upload_query_get_delete(services):
     assert "liquid sodium" in body["results"][0]["content"]
     assert "liquid sodium" in body["answer"]
     assert set(body["results"][0]) >= {"document_id", "chunk_id", "content", "score"}
+    punctuation = httpx.post(url + "/api/v1/documents", headers=api(), json={"content": "... !!! ..."}, timeout=5)
+    assert punctuation.status_code == 201
+    stop_words = httpx.post(url + "/api/v1/query", headers=api(), json={"query": "what is the"}, timeout=5)
+    assert stop_words.status_code == 200 and stop_words.json() == {"query": "what is the", "results": [],
+                                                                   "answer": ""}
+    anything = httpx.post(url + "/api/v1/query", headers=api(), json={"query": "bees", "top_k": 50}, timeout=5)
+    assert anything.status_code == 200, anything.text   # the zero-vector chunk scores 0, not NaN
 
     fetched = httpx.get(f"{url}/api/v1/documents/{doc['id']}", headers=api(), timeout=5)
     assert fetched.status_code == 200 and fetched.json()["metadata"] == {"source": "test"}
@@ -347,15 +356,26 @@ def test_sigterm_lets_in_flight_requests_finish(services):
 # --- failover ------------------------------------------------------------------------------------
 
 @pytest.fixture
-def own_cluster(tmp_path):
-    """A primary + replica of our own: this test promotes the replica (never the shared one)."""
+def own_cluster():
+    """A primary + replica of our own: this test promotes the replica (never the shared one).
+    Kept in a directory of its own, outside pytest's rotated temp dirs that concurrent runs share."""
+    base = Path(tempfile.mkdtemp(prefix="ragservice-failover-"))
     password = "pw-" + secrets.token_hex(8)
-    primary = pgctl.Node("fo-primary", tmp_path / "primary", free_port(), tmp_path / "logs" / "primary.log")
-    replica = pgctl.Node("fo-replica", tmp_path / "replica", free_port(), tmp_path / "logs" / "replica.log")
+    primary = pgctl.Node("fo-primary", base / "primary", free_port(), base / "logs" / "primary.log")
+    replica = pgctl.Node("fo-replica", base / "replica", free_port(), base / "logs" / "replica.log")
     try:
         primary.init_primary("postgres", password)
         primary.start()
-        replica.clone_from(primary, "postgres", password, "fo_replica")
+        try:
+            replica.clone_from(primary, "postgres", password, "fo_replica")
+        except OperationFailed:
+            # seen once on a loaded shared machine; a second base backup has always worked
+            primary_dsn = f"host=127.0.0.1 port={primary.port} user=postgres password={password} dbname=postgres"
+            import psycopg
+            with psycopg.connect(primary_dsn, autocommit=True) as conn:
+                conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                             "WHERE slot_name = 'fo_replica'")
+            replica.clone_from(primary, "postgres", password, "fo_replica")
         replica.start()
         yield {"primary": primary, "replica": replica, "password": password,
                "dsn": f"host=127.0.0.1 port={primary.port} user=postgres password={password} dbname=postgres"}
@@ -365,6 +385,7 @@ def own_cluster(tmp_path):
                 node.stop(mode="immediate")
             except Exception:  # noqa: BLE001
                 node.kill9()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_service_follows_a_promotion(own_cluster, tmp_path):
