@@ -55,12 +55,19 @@ class Pool:
         self._idle: deque[tuple[psycopg.Connection, float]] = deque()
         self._lock = threading.Lock()
         self._embedding_type: str | None = None
+        # defaults only where the conninfo is silent: keyword arguments would override it
+        try:
+            given = psycopg.conninfo.conninfo_to_dict(dsn) if dsn else {}
+        except psycopg.ProgrammingError:
+            given = {}
+        self._defaults = {k: v for k, v in {"connect_timeout": 5, "application_name": "ragservice"}.items()
+                          if k not in given}
 
     def _connect(self) -> psycopg.Connection:
         if not self.dsn:
             raise DatabaseUnavailable("RAG_DATABASE_URL is not set")
         try:
-            return psycopg.connect(self.dsn, autocommit=True, application_name="ragservice")
+            return psycopg.connect(self.dsn, autocommit=True, **self._defaults)
         except psycopg.Error as exc:
             raise DatabaseUnavailable(_one_line(exc)) from None
 
