@@ -110,7 +110,8 @@ class Pool:
 
     def run(self, work, retries: int = 1):
         """Call work(conn) inside a transaction. A lost or read-only connection is retried once
-        on a fresh one (transactions are all-or-nothing, so a retry cannot half-apply)."""
+        on a fresh one: the failed transaction was rolled back, so the retry starts clean (only a
+        commit whose acknowledgement was lost in the crash could run twice)."""
         for attempt in range(retries + 1):
             try:
                 with self.connection() as conn:
