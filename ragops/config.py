@@ -349,8 +349,17 @@ class Config:
 
     def public_dict(self) -> dict:
         """The effective environment for `config show`: references stay references."""
+        def mask(value):
+            if isinstance(value, dict):
+                return {k: mask(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [mask(v) for v in value]
+            if secrets.is_reference(value):
+                return f"*** (from {value})"   # the reference names where it comes from, not the value
+            return value
+
         return {"project": self.project, "environment": self.env_name,
-                "config": str(self.path), **self.env.model_dump(mode="json")}
+                "config": str(self.path), **mask(self.env.model_dump(mode="json"))}
 
 
 def deep_merge(base: dict, override: dict) -> dict:

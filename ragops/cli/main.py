@@ -116,6 +116,20 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return hoisted + rest
 
 
+def _click_exception_types() -> tuple[tuple, tuple, tuple]:
+    """Typer >= 0.22 vendors click as typer._click; older releases use click itself."""
+    exits, aborts, errors = [typer.Exit], [typer.Abort], []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        exits += [getattr(module, "Exit", typer.Exit)]
+        aborts += [getattr(module, "Abort", typer.Abort)]
+        errors += [module.ClickException]
+    return tuple(set(exits)), tuple(set(aborts)), tuple(set(errors))
+
+
 def _verbosity(argv: list[str]) -> int:
     return sum(a.count("v") for a in argv if a.startswith("-") and not a.startswith("--") and set(a[1:]) <= {"v", "q", "y"}) \
         + argv.count("--verbose")
@@ -123,9 +137,9 @@ def _verbosity(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and, as a console script, exit with) the exit code."""
-    import click
-
     from ragops.secrets import redact
+
+    exit_types, abort_types, click_errors = _click_exception_types()
 
     argv = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     _register_commands()
@@ -137,12 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         if exc.hint:
             print(f"hint: {redact(exc.hint)}", file=sys.stderr)
         code = exc.exit_code
-    except click.exceptions.Exit as exc:
+    except exit_types as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except abort_types:
         print("interrupted", file=sys.stderr)
         code = ExitCode.INTERRUPTED
-    except click.ClickException as exc:
+    except click_errors as exc:
         exc.show()
         code = ExitCode.USAGE
     except KeyboardInterrupt:

@@ -40,7 +40,8 @@ app = FastAPI(title="ragservice", version=settings.version, lifespan=lifespan,
 
 # add_middleware prepends: the last one added is the outermost
 app.add_middleware(ApiAuth, api_keys=settings.api_keys, rate_limit_per_minute=settings.rate_limit_per_minute)
-app.add_middleware(Faults, error_rate=settings.fault_error_rate, latency_ms=settings.fault_latency_ms)
+app.add_middleware(Faults, error_rate=settings.fault_error_rate, latency_ms=settings.fault_latency_ms,
+                   after_s=settings.fault_after_s)
 if settings.cors_origins:
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["X-API-Key", "Content-Type"],

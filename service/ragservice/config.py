@@ -32,6 +32,7 @@ class Settings:
     fault_error_rate: float = 0.0
     fault_latency_ms: float = 0.0
     fault_readiness_fail: bool = False
+    fault_after_s: float = 0.0          # faults start this long after start-up (a version that degrades)
     migrations_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent / "migrations")
     max_document_bytes: int = 5_000_000
     pool_size: int = 10
@@ -52,6 +53,7 @@ class Settings:
             graceful_timeout=_float("RAG_GRACEFUL_TIMEOUT", 30),
             fault_error_rate=error_rate,
             fault_latency_ms=_float("RAG_FAULT_LATENCY_MS", 0.0),
+            fault_after_s=_float("RAG_FAULT_AFTER_S", 0.0),
             fault_readiness_fail=os.environ.get("RAG_FAULT_READINESS_FAIL", "").strip().lower() in ("1", "true", "yes"),
             migrations_dir=Path(migrations) if migrations else cls.__dataclass_fields__["migrations_dir"].default_factory(),
             max_document_bytes=int(_float("RAG_MAX_DOCUMENT_BYTES", 5_000_000)),

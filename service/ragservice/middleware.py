@@ -91,13 +91,15 @@ class Observe:
 class Faults:
     """Fault injection for drills: a share of requests fail with 500, all are slowed."""
 
-    def __init__(self, app, error_rate: float, latency_ms: float):
+    def __init__(self, app, error_rate: float, latency_ms: float, after_s: float = 0.0):
         self.app = app
         self.error_rate = error_rate
         self.latency = latency_ms / 1000.0
+        # RAG_FAULT_AFTER_S: healthy at first (passes readiness and smoke), bad after a while
+        self.active_from = time.monotonic() + after_s
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or time.monotonic() < self.active_from:
             return await self.app(scope, receive, send)
         if self.latency > 0:
             await asyncio.sleep(self.latency)

@@ -1,0 +1,131 @@
+"""CLI plumbing and the pure parts of the deploy engine."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ragops.cli.main import hoist_global_options, main
+from ragops.deploy.analysis import p95_from_buckets, parse_metrics
+from ragops.deploy.lock import DeployLock, owner_alive
+from ragops.durations import parse_duration
+from ragops.errors import ExitCode, LockHeld
+from ragops.platforms.local import FileLock
+from ragops.secrets import redact, register_secret
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_exit_codes_are_the_documented_ones():
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 130]
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["status", "-e", "prod"], ["-e", "prod", "status"]),
+    (["-e", "prod", "status"], ["-e", "prod", "status"]),
+    (["deploy", "--version", "v2", "--yes", "--output=json"], ["--yes", "--output=json", "deploy", "--version", "v2"]),
+    (["lock", "break", "-y", "-v"], ["-y", "-v", "lock", "break"]),
+    (["runbook", "run", "x", "--", "-e", "y"], ["runbook", "run", "x", "--", "-e", "y"]),
+])
+def test_global_options_before_and_after_the_subcommand(argv, expected):
+    assert hoist_global_options(argv) == expected
+
+
+def test_global_option_after_subcommand_really_applies(capsys):
+    code = main(["version", "--output", "json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["ragops"]
+
+
+def test_help_does_not_import_heavy_sdks():
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "ragops.cli.main", "--help"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    for heavy in ("boto3", "kubernetes", "docker", "paramiko", "botocore", "psycopg", "pydantic"):
+        assert heavy not in imported, f"`ragops --help` imports {heavy}"
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    assert main(["no-such-verb"]) == 2
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("2m", 120), ("1h30m", 5400), ("500ms", 0.5),
+                                          ("26h", 93600), (45, 45), ("10", 10)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["ten", "5x", "", "1h 30m", -3])
+def test_bad_durations(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_redaction_of_registered_secrets_and_dsns():
+    register_secret("p4ssw0rd-xyz")
+    assert redact("connect failed: password=p4ssw0rd-xyz host=x") == "connect failed: password=*** host=x"
+    assert redact("postgresql://rag:whatever@db/rag") == "postgresql://rag:***@db/rag"
+    assert "p4ssw0rd-xyz" not in redact("key p4ssw0rd-xyz leaked")
+
+
+METRICS = """
+# TYPE rag_http_requests_total counter
+rag_http_requests_total{method="GET",route="/version",status="200"} %(ok)s
+rag_http_requests_total{method="GET",route="/version",status="500"} %(err)s
+rag_http_requests_total{method="GET",route="/metrics",status="200"} 999
+# TYPE rag_http_request_duration_seconds histogram
+rag_http_request_duration_seconds_bucket{route="/version",le="0.1"} %(b1)s
+rag_http_request_duration_seconds_bucket{route="/version",le="1.0"} %(b2)s
+rag_http_request_duration_seconds_bucket{route="/version",le="+Inf"} %(b3)s
+rag_http_request_duration_seconds_count{route="/version"} %(b3)s
+rag_http_request_duration_seconds_sum{route="/version"} 1
+# TYPE rag_http_requests_in_flight gauge
+rag_http_requests_in_flight 3
+"""
+
+
+def test_metrics_parsing_ignores_probes_and_counts_errors():
+    snap = parse_metrics(METRICS % dict(ok=90, err=10, b1=50, b2=100, b3=100))
+    assert snap.requests == 100 and snap.errors == 10 and snap.in_flight == 3
+    assert snap.buckets[float("inf")] == 100
+
+
+def test_p95_interpolates_inside_the_bucket():
+    before = {0.1: 0, 1.0: 0, float("inf"): 0}
+    after = {0.1: 50, 1.0: 100, float("inf"): 100}
+    # 95 % of 100 = 95th observation, in (0.1, 1.0]: 0.1 + 0.9 * (45/50)
+    assert p95_from_buckets(before, after) == pytest.approx(910.0)
+    assert p95_from_buckets(after, after) is None   # no new observations: no data, not zero
+
+
+def test_lock_is_exclusive_and_names_the_owner(tmp_path):
+    backend = FileLock(tmp_path / "lock.json")
+    first = DeployLock(backend, ttl=30, command="ragops deploy --version v2", deploy_id="d-1").acquire()
+    with pytest.raises(LockHeld) as exc:
+        DeployLock(backend, ttl=30, command="ragops deploy --version v3").acquire()
+    assert "ragops deploy --version v2" in exc.value.message and str(os.getpid()) in exc.value.message
+    first.release()
+    assert backend.read() is None
+
+
+def test_expired_lease_without_a_deploy_is_taken_over(tmp_path):
+    backend = FileLock(tmp_path / "lock.json")
+    backend.create({"token": "old", "owner": "x@y", "host": "elsewhere", "pid": 1, "expires_at": time.time() - 1})
+    assert not owner_alive(backend.read())
+    lock = DeployLock(backend, ttl=30, command="ragops deploy").acquire()
+    assert backend.read()["token"] == lock.token
+    lock.release()
+
+
+def test_heartbeat_renews_the_lease(tmp_path):
+    backend = FileLock(tmp_path / "lock.json")
+    lock = DeployLock(backend, ttl=3, command="ragops deploy").acquire()
+    first = backend.read()["expires_at"]
+    time.sleep(1.3)
+    assert backend.read()["expires_at"] > first
+    lock.release()
