@@ -24,7 +24,7 @@ class LoadStats:
     versions: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     errors: Counter = field(default_factory=Counter)
-    timeline: list[tuple[float, str, int]] = field(default_factory=list, repr=False)  # (t, version, status)
+    timeline: list[tuple[float, str, int]] = field(default_factory=list, repr=False)  # (sent wall time, version, status)
 
     @property
     def rps(self) -> float:
@@ -91,7 +91,7 @@ class LoadRunner:
 
         async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
             async def one() -> None:
-                sent = time.monotonic()
+                sent, sent_wall = time.monotonic(), time.time()
                 try:
                     resp = await client.request(self.method, self.url, json=self.json_body, headers=self.headers)
                     status = resp.status_code
@@ -108,7 +108,7 @@ class LoadRunner:
                     semaphore.release()
                 self.stats.requests += 1
                 self.stats.latencies_ms.append((time.monotonic() - sent) * 1000)
-                self.stats.timeline.append((sent - start, version, status))
+                self.stats.timeline.append((sent_wall, version, status))
 
             index = 0
             while not self._stop.is_set():

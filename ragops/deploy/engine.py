@@ -177,10 +177,12 @@ class Deployment:
         self.platform.stop_color(color, drain_timeout=5, progress=self.progress)
 
     def switch(self, weights: dict[str, int], label: str) -> float:
+        written_at = time.time()
         seconds = self.platform.set_weights(weights)
         self.record["switch_ms"] = round(seconds * 1000, 1)
         shown = ", ".join(f"{c} {w}%" for c, w in sorted(weights.items()))
-        self.step(label, True, f"{shown} (router confirmed in {seconds * 1000:.0f}ms)")
+        self.step(label, True, f"{shown} (router confirmed in {seconds * 1000:.0f}ms)",
+                  weights=weights, written_at=written_at)
         return seconds
 
     def watch(self, color: str, window: float, label: str) -> AnalysisResult:

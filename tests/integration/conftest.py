@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ragops.netutil import free_port
+from ragops.devstack import pair_port as _pair_port  # noqa: F401 - used by test modules
+from ragops.devstack import write_local_config
 from tests.conftest import REPO, need
 
 
@@ -39,49 +40,6 @@ class Stack:
         return subprocess.Popen([sys.executable, "-m", "ragops.cli.main", "-c", str(self.config_path), *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                                 env={**os.environ, "CI": "1", **(env or {})})
-
-
-def write_local_config(directory: Path, *, analysis_window: str = "4s", extra: dict | None = None) -> Path:
-    """A ragops.yaml for a throwaway local environment on free ports."""
-    service_port = free_port()
-    while service_port + 1 > 65000:
-        service_port = free_port()
-    config = {
-        "project": "ragtest",
-        "default_env": "test",
-        "environments": {"test": {
-            "platform": "local",
-            "state_dir": str(directory / "state"),
-            "service": {"path": str(REPO / "service"), "port": _pair_port(), "version": "v1",
-                        "rate_limit_per_minute": 100000, "startup_timeout": "60s"},
-            "router": {"listen": f"127.0.0.1:{free_port()}", "api": f"127.0.0.1:{free_port()}"},
-            "database": {"primary": {"name": "primary", "port": free_port()},
-                         "replicas": [{"name": "replica1", "port": free_port()}]},
-            "backups": {"storage": f"file://{directory / 'backups'}"},
-            "deploy": {"analysis": {"window": analysis_window, "interval": "1s", "min_requests": 5,
-                                    "no_data_retries": 1},
-                       "canary": {"steps": [20, 50, 100], "step_pause": "3s"},
-                       "health_timeout": "30s", "drain_timeout": "10s", "lock_ttl": "30s"},
-        }},
-    }
-    if extra:
-        from ragops.config import deep_merge
-
-        config["environments"]["test"] = deep_merge(config["environments"]["test"], extra)
-    path = directory / "ragops.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def _pair_port() -> int:
-    """Two consecutive free ports (blue, green)."""
-    from ragops.netutil import port_open
-
-    for _ in range(50):
-        port = free_port()
-        if port < 65000 and not port_open("127.0.0.1", port + 1):
-            return port
-    raise RuntimeError("no pair of free ports")
 
 
 def _start_stack(directory: Path, **kw) -> Stack:
