@@ -176,3 +176,15 @@ def test_backup_restore_drill_writes_three_reports(stack, webhook, tmp_path):
     assert report["rpo"]["seconds"] is not None and report["rpo"]["seconds"] < 600
     assert proc.returncode == (0 if report["rto"]["met"] and report["rpo"]["met"] else 3)
     assert "<svg" in (report_dir / "report.html").read_text()
+
+
+def test_deploy_rollback_drill_measures_the_rollback(stack, webhook, tmp_path):
+    report_dir = tmp_path / "rollback-report"
+    proc, data = _run(stack, webhook, "drill", "run", "deploy-rollback", "--report", str(report_dir),
+                      "--input", "version=v-drill")
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["status"] == "succeeded", report["steps"]
+    assert report["rto"]["seconds"] > 0 and report["rpo"]["met"] is None
+    with httpx.Client(base_url=stack.router_url, timeout=10) as client:
+        assert client.get("/version").json()["version"] == "v1"     # rolled back
