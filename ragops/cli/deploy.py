@@ -30,6 +30,59 @@ def _render_result(r) -> str:
     return "\n".join(lines)
 
 
+class LiveView:
+    """On a terminal: a live panel with the router weights, the latest analysis sample and the
+    steps so far. Elsewhere the same messages are plain status lines."""
+
+    def __init__(self, env, title: str):
+        self.env = env
+        self.title = title
+        self.steps: list[str] = []
+        self.weights = "-"
+        self.sample = "-"
+        self.live = None
+
+    def __enter__(self):
+        if self.env.interactive and not self.env.json and self.env.verbosity >= 0:
+            from rich.live import Live
+
+            self.live = Live(self._render(), console=self.env.err, refresh_per_second=8, transient=False)
+            self.live.__enter__()
+        return self.report
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.live.update(self._render())
+            self.live.__exit__(*exc)
+
+    def report(self, message: str) -> None:
+        if self.live is None:
+            self.env.status(f"deploy: {message}")
+            return
+        text = message.strip()
+        if "%" in text and ("switch" in text or "canary" in text or "promote" in text or "back" in text):
+            self.weights = text.split(": ", 1)[-1].split(" (router")[0]
+        if text.startswith(("blue:", "green:")):
+            self.sample = text
+        else:
+            self.steps.append(text)
+        self.live.update(self._render())
+
+    def _render(self):
+        from rich.panel import Panel
+        from rich.text import Text
+
+        from ragops.secrets import redact
+
+        body = Text()
+        body.append(f"weights   {self.weights}\n", style="bold")
+        body.append(f"analysis  {self.sample}\n")
+        for line in self.steps[-12:]:
+            style = "red" if "FAILED" in line else ("green" if line.startswith("ok ") else None)
+            body.append(redact(line) + "\n", style=style)
+        return Panel(body, title=self.title, expand=False)
+
+
 def _parse_env(pairs: list[str]) -> dict[str, str]:
     from ragops.errors import UsageError
 
@@ -95,11 +148,10 @@ def deploy(ctx: typer.Context,
                                             f"({p.from_color or 'none'} -> {p.to_color})"]
                                            + [f"  {i + 1}. {line}" for i, line in enumerate(p.plan)]))
         return
-    if not env.json:
-        env.status(f"deploying {version} to {config.env_name} ({plan.strategy}, {plan.from_color or 'none'} -> {plan.to_color})")
+    title = f"deploy {version} to {config.env_name} ({plan.strategy}, {plan.from_color or 'none'} -> {plan.to_color})"
     env.confirm(f"Deploy {version} to {config.env_name} with {plan.strategy}?", destructive=True)
-    result = engine.deploy(config, version, strategy, weights, pause, pause_at, overrides,
-                           progress=env.progress("deploy"))
+    with LiveView(env, title) as progress:
+        result = engine.deploy(config, version, strategy, weights, pause, pause_at, overrides, progress=progress)
     env.emit(result, _render_result)
 
 
