@@ -252,6 +252,36 @@ class Sections(Strict):
     runbooks: RunbooksConfig = RunbooksConfig()
 
 
+class DockerHostSettings(Strict):
+    """Per-host overrides, keyed by the host as written in `hosts` (e.g. two hosts on one engine)."""
+    router_listen: HostPort | None = None
+    router_api: HostPort | None = None
+    service_port: Port | None = None             # blue on it, green on port+1 (127.0.0.1 of the host)
+    name_suffix: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,20}$")
+
+
+class Accessory(Strict):
+    """A long-running helper container (PostgreSQL, Redis...) on the environment's network."""
+    image: str
+    host: str | None = None                      # one of `hosts`; default the first
+    port: Port | None = None                     # published on 127.0.0.1:<port> of the host
+    container_port: Port | None = None           # default: the same as `port`
+    command: list[str] | None = None
+    env: dict[str, str] = {}
+    secrets: dict[str, SecretRef] = {}           # env var name -> secret reference
+    volume: str | None = None                    # a path inside the container kept on a named volume
+
+
+class DockerSettings(Strict):
+    network_mode: Literal["bridge", "host"] = "bridge"   # host: colors/router share the host's network
+    ssh_key: str | None = None                   # private key for ssh:// hosts (default: agent, ~/.ssh)
+    remote_dir: str = ".ragops"                  # ssh hosts: router config and lock (relative to home)
+    base_image: str = "python:3.11-slim"         # `ragops build`: BASE_IMAGE build argument
+    push: bool = False                           # `ragops build`: push <service.image>:<version>
+    host_settings: dict[str, DockerHostSettings] = {}
+    accessories: dict[str, Accessory] = {}
+
+
 class Environment(Sections):
     platform: Literal["local", "docker", "kubernetes"] = "local"
     state_dir: str | None = None                     # default .ragops/<env> beside ragops.yaml
@@ -260,6 +290,7 @@ class Environment(Sections):
     hosts: list[str] = []
     known_hosts: str | None = None
     trust_host_keys: list[str] = []                  # host:port whose keys are trusted on first use
+    docker: DockerSettings = DockerSettings()
     # kubernetes
     context: str | None = None
     namespace: str = "default"
@@ -279,6 +310,12 @@ class Environment(Sections):
             raise ValueError(f"hosts: only docker environments take hosts (platform is {self.platform})")
         if self.platform == "docker" and not self.hosts:
             self.hosts = ["local"]
+        for key in self.docker.host_settings:
+            if key not in self.hosts:
+                raise ValueError(f"docker.host_settings.{key}: not one of hosts ({', '.join(self.hosts)})")
+        for name, accessory in self.docker.accessories.items():
+            if accessory.host is not None and accessory.host not in self.hosts:
+                raise ValueError(f"docker.accessories.{name}.host: {accessory.host!r} is not one of hosts")
         nodes = {self.database.primary.name, *(n.name for n in self.database.replicas)}
         for region_name, region in self.regions.items():
             if region.database_node not in nodes:

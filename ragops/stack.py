@@ -161,11 +161,15 @@ def up(config: Config, progress: Progress = _noop) -> UpResult:
     return result
 
 
-def wait_ready(platform, color: str, timeout: float, progress: Progress = _noop) -> float:
-    """Poll the color's readiness until it answers 200; OperationFailed with its reason if not."""
+def wait_ready(platform, color: str, timeout: float, progress: Progress = _noop, *, url: str | None = None,
+               where: str | None = None) -> float:
+    """Poll the color's readiness until it answers 200; OperationFailed with its reason if not.
+
+    `url`/`where`: one host's direct URL and its name, for platforms with several hosts."""
     import httpx
 
-    url = platform.color_url(color) + platform.config.service.readiness_path
+    url = (url or platform.color_url(color)) + platform.config.service.readiness_path
+    name = f"{color} on host {where}" if where else color
     start = time.monotonic()
     last = "no answer"
     with httpx.Client(timeout=2) as client:
@@ -173,18 +177,20 @@ def wait_ready(platform, color: str, timeout: float, progress: Progress = _noop)
             try:
                 resp = client.get(url)
                 if resp.status_code == 200:
-                    progress(f"{color} is ready ({time.monotonic() - start:.1f}s)")
+                    progress(f"{name} is ready ({time.monotonic() - start:.1f}s)")
                     return time.monotonic() - start
                 last = f"{resp.status_code} {resp.text[:160]}"
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
-            if not platform.color_state(color, probe=False).running:
+            state = platform.color_state(color, probe=False)
+            if not state.running:
                 from ragops.process import tail
 
                 log = tail(platform.log_dir / f"{color}.log", 3) if hasattr(platform, "log_dir") else ""
-                raise OperationFailed(f"{color} exited before it was ready: {log.splitlines()[-1] if log else last}")
+                raise OperationFailed(f"{name} exited before it was ready: "
+                                      f"{log.splitlines()[-1] if log else (state.detail or last)}")
             time.sleep(0.2)
-    raise OperationFailed(f"{color} was not ready within {timeout:.0f}s ({platform.config.service.readiness_path}: {last})")
+    raise OperationFailed(f"{name} was not ready within {timeout:.0f}s ({platform.config.service.readiness_path}: {last})")
 
 
 def down(config: Config, purge: bool = False, progress: Progress = _noop) -> list[str]:

@@ -153,8 +153,11 @@ class Deployment:
                                   env=self.options.env, progress=self.progress)
         from ragops.stack import wait_ready
 
+        # a platform with several hosts (docker) gives one direct URL per host: each must pass
+        targets = self.platform.color_urls(color) if hasattr(self.platform, "color_urls") else [(None, None)]
         try:
-            took = wait_ready(self.platform, color, self.config.deploy.health_timeout, self.progress)
+            took = max(wait_ready(self.platform, color, self.config.deploy.health_timeout, self.progress,
+                                  url=url, where=where) for where, url in targets)
         except OperationFailed as exc:
             self.step(f"ready {color}", False, exc.message)
             self._discard(color)
@@ -164,14 +167,18 @@ class Deployment:
         from ragops.smoke import run_smoke
 
         self.phase("smoke")
-        report = run_smoke(self.config, color=color, platform=self.platform, expect_version=self.options.version)
-        if not report.passed:
-            failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failed)
-            self.step(f"smoke {color} (preview, no traffic yet)", False, failed)
-            self._discard(color)
-            raise GateFailed(f"smoke test of {self.options.version} on {color} failed: {failed}; "
-                             f"traffic stayed on {self.record.get('from_color') or 'nothing'}")
-        self.step(f"smoke {color} (preview, no traffic yet)", True, f"{len(report.checks)} checks passed")
+        for where, url in targets:
+            report = run_smoke(self.config, url=url, color=color, platform=self.platform,
+                               expect_version=self.options.version)
+            if not report.passed:
+                failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failed)
+                failed = f"host {where}: {failed}" if where and len(targets) > 1 else failed
+                self.step(f"smoke {color} (preview, no traffic yet)", False, failed)
+                self._discard(color)
+                raise GateFailed(f"smoke test of {self.options.version} on {color} failed: {failed}; "
+                                 f"traffic stayed on {self.record.get('from_color') or 'nothing'}")
+        self.step(f"smoke {color} (preview, no traffic yet)", True, f"{len(report.checks)} checks passed"
+                  + (f" on each of {len(targets)} hosts" if len(targets) > 1 else ""))
 
     def _discard(self, color: str) -> None:
         self.platform.stop_color(color, drain_timeout=5, progress=self.progress)
@@ -207,12 +214,14 @@ class Deployment:
     def drain(self, color: str) -> None:
         """Wait until the old color has no request in flight, then keep it warm or stop it."""
         deadline = time.monotonic() + self.config.deploy.drain_timeout
-        url = self.platform.color_url(color)
-        while time.monotonic() < deadline:
-            count = in_flight(url)
-            if not count:
-                break
-            time.sleep(0.1)
+        urls = [url for _, url in self.platform.color_urls(color)] if hasattr(self.platform, "color_urls") \
+            else [self.platform.color_url(color)]
+        for url in urls:
+            while time.monotonic() < deadline:
+                count = in_flight(url)
+                if not count:
+                    break
+                time.sleep(0.1)
         if self.config.deploy.keep_previous >= 1:
             self.step(f"drain {color}", True, "no request in flight; kept warm for instant rollback")
         else:
