@@ -188,3 +188,20 @@ def test_deploy_rollback_drill_measures_the_rollback(stack, webhook, tmp_path):
     assert report["rto"]["seconds"] > 0 and report["rpo"]["met"] is None
     with httpx.Client(base_url=stack.router_url, timeout=10) as client:
         assert client.get("/version").json()["version"] == "v1"     # rolled back
+
+
+def test_deploy_day_then_post_deploy(stack, webhook):
+    Hook.received.clear()
+    proc, data = _run(stack, webhook, "runbook", "run", "deploy-day", "--input", "version=v3",
+                      "--input", "watch_window=4s", "--ack", "channel-open", "--approve", "go")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    statuses = _statuses(data)
+    assert statuses["deploy"] == "ok" and statuses["watch"] == "ok" and statuses["backup-verify"] == "ok"
+    assert statuses["rollback"] == "skipped" and statuses["notify-failed"] == "skipped"
+    assert [m["attachments"][0]["title"] for m in Hook.received] == ["Deploy starting", "Deploy finished"]
+    proc, data = _run(stack, webhook, "runbook", "run", "post-deploy", "--input", "expected_version=v3",
+                      "--input", "load_duration=4s", "--input", "watch_window=4s",
+                      "--ack", "user-feedback", "--ack", "post-mortem")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert set(_statuses(data).values()) == {"ok"}, _statuses(data)
+    assert list((stack.state_dir / "schedules").glob("post-deploy-watch-*.json"))
