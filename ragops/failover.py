@@ -108,7 +108,10 @@ def measure_rpo(config, target, old_primary) -> tuple[int | None, float | None, 
         return None, None, f"dead primary: cannot read its WAL ({redact(str(exc))})"
     if not end.get("end_lsn") and not end.get("checkpoint_lsn"):
         return None, None, "dead primary, no local data directory: unknown (not measurable from here)"
-    last = lsn_to_int(end.get("end_lsn") or end.get("checkpoint_lsn"))
+    if not end.get("end_lsn"):
+        return None, None, (f"dead primary: its WAL end is unknown (last checkpoint {end.get('checkpoint_lsn')}, "
+                            f"replica received {target.received_lsn})")
+    last = lsn_to_int(end["end_lsn"])
     lag = max(0, last - (received or 0))
     seconds = 0.0 if lag == 0 else None
     if lag and end.get("last_commit"):

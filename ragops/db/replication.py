@@ -109,7 +109,7 @@ def _probe(config: Config, node: DbNode) -> NodeStatus:
     managed = _managed(config, node.name)
     if managed is not None:
         status.managed = True
-        status.running = managed.running()
+        status.running = _alive(managed)
     try:
         conn = _connect(config, node)
     except Exception as exc:  # noqa: BLE001 - an unreachable node is data, not an error
@@ -281,6 +281,27 @@ def unfence_sql(config: Config, node: DbNode) -> None:
         conn.execute("SELECT pg_reload_conf()")
 
 
+def _alive(managed) -> bool:
+    """The postmaster of a managed node runs (a zombie left by kill -9 does not count)."""
+    pid = managed.pid()
+    if pid is None:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _wait_dead(managed, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(managed):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def fence(config: Config, name: str, *, confirm_down: bool = False, progress: Progress = None,
           status: NodeStatus | None = None) -> FenceResult:
     """Make sure `name` can no longer accept writes: stop it when it is a managed local server,
@@ -289,7 +310,7 @@ def fence(config: Config, name: str, *, confirm_down: bool = False, progress: Pr
     status = status or _probe(config, node)
     managed = _managed(config, name)
     if managed is not None:
-        if managed.running():
+        if _alive(managed):
             lsn = None
             if status.reachable and status.role == "primary":
                 try:  # end client sessions first so a fast stop does not wait on anything
@@ -297,7 +318,17 @@ def fence(config: Config, name: str, *, confirm_down: bool = False, progress: Pr
                 except Exception:  # noqa: BLE001 - stopping is the real fence
                     pass
             _say(progress, f"{name}: stopping the server (pg_ctl stop -m fast)")
-            managed.stop(mode="fast", timeout=60)
+            try:
+                managed.stop(mode="fast", timeout=30)
+            except OperationFailed as exc:
+                if _alive(managed):   # it will not stop: kill it, a primary that cannot be stopped is worse
+                    _say(progress, f"{name}: {exc.message}; sending SIGKILL to the postmaster")
+                    managed.kill9()
+                    if not _wait_dead(managed, 10):
+                        raise OperationFailed(f"{name} could not be stopped or killed (pid {managed.pid()})",
+                                              hint="stop it by hand, then retry with --confirm-down") from None
+                    return FenceResult(name, "killed", "pg_ctl stop failed; postmaster killed", final_lsn=lsn)
+                return FenceResult(name, "down-verified", "it died while being stopped", final_lsn=lsn)
             return FenceResult(name, "stopped", "managed server stopped", final_lsn=lsn)
         return FenceResult(name, "down-verified", "no postmaster process for its data directory")
     if status.reachable:
@@ -393,7 +424,7 @@ def promote(config: Config, node: str, *, max_lag: int | None = None, force: boo
         if status.fenced:
             fenced.append(FenceResult(status.name, "already-fenced", "default_transaction_read_only is on"))
             continue
-        if status.role == "unreachable" and managed is not None and not managed.running():
+        if status.role == "unreachable" and managed is not None and not _alive(managed):
             fenced.append(FenceResult(status.name, "down-verified", "no postmaster process for its data directory"))
             continue
         if status.role == "unreachable" and confirm_down:
@@ -634,9 +665,11 @@ def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeo
             _say(progress, f"created replication slot {slot} on {primary.name}")
 
     method, recovered = "pg_rewind", False
-    if managed.running():
+    if _alive(managed):
         _say(progress, f"{node}: stopping ({me.role})")
         managed.stop(mode="fast")
+    elif managed.pid() is not None:   # a zombie postmaster: its pid file would block the restart
+        _wait_dead(managed, 5)
     state = controldata(config, node).get("Database cluster state", "")
     if state not in ("shut down", "shut down in recovery"):
         # crashed (kill -9): finish crash recovery in single-user mode so nobody can connect as to a primary
@@ -774,6 +807,8 @@ def wal_end(config: Config, name: str, start_lsn: str | None = None) -> dict:
             last_commit = commit.group(1)
     end_match = re.search(r"(?:invalid record length|error in WAL record|record with incorrect prev-link) at "
                           r"([0-9A-F]+/[0-9A-F]+)", proc.stderr)
+    if end_match is None and last_end is None:   # nothing after the start: the start is the end
+        end_match = re.search(r"could not find a valid record after ([0-9A-F]+/[0-9A-F]+)", proc.stderr)
     if end_match:
         result["end_lsn"] = end_match.group(1)
     elif last_end is not None:

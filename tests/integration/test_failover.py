@@ -2,7 +2,10 @@
 service writes to the new primary through the secondary region's router, DNS (moto) moved."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import boto3
 import httpx
@@ -17,7 +20,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def region_stack(tmp_path, moto_server, aws_env):
+def region_stack(moto_server, aws_env):
+    # not pytest's tmp_path: a concurrent pytest session resets /tmp/pytest-of-root to 0700 and the
+    # PostgreSQL server account could no longer reach its data directory
+    tmp_path = Path(tempfile.mkdtemp(prefix="ragops-failovertest-"))
+    tmp_path.chmod(0o755)
     r53 = boto3.client("route53", endpoint_url=moto_server, region_name="us-east-1")
     zone = r53.create_hosted_zone(Name="failover.test.", CallerReference=str(tmp_path))["HostedZone"]["Id"]
     r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT",
@@ -36,6 +43,7 @@ def region_stack(tmp_path, moto_server, aws_env):
         yield stack, r53, zone
     finally:
         stack.cli("down", "--purge", "--yes", timeout=180)
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_region_failover_end_to_end(region_stack):

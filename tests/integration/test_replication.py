@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -57,10 +59,20 @@ def make_cluster(base: Path, **database):
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def pg_dir():
+    """Not pytest's tmp_path: a concurrent pytest session resets /tmp/pytest-of-root to 0700, and
+    the server account then cannot reach its own data directory any more."""
+    path = Path(tempfile.mkdtemp(prefix="ragops-repltest-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(pg_dir):
     from ragops.db import pgctl
 
-    c = make_cluster(tmp_path)
+    c = make_cluster(pg_dir)
     yield c
     for node in (c["replica"], c["primary"]):
         try:
@@ -297,10 +309,10 @@ def test_switchover_then_rejoin_and_switch_back(cluster):
     assert statuses["replica1"].role == "replica" and statuses["replica1"].streaming
 
 
-def test_synchronous_replication_configured(tmp_path):
+def test_synchronous_replication_configured(pg_dir):
     from ragops.db.replication import configure_sync, topology
 
-    c = make_cluster(tmp_path, synchronous=True)
+    c = make_cluster(pg_dir, synchronous=True)
     try:
         wait_streaming(c, c["replica"])
         result = configure_sync(c["config"])
