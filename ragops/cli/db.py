@@ -198,4 +198,6 @@ def migrate_cmd(ctx: typer.Context) -> None:
     dsn = node_dsn(config, primary, dbname=config.database.name)
     migrations_dir = config.resolve_path(config.service.path) / "migrations"
     result = apply_migrations(dsn, migrations_dir, app_user=config.database.user, progress=env.progress("migrate"))
-    env.emit(result, lambda r: f"migrations applied on {primary.name}: {r}")
+    env.emit({"node": primary.name, "applied": list(result)},
+             lambda d: f"{d['node']}: applied {', '.join(d['applied'])}" if d["applied"]
+             else f"{d['node']}: schema up to date")
