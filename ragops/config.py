@@ -282,6 +282,25 @@ class DockerSettings(Strict):
     accessories: dict[str, Accessory] = {}
 
 
+class KubernetesSettings(Strict):
+    """kubernetes: how traffic and ragops reach the service in the cluster (see platforms/kubernetes.py)."""
+    host: str | None = None                      # public host the IngressRoute matches (None: any host)
+    entry_points: list[str] = ["web"]            # Traefik entry points of the public route
+    tls_secret: str | None = None                # a TLS Secret for the public route (https)
+    router_url: str | None = None                # how ragops reaches the public route; default http(s)://<host>
+    preview_host: str | None = None              # e.g. "{color}.preview.example.com": one preview route per color
+    color_url: str | None = None                 # direct URL of a color ({color}, {project}, {namespace});
+                                                 # default http://<preview_host>, else the Service's cluster DNS
+    rollout_timeout: Duration | None = None      # default: deploy.health_timeout
+
+    @field_validator("preview_host", "color_url")
+    @classmethod
+    def _per_color(cls, value: str | None) -> str | None:
+        if value is not None and "{color}" not in value:
+            raise ValueError(f"must contain {{color}} (one address per color), got {value!r}")
+        return value
+
+
 class Environment(Sections):
     platform: Literal["local", "docker", "kubernetes"] = "local"
     state_dir: str | None = None                     # default .ragops/<env> beside ragops.yaml
@@ -295,6 +314,7 @@ class Environment(Sections):
     context: str | None = None
     namespace: str = "default"
     kubeconfig: str | None = None
+    kubernetes: KubernetesSettings = KubernetesSettings()
 
     @field_validator("hosts")
     @classmethod

@@ -1,0 +1,390 @@
+"""The Kubernetes objects ragops creates, as plain dicts (the JSON the API server takes).
+
+Plain Python rather than a template language: the platform fills them with live values (version,
+deploy id, replicas) and reads the same keys back, and tests validate exactly what is sent. The
+files under templates/kubernetes/ are these dicts rendered for the shipped `production`
+environment (`render_templates`); a unit test keeps them identical.
+
+Per color (blue, green):
+  Deployment <project>-<color>           the API pods (labels app, ragops.color, ragops.version;
+                                         annotation ragops.deploy_id): the cluster is the record
+  Deployment <project>-<color>-worker    the ingestion workers of the same version
+  Service <project>-<color>              ClusterIP, port 80 -> the pods' http port
+  HorizontalPodAutoscaler, PodDisruptionBudget <project>-<color>
+  IngressRoute <project>-preview-<color> only with kubernetes.preview_host
+Shared:
+  Secret <project>-service               RAG_DATABASE_URL, RAG_API_KEYS, service.secrets (envFrom)
+  TraefikService <project>               the weighted service: the weights ARE the traffic split
+  IngressRoute <project>, Middleware <project>-retry   the public route through it
+  NetworkPolicy <project>-api, <project>-worker
+
+Routing object: Traefik's CRDs (IngressRoute + a weighted TraefikService), not Gateway API.
+Traefik is the router on the local and docker platforms too, so the weights mean the same
+thing everywhere (weighted round robin over the colors), the retry middleware is the same one
+measured locally, and the TraefikService is a single small object ragops replaces and reads back
+to confirm a switch. An HTTPRoute's backendRefs weights would also work, but need the Gateway API
+CRDs plus a Gateway and a controller that implements it; with Traefik as the ingress controller
+the CRDs are already there. A color at weight 0 is left out of the list (as the file provider
+does): Traefik has had bugs where a weight-0 member still got requests.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+from ragops.platforms.base import COLORS
+
+CONTAINER_PORT = 8000          # the service image's port (service/Dockerfile: EXPOSE 8000)
+SERVICE_PORT = 80
+RUN_AS = 10001                 # the image's non-root user (service/Dockerfile)
+TRAEFIK_GROUP = "traefik.io"
+TRAEFIK_VERSION = "v1alpha1"
+PRESTOP_SECONDS = 5            # endpoints are removed asynchronously: keep serving a moment first
+
+# the production guide's "right-sized" example and its API scaling triggers
+RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+HPA_MIN, HPA_MAX, HPA_CPU, HPA_MEMORY = 2, 20, 70, 80
+
+LABEL_APP = "app"
+LABEL_COLOR = "ragops.color"
+LABEL_VERSION = "ragops.version"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+ANN_DEPLOY_ID = "ragops.deploy_id"
+ANN_STARTED_AT = "ragops.started_at"
+ANN_ENV = "ragops.env"                     # the non-secret --set overrides a color was started with
+SECRET_KEYS = ("RAG_DATABASE_URL", "RAG_API_KEYS")
+
+
+# ---- names ---------------------------------------------------------------------------------------
+def color_name(config, color: str) -> str:
+    return f"{config.project}-{color}"
+
+
+def worker_name(config, color: str) -> str:
+    return f"{config.project}-{color}-worker"
+
+
+def secret_name(config) -> str:
+    return f"{config.project}-service"
+
+
+def router_name(config) -> str:
+    return config.project
+
+
+def lease_name(config) -> str:
+    return f"{config.project}-deploy-lock"
+
+
+def image_ref(config, version: str) -> str:
+    repo = config.service.image or f"{config.project}/rag-service"
+    return f"{repo}:{version}"
+
+
+def grace_seconds(config) -> int:
+    """Pod terminationGracePeriodSeconds: preStop pause + the drain timeout + a margin."""
+    return PRESTOP_SECONDS + int(math.ceil(config.deploy.drain_timeout)) + 5
+
+
+def meta(config, name: str, labels: dict | None = None, annotations: dict | None = None) -> dict:
+    data = {"name": name, "namespace": config.env.namespace,
+            "labels": {LABEL_APP: config.project, "app.kubernetes.io/managed-by": "ragops", **(labels or {})}}
+    if annotations:
+        data["annotations"] = annotations
+    return data
+
+
+def _selector(config, color: str, component: str) -> dict:
+    return {LABEL_APP: config.project, LABEL_COLOR: color, LABEL_COMPONENT: component}
+
+
+# ---- per color -----------------------------------------------------------------------------------
+def _pod_security() -> dict:
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _container_security() -> dict:
+    return {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+def _env(config, color: str, version: str, extra: dict[str, str] | None) -> list[dict]:
+    service = config.service
+    values = {"RAG_VERSION": version, "RAG_COLOR": color,
+              "RAG_RATE_LIMIT_PER_MINUTE": str(service.rate_limit_per_minute),
+              "RAG_CORS_ORIGINS": ",".join(service.cors_origins),
+              "RAG_GRACEFUL_TIMEOUT": str(int(config.deploy.drain_timeout)),
+              "PYTHONUNBUFFERED": "1", **service.env, **(extra or {})}
+    return [{"name": k, "value": str(v)} for k, v in values.items()]
+
+
+def deployment(config, color: str, version: str, *, deploy_id: str, started_at: str,
+               env: dict[str, str] | None = None, replicas: int | None = None) -> dict:
+    """The API pods of one color. Secrets arrive through envFrom the Secret, never in the spec."""
+    service = config.service
+    selector = _selector(config, color, "api")
+    labels = {**selector, LABEL_VERSION: version}
+    annotations = {ANN_DEPLOY_ID: deploy_id, ANN_STARTED_AT: started_at,
+                   ANN_ENV: json.dumps(env or {}, sort_keys=True)}
+    probe = {"httpGet": {"path": service.readiness_path, "port": "http"},
+             "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
+    container = {
+        "name": "api",
+        "image": image_ref(config, version),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "ragservice.serve", "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)],
+        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "env": _env(config, color, version, env),
+        "envFrom": [{"secretRef": {"name": secret_name(config)}}],
+        "startupProbe": {"httpGet": {"path": service.health_path, "port": "http"}, "periodSeconds": 2,
+                         "failureThreshold": max(3, int(math.ceil(service.startup_timeout / 2)))},
+        "readinessProbe": probe,
+        "livenessProbe": {"httpGet": {"path": service.health_path, "port": "http"},
+                          "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
+        # the Service and Traefik drop a terminating pod asynchronously: keep serving for a moment,
+        # then SIGTERM lets in-flight requests finish (RAG_GRACEFUL_TIMEOUT)
+        "lifecycle": {"preStop": {"exec": {"command": ["python", "-c",
+                                                       f"import time; time.sleep({PRESTOP_SECONDS})"]}}},
+        "resources": RESOURCES,
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta(config, color_name(config, color), labels, annotations),
+        "spec": {
+            "replicas": replicas if replicas is not None else service.replicas,
+            "revisionHistoryLimit": 3,
+            "progressDeadlineSeconds": max(60, int(config.deploy.health_timeout) * 2),
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {ANN_DEPLOY_ID: deploy_id}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": grace_seconds(config),
+                    "securityContext": _pod_security(),
+                    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                   "whenUnsatisfiable": "ScheduleAnyway",
+                                                   "labelSelector": {"matchLabels": selector}}],
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def worker_deployment(config, color: str, version: str, *, deploy_id: str, started_at: str,
+                      env: dict[str, str] | None = None) -> dict:
+    """The ingestion workers of one color (same image and version, no HTTP port, no probes: a
+    worker that loses the database backs off and retries by itself)."""
+    selector = _selector(config, color, "worker")
+    labels = {**selector, LABEL_VERSION: version}
+    container = {
+        "name": "worker",
+        "image": image_ref(config, version),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "ragservice.worker"],
+        "env": _env(config, color, version, env),
+        "envFrom": [{"secretRef": {"name": secret_name(config)}}],
+        "resources": RESOURCES,
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta(config, worker_name(config, color), labels,
+                          {ANN_DEPLOY_ID: deploy_id, ANN_STARTED_AT: started_at}),
+        "spec": {
+            "replicas": config.service.workers,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {ANN_DEPLOY_ID: deploy_id}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": grace_seconds(config),
+                    "securityContext": _pod_security(),
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def service(config, color: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": meta(config, color_name(config, color), {LABEL_COLOR: color, LABEL_COMPONENT: "api"}),
+        "spec": {"type": "ClusterIP", "selector": _selector(config, color, "api"),
+                 "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
+    }
+
+
+def hpa(config, color: str) -> dict:
+    """The guide's API scaling triggers: 2..20 replicas, CPU 70 %, memory 80 %. Its custom
+    requests_per_second trigger needs a metrics adapter (prometheus-adapter) and is not rendered.
+    Kubernetes does not autoscale a Deployment at 0 replicas, so the idle color stays at 0."""
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(config, color_name(config, color), {LABEL_COLOR: color, LABEL_COMPONENT: "api"}),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": color_name(config, color)},
+            "minReplicas": HPA_MIN, "maxReplicas": HPA_MAX,
+            "metrics": [
+                {"type": "Resource", "resource": {"name": "cpu",
+                                                  "target": {"type": "Utilization", "averageUtilization": HPA_CPU}}},
+                {"type": "Resource", "resource": {"name": "memory",
+                                                  "target": {"type": "Utilization", "averageUtilization": HPA_MEMORY}}},
+            ],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+        },
+    }
+
+
+def pdb(config, color: str) -> dict:
+    """maxUnavailable (not minAvailable): a color scaled to 0 must not block node drains."""
+    return {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": meta(config, color_name(config, color), {LABEL_COLOR: color, LABEL_COMPONENT: "api"}),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector(config, color, "api")}},
+    }
+
+
+def preview_route(config, color: str) -> dict | None:
+    """A route straight to one color (no weights), so ragops can check it before it gets traffic."""
+    k8s = config.env.kubernetes
+    if not k8s.preview_host:
+        return None
+    host = k8s.preview_host.format(color=color, project=config.project, namespace=config.env.namespace)
+    spec = {"entryPoints": list(k8s.entry_points),
+            "routes": [{"match": f"Host(`{host}`)", "kind": "Rule",
+                        "services": [{"name": color_name(config, color), "port": SERVICE_PORT}]}]}
+    if k8s.tls_secret:
+        spec["tls"] = {"secretName": k8s.tls_secret}
+    return {"apiVersion": f"{TRAEFIK_GROUP}/{TRAEFIK_VERSION}", "kind": "IngressRoute",
+            "metadata": meta(config, f"{config.project}-preview-{color}", {LABEL_COLOR: color}), "spec": spec}
+
+
+# ---- shared --------------------------------------------------------------------------------------
+def secret(config, values: dict[str, str]) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": meta(config, secret_name(config)), "stringData": dict(values)}
+
+
+def weighted_service(config, weights: dict[str, int]) -> dict:
+    services = [{"name": color_name(config, c), "port": SERVICE_PORT, "weight": int(weights[c])}
+                for c in COLORS if int(weights.get(c, 0)) > 0]
+    return {"apiVersion": f"{TRAEFIK_GROUP}/{TRAEFIK_VERSION}", "kind": "TraefikService",
+            "metadata": meta(config, router_name(config)), "spec": {"weighted": {"services": services}}}
+
+
+def weights_of(traefik_service: dict | None, config) -> dict[str, int]:
+    """Read the weights back from a TraefikService (a color that is not listed has weight 0)."""
+    weights = {c: 0 for c in COLORS}
+    if not traefik_service:
+        return weights
+    by_name = {color_name(config, c): c for c in COLORS}
+    for entry in ((traefik_service.get("spec") or {}).get("weighted") or {}).get("services") or []:
+        color = by_name.get(entry.get("name"))
+        if color:
+            weights[color] = int(entry.get("weight", 1))
+    return weights
+
+
+def retry_middleware(config) -> dict:
+    return {"apiVersion": f"{TRAEFIK_GROUP}/{TRAEFIK_VERSION}", "kind": "Middleware",
+            "metadata": meta(config, f"{config.project}-retry"),
+            "spec": {"retry": {"attempts": 3, "initialInterval": "50ms"}}}
+
+
+def public_route(config) -> dict:
+    k8s = config.env.kubernetes
+    match = f"Host(`{k8s.host}`)" if k8s.host else "PathPrefix(`/`)"
+    spec = {"entryPoints": list(k8s.entry_points),
+            "routes": [{"match": match, "kind": "Rule",
+                        "middlewares": [{"name": f"{config.project}-retry"}],
+                        "services": [{"name": router_name(config), "kind": "TraefikService"}]}]}
+    if k8s.tls_secret:
+        spec["tls"] = {"secretName": k8s.tls_secret}
+    return {"apiVersion": f"{TRAEFIK_GROUP}/{TRAEFIK_VERSION}", "kind": "IngressRoute",
+            "metadata": meta(config, router_name(config)), "spec": spec}
+
+
+def _db_ports(config) -> list[int]:
+    nodes = [config.database.primary, *config.database.replicas]
+    return sorted({n.port for n in nodes} | {5432})
+
+
+def network_policies(config) -> list[dict]:
+    """The guide's network layer: API pods take traffic only from the router (Traefik), the
+    ragops deployer and Prometheus, on the http port; workers take none. Both may only reach DNS
+    and PostgreSQL."""
+    egress = [
+        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"ports": [{"protocol": "TCP", "port": p} for p in _db_ports(config)]},
+    ]
+    api = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": meta(config, f"{config.project}-api", {LABEL_COMPONENT: "api"}),
+        "spec": {
+            "podSelector": {"matchLabels": {LABEL_APP: config.project, LABEL_COMPONENT: "api"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{
+                "from": [
+                    {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}}},
+                    {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
+                    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "ragops"}}},
+                ],
+                "ports": [{"protocol": "TCP", "port": CONTAINER_PORT}],
+            }],
+            "egress": egress,
+        },
+    }
+    worker = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": meta(config, f"{config.project}-worker", {LABEL_COMPONENT: "worker"}),
+        "spec": {"podSelector": {"matchLabels": {LABEL_APP: config.project, LABEL_COMPONENT: "worker"}},
+                 "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": egress},
+    }
+    return [api, worker]
+
+
+# ---- what `up` applies, and the shipped templates --------------------------------------------------
+def infrastructure(config) -> list[dict]:
+    """Everything except the Secret and the color Deployments (those come with a version)."""
+    objects: list[dict] = []
+    for color in COLORS:
+        objects += [service(config, color), hpa(config, color), pdb(config, color)]
+        route = preview_route(config, color)
+        if route:
+            objects.append(route)
+    objects += network_policies(config) + [retry_middleware(config), public_route(config)]
+    return objects
+
+
+def render_templates(config, version: str | None = None) -> dict[str, list[dict]]:
+    """file name -> documents, for templates/kubernetes/ (an example: blue live at 100 %)."""
+    version = version or config.service.version
+    stamp = {"deploy_id": "d-example", "started_at": "1970-01-01T00:00:00+00:00"}
+    colors = {}
+    for color in COLORS:
+        app = deployment(config, color, version, **stamp, replicas=None if color == "blue" else 0)
+        work = worker_deployment(config, color, version, **stamp)
+        if color != "blue":
+            work["spec"]["replicas"] = 0
+        colors[f"color-{color}.yaml"] = [app, work, service(config, color), hpa(config, color), pdb(config, color)]
+        route = preview_route(config, color)
+        if route:
+            colors[f"color-{color}.yaml"].append(route)
+    return {
+        **colors,
+        "routing.yaml": [weighted_service(config, {"blue": 100}), retry_middleware(config), public_route(config)],
+        "network-policy.yaml": network_policies(config),
+        "secret.example.yaml": [secret(config, {k: "set by ragops from ragops.yaml references" for k in SECRET_KEYS})],
+    }
