@@ -10,6 +10,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,8 +31,14 @@ def need(condition: bool, what: str) -> None:
     pytest.skip(f"component missing: {what}")
 
 
+def server_tmpdir(prefix: str) -> Path:
+    """A temp dir outside pytest's basetemp: pytest re-tightens that one to 0700 when another
+    session starts, which locks the unprivileged PostgreSQL account out of its data directory."""
+    return Path(tempfile.mkdtemp(prefix=f"ragops-{prefix}-"))
+
+
 @pytest.fixture(scope="session")
-def pg_cluster(tmp_path_factory):
+def pg_cluster():
     """A real PostgreSQL primary + streaming replica (pgserver binaries) on free ports."""
     from ragops.db import pgctl
 
@@ -39,7 +46,7 @@ def pg_cluster(tmp_path_factory):
         pgctl.bin_dir()
     except Exception as exc:  # noqa: BLE001 - reported as a missing component
         need(False, f"PostgreSQL binaries ({exc})")
-    base = tmp_path_factory.mktemp("pg")
+    base = server_tmpdir("pg")
     password = "pw-" + secrets.token_hex(8)
     primary = pgctl.Node("primary", base / "primary", free_port(), base / "logs" / "primary.log")
     replica = pgctl.Node("replica1", base / "replica1", free_port(), base / "logs" / "replica1.log")
@@ -56,6 +63,7 @@ def pg_cluster(tmp_path_factory):
             node.stop(mode="immediate")
         except Exception:  # noqa: BLE001
             node.kill9()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -238,6 +238,9 @@ def search(pool: Pool, query: str, top_k: int) -> list[dict]:
 
     def work(conn):
         if pool.embedding_type(conn) == "vector":
+            # HNSW recall collapses when many chunks share one vector (drills write the same
+            # text thousands of times); a wider candidate list keeps the exact match findable
+            conn.execute("SET hnsw.ef_search = 200")
             sql = ("SELECT document_id, id, content, 1 - (embedding <=> %(q)s::vector) AS score "
                    "FROM chunks ORDER BY embedding <=> %(q)s::vector LIMIT %(k)s")
             params = {"q": _vector_param(query_vec, "vector"), "k": top_k}

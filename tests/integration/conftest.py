@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import yaml
 
 from ragops.devstack import pair_port as _pair_port  # noqa: F401 - used by test modules
 from ragops.devstack import write_local_config
-from tests.conftest import REPO, need
+from tests.conftest import REPO, need, server_tmpdir
 
 
 @dataclass
@@ -61,9 +62,10 @@ def _start_stack(directory: Path, **kw) -> Stack:
 
 
 @pytest.fixture(scope="module")
-def local_stack(tmp_path_factory):
+def local_stack():
     """A running local stack shared by the tests of one module; stopped (and purged) after."""
-    directory = tmp_path_factory.mktemp("stack")
+    directory = server_tmpdir("stack")
     stack = _start_stack(directory)
     yield stack
     stack.cli("down", "--purge", "--yes", timeout=120)
+    shutil.rmtree(directory, ignore_errors=True)

@@ -89,10 +89,11 @@ def test_logs_lists_components(local_stack):
     assert text.strip()
 
 
-def test_down_leaves_no_process_and_up_restores(tmp_path):
+def test_down_leaves_no_process_and_up_restores():
+    from tests.conftest import server_tmpdir
     from tests.integration.conftest import _start_stack
 
-    stack = _start_stack(tmp_path)
+    stack = _start_stack(server_tmpdir("stack"))
     status = stack.json("status")
     pids = [c["pid"] for c in status["colors"] if c["pid"]]
     run_dir = stack.state_dir / "run"
