@@ -29,6 +29,7 @@ does): Traefik has had bugs where a weight-0 member still got requests.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -146,7 +147,7 @@ def deployment(config, color: str, version: str, *, deploy_id: str, started_at: 
         # then SIGTERM lets in-flight requests finish (RAG_GRACEFUL_TIMEOUT)
         "lifecycle": {"preStop": {"exec": {"command": ["python", "-c",
                                                        f"import time; time.sleep({PRESTOP_SECONDS})"]}}},
-        "resources": RESOURCES,
+        "resources": copy.deepcopy(RESOURCES),
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
@@ -190,7 +191,7 @@ def worker_deployment(config, color: str, version: str, *, deploy_id: str, start
         "command": ["python", "-m", "ragservice.worker"],
         "env": _env(config, color, version, env),
         "envFrom": [{"secretRef": {"name": secret_name(config)}}],
-        "resources": RESOURCES,
+        "resources": copy.deepcopy(RESOURCES),
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
@@ -388,3 +389,49 @@ def render_templates(config, version: str | None = None) -> dict[str, list[dict]
         "network-policy.yaml": network_policies(config),
         "secret.example.yaml": [secret(config, {k: "set by ragops from ragops.yaml references" for k in SECRET_KEYS})],
     }
+
+
+ABOUT = {
+    "color-blue.yaml": "The blue color: API Deployment, worker Deployment, Service, HPA, PDB (live in this example).",
+    "color-green.yaml": "The green color, scaled to 0 (idle): ragops deploys the next version here.",
+    "routing.yaml": "Traffic: the weighted TraefikService (ragops replaces it to switch), retry middleware, "
+                    "public IngressRoute.",
+    "network-policy.yaml": "The guide's network layer: who may reach the API and worker pods, and what they reach.",
+    "secret.example.yaml": "The shape of the Secret ragops writes from ragops.yaml's references (values are "
+                           "never rendered).",
+}
+
+
+def template_text(name: str, docs: list[dict], env_name: str) -> str:
+    import yaml
+
+    header = (f"# {ABOUT.get(name, name)}\n"
+              f"# Rendered by ragops for environment `{env_name}` of the shipped ragops.yaml; do not edit by hand:\n"
+              f"# regenerate with `python -m ragops.platforms.k8s_manifests` (a unit test checks they match).\n"
+              f"# ragops applies the same objects itself (`ragops up`, `ragops deploy`) with live values.\n")
+    docs = json.loads(json.dumps(docs))   # no shared sub-objects, so no YAML anchors
+    return header + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False, width=110) for doc in docs)
+
+
+def write_templates(config, directory) -> list[str]:
+    from pathlib import Path
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, docs in render_templates(config).items():
+        (directory / name).write_text(template_text(name, docs, config.env_name))
+        written.append(name)
+    return written
+
+
+if __name__ == "__main__":   # python -m ragops.platforms.k8s_manifests [ENV]
+    import sys
+    from pathlib import Path
+
+    from ragops.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    env = sys.argv[1] if len(sys.argv) > 1 else "production"
+    for written in write_templates(load_config(repo / "ragops.yaml", env), repo / "templates" / "kubernetes"):
+        print(f"templates/kubernetes/{written}")
