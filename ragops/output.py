@@ -47,8 +47,12 @@ class Env:
         self.verbosity = verbosity
         self.yes = yes
         no_color = not color or bool(os.environ.get("NO_COLOR"))
-        self.out = Console(no_color=no_color, highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, no_color=no_color, highlight=False, soft_wrap=True)
+        # piped output (CI logs, files) gets wide lines instead of rich's 80-column default,
+        # so tables are not truncated with ellipses
+        out_width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 160))
+        err_width = None if sys.stderr.isatty() else int(os.environ.get("COLUMNS", 160))
+        self.out = Console(no_color=no_color, highlight=False, soft_wrap=True, width=out_width)
+        self.err = Console(stderr=True, no_color=no_color, highlight=False, soft_wrap=True, width=err_width)
         self._config = None
 
     # ---- configuration -------------------------------------------------------------------

@@ -104,19 +104,12 @@ def _set_application_name(node, name: str) -> None:
 
 
 def _current_primary(config: Config):
+    """The managed node accepting writes now (it may have changed by a failover), or None."""
     from ragops.db import pgctl
-    from ragops.db.connect import connect, node_dsn
+    from ragops.db.replication import primary_status, topology
 
-    for node in pgctl.managed_nodes(config):
-        if not node.running():
-            continue
-        try:
-            with connect(node_dsn(config, node.name, dbname="postgres", connect_timeout=2)) as conn:
-                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                    return node
-        except Exception:  # noqa: BLE001 - an unreachable node is not the primary
-            continue
-    return None
+    live = primary_status(topology(config))
+    return pgctl.managed_node(config, live.name) if live else None
 
 
 def migrate(config: Config, progress: Progress = _noop) -> list[str]:
@@ -225,40 +218,10 @@ def down(config: Config, purge: bool = False, progress: Progress = _noop) -> lis
 
 
 def database_nodes(config: Config) -> list[dict]:
-    """Each node's role and replication lag (bytes behind the primary's current WAL position)."""
-    from ragops.db.connect import all_nodes, connect, node_dsn
+    """Each node's role, timeline, WAL positions and replication lag (see `ragops db status`)."""
+    from ragops.db.replication import topology
 
-    nodes, primary_lsn = [], None
-    for node in all_nodes(config):
-        entry = {"name": node.name, "address": f"{node.host}:{node.port}", "role": "unreachable",
-                 "lag_bytes": None, "lag_seconds": None}
-        try:
-            with connect(node_dsn(config, node, dbname="postgres", connect_timeout=2)) as conn:
-                recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-                entry["role"] = "replica" if recovery else "primary"
-                if recovery:
-                    row = conn.execute(
-                        "SELECT pg_last_wal_replay_lsn()::text, "
-                        "CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-                        "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END").fetchone()
-                    entry["replay_lsn"], entry["lag_seconds"] = row[0], float(row[1] or 0)
-                else:
-                    primary_lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
-                    entry["current_lsn"] = primary_lsn
-                    entry["lag_bytes"], entry["lag_seconds"] = 0, 0.0
-        except Exception as exc:  # noqa: BLE001 - shown as unreachable with the reason
-            entry["error"] = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        nodes.append(entry)
-    if primary_lsn:
-        for entry in nodes:
-            if entry.get("replay_lsn"):
-                entry["lag_bytes"] = max(0, _lsn(primary_lsn) - _lsn(entry["replay_lsn"]))
-    return nodes
-
-
-def _lsn(text: str) -> int:
-    high, low = text.split("/")
-    return (int(high, 16) << 32) + int(low, 16)
+    return [node.to_dict() for node in topology(config)]
 
 
 def status(config: Config) -> dict:

@@ -91,7 +91,7 @@ def _render_status(data: dict):
                        c.deploy_id or "-")
     db = Table("node", "address", "role", "lag bytes", "lag s", box=None)
     for n in data["database"]:
-        db.add_row(n["name"], n["address"], n["role"], _num(n.get("lag_bytes")), _num(n.get("lag_seconds")))
+        db.add_row(n["name"], f"{n['host']}:{n['port']}", n["role"], _num(n.get("lag_bytes")), _num(n.get("lag_seconds")))
     parts = [head, colors, db]
     lock = data.get("lock")
     parts.append(Text(f"deploy lock: held by {lock.get('owner')} ({lock.get('command')})" if lock else "deploy lock: free"))
