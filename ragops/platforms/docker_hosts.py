@@ -264,10 +264,10 @@ class SftpDir:
 
     def makedirs(self, name: str) -> None:
         current = ""
-        for part in self.path(name).split("/"):
-            current = current + "/" + part if current or part else "/"
+        for part in posixpath.normpath(self.path(name)).split("/"):
             if part == "":
                 continue
+            current = current + "/" + part
             try:
                 self.sftp.stat(current)
             except FileNotFoundError:
@@ -307,7 +307,7 @@ class SftpDir:
         self.makedirs(posixpath.dirname(name) or ".")
         try:
             # SFTP open with CREATE|EXCL: the server's open(2) with O_EXCL, atomic on the host
-            with self.sftp.open(self.path(name), "x") as handle:
+            with self.sftp.open(self.path(name), "wx") as handle:
                 handle.write(text.encode())
         except OSError as exc:
             if isinstance(exc, FileNotFoundError):
