@@ -29,6 +29,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 PATH = re.compile(r"^/(?:api/(?P<cv>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
                   r"/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$")
@@ -178,8 +179,7 @@ class FakeKubernetes:
                         self.wfile.write(data)
                         return
                     if name is None:
-                        selector = dict(s.split("=", 1) for s in
-                                        __import__("urllib.parse").parse.unquote(params.get("labelSelector", "")).split(",")
+                        selector = dict(s.split("=", 1) for s in unquote(params.get("labelSelector", "")).split(",")
                                         if "=" in s)
                         items = [o for (a, n, p, _), o in fake.objects.items() if (a, n, p) == (api, ns, plural)
                                  and all(o["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())]

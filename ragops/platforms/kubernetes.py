@@ -15,6 +15,12 @@ the in-flight gauge while draining), in this order:
      works when ragops runs inside the cluster (a CI Job or the drill CronJob); from a laptop,
      set 1 or 2.
 
+Through a Service or a preview route each request lands on one pod of the color, so readiness,
+smoke and metrics sample the color rather than every pod: the rollout wait (every replica passed
+its readiness probe) covers the pods, and stopping a color relies on Kubernetes' own graceful
+termination (preStop pause, SIGTERM, terminationGracePeriodSeconds set at start from
+deploy.drain_timeout) rather than on the in-flight gauge of one pod.
+
 The `kubernetes` package is imported inside functions only: `ragops --help` never loads it.
 """
 from __future__ import annotations
