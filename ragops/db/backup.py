@@ -53,15 +53,19 @@ _id_lock = threading.Lock()
 
 
 def new_backup_id(now: datetime | None = None) -> str:
-    """A sortable, time-based id: 20250131T235959.123Z (UTC, milliseconds), unique per process."""
+    """A sortable, time-based id: 20250131T235959.123Z (UTC, milliseconds). Two ids asked for in
+    the same millisecond by one process still differ (the second moves on a millisecond)."""
+    def fmt(moment: datetime) -> str:
+        return moment.strftime("%Y%m%dT%H%M%S.") + f"{moment.microsecond // 1000:03d}Z"
+
     with _id_lock:
         moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-        while True:
-            candidate = moment.strftime("%Y%m%dT%H%M%S.") + f"{moment.microsecond // 1000:03d}Z"
-            if candidate > _last_id[0]:
-                _last_id[0] = candidate
-                return candidate
-            moment += timedelta(milliseconds=1)
+        candidate = fmt(moment)
+        last = _last_id[0]
+        if last and candidate <= last and id_time(last) - moment < timedelta(seconds=1):
+            candidate = fmt(id_time(last) + timedelta(milliseconds=1))
+        _last_id[0] = candidate
+        return candidate
 
 
 def id_time(backup_id: str) -> datetime:
@@ -288,7 +292,7 @@ class ChunkReader:
         self.buffer = memoryview(b"")
 
     def read(self, size: int = -1) -> bytes:
-        if not self.buffer:
+        while not self.buffer:          # an empty chunk is not the end of the stream
             try:
                 chunk = next(self.chunks)
             except StopIteration:
