@@ -56,7 +56,12 @@ def _fingerprint(key) -> str:
 def ssh_connect(spec: str, *, known_hosts: str | None, trust: list[str], key_file: str | None,
                 timeout: float = 10.0):
     """A connected paramiko.SSHClient whose host key was verified (or explicitly trusted)."""
+    import logging
+
     import paramiko
+
+    # a tunnel to a port that is not listening yet is expected (readiness polling): no log noise
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
     host, port, user = host_key_id(spec)
     known = Path(known_hosts or "~/.ssh/known_hosts").expanduser()

@@ -158,9 +158,14 @@ class DockerEnv:
         return self.router_urls[0]
 
     def cli(self, *args: str, timeout: float = 300, check: bool = False):
+        started = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "ragops.cli.main", "-c", str(self.config_path), *args],
                               capture_output=True, text=True, timeout=timeout, cwd=REPO,
                               env={**os.environ, "CI": "1"})
+        # every command's status lines, for a failing run's post-mortem
+        with open(self.config_path.parent / "cli.log", "a") as log:
+            log.write(f"$ ragops {' '.join(args)}  -> {proc.returncode} in {time.monotonic() - started:.1f}s\n"
+                      f"{proc.stderr}\n")
         if check and proc.returncode != 0:
             raise AssertionError(f"ragops {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -247,6 +252,11 @@ def test_up_runs_router_and_first_color_as_labelled_containers(engine, local_env
     # idempotent: a second `up` changes nothing
     again = local_env.json("up")
     assert again["steps"] == []
+    # logs come from the containers (docker logs), listed by component
+    listed = local_env.json("logs")
+    assert {"router", "blue"} <= set(listed)
+    blue_log = local_env.cli("logs", "blue", "-n", "200", check=True).stdout
+    assert "Uvicorn running" in blue_log or "Application startup complete" in blue_log, blue_log[-500:]
 
 
 def test_blue_green_under_load_has_no_failed_request(engine, local_env):
