@@ -249,6 +249,10 @@ def test_check_key_tells_wrong_key_from_damage(tmp_path):
     with pytest.raises(OperationFailed, match="wrong key"):
         check_key(blob[:128 * 1024], wrong, "obj", whole=False)
     damaged = bytearray(blob)
-    damaged[300] ^= 1                                       # inside the first payload chunk
+    damaged[5000] ^= 1                                      # inside the first payload chunk
     with pytest.raises(OperationFailed, match="damaged"):
         check_key(bytes(damaged[:128 * 1024]), right, "obj", whole=False)
+    header = bytearray(blob)
+    header[60] ^= 1                                         # inside the header
+    with pytest.raises(OperationFailed, match="obj: "):
+        check_key(bytes(header[:128 * 1024]), right, "obj", whole=False)
