@@ -503,6 +503,9 @@ def render_lenient(value: Any, context: dict) -> Any:
     if isinstance(value, str):
         def one(text: str) -> Any:
             try:
+                for ref in expr.references(expr.parse(text)):
+                    if ref[0] == "steps" and len(ref) > 1 and ref[1] not in context.get("steps", {}):
+                        return f"<{text}>"       # known only at run time (even inside default())
                 return expr.evaluate(text, context)
             except expr.ExpressionError:
                 return f"<{text}>"
