@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ragops.errors import ConfigError, GateFailed, NotApproved, OperationFailed, RagopsError
+from ragops.errors import ConfigError, GateFailed, OperationFailed, RagopsError
 from ragops.runbook import expr
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -311,7 +311,6 @@ class Engine:
 
     def _execute(self, runbook: Runbook, start: int) -> RunResult:
         self._t0 = time.monotonic()
-        started_wall = time.time()
         index = start
         aborted_by: tuple[str, str, str] | None = None     # (step, kind, error)
         first_failure: tuple[str, str, str] | None = None
@@ -375,7 +374,6 @@ class Engine:
                                  "attempts": entry.get("attempts"), "error": entry.get("error"),
                                  "reason": entry.get("reason"), "outputs": entry.get("outputs") or {}})
         self._emit("run_end", **{k: v for k, v in result.to_dict().items() if k not in ("depth",)})
-        _ = started_wall
         return result
 
     def _record_skip(self, step, reason: str) -> None:
