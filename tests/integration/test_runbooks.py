@@ -8,6 +8,7 @@ the test (tests.conftest.need), it never skips in CI.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,17 +65,19 @@ def webhook():
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack():
     _require_operations()
+    from tests.conftest import server_tmpdir
     from tests.integration.conftest import _start_stack
 
-    directory = tmp_path_factory.mktemp("runbooks")
+    directory = server_tmpdir("runbooks")
     # a configured security scan that passes: this stack has no image to scan (the command is the
     # contract: its exit status is the verdict); notify goes to the test's own webhook server
     stack = _start_stack(directory, extra={"runbooks": {"strict": True, "security_scan": "python -c pass",
                                                         "notify_webhook": "${env:RAGOPS_IT_WEBHOOK}"}})
     yield stack
     stack.cli("down", "--purge", "--yes", timeout=120)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _dsn(stack, dbname: str = "rag") -> str:
