@@ -104,7 +104,8 @@ def restore(ctx: typer.Context, backup_id: str = typer.Argument("latest", metava
             target: Optional[str] = typer.Option(None, "--target", help="Target conninfo or postgresql:// URL."),
             to_env: Optional[str] = typer.Option(None, "--to-env", help="Restore into this environment's primary."),
             clean: bool = typer.Option(False, "--clean", help="Drop objects before recreating them."),
-            create: bool = typer.Option(False, "--create", help="Create the database named in the dump.")) -> None:
+            create: bool = typer.Option(False, "--create", help="Create the database named in the dump."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Check digest and key, print the plan; touch nothing.")) -> None:
     """Restore a backup (destructive: asks on a terminal, needs --yes elsewhere).
 
     Refuses a wrong key or a digest mismatch before touching the target.
@@ -117,6 +118,11 @@ def restore(ctx: typer.Context, backup_id: str = typer.Argument("latest", metava
     if bool(target) == bool(to_env):
         raise UsageError("give exactly one of --target DSN or --to-env ENV")
     where = _describe(_params_from_dsn(target)) if target else f"environment {to_env}"
+    if dry_run:
+        plan = restore_backup(env.config, backup_id, target_dsn=target, to_env=to_env, clean=clean, create=create,
+                              progress=env.progress("restore"), dry_run=True)
+        env.emit(plan, lambda r: "\n".join(r.steps))
+        return
     env.confirm(f"Restore backup {backup_id} into {where}{' (--clean drops existing objects)' if clean else ''}?")
     result = restore_backup(env.config, backup_id, target_dsn=target, to_env=to_env, clean=clean, create=create,
                             progress=env.progress("restore"))

@@ -416,12 +416,26 @@ def _pg_tool(config, name: str) -> str:
     return tool(name, config.database.bin_dir)
 
 
+def _grow_pipe(pipe) -> None:
+    """A 1 MiB pipe (Linux) instead of 64 KiB lets pg_dump/pg_restore run ahead of Python."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except (OSError, ImportError):
+        pass
+
+
 def _stderr_tail(handle) -> str:
+    """The first error line and the last line of a tool's stderr, redacted."""
     from ragops.secrets import redact
 
     handle.seek(0)
     lines = [ln for ln in handle.read().decode(errors="replace").splitlines() if ln.strip()]
-    return redact(lines[-1]) if lines else ""
+    if not lines:
+        return ""
+    first = next((ln for ln in lines if "error" in ln.lower()), lines[-1])
+    return redact(first if first == lines[-1] else f"{first} ... {lines[-1]}")
 
 
 # ---- storage helpers --------------------------------------------------------------------------
@@ -602,6 +616,7 @@ def _dump(config, storage, backup_id: str, started: datetime, params: dict, key,
             proc = subprocess.Popen([_pg_tool(config, "pg_dump"), "-Fc", "-Z0", f"--snapshot={snapshot}",
                                      "--no-password", "-d", conninfo], stdout=subprocess.PIPE, stderr=stderr,
                                     env=env, bufsize=PIPE_SIZE)
+            _grow_pipe(proc.stdout)
             try:
                 raw = CountingReader(proc.stdout)
                 compressed = zstandard.ZstdCompressor(level=backups.compression_level).stream_reader(
@@ -793,6 +808,7 @@ def _stream_restore(config, storage, manifest: Manifest, key, target: dict, extr
     proc = subprocess.Popen([_pg_tool(config, "pg_restore"), "--no-password", *extra, "-d", conninfo],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
                             bufsize=PIPE_SIZE)
+    _grow_pipe(proc.stdin)
     where = storage.describe(f"{manifest.id}/{manifest.object}")
     meter = Meter(progress, "restored", manifest.stored_bytes)
     try:
@@ -827,8 +843,9 @@ def _stream_restore(config, storage, manifest: Manifest, key, target: dict, extr
 
 def restore_backup(config, backup_id: str = "latest", target_dsn: str | None = None,
                    to_env: str | None = None, clean: bool = False, create: bool = False,
-                   progress: Progress = None) -> RestoreResult:
-    """Restore into a target. Refuses a wrong key or a digest mismatch before touching it."""
+                   progress: Progress = None, dry_run: bool = False) -> RestoreResult | CreatePlan:
+    """Restore into a target. Refuses a wrong key or a digest mismatch before touching it.
+    With dry_run, runs those read-only checks and returns the plan without touching the target."""
     from ragops.db.crypto import load_key
 
     if bool(target_dsn) == bool(to_env):
@@ -854,6 +871,11 @@ def restore_backup(config, backup_id: str = "latest", target_dsn: str | None = N
     if create:
         extra.append("--create")
         target = {**target, "dbname": "postgres"}   # pg_restore connects here, then creates the dump's db
+    if dry_run:
+        return CreatePlan(True, [f"checked: {storage.describe(manifest.id + '/' + manifest.object)} matches its "
+                                 f"manifest digest and the configured key {key.key_id} decrypts it",
+                                 f"would stream it (age -> zstd -> pg_restore {' '.join(extra)}) into "
+                                 f"{_describe(target)}"])
     _say(progress, f"restoring {manifest.id} ({_size(manifest.stored_bytes)}) into {_describe(target)}")
     elapsed = _stream_restore(config, storage, manifest, key, target, extra, progress)
     return RestoreResult(manifest.id, _describe(target), manifest.stored_bytes, manifest.raw_bytes,

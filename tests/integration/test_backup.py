@@ -198,6 +198,10 @@ def test_create_list_verify_restore_file(cli, write_config, source_db, scratch_d
     # no terminal and no --yes: refused, nothing touched
     code, _, err = cli(config, "backup", "restore", "latest", "--target", _dsn(pg_cluster, target))
     assert code == 5 and "--yes" in err
+    code, plan, err = cli(config, "backup", "restore", "latest", "--target", _dsn(pg_cluster, target), "--dry-run")
+    assert code == 0, err
+    assert plan["dry_run"] and "would stream" in plan["steps"][-1]
+    assert _exec(_dsn(pg_cluster, target), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
     code, restored, err = cli(config, "backup", "restore", "latest", "--target", _dsn(pg_cluster, target), "--yes")
     assert code == 0, err
     assert restored["backup_id"] == manifest["id"] and restored["elapsed_seconds"] >= 0
