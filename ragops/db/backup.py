@@ -769,6 +769,7 @@ def _scratch_restore(config, storage, manifest: Manifest, key, progress: Progres
                     got = counts.get(table)
                     checks.append(Check(f"rows {table}", got == expected,
                                         f"{table}: {got} rows, manifest {expected}"))
+                checks.append(_service_sanity(cur))
                 cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'")
                 if cur.fetchone():
                     cur.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
@@ -792,6 +793,18 @@ def _scratch_restore(config, storage, manifest: Manifest, key, progress: Progres
         finally:
             admin.close()
     return checks
+
+
+def _service_sanity(cur) -> Check:
+    """The bundled service's own invariant: every chunk belongs to an existing document."""
+    cur.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'chunks' "
+                "AND column_name = 'document_id' AND to_regclass('documents') IS NOT NULL")
+    if not cur.fetchone():
+        return Check("service sanity", True, "skipped: no documents/chunks tables")
+    cur.execute("SELECT count(*) FROM chunks c WHERE NOT EXISTS "
+                "(SELECT 1 FROM documents d WHERE d.id = c.document_id)")
+    orphans = cur.fetchone()[0]
+    return Check("service sanity", orphans == 0, f"{orphans} chunks without their document")
 
 
 # ---- restore --------------------------------------------------------------------------------

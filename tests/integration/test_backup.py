@@ -185,7 +185,8 @@ def test_create_list_verify_restore_file(cli, write_config, source_db, scratch_d
 
     code, result, err = cli(config, "backup", "verify", "latest", "--restore")
     assert code == 0, err
-    assert result["ok"] and {c["name"] for c in result["checks"]} >= {"rows documents", "rows chunks", "restore", "amcheck"}
+    assert result["ok"] and {c["name"] for c in result["checks"]} >= {"rows documents", "rows chunks", "restore", "amcheck",
+                                                                       "service sanity"}
     code, listing, _ = cli(config, "backup", "list")
     assert listing["backups"][0]["verified"] is True and listing["backups"][0]["restore_tested"] is True
     # the scratch database is gone
