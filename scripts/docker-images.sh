@@ -127,8 +127,9 @@ if ! have_image "$SERVICE_REPO:src-$hash"; then
         -t "$SERVICE_REPO:src-$hash" -t "$SERVICE_REPO:latest" "$REPO/service" >&2
 fi
 "$DOCKER" tag "$SERVICE_REPO:src-$hash" "$SERVICE_REPO:latest"
-# older source builds of this script's own service tags: untag them (the layers are shared)
-"$DOCKER" images "$SERVICE_REPO" --format '{{.Tag}}' | grep '^src-' | grep -vx "src-$hash" \
+# older source builds of this script's own service tags: untag them (the layers are shared);
+# finding none is normal, so grep's "no match" must not end the script under pipefail
+{ "$DOCKER" images "$SERVICE_REPO" --format '{{.Tag}}' | grep '^src-' | grep -vx "src-$hash" || true; } \
     | while read -r tag; do "$DOCKER" rmi "$SERVICE_REPO:$tag" >/dev/null 2>&1 || true; done
 
 log "ready in $(( $(date +%s) - start ))s"
