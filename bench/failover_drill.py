@@ -31,15 +31,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ragops.netutil import free_port, port_open  # noqa: E402
-
-
-def pair_port() -> int:
-    for _ in range(50):
-        port = free_port()
-        if port < 65000 and not port_open("127.0.0.1", port + 1):
-            return port
-    raise RuntimeError("no pair of free ports")
+from ragops.devstack import pair_port  # noqa: E402
+from ragops.netutil import free_port  # noqa: E402
 
 
 def write_config(directory: Path, synchronous: bool) -> Path:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ragops.config import Config
-from ragops.errors import OperationFailed, UsageError
+from ragops.errors import OperationFailed
 from ragops.platforms import get_platform
 from ragops.platforms.base import Progress
 
@@ -25,15 +25,6 @@ class UpResult:
     router: str
     steps: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _require_local(config: Config, verb: str) -> None:
-    if config.env.platform != "local":
-        try:
-            import ragops.platforms.docker  # noqa: F401
-        except ImportError:
-            raise UsageError(f"`ragops {verb}` for the {config.env.platform} platform is not available yet "
-                             f"(environment {config.env_name})") from None
 
 
 def database_up(config: Config, progress: Progress = _noop) -> list[str]:
@@ -124,7 +115,6 @@ def migrate(config: Config, progress: Progress = _noop) -> list[str]:
 
 
 def up(config: Config, progress: Progress = _noop) -> UpResult:
-    _require_local(config, "up")
     start = time.monotonic()
     platform = get_platform(config)
     result = UpResult(environment=config.env_name, router=platform.router_url())
@@ -187,7 +177,6 @@ def wait_ready(platform, color: str, timeout: float, progress: Progress = _noop,
 
 
 def down(config: Config, purge: bool = False, progress: Progress = _noop) -> list[str]:
-    _require_local(config, "down")
     platform = get_platform(config)
     if config.env.platform != "local":
         return platform.down(purge=purge, progress=progress)

@@ -3,7 +3,6 @@ become exit codes."""
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Optional
 

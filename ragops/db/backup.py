@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Iterator
 
-from ragops.errors import ConfigError, GateFailed, OperationFailed, UsageError
+from ragops.errors import GateFailed, OperationFailed, UsageError
 
 Progress = Callable[[str], None] | None
 

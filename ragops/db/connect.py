@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets as pysecrets
-from pathlib import Path
 
 from ragops.config import Config, DbNode
 from ragops.errors import ConfigError

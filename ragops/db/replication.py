@@ -469,7 +469,6 @@ def test_write(config: Config, node: DbNode, note: str = "", timeout: float = 15
     """Write one row into ragops_heartbeat on `node` (retrying while the un-fence reload lands)."""
     started = time.monotonic()
     deadline = started + timeout
-    last = None
     while True:
         try:
             with _connect(config, node) as conn:
@@ -483,7 +482,6 @@ def test_write(config: Config, node: DbNode, note: str = "", timeout: float = 15
                 return {"node": node.name, "id": row_id, "at": at.isoformat(),
                         "seconds": round(time.monotonic() - started, 3)}
         except Exception as exc:  # noqa: BLE001 - retried until the deadline
-            last = exc
             if time.monotonic() > deadline:
                 raise OperationFailed(f"test write on {node.name} failed: {redact(str(exc).strip())}") from None
             time.sleep(0.2)

@@ -17,7 +17,7 @@ from ragops.deploy.lock import DeployLock, owner_alive, whoami
 from ragops.durations import format_duration
 from ragops.errors import GateFailed, OperationFailed, UsageError
 from ragops.platforms import get_platform
-from ragops.platforms.base import COLORS, Progress, other_color
+from ragops.platforms.base import Progress, other_color
 
 
 def _noop(_: str) -> None:

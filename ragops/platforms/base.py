@@ -74,3 +74,57 @@ class Platform(Protocol):
 
     def journal_dir(self):
         """A directory (pathlib.Path) for the deploy journal and history cache."""
+
+
+@dataclass
+class Probe:
+    healthy: bool
+    ready: bool
+    version: str | None = None
+    detail: str | None = None      # why not ready, or why it did not answer
+    answered: bool = True
+
+
+def probe_color(url: str, service, client=None) -> Probe:
+    """Health, readiness and reported version of one color, straight at its own address."""
+    import httpx
+
+    own = client is None
+    client = client or httpx.Client(timeout=1.5)
+    try:
+        healthy = client.get(url + service.health_path).status_code == 200
+        answer = client.get(url + service.readiness_path)
+        probe = Probe(healthy=healthy, ready=answer.status_code == 200)
+        if not probe.ready:
+            probe.detail = f"{service.readiness_path} -> {answer.status_code} {answer.text[:160]}"
+        version = client.get(url + "/version")
+        if version.status_code == 200:
+            probe.version = version.json().get("version")
+        return probe
+    except httpx.HTTPError as exc:
+        return Probe(healthy=False, ready=False, detail=f"not answering: {type(exc).__name__}", answered=False)
+    finally:
+        if own:
+            client.close()
+
+
+def service_env(config, color: str, version: str, extra: dict[str, str] | None) -> dict[str, str]:
+    """The bundled service's environment for one color (secrets resolved here, never logged)."""
+    from ragops.db.connect import api_keys, app_dsn
+
+    service = config.service
+    env = {
+        "RAG_DATABASE_URL": app_dsn(config),
+        "RAG_API_KEYS": ",".join(api_keys(config)),
+        "RAG_VERSION": version,
+        "RAG_COLOR": color,
+        "RAG_RATE_LIMIT_PER_MINUTE": str(service.rate_limit_per_minute),
+        "RAG_CORS_ORIGINS": ",".join(service.cors_origins),
+        "RAG_GRACEFUL_TIMEOUT": str(int(config.deploy.drain_timeout)),
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name, ref in service.secrets.items():
+        env[name] = config.reveal(ref, f"service.secrets.{name}")
+    env.update(service.env)
+    env.update(extra or {})
+    return env

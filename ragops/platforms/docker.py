@@ -32,7 +32,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.netutil import split_host_port
-from ragops.platforms.base import COLORS, ColorState, Progress
+from ragops.platforms.base import COLORS, ColorState, Progress, probe_color, service_env
 from ragops.routing import traefik
 
 CONTAINER_PORT = 8000               # the service image's port in bridge mode
@@ -484,31 +484,11 @@ class DockerPlatform:
             host.write_router(weights, maintenance)
 
     # ---- colors -------------------------------------------------------------------------------
-    def _service_env(self, color: str, version: str, extra: dict[str, str] | None) -> dict[str, str]:
-        from ragops.db.connect import api_keys, app_dsn
-
-        service = self.config.service
-        env = {
-            "RAG_DATABASE_URL": app_dsn(self.config),
-            "RAG_API_KEYS": ",".join(api_keys(self.config)),
-            "RAG_VERSION": version,
-            "RAG_COLOR": color,
-            "RAG_RATE_LIMIT_PER_MINUTE": str(service.rate_limit_per_minute),
-            "RAG_CORS_ORIGINS": ",".join(service.cors_origins),
-            "RAG_GRACEFUL_TIMEOUT": str(int(self.config.deploy.drain_timeout)),
-            "PYTHONUNBUFFERED": "1",
-        }
-        for name, ref in service.secrets.items():
-            env[name] = self.config.reveal(ref, f"service.secrets.{name}")
-        env.update(service.env)
-        env.update(extra or {})
-        return env
-
     def start_color(self, color: str, version: str, *, deploy_id: str, env: dict[str, str] | None = None,
                     progress: Progress = _noop) -> ColorState:
         """Start `color` on every host; if one host fails, the color is removed from all of them."""
         image = self.image_ref(version)
-        full_env = self._service_env(color, version, env)
+        full_env = service_env(self.config, color, version, env)
         labels = {f"{LABEL}.version": version, f"{LABEL}.deploy_id": deploy_id, f"{LABEL}.started_at": _now(),
                   f"{LABEL}.image": image, f"{LABEL}.overrides": json.dumps(env or {}, sort_keys=True)}
         for host in self.hosts:
@@ -568,20 +548,13 @@ class DockerPlatform:
             healthy = ready = True
             with httpx.Client(timeout=1.5) as client:
                 for host in self.hosts:
-                    base = host.color_url(color)
-                    try:
-                        healthy &= client.get(base + service.health_path).status_code == 200
-                        answer = client.get(base + service.readiness_path)
-                        if answer.status_code != 200:
-                            ready = False
-                            problems.append(f"{host.label}: {answer.text[:160]}")
-                        if host is self.primary:
-                            version = client.get(base + "/version")
-                            if version.status_code == 200:
-                                state.version = version.json().get("version", state.version)
-                    except httpx.HTTPError as exc:
-                        healthy = ready = False
-                        problems.append(f"{host.label}: not answering: {type(exc).__name__}")
+                    found = probe_color(host.color_url(color), service, client)
+                    healthy &= found.healthy
+                    ready &= found.ready
+                    if found.detail:
+                        problems.append(f"{host.label}: {found.detail}")
+                    if host is self.primary and found.version:
+                        state.version = found.version
             state.healthy, state.ready = healthy, ready
         if problems:
             state.detail = "; ".join(problems)

@@ -34,7 +34,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import ConfigError, OperationFailed
 from ragops.platforms import k8s_manifests as m
-from ragops.platforms.base import COLORS, ColorState, Progress, other_color
+from ragops.platforms.base import COLORS, ColorState, Progress, other_color, probe_color
 
 
 def _noop(_: str) -> None:
@@ -428,8 +428,6 @@ class KubernetesPlatform:
                 progress(f"{name}: pods still terminating; the kubelet ends them after their grace period")
 
     def color_state(self, color: str, probe: bool = True) -> ColorState:
-        import httpx
-
         dep = self._read("Deployment", m.color_name(self.config, color))
         state = ColorState(color=color, running=False, url=self.color_url(color))
         if dep is None:
@@ -452,21 +450,14 @@ class KubernetesPlatform:
         elif ready < want:
             state.detail = f"{ready}/{want} pods ready"
         if state.running and probe:
-            service = self.config.service
-            try:
-                with httpx.Client(timeout=1.5) as client:
-                    state.healthy = client.get(state.url + service.health_path).status_code == 200
-                    answer = client.get(state.url + service.readiness_path)
-                    state.ready = answer.status_code == 200
-                    if not state.ready:
-                        state.detail = f"{service.readiness_path} -> {answer.status_code} {answer.text[:160]}"
-                    version = client.get(state.url + "/version")
-                    if version.status_code == 200:
-                        state.version = version.json().get("version", state.version)
-            except httpx.HTTPError as exc:
-                state.healthy = state.ready = False
+            found = probe_color(state.url, self.config.service)
+            state.healthy, state.ready = found.healthy, found.ready
+            state.version = found.version or state.version
+            if found.detail:
+                state.detail = found.detail
+            if not found.answered:
                 state.detail = (f"{ready}/{want} pods ready in the cluster, but {state.url} does not answer "
-                                f"({type(exc).__name__}); set kubernetes.color_url or kubernetes.preview_host")
+                                f"({found.detail}); set kubernetes.color_url or kubernetes.preview_host")
         return state
 
     def colors(self) -> list[ColorState]:

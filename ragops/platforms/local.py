@@ -24,7 +24,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.netutil import port_open, split_host_port
-from ragops.platforms.base import COLORS, ColorState, Progress
+from ragops.platforms.base import COLORS, ColorState, Progress, probe_color, service_env
 from ragops.process import ManagedProcess
 from ragops.routing import traefik
 
@@ -205,26 +205,6 @@ class LocalPlatform:
         self._write_router(weights, maintenance)
 
     # ---- service colors -------------------------------------------------------------------
-    def _service_env(self, color: str, version: str, extra: dict[str, str] | None) -> dict[str, str]:
-        from ragops.db.connect import api_keys, app_dsn
-
-        service = self.config.service
-        env = {
-            "RAG_DATABASE_URL": app_dsn(self.config),
-            "RAG_API_KEYS": ",".join(api_keys(self.config)),
-            "RAG_VERSION": version,
-            "RAG_COLOR": color,
-            "RAG_RATE_LIMIT_PER_MINUTE": str(service.rate_limit_per_minute),
-            "RAG_CORS_ORIGINS": ",".join(service.cors_origins),
-            "RAG_GRACEFUL_TIMEOUT": str(int(self.config.deploy.drain_timeout)),
-            "PYTHONUNBUFFERED": "1",
-        }
-        for name, ref in service.secrets.items():
-            env[name] = self.config.reveal(ref, f"service.secrets.{name}")
-        env.update(service.env)
-        env.update(extra or {})
-        return env
-
     def start_color(self, color: str, version: str, *, deploy_id: str, env: dict[str, str] | None = None,
                     progress: Progress = _noop) -> ColorState:
         service_dir = self.config.resolve_path(self.config.service.path)
@@ -236,7 +216,7 @@ class LocalPlatform:
         if port_open("127.0.0.1", port):
             raise OperationFailed(f"port {port} for color {color} is in use by another program",
                                   hint="change service.port in ragops.yaml")
-        full_env = self._service_env(color, version, env)
+        full_env = service_env(self.config, color, version, env)
         full_env["PYTHONPATH"] = str(service_dir) + os.pathsep + os.environ.get("PYTHONPATH", "")
         progress(f"starting {color} ({version}) on 127.0.0.1:{port}")
         pid = self.proc(color).start([sys.executable, "-m", "ragservice.serve", "--host", "127.0.0.1",
@@ -269,8 +249,6 @@ class LocalPlatform:
                 self.refresh_backends()
 
     def color_state(self, color: str, probe: bool = True) -> ColorState:
-        import httpx
-
         pid = self.proc(color).pid()
         try:
             record = json.loads(self._color_file(color).read_text())
@@ -281,20 +259,9 @@ class LocalPlatform:
                            deploy_id=record.get("deploy_id"), started_at=record.get("started_at"),
                            env=record.get("env") or {})
         if pid is not None and probe:
-            service = self.config.service
-            try:
-                with httpx.Client(timeout=1.5) as client:
-                    state.healthy = client.get(state.url + service.health_path).status_code == 200
-                    ready = client.get(state.url + service.readiness_path)
-                    state.ready = ready.status_code == 200
-                    if not state.ready:
-                        state.detail = ready.text[:200]
-                    version = client.get(state.url + "/version")
-                    if version.status_code == 200:
-                        state.version = version.json().get("version", state.version)
-            except httpx.HTTPError as exc:
-                state.healthy = state.ready = False
-                state.detail = f"not answering: {type(exc).__name__}"
+            found = probe_color(state.url, self.config.service)
+            state.healthy, state.ready, state.detail = found.healthy, found.ready, found.detail
+            state.version = found.version or state.version
         return state
 
     def colors(self) -> list[ColorState]:

@@ -215,7 +215,7 @@ def make_env(directory: Path, database: dict, *, hosts: list[str], sshd: Sshd | 
 
 
 def owned(client, env: DockerEnv, **labels) -> list:
-    wanted = [f"ragops.project=ragdk", f"ragops.env={env.name}"] + [f"ragops.{k}={v}" for k, v in labels.items()]
+    wanted = ["ragops.project=ragdk", f"ragops.env={env.name}"] + [f"ragops.{k}={v}" for k, v in labels.items()]
     return client.containers.list(all=True, filters={"label": wanted})
 
 

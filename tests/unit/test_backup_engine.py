@@ -7,7 +7,6 @@ import json
 import os
 import stat
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
