@@ -125,6 +125,7 @@ def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p
         if prober:
             prober.start()
         result = AnalysisResult(color=color, passed=False, attempts=attempts)
+        previous, last_elapsed = before, 0.0
         try:
             while True:
                 elapsed = time.monotonic() - start
@@ -141,8 +142,17 @@ def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p
                     on_sample(result)
                 if result.requests >= max(min_requests, 1):
                     result.breaches = _breaches(result, max_error_rate, max_p95_ms)
+                    # the latest interval on its own too: a version that starts failing late in
+                    # the window must not hide behind its healthy first seconds
+                    latest = _interval(color, previous, after)
+                    if not result.breaches and latest and latest.requests >= max(min_requests, 1):
+                        result.breaches = [f"{b} in the last {elapsed - last_elapsed:.0f}s"
+                                           for b in _breaches(latest, max_error_rate, max_p95_ms)]
                     if result.breaches:
                         return result   # fail fast: every second on a bad version costs users
+                previous, last_elapsed = after, elapsed
+                if elapsed >= window or (should_stop and should_stop()):
+                    break
                 if elapsed >= window or (should_stop and should_stop()):
                     break
         finally:
@@ -157,6 +167,18 @@ def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p
             continue
         result.passed = not result.breaches
         return result
+
+
+def _interval(color: str, before: Snapshot | None, after: Snapshot | None) -> AnalysisResult | None:
+    """The error rate and p95 between two consecutive scrapes."""
+    if before is None or after is None:
+        return None
+    requests = int(after.requests - before.requests)
+    if requests <= 0:
+        return None
+    return AnalysisResult(color=color, passed=False, requests=requests,
+                          error_rate=(after.errors - before.errors) / requests,
+                          p95_ms=p95_from_buckets(before.buckets, after.buckets))
 
 
 def _breaches(result: AnalysisResult, max_error_rate: float, max_p95_ms: float) -> list[str]:

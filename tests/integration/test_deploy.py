@@ -92,7 +92,7 @@ def test_erroring_version_is_switched_back_automatically(local_stack):
     # passes its smoke test, then 30 % of its answers are 500s: the analysis must catch it
     with load(local_stack, rps=60) as stats:
         proc = local_stack.cli("deploy", "--version", "v5-errors", "--set", "RAG_FAULT_ERROR_RATE=0.3",
-                               "--set", "RAG_FAULT_AFTER_S=4", "--yes")
+                               "--set", "RAG_FAULT_AFTER_S=3", "--yes")
     assert proc.returncode == 3, proc.stderr
     assert "error_rate" in proc.stderr and "max_error_rate 5.0%" in proc.stderr
     assert serving_version(local_stack) == "v1"

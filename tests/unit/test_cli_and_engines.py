@@ -129,3 +129,58 @@ def test_heartbeat_renews_the_lease(tmp_path):
     time.sleep(1.3)
     assert backend.read()["expires_at"] > first
     lock.release()
+
+
+class _MetricsServer:
+    """A real HTTP server whose /metrics counters grow over time: healthy, then failing."""
+
+    def __init__(self, fail_after: float):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        started = time.monotonic()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                elapsed = time.monotonic() - started
+                ok = 100 * elapsed
+                err = max(0.0, elapsed - fail_after) * 100   # 50 % errors once failing
+                body = (METRICS % dict(ok=ok, err=err, b1=ok + err, b2=ok + err, b3=ok + err)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_analysis_catches_a_version_that_fails_late_in_the_window():
+    from ragops.deploy.analysis import analyze
+
+    server = _MetricsServer(fail_after=2.2)
+    try:
+        result = analyze("green", server.url, window=3.0, max_error_rate=0.2, max_p95_ms=2000, min_requests=5,
+                         no_data_retries=0, probe_rps=0, interval=0.5)
+    finally:
+        server.close()
+    # over the whole window the error share stays under 20 %; the last interval alone is 50 %
+    assert not result.passed
+    assert any("in the last" in b and "error_rate" in b for b in result.breaches)
+
+
+def test_analysis_without_traffic_is_inconclusive_not_a_pass():
+    from ragops.deploy.analysis import analyze
+
+    result = analyze("green", "http://127.0.0.1:9", window=0.5, max_error_rate=0.05, max_p95_ms=2000,
+                     min_requests=5, no_data_retries=1, probe_rps=0, interval=0.25)
+    assert not result.passed and result.inconclusive and result.attempts == 2
+    assert "inconclusive is not a pass" in result.breaches[0]
