@@ -36,6 +36,18 @@ def server_tmpdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"ragops-{prefix}-"))
 
 
+def require_module(name: str):
+    """Import a test dependency; skip locally without it, fail in CI (an ImportError)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if REQUIRED:
+            raise
+        pytest.skip(f"{name} is not installed (pip install -e '.[test]')", allow_module_level=True)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     """A real PostgreSQL primary + streaming replica (pgserver binaries) on free ports."""

@@ -44,6 +44,27 @@ class LockBackend(Protocol):
     def delete(self, expected_token: str | None = None) -> bool: ...
 
 
+class TokenFileLock:
+    """replace/delete for a lock kept as one JSON document: both compare the owner's token.
+    Subclasses provide read(), create(), _write(record) and _remove()."""
+
+    def replace(self, expected_token: str, record: dict) -> bool:
+        current = self.read()
+        if not current or current.get("token") != expected_token:
+            return False
+        self._write(record)
+        return True
+
+    def delete(self, expected_token: str | None = None) -> bool:
+        current = self.read()
+        if current is None:
+            return False
+        if expected_token is not None and current.get("token") != expected_token:
+            return False
+        self._remove()
+        return True
+
+
 class Platform(Protocol):
     name: str
 

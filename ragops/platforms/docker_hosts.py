@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import yaml
 
 from ragops.errors import OperationFailed
+from ragops.platforms.base import TokenFileLock
 
 
 class HostKeyRefused(OperationFailed):
@@ -349,7 +350,7 @@ class SftpDir:
         walk(self.root)
 
 
-class DirLock:
+class DirLock(TokenFileLock):
     """The deploy lock as a file in the host's ragops directory, created with O_EXCL semantics."""
 
     NAME = "lock.json"
@@ -369,21 +370,11 @@ class DirLock:
 
         return self.dir.create_excl(self.NAME, json.dumps(record))
 
-    def replace(self, expected_token: str, record: dict) -> bool:
-        current = self.read()
-        if not current or current.get("token") != expected_token:
-            return False
+    def _write(self, record: dict) -> None:
         self.dir.write_yaml(self.NAME, record)
-        return True
 
-    def delete(self, expected_token: str | None = None) -> bool:
-        current = self.read()
-        if current is None:
-            return False
-        if expected_token is not None and current.get("token") != expected_token:
-            return False
+    def _remove(self) -> None:
         self.dir.unlink(self.NAME)
-        return True
 
 
 class MultiHostLock:

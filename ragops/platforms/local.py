@@ -24,7 +24,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.netutil import port_open, split_host_port
-from ragops.platforms.base import COLORS, ColorState, Progress, probe_color, service_env
+from ragops.platforms.base import COLORS, ColorState, Progress, TokenFileLock, probe_color, service_env
 from ragops.process import ManagedProcess
 from ragops.routing import traefik
 
@@ -33,7 +33,7 @@ def _noop(_: str) -> None:
     pass
 
 
-class FileLock:
+class FileLock(TokenFileLock):
     """The deploy lock as a file created with O_EXCL; replace/delete compare the owner token."""
 
     def __init__(self, path: Path):
@@ -57,23 +57,13 @@ class FileLock:
             json.dump(record, handle)
         return True
 
-    def replace(self, expected_token: str, record: dict) -> bool:
-        current = self.read()
-        if not current or current.get("token") != expected_token:
-            return False
+    def _write(self, record: dict) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record))
         os.replace(tmp, self.path)
-        return True
 
-    def delete(self, expected_token: str | None = None) -> bool:
-        current = self.read()
-        if current is None:
-            return False
-        if expected_token is not None and current.get("token") != expected_token:
-            return False
+    def _remove(self) -> None:
         self.path.unlink(missing_ok=True)
-        return True
 
 
 class LocalPlatform:

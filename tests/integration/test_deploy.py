@@ -27,6 +27,23 @@ def load(stack, rps: float = 150, seconds: float = 60) -> LoadRunner:
     return LoadRunner(stack.router_url + "/version", rps=rps, seconds=seconds, max_in_flight=64)
 
 
+def kill_deploy_in_phase(stack, version: str, phase: str) -> None:
+    """Start a deploy in a subprocess and kill -9 it once its journal reaches `phase`."""
+    proc = stack.spawn("deploy", "--version", version, "--yes")
+    journal = stack.state_dir / "deploy" / "current.json"
+    deadline = time.monotonic() + 30
+    reached = False
+    while time.monotonic() < deadline and not reached:
+        try:
+            reached = json.loads(journal.read_text() or "{}").get("phase") == phase
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert reached, f"the deploy never reached phase {phase!r}"
+
+
 def test_plan_changes_nothing(local_stack):
     before = live(local_stack)
     out = local_stack.json("deploy", "--version", "v9", "--plan")
@@ -152,16 +169,8 @@ def test_second_deploy_at_once_exits_4_and_names_the_owner(local_stack):
 def test_kill_9_mid_deploy_keeps_traffic_and_next_command_recovers(local_stack):
     before = serving_version(local_stack)
     with load(local_stack, rps=80, seconds=60) as stats:
-        proc = local_stack.spawn("deploy", "--version", "v12", "--yes")
-        journal = local_stack.state_dir / "deploy" / "current.json"
-        deadline = time.monotonic() + 30
         # kill it while it analyses the new color, right after the router switch
-        while time.monotonic() < deadline:
-            if journal.exists() and json.loads(journal.read_text() or "{}").get("phase") == "analysis":
-                break
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_deploy_in_phase(local_stack, "v12", "analysis")
         time.sleep(1)
         status = local_stack.json("status")
         assert status["last_deploy"]["in_progress"] is True
@@ -180,15 +189,7 @@ def test_kill_9_mid_deploy_keeps_traffic_and_next_command_recovers(local_stack):
 
 def test_abort_after_kill_restores_the_live_color(local_stack):
     before = serving_version(local_stack)
-    proc = local_stack.spawn("deploy", "--version", "v14", "--yes")
-    journal = local_stack.state_dir / "deploy" / "current.json"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if journal.exists() and json.loads(journal.read_text() or "{}").get("phase") == "analysis":
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_deploy_in_phase(local_stack, "v14", "analysis")
     out = local_stack.json("abort", "--yes")
     assert out["result"] == "aborted"
     assert serving_version(local_stack) == before

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from ragops.durations import parse_duration
+from tests.conftest import require_module
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
@@ -110,6 +111,6 @@ def test_drill_schedules_are_shipped():
 
 
 def test_cronjob_manifest_passes_kubernetes_validate():
-    kv = pytest.importorskip("kubernetes_validate")
+    kv = require_module("kubernetes_validate")
     job = yaml.safe_load((TEMPLATES / "kubernetes" / "drill-cronjob.yaml").read_text())
     kv.validate(job, "1.29", strict=True)

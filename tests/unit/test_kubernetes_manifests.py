@@ -13,8 +13,9 @@ import yaml
 
 from ragops.config import load_config
 from ragops.platforms import k8s_manifests as m
+from tests.conftest import require_module
 
-kv = pytest.importorskip("kubernetes_validate")
+kv = require_module("kubernetes_validate")
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates" / "kubernetes"

@@ -16,8 +16,9 @@ from ragops.platforms import get_platform
 from ragops.platforms import k8s_manifests as m
 from ragops.platforms.kubernetes import CONFLICT, KubernetesPlatform
 from tests.k8s_fake import FakeKubernetes, PodStub
+from tests.conftest import require_module
 
-pytest.importorskip("kubernetes")
+require_module("kubernetes")
 
 NS, PROJECT, KEY = "rag", "ragk8s", "k8s-test-key-1"
 
