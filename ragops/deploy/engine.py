@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from ragops.config import Config
 from ragops.deploy.analysis import AnalysisResult, analyze, in_flight
 from ragops.deploy.history import Journal, now_iso
-from ragops.deploy.lock import DeployLock, owner_alive, whoami
+from ragops.deploy.lock import DeployLock, describe, owner_alive, whoami
 from ragops.durations import format_duration
-from ragops.errors import GateFailed, OperationFailed, UsageError
+from ragops.errors import GateFailed, LockHeld, OperationFailed, UsageError
 from ragops.platforms import get_platform
 from ragops.platforms.base import Progress, other_color
 
@@ -397,8 +397,6 @@ def deploy(config: Config, version: str, strategy: str | None = None, steps: lis
     if interrupted:
         lock = platform.lock_backend().read() or {}
         if not lock or not owner_alive(lock) or lock.get("paused"):
-            from ragops.errors import LockHeld
-
             state = "is paused" if lock.get("paused") else f"was interrupted at phase {interrupted.get('phase')}"
             raise LockHeld(f"deploy {interrupted['id']} of {interrupted['version']} {state}",
                            hint="finish it with `ragops deploy --resume` (or `ragops promote` when paused), "
@@ -422,16 +420,13 @@ def resume(config: Config, progress: Progress = _noop) -> DeployResult:
     deployment = _journaled(config, progress, "ragops deploy --resume")
     lock = deployment.platform.lock_backend().read()
     if lock and owner_alive(lock) and not lock.get("paused"):
-        from ragops.errors import LockHeld
-        from ragops.deploy.lock import describe
-
         raise LockHeld(f"deploy {deployment.record['id']} is still running: {describe(lock)}")
     progress(f"resuming {deployment.record['id']} at phase {deployment.record.get('phase')}")
     return deployment.run(take_over=True)
 
 
 def promote(config: Config, progress: Progress = _noop) -> DeployResult:
-    """Continue a paused canary (or ask a running one to go on)."""
+    """Continue a canary paused with --pause-at through its remaining steps."""
     deployment = _journaled(config, progress, "ragops promote")
     if deployment.record.get("phase") != "paused":
         raise UsageError(f"deploy {deployment.record['id']} is not paused (phase {deployment.record.get('phase')}); "
