@@ -104,6 +104,15 @@ def _managed(config: Config, name: str):
     return node if node.initialized else None
 
 
+def connect_error(exc: Exception) -> str:
+    """libpq's first line without its 'connection to server at ... failed:' preamble."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    first = text.splitlines()[0]
+    return first.rsplit("failed:", 1)[-1].strip() or first
+
+
 def _probe(config: Config, node: DbNode) -> NodeStatus:
     status = NodeStatus(name=node.name, host=node.host, port=node.port, role="unreachable")
     managed = _managed(config, node.name)
@@ -113,7 +122,7 @@ def _probe(config: Config, node: DbNode) -> NodeStatus:
     try:
         conn = _connect(config, node)
     except Exception as exc:  # noqa: BLE001 - an unreachable node is data, not an error
-        status.error = redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
+        status.error = redact(connect_error(exc))
         return status
     with conn:
         cur = conn.cursor()

@@ -129,7 +129,8 @@ class Deployment:
 
         primary = _current_primary(self.config)
         if primary is None:
-            raise GateFailed("preflight: no reachable primary database (ragops status shows the nodes)")
+            raise GateFailed("preflight: no reachable primary database (ragops status shows the nodes)",
+                             hint="start the environment with `ragops up`, or fail over with `ragops db promote`")
         migrations = self.config.resolve_path(self.config.service.path) / "migrations"
         pending = pending_migrations(node_dsn(self.config, primary.name), migrations)
         breaking = breaking_migrations(pending) if pending else []
