@@ -108,13 +108,12 @@ def deploy(ctx: typer.Context,
     """Deploy a new version: blue-green (default) or canary, with health gates, smoke tests,
     metric analysis and automatic rollback.
 
+    \b
     Examples:
-
       ragops deploy --version v2 --plan
-
       ragops deploy --version v2 --yes
-
       ragops deploy --version v2 --strategy canary --steps 10,50,100 --step-pause 30s --pause-at 50
+      ragops deploy --version v3 --set RAG_FAULT_ERROR_RATE=0.3 --yes   (fault injection: refused by its smoke test)
     """
     env = ctx.obj
     from ragops.deploy import engine

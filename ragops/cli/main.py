@@ -12,16 +12,16 @@ from ragops.errors import ExitCode, RagopsError
 
 HELP = """Operate the bundled RAG service: deploy, back up, fail over, run the checklists.
 
+\b
 Examples:
-
   ragops up                          start the local stack (PostgreSQL, router, service)
-
   ragops status --output json        everything ragops knows about the environment
-
+  ragops deploy --version v2 --yes   blue-green deploy with smoke, analysis, auto-rollback
   ragops -e staging deploy --version v2 --strategy canary
 
+\b
 Exit codes: 0 ok, 1 failed, 2 usage/config error, 3 gate failed, 4 lock held,
-5 approval denied or missing, 130 interrupted.
+            5 approval denied or missing, 130 interrupted.
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
