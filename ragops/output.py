@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable
 
-from ragops.errors import NotApproved, UsageError
+from ragops.errors import NotApproved
 from ragops.secrets import redact, redact_data
 
 
@@ -92,13 +92,6 @@ class Env:
         if self.verbosity >= 0:
             self.err.print(redact(message), style=style, markup=False)
 
-    def debug(self, message: str) -> None:
-        if self.verbosity > 0:
-            self.err.print(redact(message), style="dim", markup=False)
-
-    def warn(self, message: str) -> None:
-        self.err.print("warning: " + redact(message), style="yellow", markup=False)
-
     def print_json(self, data: Any) -> None:
         text = json.dumps(redact_data(to_jsonable(data)), indent=2, sort_keys=False, default=str)
         print(text, file=sys.stdout, flush=True)
@@ -122,7 +115,3 @@ class Env:
     def progress(self, prefix: str) -> Callable[[str], None]:
         """A callback engines call with human-readable progress events (stderr, so JSON stays clean)."""
         return lambda message: self.status(f"{prefix}: {message}")
-
-    def require(self, condition: bool, message: str) -> None:
-        if not condition:
-            raise UsageError(message)
