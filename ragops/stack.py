@@ -169,11 +169,18 @@ def wait_ready(platform, color: str, timeout: float, progress: Progress = _noop,
             if not state.running:
                 from ragops.process import tail
 
-                log = tail(platform.log_dir / f"{color}.log", 3) if hasattr(platform, "log_dir") else ""
-                raise OperationFailed(f"{name} exited before it was ready: "
-                                      f"{log.splitlines()[-1] if log else (state.detail or last)}")
+                log = tail(platform.log_dir / f"{color}.log", 20) if hasattr(platform, "log_dir") else ""
+                raise OperationFailed(f"{name} exited before it was ready: {_reason(log) or state.detail or last}",
+                                      hint=f"ragops logs {color}")
             time.sleep(0.2)
     raise OperationFailed(f"{name} was not ready within {timeout:.0f}s ({platform.config.service.readiness_path}: {last})")
+
+
+def _reason(log: str) -> str:
+    """The line of a log tail that says why a process died (uvicorn ends with a shutdown line)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or [""])[-1]
 
 
 def down(config: Config, purge: bool = False, progress: Progress = _noop) -> list[str]:
