@@ -166,13 +166,14 @@ class _MetricsServer:
 def test_analysis_catches_a_version_that_fails_late_in_the_window():
     from ragops.deploy.analysis import analyze
 
-    server = _MetricsServer(fail_after=2.2)
+    server = _MetricsServer(fail_after=2.0)
     try:
-        result = analyze("green", server.url, window=3.0, max_error_rate=0.2, max_p95_ms=2000, min_requests=5,
+        result = analyze("green", server.url, window=3.0, max_error_rate=0.35, max_p95_ms=2000, min_requests=5,
                          no_data_retries=0, probe_rps=0, interval=0.5)
     finally:
         server.close()
-    # over the whole window the error share stays under 20 %; the last interval alone is 50 %
+    # over the whole window (even if scrapes run late, up to 4 s) the error share stays under 35 %;
+    # any interval after the failure began is at 50 %
     assert not result.passed
     assert any("in the last" in b and "error_rate" in b for b in result.breaches)
 
