@@ -5,6 +5,7 @@ so a run can never go green by skipping.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -48,33 +49,54 @@ def require_module(name: str):
         pytest.skip(f"{name} is not installed (pip install -e '.[test]')", allow_module_level=True)
 
 
-@pytest.fixture(scope="session")
-def pg_cluster():
-    """A real PostgreSQL primary + streaming replica (pgserver binaries) on free ports."""
+@contextlib.contextmanager
+def primary_and_replica(prefix: str, names: tuple[str, str] = ("primary", "replica1")):
+    """A real PostgreSQL primary + streaming replica (pgserver binaries) on free ports, in a
+    directory of its own; stopped and removed on exit."""
     from ragops.db import pgctl
+    from ragops.errors import OperationFailed
 
     try:
         pgctl.bin_dir()
     except Exception as exc:  # noqa: BLE001 - reported as a missing component
         need(False, f"PostgreSQL binaries ({exc})")
-    base = server_tmpdir("pg")
+    base = server_tmpdir(prefix)
     password = "pw-" + secrets.token_hex(8)
-    primary = pgctl.Node("primary", base / "primary", free_port(), base / "logs" / "primary.log")
-    replica = pgctl.Node("replica1", base / "replica1", free_port(), base / "logs" / "replica1.log")
-    primary.init_primary("postgres", password)
-    primary.start()
-    replica.clone_from(primary, "postgres", password, "replica1")
-    replica.start()
-    cluster = {"primary": primary, "replica": replica, "password": password, "user": "postgres",
-               "dsn": f"host=127.0.0.1 port={primary.port} user=postgres password={password} dbname=postgres",
-               "replica_dsn": f"host=127.0.0.1 port={replica.port} user=postgres password={password} dbname=postgres"}
-    yield cluster
-    for node in (replica, primary):
+    primary = pgctl.Node(names[0], base / names[0], free_port(), base / "logs" / f"{names[0]}.log")
+    replica = pgctl.Node(names[1], base / names[1], free_port(), base / "logs" / f"{names[1]}.log")
+    slot = names[1].replace("-", "_")
+    dsn = f"host=127.0.0.1 port={primary.port} user=postgres password={password} dbname=postgres"
+    try:
+        primary.init_primary("postgres", password)
+        primary.start()
         try:
-            node.stop(mode="immediate")
-        except Exception:  # noqa: BLE001
-            node.kill9()
-    shutil.rmtree(base, ignore_errors=True)
+            replica.clone_from(primary, "postgres", password, slot)
+        except OperationFailed:
+            # seen once on a loaded shared machine; a second base backup has always worked
+            import psycopg
+
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                             "WHERE slot_name = %s", (slot,))
+            replica.clone_from(primary, "postgres", password, slot)
+        replica.start()
+        yield {"primary": primary, "replica": replica, "password": password, "user": "postgres", "dsn": dsn,
+               "replica_dsn": f"host=127.0.0.1 port={replica.port} user=postgres password={password} dbname=postgres"}
+    finally:
+        for node in (replica, primary):
+            try:
+                node.stop(mode="immediate")
+            except Exception:  # noqa: BLE001
+                node.kill9()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """The shared primary + replica of the whole session (tests create their own databases in it
+    and never promote or stop it)."""
+    with primary_and_replica("pg") as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

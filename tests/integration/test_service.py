@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 from ragops.db import migrate, pgctl
 from ragops.errors import OperationFailed
 from ragops.netutil import free_port
+from tests.conftest import primary_and_replica
 
 pytestmark = pytest.mark.integration
 
@@ -357,35 +356,9 @@ def test_sigterm_lets_in_flight_requests_finish(services):
 
 @pytest.fixture
 def own_cluster():
-    """A primary + replica of our own: this test promotes the replica (never the shared one).
-    Kept in a directory of its own, outside pytest's rotated temp dirs that concurrent runs share."""
-    base = Path(tempfile.mkdtemp(prefix="ragservice-failover-"))
-    password = "pw-" + secrets.token_hex(8)
-    primary = pgctl.Node("fo-primary", base / "primary", free_port(), base / "logs" / "primary.log")
-    replica = pgctl.Node("fo-replica", base / "replica", free_port(), base / "logs" / "replica.log")
-    try:
-        primary.init_primary("postgres", password)
-        primary.start()
-        try:
-            replica.clone_from(primary, "postgres", password, "fo_replica")
-        except OperationFailed:
-            # seen once on a loaded shared machine; a second base backup has always worked
-            primary_dsn = f"host=127.0.0.1 port={primary.port} user=postgres password={password} dbname=postgres"
-            import psycopg
-            with psycopg.connect(primary_dsn, autocommit=True) as conn:
-                conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                             "WHERE slot_name = 'fo_replica'")
-            replica.clone_from(primary, "postgres", password, "fo_replica")
-        replica.start()
-        yield {"primary": primary, "replica": replica, "password": password,
-               "dsn": f"host=127.0.0.1 port={primary.port} user=postgres password={password} dbname=postgres"}
-    finally:
-        for node in (replica, primary):
-            try:
-                node.stop(mode="immediate")
-            except Exception:  # noqa: BLE001
-                node.kill9()
-        shutil.rmtree(base, ignore_errors=True)
+    """A primary + replica of our own: this test promotes the replica (never the shared one)."""
+    with primary_and_replica("ragservice-failover", names=("fo-primary", "fo-replica")) as cluster:
+        yield cluster
 
 
 def test_service_follows_a_promotion(own_cluster, tmp_path):
