@@ -97,6 +97,13 @@ class Platform(Protocol):
         """A directory (pathlib.Path) for the deploy journal and history cache."""
 
 
+def with_weights(states: list[ColorState], weights: dict[str, int]) -> list[ColorState]:
+    """Attach the router's weights (colors it does not list get 0) to each color's state."""
+    for state in states:
+        state.weight = weights.get(state.color, 0)
+    return states
+
+
 @dataclass
 class Probe:
     healthy: bool

@@ -32,7 +32,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.netutil import split_host_port
-from ragops.platforms.base import COLORS, ColorState, Progress, probe_color, service_env
+from ragops.platforms.base import COLORS, ColorState, Progress, probe_color, service_env, with_weights
 from ragops.routing import traefik
 
 CONTAINER_PORT = 8000               # the service image's port in bridge mode
@@ -562,12 +562,7 @@ class DockerPlatform:
 
     def colors(self) -> list[ColorState]:
         weights = self.router_weights() if self.primary.router_running() else {}
-        states = []
-        for color in COLORS:
-            state = self.color_state(color)
-            state.weight = weights.get(color, 0)
-            states.append(state)
-        return states
+        return with_weights([self.color_state(color) for color in COLORS], weights)
 
     # ---- up / down / logs ---------------------------------------------------------------------
     def _migrate(self, progress: Progress) -> list[str]:

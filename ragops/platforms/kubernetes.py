@@ -34,7 +34,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import ConfigError, OperationFailed
 from ragops.platforms import k8s_manifests as m
-from ragops.platforms.base import COLORS, ColorState, Progress, other_color, probe_color
+from ragops.platforms.base import COLORS, ColorState, Progress, other_color, probe_color, with_weights
 
 
 def _noop(_: str) -> None:
@@ -462,12 +462,7 @@ class KubernetesPlatform:
 
     def colors(self) -> list[ColorState]:
         weights = self.router_weights()
-        states = []
-        for color in COLORS:
-            state = self.color_state(color)
-            state.weight = weights.get(color, 0)
-            states.append(state)
-        return states
+        return with_weights([self.color_state(color) for color in COLORS], weights)
 
     # ---- up / down / logs ---------------------------------------------------------------------------
     def up(self, progress: Progress = _noop) -> list[str]:

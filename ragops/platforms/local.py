@@ -24,7 +24,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.netutil import port_open, split_host_port
-from ragops.platforms.base import COLORS, ColorState, Progress, TokenFileLock, probe_color, service_env
+from ragops.platforms.base import COLORS, ColorState, Progress, TokenFileLock, probe_color, service_env, with_weights
 from ragops.process import ManagedProcess
 from ragops.routing import traefik
 
@@ -256,12 +256,7 @@ class LocalPlatform:
 
     def colors(self) -> list[ColorState]:
         weights = self.router_weights() if self.router_running() else {}
-        states = []
-        for color in COLORS:
-            state = self.color_state(color)
-            state.weight = weights.get(color, 0)
-            states.append(state)
-        return states
+        return with_weights([self.color_state(color) for color in COLORS], weights)
 
     def logs(self) -> dict[str, Path]:
         names = {"router": self.log_dir / "router.log", "router-access": self.log_dir / "router-access.log"}
