@@ -1,8 +1,8 @@
 """Structured deploy events (engine -> live panel) and the one journal helper."""
 from __future__ import annotations
 
+import io
 import json
-import os
 import stat
 from types import SimpleNamespace
 
@@ -192,7 +192,7 @@ class _Env:
         self.lines: list[str] = []
         from rich.console import Console
 
-        self.err = Console(file=open(os.devnull, "w"), force_terminal=False)
+        self.err = Console(file=io.StringIO(), force_terminal=False)
 
     def status(self, message: str) -> None:
         self.lines.append(message)
@@ -201,7 +201,7 @@ class _Env:
 def _panel_text(view) -> str:
     from rich.console import Console
 
-    console = Console(width=200, record=True, file=open(os.devnull, "w"))
+    console = Console(width=200, record=True, file=io.StringIO())
     console.print(view._render())
     return console.export_text()
 
