@@ -8,7 +8,6 @@ never reached the replica are known instead of guessed.
 """
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -315,8 +314,8 @@ def _serving_version(config) -> str:
 
 
 def _journal(config, report: FailoverReport) -> None:
-    from ragops.output import to_jsonable
+    """Append the report as it stands (after every step): the last record of a failover
+    (same started_at) is where it got to, even when ragops was killed half-way."""
+    from ragops import journal
 
-    path = config.state_dir / "failovers" / f"{report.started_at.replace(':', '').replace('+0000', 'Z')}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_jsonable(report), indent=2, default=str) + "\n")
+    journal.append(config.state_dir / "failovers.jsonl", report)

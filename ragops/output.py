@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ragops.errors import NotApproved
+from ragops.events import Progress
 from ragops.secrets import redact, redact_data
 
 
@@ -112,6 +113,8 @@ class Env:
         else:
             self.out.print(rendered)
 
-    def progress(self, prefix: str) -> Callable[[str], None]:
-        """A callback engines call with human-readable progress events (stderr, so JSON stays clean)."""
-        return lambda message: self.status(f"{prefix}: {message}")
+    def progress(self, prefix: str) -> Progress:
+        """The callback engines report events to: each becomes a status line on stderr (so JSON
+        on stdout stays clean). str(event) is its message, so engines that still report plain
+        strings print the same way."""
+        return lambda event: self.status(f"{prefix}: {event}")

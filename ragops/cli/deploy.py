@@ -5,6 +5,8 @@ from typing import List, Optional
 
 import typer
 
+from ragops.events import Event
+
 lock_app = typer.Typer(help="Inspect or break the deploy lock.", no_args_is_help=True)
 
 
@@ -31,15 +33,18 @@ def _render_result(r) -> str:
 
 
 class LiveView:
-    """On a terminal: a live panel with the router weights, the latest analysis sample and the
-    steps so far. Elsewhere the same messages are plain status lines."""
+    """On a terminal: a live panel with the phase, the router weights, the latest analysis
+    values and the steps so far, all read from the engine's events (ragops.events). Elsewhere
+    each event is a plain status line."""
 
     def __init__(self, env, title: str):
         self.env = env
         self.title = title
+        self.phase = "-"
         self.steps: list[str] = []
-        self.weights = "-"
-        self.sample = "-"
+        self.weights: dict[str, int] = {}
+        self.switch_ms: float | None = None     # None while the router has not confirmed them
+        self.analysis: dict = {}
         self.live = None
 
     def __enter__(self):
@@ -55,18 +60,50 @@ class LiveView:
             self.live.update(self._render())
             self.live.__exit__(*exc)
 
-    def report(self, message: str) -> None:
+    def report(self, event: Event) -> None:
         if self.live is None:
-            self.env.status(f"deploy: {message}")
+            self.env.status(f"deploy: {event.message}")
             return
-        text = message.strip()
-        if "%" in text and ("switch" in text or "canary" in text or "promote" in text or "back" in text):
-            self.weights = text.split(": ", 1)[-1].split(" (router")[0]
-        if text.startswith(("blue:", "green:")):
-            self.sample = text
-        else:
-            self.steps.append(text)
+        self.apply(event)
         self.live.update(self._render())
+
+    def apply(self, event: Event) -> None:
+        """Update the panel's fields from one event."""
+        data = event.data
+        if event.kind == "phase":
+            self.phase = data.get("phase", self.phase)
+        elif event.kind == "weights":
+            self.weights, self.switch_ms = dict(data.get("weights") or {}), None
+        elif event.kind == "analysis":
+            self.analysis = dict(data)
+        else:
+            if event.kind == "switch":
+                self.weights, self.switch_ms = dict(data.get("weights") or {}), data.get("ms")
+            if "analysis" in data:      # the verdict of an analysis window
+                verdict = dict(data["analysis"])
+                verdict["elapsed_s"] = verdict.pop("window_s", None)    # its window_s is the time it took
+                self.analysis = {**self.analysis, **verdict}
+            self.steps.append(event.message.strip())
+
+    def weights_text(self) -> str:
+        if not self.weights:
+            return "-"
+        shown = ", ".join(f"{color} {weight}%" for color, weight in sorted(self.weights.items()))
+        return shown + (" (applying)" if self.switch_ms is None else f" (router confirmed in {self.switch_ms:.0f}ms)")
+
+    def analysis_text(self) -> str:
+        a = self.analysis
+        if not a:
+            return "-"
+        limits = f"max error rate {a.get('max_error_rate', 0):.0%}, max p95 {a.get('max_p95_ms', 0):.0f}ms"
+        if not a.get("requests"):
+            return f"{a.get('color', '?')}: waiting for data ({limits})"
+        elapsed = f"{a.get('elapsed_s') or 0:.0f}/{a.get('window_s') or 0:.0f}s"
+        text = (f"{a.get('color', '?')}: {a['requests']} req, errors {a.get('error_rate') or 0:.1%}, "
+                f"p95 {a.get('p95_ms') or 0:.0f}ms, {elapsed} ({limits})")
+        if "passed" in a:
+            text += " passed" if a["passed"] else " FAILED: " + "; ".join(a.get("breaches") or [])
+        return text
 
     def _render(self):
         from rich.panel import Panel
@@ -75,8 +112,9 @@ class LiveView:
         from ragops.secrets import redact
 
         body = Text()
-        body.append(f"weights   {self.weights}\n", style="bold")
-        body.append(f"analysis  {self.sample}\n")
+        body.append(f"phase     {self.phase}\n")
+        body.append(f"weights   {self.weights_text()}\n", style="bold")
+        body.append(f"analysis  {redact(self.analysis_text())}\n")
         for line in self.steps[-12:]:
             style = "red" if "FAILED" in line else ("green" if line.startswith("ok ") else None)
             body.append(redact(line) + "\n", style=style)

@@ -153,8 +153,6 @@ def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p
                 previous, last_elapsed = after, elapsed
                 if elapsed >= window or (should_stop and should_stop()):
                     break
-                if elapsed >= window or (should_stop and should_stop()):
-                    break
         finally:
             stop.set()
         if before is None or result.requests < max(min_requests, 1):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 
 from ragops.config import Config
 from ragops.deploy.analysis import AnalysisResult, analyze, in_flight
@@ -16,12 +17,9 @@ from ragops.deploy.history import Journal, now_iso
 from ragops.deploy.lock import DeployLock, describe, owner_alive, whoami
 from ragops.durations import format_duration
 from ragops.errors import GateFailed, LockHeld, OperationFailed, UsageError
+from ragops.events import Event, Progress, ignore, say
 from ragops.platforms import get_platform
-from ragops.platforms.base import Progress, other_color
-
-
-def _noop(_: str) -> None:
-    pass
+from ragops.platforms.base import other_color
 
 
 @dataclass
@@ -53,11 +51,13 @@ class DeployOptions:
 class Deployment:
     """One deploy: its record, journal, lock, and the platform it drives."""
 
-    def __init__(self, config: Config, options: DeployOptions, progress: Progress = _noop,
+    def __init__(self, config: Config, options: DeployOptions, progress: Progress = ignore,
                  platform=None, record: dict | None = None, command: str = "ragops deploy"):
         self.config = config
         self.options = options
-        self.progress = progress
+        self.report = progress
+        # engines that still report plain lines (platforms, migrations, readiness) get this
+        self.progress = partial(say, progress)
         self.platform = platform or get_platform(config)
         self.journal = Journal(self.platform.journal_dir())
         self.record = record or {
@@ -76,13 +76,17 @@ class Deployment:
         self.record["phase"] = name
         self.record.update(extra)
         self.journal.save(self.record)
+        self.report(Event("phase", f"phase: {name}", {"phase": name, "deploy_id": self.record["id"]}))
 
-    def step(self, name: str, ok: bool | None, detail: str = "", **extra) -> dict:
+    def step(self, name: str, ok: bool | None, detail: str = "", *, kind: str = "step",
+             data: dict | None = None, **extra) -> dict:
+        """Journal one step, then report it as an event of `kind` (its data: name, ok, detail, + `data`)."""
         entry = {"name": name, "ok": ok, "detail": detail, "at": now_iso(), **extra}
         self.record["steps"].append(entry)
         self.journal.save(self.record)
         mark = "" if ok is None else ("ok " if ok else "FAILED ")
-        self.progress(f"{mark}{name}" + (f": {detail}" if detail else ""))
+        self.report(Event(kind, f"{mark}{name}" + (f": {detail}" if detail else ""),
+                            {"name": name, "ok": ok, "detail": detail, **(data or {})}))
         return entry
 
     def finish(self, result: str, reason: str | None = None) -> DeployResult:
@@ -90,6 +94,9 @@ class Deployment:
                            seconds=round(time.monotonic() - self.started, 2))
         self.record.pop("phase", None)
         self.journal.finish(self.record, limit=self.config.deploy.history_limit)
+        r = self.record
+        self.report(Event("done", f"deploy {r['id']} {result}" + (f": {reason}" if reason else ""),
+                            {"id": r["id"], "result": result, "reason": reason, "seconds": r["seconds"]}))
         return self.result()
 
     def result(self) -> DeployResult:
@@ -185,23 +192,30 @@ class Deployment:
         self.platform.stop_color(color, drain_timeout=5, progress=self.progress)
 
     def switch(self, weights: dict[str, int], label: str) -> float:
+        shown = ", ".join(f"{c} {w}%" for c, w in sorted(weights.items()))
+        self.report(Event("weights", f"{label}: setting router weights {shown}", {"weights": dict(weights)}))
         written_at = time.time()
         seconds = self.platform.set_weights(weights)
         self.record["switch_ms"] = round(seconds * 1000, 1)
-        shown = ", ".join(f"{c} {w}%" for c, w in sorted(weights.items()))
         self.step(label, True, f"{shown} (router confirmed in {seconds * 1000:.0f}ms)",
+                  kind="switch", data={"weights": dict(weights), "ms": self.record["switch_ms"]},
                   weights=weights, written_at=written_at)
         return seconds
 
     def watch(self, color: str, window: float, label: str) -> AnalysisResult:
         a = self.config.deploy.analysis
-        self.progress(f"analysing {color} for {format_duration(window)} "
-                      f"(max error rate {a.max_error_rate:.0%}, max p95 {a.max_p95_latency_ms:.0f}ms)")
+        limits = {"color": color, "window_s": window, "max_error_rate": a.max_error_rate,
+                  "max_p95_ms": a.max_p95_latency_ms}
+        self.report(Event("analysis", f"analysing {color} for {format_duration(window)} "
+                                        f"(max error rate {a.max_error_rate:.0%}, max p95 {a.max_p95_latency_ms:.0f}ms)",
+                            limits))
 
         def on_sample(r: AnalysisResult) -> None:
             if r.requests:
-                self.progress(f"  {color}: {r.requests} req, errors {r.error_rate or 0:.1%}, "
-                              f"p95 {r.p95_ms or 0:.0f}ms, {r.window_s:.0f}/{window:.0f}s")
+                self.report(Event("analysis", f"  {color}: {r.requests} req, errors {r.error_rate or 0:.1%}, "
+                                                f"p95 {r.p95_ms or 0:.0f}ms, {r.window_s:.0f}/{window:.0f}s",
+                                    {**limits, "requests": r.requests, "error_rate": r.error_rate,
+                                     "p95_ms": r.p95_ms, "elapsed_s": r.window_s}))
 
         result = analyze(color, self.platform.color_url(color), window=window,
                          max_error_rate=a.max_error_rate, max_p95_ms=a.max_p95_latency_ms,
@@ -209,7 +223,7 @@ class Deployment:
                          probe_rps=a.probe_rps, interval=a.interval, on_sample=on_sample,
                          should_stop=lambda: (self.journal.pending_request() or {}).get("action") == "abort")
         self.step(label, result.passed, "; ".join(result.breaches) or "within thresholds",
-                  analysis=result.summary())
+                  data={"analysis": result.summary()}, analysis=result.summary())
         return result
 
     def drain(self, color: str) -> None:
@@ -391,7 +405,7 @@ def plan(config: Config, version: str, strategy: str | None = None, steps: list[
 
 def deploy(config: Config, version: str, strategy: str | None = None, steps: list[int] | None = None,
            step_pause: float | None = None, pause_at: int | None = None, env: dict | None = None,
-           progress: Progress = _noop) -> DeployResult:
+           progress: Progress = ignore) -> DeployResult:
     opts = _options(config, version, strategy, steps, step_pause, pause_at, env)
     platform = get_platform(config)
     interrupted = Journal(platform.journal_dir()).current()
@@ -416,17 +430,17 @@ def _journaled(config: Config, progress: Progress, command: str) -> Deployment:
     return Deployment(config, opts, progress, platform, record=record, command=command)
 
 
-def resume(config: Config, progress: Progress = _noop) -> DeployResult:
+def resume(config: Config, progress: Progress = ignore) -> DeployResult:
     """Finish an interrupted deploy from its journal (the lock of a dead owner is taken over)."""
     deployment = _journaled(config, progress, "ragops deploy --resume")
     lock = deployment.platform.lock_backend().read()
     if lock and owner_alive(lock) and not lock.get("paused"):
         raise LockHeld(f"deploy {deployment.record['id']} is still running: {describe(lock)}")
-    progress(f"resuming {deployment.record['id']} at phase {deployment.record.get('phase')}")
+    say(progress, f"resuming {deployment.record['id']} at phase {deployment.record.get('phase')}")
     return deployment.run(take_over=True)
 
 
-def promote(config: Config, progress: Progress = _noop) -> DeployResult:
+def promote(config: Config, progress: Progress = ignore) -> DeployResult:
     """Continue a canary paused with --pause-at through its remaining steps."""
     deployment = _journaled(config, progress, "ragops promote")
     if deployment.record.get("phase") != "paused":
@@ -438,7 +452,7 @@ def promote(config: Config, progress: Progress = _noop) -> DeployResult:
     return deployment.run(take_over=True)
 
 
-def abort(config: Config, progress: Progress = _noop, wait: float = 30.0) -> DeployResult:
+def abort(config: Config, progress: Progress = ignore, wait: float = 30.0) -> DeployResult:
     """Undo the deploy in progress: traffic back to the live color, the new color stopped."""
     platform = get_platform(config)
     journal = Journal(platform.journal_dir())
@@ -449,7 +463,7 @@ def abort(config: Config, progress: Progress = _noop, wait: float = 30.0) -> Dep
     if lock and owner_alive(lock) and not lock.get("paused"):
         # a live deploy in another process: ask it to abort and wait for it to finish
         journal.request("abort", whoami())
-        progress(f"asked deploy {record['id']} (pid {lock.get('pid')}) to abort; waiting")
+        say(progress, f"asked deploy {record['id']} (pid {lock.get('pid')}) to abort; waiting")
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and journal.current():
             time.sleep(0.2)
@@ -477,7 +491,7 @@ def _from_record(r: dict) -> DeployResult:
                         steps=r.get("steps", []))
 
 
-def rollback(config: Config, to_version: str | None = None, progress: Progress = _noop) -> DeployResult:
+def rollback(config: Config, to_version: str | None = None, progress: Progress = ignore) -> DeployResult:
     """Back to the previous version: a router flip when its color is still warm, else a blue-green
     deploy of that version."""
     platform = get_platform(config)

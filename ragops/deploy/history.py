@@ -5,13 +5,11 @@ record of exactly where it stopped; `deploy --resume` and `abort` start from it.
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ragops.secrets import redact_data
+from ragops import journal
 
 
 def now_iso() -> str:
@@ -28,66 +26,32 @@ class Journal:
 
     # ---- the deploy in progress ----------------------------------------------------------
     def current(self) -> dict | None:
-        try:
-            return json.loads(self.current_file.read_text())
-        except (OSError, ValueError):
-            return None
+        return journal.read_json(self.current_file)
 
     def save(self, record: dict) -> None:
-        tmp = self.current_file.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            json.dump(redact_data(record), handle, indent=2, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.current_file)
+        journal.write_json(self.current_file, record)
 
     def finish(self, record: dict, limit: int = 200) -> None:
         """Move the record into history and clear the journal."""
-        record = redact_data(record)
-        with open(self.history_file, "a") as handle:
-            handle.write(json.dumps(record, default=str) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        journal.append(self.history_file, record)
         self.current_file.unlink(missing_ok=True)
         self.control_file.unlink(missing_ok=True)
-        self._trim(limit)
-
-    def _trim(self, limit: int) -> None:
-        lines = self.history_file.read_text().splitlines()
-        if len(lines) > limit * 2:
-            tmp = self.history_file.with_suffix(".tmp")
-            tmp.write_text("\n".join(lines[-limit:]) + "\n")
-            os.replace(tmp, self.history_file)
+        if len(journal.read(self.history_file)) > limit * 2:
+            journal.keep_last(self.history_file, limit)
 
     def history(self, limit: int | None = None) -> list[dict]:
-        try:
-            lines = self.history_file.read_text().splitlines()
-        except OSError:
-            return []
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue  # a torn last line after a crash; the rest is intact
-        return records[-limit:] if limit else records
+        return journal.read(self.history_file, limit)
 
     def audit(self, event: str, **fields) -> None:
         """Lock breaks and other out-of-band actions go into history as events."""
-        with open(self.history_file, "a") as handle:
-            handle.write(json.dumps(redact_data({"event": event, "at": now_iso(), **fields}), default=str) + "\n")
+        journal.append(self.history_file, {"event": event, "at": now_iso(), **fields})
 
     # ---- requests from another terminal (promote / abort) ---------------------------------
     def request(self, action: str, by: str) -> None:
-        tmp = self.control_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"action": action, "by": by, "at": time.time()}))
-        os.replace(tmp, self.control_file)
+        journal.write_json(self.control_file, {"action": action, "by": by, "at": time.time()}, indent=None)
 
     def pending_request(self) -> dict | None:
-        try:
-            return json.loads(self.control_file.read_text())
-        except (OSError, ValueError):
-            return None
+        return journal.read_json(self.control_file)
 
     def clear_request(self) -> None:
         self.control_file.unlink(missing_ok=True)

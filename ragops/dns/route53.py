@@ -6,7 +6,6 @@ polls every 30 s), with a timeout. Every submitted change is journalled in
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -193,10 +192,9 @@ def wait_insync(route53, change_id: str, *, timeout: float, interval: float = 1.
 
 
 def _journal(config, entry: dict) -> None:
-    path = config.state_dir / "dns-changes.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        handle.write(json.dumps(entry, default=str) + "\n")
+    from ragops import journal       # redacted, fsynced, never through a symlink
+
+    journal.append(config.state_dir / "dns-changes.jsonl", entry)
 
 
 def apply(config, the_plan: DnsPlan, *, route53=None, interval: float = 1.0, timeout: float | None = None,
@@ -246,9 +244,6 @@ def failback(config, *, dry_run: bool = False, progress: Progress = None, route5
 
 
 def history(config, limit: int = 20) -> list[dict[str, Any]]:
-    path = config.state_dir / "dns-changes.jsonl"
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return []
-    return [json.loads(line) for line in lines[-limit:] if line.strip()]
+    from ragops import journal
+
+    return journal.read(config.state_dir / "dns-changes.jsonl", limit)

@@ -14,10 +14,9 @@ import secrets
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
+from ragops import journal
 from ragops.errors import ConfigError
-from ragops.secrets import redact_data
 
 
 def now_iso() -> str:
@@ -40,12 +39,6 @@ def new_run_id(runbook: str) -> str:
     return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{runbook}-{secrets.token_hex(3)}"
 
 
-def _json_safe(data: Any) -> Any:
-    from ragops.output import to_jsonable
-
-    return json.loads(json.dumps(to_jsonable(data), default=str))
-
-
 class RunStore:
     """One run's directory: state.json and audit.jsonl."""
 
@@ -63,14 +56,7 @@ class RunStore:
         return self.dir / "audit.jsonl"
 
     def save(self, state: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".state.{os.getpid()}.tmp"
-        with open(tmp, "w") as handle:
-            json.dump(redact_data(_json_safe(state)), handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.state_path)
+        journal.write_json(self.state_path, state)
 
     def load(self) -> dict:
         try:
@@ -81,14 +67,7 @@ class RunStore:
 
     def audit(self, record: dict) -> None:
         """Append one redacted record; the file is only ever appended to."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(redact_data(_json_safe({"ts": now_iso(), **record})), sort_keys=False)
-        fd = os.open(self.audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, (line + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        journal.append(self.audit_path, {"ts": now_iso(), **record})
 
 
 def list_runs(runs_dir: Path) -> list[dict]:

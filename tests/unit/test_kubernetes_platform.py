@@ -308,10 +308,10 @@ def test_blue_green_deploy_rollback_on_a_bad_version_and_a_version_that_never_st
     from ragops.deploy import engine
 
     stack.up(cluster.config)
-    lines: list[str] = []
-    result = engine.deploy(cluster.config, "v2", progress=lines.append)
+    events = []
+    result = engine.deploy(cluster.config, "v2", progress=events.append)
     assert result.result == "succeeded" and (result.from_color, result.to_color) == ("blue", "green")
-    assert any(line.startswith("ok smoke green") for line in lines)
+    assert any(e.kind == "step" and e.message.startswith("ok smoke green") for e in events)
     assert cluster.platform.router_weights() == {"green": 100}
     states = {s.color: s for s in cluster.platform.colors()}
     assert states["green"].version == "v2" and states["blue"].running    # blue kept warm for rollback
