@@ -134,6 +134,26 @@ def _verbosity(argv: list[str]) -> int:
         + argv.count("--verbose")
 
 
+def _interrupted() -> None:
+    print("interrupted: the command stopped part-way; nothing more will be changed.", file=sys.stderr)
+    print("hint: ragops status shows what is live now; an interrupted deploy continues with "
+          "'ragops deploy --resume' or is undone with 'ragops abort'", file=sys.stderr)
+
+
+def _usage_error(exc) -> None:
+    """One `error:` line and a hint, instead of click's usage block."""
+    from ragops.secrets import redact
+
+    if type(exc).__name__ == "NoArgsIsHelpError":   # `ragops backup` alone: the group's help is the answer
+        print(exc.format_message(), file=sys.stderr)
+        return
+    message = exc.format_message().rstrip(".")
+    print(f"error: {redact(message[:1].lower() + message[1:])}", file=sys.stderr)
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None and ctx.command_path else "ragops"
+    print(f"hint: {path} --help", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and, as a console script, exit with) the exit code."""
     from ragops.secrets import redact
@@ -143,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     _register_commands()
     try:
-        app(args=argv, prog_name="ragops", standalone_mode=False)
-        code = ExitCode.OK
+        # standalone_mode=False makes click *return* an Exit's code (Typer turns Ctrl-C into Exit(130))
+        returned = app(args=argv, prog_name="ragops", standalone_mode=False)
+        code = returned if isinstance(returned, int) and not isinstance(returned, bool) else ExitCode.OK
+        if code == ExitCode.INTERRUPTED:
+            _interrupted()
     except RagopsError as exc:
         print(f"error: {redact(exc.message)}", file=sys.stderr)
         if exc.hint:
@@ -152,15 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
     except exit_types as exc:
         code = exc.exit_code
-    except abort_types:
-        print("interrupted", file=sys.stderr)
+    except (*abort_types, KeyboardInterrupt):
+        _interrupted()
         code = ExitCode.INTERRUPTED
     except click_errors as exc:
-        exc.show()
+        _usage_error(exc)
         code = ExitCode.USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = ExitCode.INTERRUPTED
     except Exception as exc:  # an unexpected failure: one line, traceback only with -v
         if _verbosity(argv) > 0:
             import traceback

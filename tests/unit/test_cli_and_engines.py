@@ -52,6 +52,32 @@ def test_help_does_not_import_heavy_sdks():
 
 def test_unknown_command_is_a_usage_error(capsys):
     assert main(["no-such-verb"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: no such command 'no-such-verb'", "hint: ragops --help"]
+
+
+@pytest.mark.parametrize("argv,first_line,hint", [
+    (["--output", "yaml", "status"], "error: invalid value for --output: expected text or json, got 'yaml'",
+     "hint: ragops --help"),
+    (["deploy", "--no-such-flag"], "error: no such option: --no-such-flag", "hint: ragops deploy --help"),
+])
+def test_usage_errors_are_one_error_line_and_a_hint(capsys, argv, first_line, hint):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [first_line, hint]
+    assert "Usage:" not in "\n".join(err)
+
+
+def test_ctrl_c_exits_130_and_says_what_to_run(capsys, monkeypatch):
+    """Typer turns KeyboardInterrupt into a returned 130 with standalone_mode=False; it must not become 0."""
+    import ragops.config
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ragops.config, "load_config", interrupted)
+    assert main(["config", "validate"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted:") and "ragops status" in err
 
 
 @pytest.mark.parametrize("text,seconds", [("30s", 30), ("2m", 120), ("1h30m", 5400), ("500ms", 0.5),
