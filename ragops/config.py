@@ -85,6 +85,15 @@ class ServiceConfig(Strict):
     rate_limit_per_minute: int = Field(600, ge=1)
     cors_origins: list[str] = []
 
+    @field_validator("version")
+    @classmethod
+    def _version_label(cls, value: str) -> str:
+        from ragops.deploy.labels import is_version_label
+
+        if not is_version_label(value):
+            raise ValueError(f"{value!r} is not a version label (letters, digits, '_', '.', '-', like a container tag)")
+        return value
+
     @field_validator("health_path", "readiness_path")
     @classmethod
     def _absolute(cls, value: str) -> str:

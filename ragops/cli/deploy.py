@@ -5,6 +5,7 @@ from typing import List, Optional
 
 import typer
 
+from ragops.deploy.labels import check_version_label
 from ragops.events import Event
 
 lock_app = typer.Typer(help="Inspect or break the deploy lock.", no_args_is_help=True)
@@ -166,6 +167,7 @@ def deploy(ctx: typer.Context,
         return
     if not version:
         raise UsageError("--version is required (or --resume)")
+    check_version_label(version, "--version")
     weights = None
     if steps:
         try:
@@ -201,6 +203,8 @@ def rollback(ctx: typer.Context,
     env = ctx.obj
     from ragops.deploy import engine
 
+    if to is not None:
+        check_version_label(to, "--to")
     env.confirm(f"Roll back {env.config.env_name}" + (f" to {to}" if to else "") + "?", destructive=True)
     result = engine.rollback(env.config, to, progress=env.progress("rollback"))
     env.emit(result, lambda r: _render_result(r) + (f"\nrouter flip took {r.switch_ms:.0f}ms" if r.switch_ms else ""))

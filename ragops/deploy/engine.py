@@ -509,6 +509,7 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
             raise UsageError(f"no previous version is recorded for {live.version}; use --to VERSION")
         to_version = done[-1]["from_version"]
     warm = states[other_color(live.color)]
+    _check_rollback_target(to_version, journal.history(), warm)
     deployment = Deployment(config, DeployOptions(version=to_version, strategy="rollback", steps=[100], step_pause=0),
                             progress, platform, command="ragops rollback")
     deployment.record.update(from_color=live.color, from_version=live.version, to_color=warm.color)
@@ -528,6 +529,18 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
         return deployment.finish("succeeded")
     finally:
         deployment.lock.release()
+
+
+def _check_rollback_target(version: str, records: list[dict], warm) -> None:
+    """A rollback goes back to something that ran here before; anything else is a deploy."""
+    known = {r.get(key) for r in records if r.get("result") == "succeeded" for key in ("version", "from_version")}
+    known.discard(None)
+    if warm.running and warm.version:
+        known.add(warm.version)
+    if version not in known:
+        listed = ", ".join(sorted(known)) or "none"
+        raise UsageError(f"--to {version}: that version never ran in this environment (known: {listed})",
+                         hint=f"a new version is a deploy: ragops deploy --version {version}")
 
 
 def history(config: Config, limit: int = 20) -> list[dict]:

@@ -211,3 +211,33 @@ def test_analysis_without_traffic_is_inconclusive_not_a_pass():
                      min_requests=5, no_data_retries=1, probe_rps=0, interval=0.25)
     assert not result.passed and result.inconclusive and result.attempts == 2
     assert "inconclusive is not a pass" in result.breaches[0]
+
+
+@pytest.mark.parametrize("bad", [" ", "../../etc", "-rf", ".hidden", "v1 v2", "x" * 129, "v1/evil"])
+def test_deploy_version_must_be_a_label(capsys, bad):
+    """A version ends up in container tags, file names and router config: validate it like a tag."""
+    assert main(["deploy", "--version", bad, "--plan"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --version:") and "not a version label" in err
+
+
+@pytest.mark.parametrize("good", ["v1", "1.2.3", "v2-rc.1", "sha_0123abc"])
+def test_version_labels_accepted(good):
+    from ragops.deploy.labels import is_version_label
+
+    assert is_version_label(good)
+
+
+def test_rollback_target_must_have_run_here():
+    from ragops.deploy.engine import _check_rollback_target
+    from ragops.errors import UsageError
+    from ragops.platforms.base import ColorState
+
+    records = [{"result": "succeeded", "version": "v2", "from_version": "v1"},
+               {"result": "failed", "version": "v7", "from_version": "v2"}]
+    warm = ColorState(color="green", running=True, version="v3")
+    for ok in ("v1", "v2", "v3"):
+        _check_rollback_target(ok, records, warm)
+    for never in ("v99", "v7"):
+        with pytest.raises(UsageError, match=f"--to {never}: that version never ran"):
+            _check_rollback_target(never, records, warm)
