@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ragops.errors import OperationFailed
+from ragops.resources import shipped_dir
 from ragops.secrets import redact
 
 MIGRATION_FILE = re.compile(r"^(\d+)_[\w\-]+\.sql$")
@@ -22,8 +23,8 @@ Progress = Callable[[str], None]
 
 
 def default_migrations_dir() -> Path:
-    """The bundled service's migrations (service/migrations next to the ragops package)."""
-    return Path(__file__).resolve().parents[2] / "service" / "migrations"
+    """The bundled service's migrations (service/migrations of the checkout, or the copy in the wheel)."""
+    return shipped_dir("service") / "migrations"
 
 
 def migration_files(migrations_dir: Path) -> list[tuple[int, str, Path]]:
