@@ -15,11 +15,13 @@ ROOT = Path(__file__).resolve().parent
 
 class BuildPyWithShipped(build_py):
     def run(self) -> None:
+        editable = getattr(self, "editable_mode", False)   # an editable install reads the checkout's own folders
+        if not editable:   # build/ is reused between builds: drop modules and files removed since the last one
+            shutil.rmtree(Path(self.build_lib) / "ragops", ignore_errors=True)
         super().run()
-        if getattr(self, "editable_mode", False):   # an editable install reads the checkout's own folders
+        if editable:
             return
         target = Path(self.build_lib) / "ragops" / "_shipped"
-        shutil.rmtree(target, ignore_errors=True)   # build/ is reused between builds: drop files since removed
         for name in SHIPPED:
             if not (ROOT / name).is_dir():
                 raise SystemExit(f"cannot build ragops: {ROOT / name} is missing")

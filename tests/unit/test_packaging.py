@@ -39,10 +39,12 @@ def test_wheel_carries_runbooks_templates_and_service(wheel):
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
-def test_wheel_carries_every_ragops_package(wheel):
-    names = set(zipfile.ZipFile(wheel).namelist())
-    packages = {str(init.relative_to(REPO)) for init in (REPO / "ragops").rglob("__init__.py")}
-    assert packages <= names, sorted(packages - names)
+def test_wheel_carries_exactly_the_checkouts_modules(wheel):
+    """Every module of the checkout, and none left over in build/ from an earlier build."""
+    in_wheel = {n for n in zipfile.ZipFile(wheel).namelist()
+                if n.startswith("ragops/") and n.endswith(".py") and not n.startswith("ragops/_shipped/")}
+    in_checkout = {str(path.relative_to(REPO)) for path in (REPO / "ragops").rglob("*.py")}
+    assert in_wheel == in_checkout, sorted(in_wheel ^ in_checkout)
 
 
 def test_installed_wheel_finds_its_shipped_files(wheel, tmp_path):
