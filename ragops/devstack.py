@@ -6,8 +6,7 @@ from pathlib import Path
 import yaml
 
 from ragops.netutil import free_port, port_open
-
-REPO = Path(__file__).resolve().parent.parent
+from ragops.resources import shipped_dir
 
 
 def pair_port() -> int:
@@ -25,7 +24,7 @@ def write_local_config(directory: Path, *, analysis_window: str = "4s", extra: d
     env = {
         "platform": "local",
         "state_dir": str(directory / "state"),
-        "service": {"path": str(service_path or REPO / "service"), "port": pair_port(), "version": "v1",
+        "service": {"path": str(service_path or shipped_dir("service")), "port": pair_port(), "version": "v1",
                     "rate_limit_per_minute": 100000, "startup_timeout": "60s"},
         "router": {"listen": f"127.0.0.1:{free_port()}", "api": f"127.0.0.1:{free_port()}"},
         "database": {"primary": {"name": "primary", "port": free_port()},

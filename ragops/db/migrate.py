@@ -7,11 +7,16 @@ A transaction-level advisory lock keeps two runners from applying the same file 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ragops.errors import OperationFailed
+from ragops.resources import shipped_dir
 from ragops.secrets import redact
+
+if TYPE_CHECKING:   # psycopg is imported where a connection is made, not at start-up
+    import psycopg
 
 MIGRATION_FILE = re.compile(r"^(\d+)_[\w\-]+\.sql$")
 BREAKING_MARK = "-- ragops: breaking"
@@ -22,8 +27,8 @@ Progress = Callable[[str], None]
 
 
 def default_migrations_dir() -> Path:
-    """The bundled service's migrations (service/migrations next to the ragops package)."""
-    return Path(__file__).resolve().parents[2] / "service" / "migrations"
+    """The bundled service's migrations (service/migrations of the checkout, or the copy in the wheel)."""
+    return shipped_dir("service") / "migrations"
 
 
 def migration_files(migrations_dir: Path) -> list[tuple[int, str, Path]]:
@@ -68,7 +73,7 @@ def breaking_migrations(names: Iterable[str | Path], migrations_dir: Path | None
     return breaking
 
 
-def _connect(dsn: str):
+def _connect(dsn: str) -> psycopg.Connection:
     import psycopg
 
     try:
@@ -83,8 +88,9 @@ def _message(exc: BaseException) -> str:
     return redact(lines[0] if lines else type(exc).__name__)
 
 
-def _applied_versions(conn) -> set[int]:
-    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+def _applied_versions(conn: psycopg.Connection) -> set[int]:
+    table = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+    if table is None or table[0] is None:
         return set()
     return {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
 

@@ -427,11 +427,11 @@ def write_templates(config, directory) -> list[str]:
 
 if __name__ == "__main__":   # python -m ragops.platforms.k8s_manifests [ENV]
     import sys
-    from pathlib import Path
 
     from ragops.config import load_config
+    from ragops.resources import shipped_dir
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = shipped_dir("templates").parent   # the checkout: its ragops.yaml and templates/kubernetes
     env = sys.argv[1] if len(sys.argv) > 1 else "production"
     for written in write_templates(load_config(repo / "ragops.yaml", env), repo / "templates" / "kubernetes"):
         print(f"templates/kubernetes/{written}")
