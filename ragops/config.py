@@ -351,7 +351,38 @@ class Environment(Sections):
                 raise ValueError(
                     f"regions.{region_name}.database_node: unknown node {region.database_node!r} "
                     f"(nodes: {', '.join(sorted(nodes))})")
+        if self.platform in ("local", "docker"):
+            _no_port_collisions(self)
         return self
+
+
+def _listening_ports(env: "Environment") -> list[tuple[str, int]]:
+    """Every (key, port) one local/docker environment listens on; all of them bind the same loopback."""
+    def port_of(host_port: str) -> int:
+        return int(host_port.rsplit(":", 1)[1])
+
+    ports = [("service.port", env.service.port), ("service.port+1 (green)", env.service.port + 1),
+             ("router.listen", port_of(env.router.listen)), ("router.api", port_of(env.router.api))]
+    if env.platform == "local" and not env.database.dsn:
+        ports.append(("database.primary.port", env.database.primary.port))
+        ports += [(f"database.replicas[{i}].port", node.port) for i, node in enumerate(env.database.replicas)]
+    for name, region in env.regions.items():
+        if region.router:
+            ports.append((f"regions.{name}.router", port_of(region.router)))
+        if region.router_api:
+            ports.append((f"regions.{name}.router_api", port_of(region.router_api)))
+        if region.service_port:
+            ports += [(f"regions.{name}.service_port", region.service_port),
+                      (f"regions.{name}.service_port+1 (green)", region.service_port + 1)]
+    return ports
+
+
+def _no_port_collisions(env: "Environment") -> None:
+    seen: dict[int, str] = {}
+    for key, port in _listening_ports(env):
+        if port in seen:
+            raise ValueError(f"{key} and {seen[port]} both use port {port}")
+        seen[port] = key
 
 
 class ConfigFile(Strict):
