@@ -444,6 +444,33 @@ class Config:
             return None
         return secrets.resolve(ref, key=f"environments.{self.env_name}.{key}", base_dir=self.base_dir)
 
+    def references(self, *sections: str) -> list[tuple[str, str]]:
+        """(key path, reference) of every secret reference in the environment, or in `sections` of it."""
+        found: list[tuple[str, str]] = []
+
+        def walk(value, path: str) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    walk(item, f"{path}.{key}" if path else str(key))
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    walk(item, f"{path}[{index}]")
+            elif secrets.is_reference(value):
+                found.append((path, value))
+
+        data = self.env.model_dump(mode="json")
+        for section in sections or tuple(data):
+            walk(data.get(section), section)
+        return found
+
+    def resolve_references(self, *sections: str) -> int:
+        """Resolve every reference of `sections` (all when none) now, before anything changes: a
+        ConfigError names the first one that cannot be resolved. Returns how many were resolved."""
+        refs = self.references(*sections)
+        for key, ref in refs:
+            self.reveal(ref, key)
+        return len(refs)
+
     def public_dict(self) -> dict:
         """The effective environment for `config show`: references stay references."""
         def mask(value):

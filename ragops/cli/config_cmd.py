@@ -13,15 +13,24 @@ def register(app: typer.Typer) -> None:
 @config_app.command("validate")
 def validate(ctx: typer.Context,
              all_envs: bool = typer.Option(True, "--all/--selected", help="Validate every environment (default) or only the selected one.")) -> None:
-    """Validate ragops.yaml (every environment) and exit 2 on the first error, naming the key.
+    """Validate ragops.yaml and exit 2 on the first error, naming the key.
 
-    Example: ragops config validate --config ragops.yaml
+    Every environment is checked for shape; the selected one (-e, else default_env) also has
+    every secret reference resolved (values are never printed), as a deploy would.
+
+    \b
+    Examples:
+      ragops config validate
+      ragops -e staging config validate --output json
     """
     env = ctx.obj
     config = env.config  # loading validates every environment
+    resolved = config.resolve_references()
     env.emit({"valid": True, "config": str(config.path), "environments": config.env_names,
-              "default_env": config.raw.get("default_env")},
-             lambda d: f"{d['config']}: valid ({len(d['environments'])} environments: {', '.join(d['environments'])})")
+              "default_env": config.raw.get("default_env"), "selected": config.env_name,
+              "references_resolved": resolved},
+             lambda d: f"{d['config']}: valid ({len(d['environments'])} environments: {', '.join(d['environments'])}; "
+                       f"{d['references_resolved']} secret reference(s) of {d['selected']} resolved)")
 
 
 @config_app.command("show")

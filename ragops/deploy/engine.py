@@ -21,6 +21,9 @@ from ragops.events import Event, Progress, ignore, say
 from ragops.platforms import get_platform
 from ragops.platforms.base import other_color
 
+# the sections whose secret references a deploy or rollback resolves (service keys, database password/DSN)
+NEEDED_SECRETS = ("service", "database")
+
 
 @dataclass
 class DeployResult:
@@ -373,6 +376,7 @@ def plan(config: Config, version: str, strategy: str | None = None, steps: list[
          step_pause: float | None = None, pause_at: int | None = None, env: dict | None = None) -> DeployResult:
     """The ordered steps with effective timeouts and gates; changes nothing."""
     opts = _options(config, version, strategy, steps, step_pause, pause_at, env)
+    config.resolve_references(*NEEDED_SECRETS)   # the plan fails exactly where the deploy would
     platform = get_platform(config)
     d = config.deploy
     live = [c for c in platform.colors() if c.weight > 0]
@@ -407,6 +411,7 @@ def deploy(config: Config, version: str, strategy: str | None = None, steps: lis
            step_pause: float | None = None, pause_at: int | None = None, env: dict | None = None,
            progress: Progress = ignore) -> DeployResult:
     opts = _options(config, version, strategy, steps, step_pause, pause_at, env)
+    config.resolve_references(*NEEDED_SECRETS)   # before anything is stopped or written
     platform = get_platform(config)
     interrupted = Journal(platform.journal_dir()).current()
     if interrupted:
@@ -494,6 +499,7 @@ def _from_record(r: dict) -> DeployResult:
 def rollback(config: Config, to_version: str | None = None, progress: Progress = ignore) -> DeployResult:
     """Back to the previous version: a router flip when its color is still warm, else a blue-green
     deploy of that version."""
+    config.resolve_references(*NEEDED_SECRETS)
     platform = get_platform(config)
     journal = Journal(platform.journal_dir())
     if journal.current():

@@ -180,3 +180,27 @@ def test_env_and_config_from_environment_variables(monkeypatch):
     from ragops.config import find_config_path
 
     assert load_config(find_config_path(None)).env_name == "production"
+
+
+def test_validate_resolves_the_selected_environments_references(tmp_path, monkeypatch, capsys):
+    """Shape for every environment; the selected one's references resolve too, naming the key."""
+    monkeypatch.delenv("RAG_API_KEYS", raising=False)
+    path = write(tmp_path, SHIPPED)
+    assert main(["-c", str(path), "config", "validate"]) == 0          # local: no references
+    assert main(["-c", str(path), "-e", "staging", "config", "validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: environments.staging.service.api_keys: environment variable RAG_API_KEYS is not set"
+
+
+def test_unresolvable_secret_fails_the_plan_before_anything_runs(tmp_path, monkeypatch, capsys):
+    """A deploy resolves every reference it needs before the first change; --plan fails the same way."""
+    monkeypatch.delenv("RAGOPS_TEST_UNSET", raising=False)
+    data = mutate(environments__local__service__secrets={"RAG_EXTRA": "${env:RAGOPS_TEST_UNSET}"},
+                  environments__local__state_dir=str(tmp_path / "state"))
+    path = write(tmp_path, data)
+    for argv in (["deploy", "--version", "v2", "--plan"], ["deploy", "--version", "v2", "--yes"],
+                 ["rollback", "--yes"]):
+        assert main(["-c", str(path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert "environments.local.service.secrets.RAG_EXTRA: environment variable RAGOPS_TEST_UNSET is not set" in err
+    assert not (tmp_path / "state").exists()      # nothing was written
