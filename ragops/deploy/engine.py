@@ -320,8 +320,18 @@ class Deployment:
         self.journal.clear_request()
         return self.finish("aborted", reason)
 
+    def take_lock(self, take_over: str | None = None) -> None:
+        """The deploy lock; a dead owner's lock that no journal explains is taken over and recorded."""
+        current = self.journal.current()
+        self.lock.acquire(take_over_deploy=take_over, journaled=current.get("id") if current else None)
+        if self.lock.taken_over:
+            stale = self.lock.taken_over
+            self.journal.audit("stale lock taken over", by=whoami(), lock=stale)
+            self.progress(f"took over a stale deploy lock of {describe(stale)}: its owner is gone and "
+                          "it left no deploy journal")
+
     def run(self, take_over: bool = False) -> DeployResult:
-        self.lock.acquire(take_over_deploy=self.record["id"] if take_over else None)
+        self.take_lock(take_over=self.record["id"] if take_over else None)
         paused = False
         try:
             self.journal.save(self.record)
@@ -462,9 +472,16 @@ def abort(config: Config, progress: Progress = ignore, wait: float = 30.0) -> De
     platform = get_platform(config)
     journal = Journal(platform.journal_dir())
     record = journal.current()
+    lock = platform.lock_backend().read() or {}
+    if not record and lock and not owner_alive(lock):
+        # killed after taking the lock but before writing its journal: nothing to undo, only the lock
+        platform.lock_backend().delete(lock.get("token"))
+        journal.audit("stale lock cleared", by=whoami(), lock=lock)
+        say(progress, f"cleared the stale deploy lock of {describe(lock)} (no deploy journal: nothing to undo)")
+        return DeployResult(id=lock.get("deploy_id") or "lock", version="-", strategy="abort", result="aborted",
+                            reason="stale lock cleared; no deploy had started")
     if not record:
         raise UsageError("no deploy is in progress, paused or interrupted; nothing to abort")
-    lock = platform.lock_backend().read() or {}
     if lock and owner_alive(lock) and not lock.get("paused"):
         # a live deploy in another process: ask it to abort and wait for it to finish
         journal.request("abort", whoami())
@@ -477,7 +494,7 @@ def abort(config: Config, progress: Progress = ignore, wait: float = 30.0) -> De
         last = [r for r in journal.history() if r.get("id") == record["id"]]
         return _from_record(last[-1] if last else record)
     deployment = _journaled(config, progress, "ragops abort")
-    deployment.lock.acquire(take_over_deploy=record["id"])
+    deployment.take_lock(take_over=record["id"])
     try:
         old, new = record.get("from_color"), record.get("to_color")
         if old:
@@ -519,7 +536,7 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
     deployment = Deployment(config, DeployOptions(version=to_version, strategy="rollback", steps=[100], step_pause=0),
                             progress, platform, command="ragops rollback")
     deployment.record.update(from_color=live.color, from_version=live.version, to_color=warm.color)
-    deployment.lock.acquire()
+    deployment.take_lock()
     try:
         if warm.running and warm.ready and warm.version == to_version:
             started = time.monotonic()

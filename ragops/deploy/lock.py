@@ -64,8 +64,15 @@ class DeployLock:
                 "command": self.command, "deploy_id": self.deploy_id, "created": _now_iso(),
                 "expires_at": time.time() + self.ttl, "ttl": self.ttl, "paused": paused}
 
-    def acquire(self, *, take_over_deploy: str | None = None) -> "DeployLock":
-        """Take the lease. A stale lease, or one held by the deploy we are resuming, is replaced."""
+    def acquire(self, *, take_over_deploy: str | None = None, journaled: str | None = None) -> "DeployLock":
+        """Take the lease. A stale lease, or one held by the deploy we are resuming, is replaced.
+
+        `journaled` is the id of the deploy the journal says is in progress (None: no journal). A
+        stale lease of that deploy is left for resume/abort; a stale lease whose deploy never wrote
+        a journal (killed between the two) has nothing to resume and is taken over: `taken_over`
+        then holds the old record, for the caller to write down.
+        """
+        self.taken_over: dict | None = None
         record = self._record()
         if self.backend.create(record):
             self._start_heartbeat()
@@ -75,12 +82,13 @@ class DeployLock:
         if not resumable and owner_alive(current):
             raise LockHeld(f"deploy lock is held by {describe(current)}",
                            hint="wait for it, or if that deploy is dead: ragops lock break --yes")
-        if not resumable and current.get("deploy_id"):
+        if not resumable and current.get("deploy_id") and current.get("deploy_id") == journaled:
             raise LockHeld(f"an interrupted deploy {current.get('deploy_id')} still holds the lock "
                            f"({describe(current)})",
                            hint="finish it with `ragops deploy --resume` or undo it with `ragops abort`")
         if not self.backend.replace(current.get("token", ""), record):
             raise LockHeld("deploy lock changed hands while taking it over; try again")
+        self.taken_over = current if current and not resumable else None
         self._start_heartbeat()
         return self
 

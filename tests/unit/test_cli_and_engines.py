@@ -241,3 +241,36 @@ def test_rollback_target_must_have_run_here():
     for never in ("v99", "v7"):
         with pytest.raises(UsageError, match=f"--to {never}: that version never ran"):
             _check_rollback_target(never, records, warm)
+
+
+def _dead_owner_lock(path, deploy_id):
+    """A lock file as a ragops killed right after taking it leaves behind (its pid no longer exists)."""
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record = {"token": "old", "owner": "someone@here", "host": socket.gethostname(), "pid": dead.pid,
+              "command": "ragops deploy", "deploy_id": deploy_id, "created": "2026-01-01T00:00:00+00:00",
+              "expires_at": time.time() + 3600, "ttl": 3600, "paused": False}
+    path.write_text(json.dumps(record))
+    return record
+
+
+def test_stale_lock_without_a_journal_is_taken_over(tmp_path):
+    """Killed between taking the lock and writing the journal: nothing to resume, so the lock is taken over."""
+    backend = FileLock(tmp_path / "deploy.lock")
+    _dead_owner_lock(backend.path, "d-orphan")
+    lock = DeployLock(backend, ttl=30, command="ragops deploy", deploy_id="d-new").acquire(journaled=None)
+    try:
+        assert lock.taken_over["deploy_id"] == "d-orphan"
+        assert backend.read()["deploy_id"] == "d-new"
+    finally:
+        lock.release()
+
+
+def test_stale_lock_of_a_journaled_deploy_waits_for_resume_or_abort(tmp_path):
+    backend = FileLock(tmp_path / "deploy.lock")
+    _dead_owner_lock(backend.path, "d-interrupted")
+    with pytest.raises(LockHeld, match="interrupted deploy d-interrupted"):
+        DeployLock(backend, ttl=30, command="ragops deploy", deploy_id="d-new").acquire(journaled="d-interrupted")
+    assert backend.read()["deploy_id"] == "d-interrupted"
