@@ -279,11 +279,10 @@ def region_failover(config, to: str | None = None, failure_time=None, *, confirm
 
 def _ensure_service(config, platform, progress: Progress) -> str:
     """Make sure a ready color serves 100 % through the region's router."""
-    from ragops.stack import wait_ready
+    from ragops.readiness import wait_ready
 
     say = progress or (lambda _m: None)
-    if hasattr(platform, "start_router"):
-        platform.start_router(say)
+    platform.start_router(say)
     colors = platform.colors()
     live = [c for c in colors if c.running and c.ready and c.weight > 0]
     if live:

@@ -22,6 +22,7 @@ from typing import Callable
 from ragops.config import Config, DbNode
 from ragops.db.connect import all_nodes, db_password, find_node, node_dsn
 from ragops.errors import GateFailed, OperationFailed, UsageError
+from ragops.platforms import platform_class
 from ragops.secrets import redact
 
 Progress = Callable[[str], None] | None
@@ -96,7 +97,7 @@ def _connect(config: Config, node: DbNode, timeout: int = 3):
 
 def _managed(config: Config, name: str):
     """The local managed server for `name`, or None when this platform has no local data dirs."""
-    if config.env.platform != "local" or config.database.dsn:
+    if not platform_class(config).owns_database_files or config.database.dsn:
         return None
     from ragops.db import pgctl
 
@@ -652,8 +653,8 @@ def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeo
     find_node(config, node)
     managed = _managed(config, node)
     if managed is None:
-        raise UsageError(f"rejoin needs {node}'s local data directory; the {config.env.platform} platform has none "
-                         f"here. Rebuild the replica with the platform's tooling (a fresh base backup)")
+        raise UsageError(f"rejoin needs {node}'s local data directory; the {platform_class(config).name} platform "
+                         f"has none here. Rebuild the replica with the platform's tooling (a fresh base backup)")
     statuses = topology(config)
     primary = primary_status(statuses)
     if primary is None:
