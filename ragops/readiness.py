@@ -3,18 +3,21 @@ the runbooks use."""
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from ragops.errors import OperationFailed
 from ragops.platforms.base import Platform, Progress, _noop
 
 
 def wait_ready(platform: Platform, color: str, timeout: float, progress: Progress = _noop, *,
-               url: str | None = None, where: str | None = None, interval: float = 0.2) -> float:
+               url: str | None = None, where: str | None = None, interval: float = 0.2,
+               sleep: Callable[[float], None] = time.sleep) -> float:
     """Poll the color's readiness until it answers 200; returns the seconds it took.
 
     Fails early (OperationFailed with the reason from its log) when the color's process exits,
     and with the last answer when it is not ready within `timeout`.
-    `url`/`where`: one host's direct URL and its name, for platforms with several hosts."""
+    `url`/`where`: one host's direct URL and its name, for platforms with several hosts.
+    `sleep`: the runbook engine passes its own, which an interrupt ends."""
     import httpx
 
     url = (url or platform.color_url(color)).rstrip("/") + platform.config.service.readiness_path
@@ -36,7 +39,7 @@ def wait_ready(platform: Platform, color: str, timeout: float, progress: Progres
                 raise OperationFailed(f"{name} exited before it was ready: "
                                       f"{_log_reason(platform, color) or state.detail or last}",
                                       hint=f"ragops logs {color}")
-            time.sleep(interval)
+            sleep(interval)
     raise OperationFailed(f"{name} was not ready within {timeout:.0f}s ({platform.config.service.readiness_path}: {last})")
 
 

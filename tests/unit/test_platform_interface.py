@@ -128,3 +128,10 @@ def test_no_import_cycle_in_ragops():
         proc = subprocess.run([sys.executable, str(REPO / "scripts" / "import_cycles.py"), *args],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_build_needs_a_platform_that_runs_images(tmp_path):
+    from ragops.platforms.docker_build import build
+
+    with pytest.raises(OperationFailed, match=r"`ragops build` needs a docker environment \(e is local\)"):
+        build(_config(tmp_path, "local"))
