@@ -94,7 +94,8 @@ def choose_target(config, to: str | None, statuses) -> tuple[str | None, str]:
 
 def measure_rpo(config, target, old_primary) -> tuple[int | None, float | None, str]:
     """Lag of `target` behind `old_primary` (NodeStatus objects) at this moment."""
-    from ragops.db.replication import lsn_to_int, wal_end
+    from ragops.db.replication import lsn_to_int
+    from ragops.db.standby import wal_end
 
     received = lsn_to_int(target.received_lsn) or lsn_to_int(target.replayed_lsn)
     if old_primary is not None and old_primary.reachable and old_primary.current_lsn:

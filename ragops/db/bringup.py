@@ -40,7 +40,7 @@ def database_up(config: Config, progress: Progress = _noop) -> list[str]:
     steps += _role_and_database(config, current.name, password)
     steps += _clone_replicas(config, current, password, progress)
     if db.synchronous and db.replicas:
-        from ragops.db.replication import configure_sync
+        from ragops.db.standby import configure_sync
 
         configure_sync(config, progress)
     return steps
