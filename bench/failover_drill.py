@@ -131,7 +131,7 @@ def drill(mode: str, writers: int, load_seconds: float, keep: bool, warm: bool =
             result["sync_state"] = next(n["sync_state"] for n in status["nodes"] if n["name"] == "replica1")
         if warm:
             from ragops.platforms import get_platform
-            from ragops.stack import wait_ready
+            from ragops.readiness import wait_ready
 
             secondary = get_platform(config, region="secondary")
             secondary.start_router(lambda _m: None)

@@ -93,7 +93,8 @@ def choose_target(config, to: str | None, statuses) -> tuple[str | None, str]:
 
 def measure_rpo(config, target, old_primary) -> tuple[int | None, float | None, str]:
     """Lag of `target` behind `old_primary` (NodeStatus objects) at this moment."""
-    from ragops.db.replication import lsn_to_int, wal_end
+    from ragops.db.replication import lsn_to_int
+    from ragops.db.standby import wal_end
 
     received = lsn_to_int(target.received_lsn) or lsn_to_int(target.replayed_lsn)
     if old_primary is not None and old_primary.reachable and old_primary.current_lsn:
@@ -278,11 +279,10 @@ def region_failover(config, to: str | None = None, failure_time=None, *, confirm
 
 def _ensure_service(config, platform, progress: Progress) -> str:
     """Make sure a ready color serves 100 % through the region's router."""
-    from ragops.stack import wait_ready
+    from ragops.readiness import wait_ready
 
     say = progress or (lambda _m: None)
-    if hasattr(platform, "start_router"):
-        platform.start_router(say)
+    platform.start_router(say)
     colors = platform.colors()
     live = [c for c in colors if c.running and c.ready and c.weight > 0]
     if live:

@@ -107,7 +107,7 @@ def switchover_cmd(
     Example: ragops db switchover replica1 --rejoin --yes
     """
     env = ctx.obj
-    from ragops.db.replication import switchover
+    from ragops.db.standby import switchover
 
     if dry_run:
         steps = ["stop writes on the primary (read-only, end client sessions; local: clean shutdown)",
@@ -136,7 +136,7 @@ def rejoin_cmd(
     Example: ragops db rejoin primary --yes
     """
     env = ctx.obj
-    from ragops.db.replication import rejoin
+    from ragops.db.standby import rejoin
 
     if dry_run:
         steps = [f"stop {node} if it runs", "crash recovery in single-user mode if it was not shut down cleanly",
@@ -176,7 +176,7 @@ def sync_cmd(ctx: typer.Context) -> None:
     Example: ragops db sync
     """
     env = ctx.obj
-    from ragops.db.replication import configure_sync
+    from ragops.db.standby import configure_sync
 
     result = configure_sync(env.config, progress=env.progress("sync"))
     env.emit(result, lambda r: f"{r.primary}: synchronous_standby_names = '{r.synchronous_standby_names}'")

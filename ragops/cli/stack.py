@@ -1,9 +1,19 @@
 """`ragops up | status | down | logs`."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Optional
 
 import typer
+
+
+@dataclass
+class UpResult:
+    environment: str
+    router: str
+    steps: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def register(app: typer.Typer) -> None:
@@ -33,9 +43,13 @@ def up(ctx: typer.Context,
         env.emit({"plan": plan, "state_dir": str(config.state_dir)},
                  lambda d: "\n".join(["would do:"] + [f"  - {s}" for s in d["plan"]]))
         return
-    from ragops.stack import up as stack_up
+    from ragops.platforms import get_platform
 
-    result = stack_up(config, progress=env.progress("up"))
+    start = time.monotonic()
+    platform = get_platform(config)
+    result = UpResult(environment=config.env_name, router=platform.router_url())
+    result.steps = platform.up(env.progress("up"))
+    result.seconds = round(time.monotonic() - start, 2)
     env.emit(result, lambda r: f"{r.environment} is up: {r.router} ({len(r.steps)} changes, {r.seconds:.1f}s)"
              if r.steps else f"{r.environment} is already up: {r.router}")
 
@@ -50,9 +64,9 @@ def down(ctx: typer.Context,
     config = env.config
     if purge:
         env.confirm(f"Delete {config.state_dir} (databases, logs, local secrets) of {config.env_name}?")
-    from ragops.stack import down as stack_down
+    from ragops.platforms import get_platform
 
-    steps = stack_down(config, purge=purge, progress=env.progress("down"))
+    steps = get_platform(config).down(purge=purge, progress=env.progress("down"))
     env.emit({"environment": config.env_name, "steps": steps},
              lambda d: f"{d['environment']} is down" + (f" ({len(d['steps'])} stopped)" if d["steps"] else " (nothing was running)"))
 
@@ -64,9 +78,9 @@ def status(ctx: typer.Context,
     Example: ragops status --output json
     """
     env = ctx.obj
-    from ragops.stack import status as stack_status
+    from ragops.status import status as environment_status
 
-    data = stack_status(env.config)
+    data = environment_status(env.config)
     if explain:
         from ragops.deploy.history import explain as explain_deploy
 
@@ -143,8 +157,6 @@ def logs(ctx: typer.Context,
     path = files[component]
     print(redact(tail(path, lines)))
     if follow:
-        import time
-
         with open(path) as handle:
             handle.seek(0, 2)
             while True:

@@ -1,7 +1,8 @@
 """Connection strings for an environment's database nodes.
 
-The password comes from `database.password` (a secret reference). On the local platform an unset
-password is generated once and kept in the state directory (mode 0600), never in ragops.yaml.
+The password comes from `database.password` (a secret reference). On a platform that generates
+local secrets (local) an unset password is generated once and kept in the state directory (mode
+0600), never in ragops.yaml.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import secrets as pysecrets
 
 from ragops.config import Config, DbNode
 from ragops.errors import ConfigError
+from ragops.platforms import platform_class
 from ragops.secrets import register_secret
 
 
@@ -35,22 +37,24 @@ def db_password(config: Config) -> str:
     db = config.database
     if db.password:
         return config.reveal(db.password, "database.password")
-    if config.env.platform == "local":
+    platform = platform_class(config)
+    if platform.generates_local_secrets:
         return state_secret(config, "db-password")
     raise ConfigError(f"environments.{config.env_name}.database.password: required for the "
-                      f"{config.env.platform} platform (a secret reference like ${{env:PGPASSWORD}})")
+                      f"{platform.name} platform (a secret reference like ${{env:PGPASSWORD}})")
 
 
 def api_keys(config: Config) -> list[str]:
     """The service's API keys: `service.api_keys` (comma-separated), else a generated local key."""
+    platform = platform_class(config)
     if config.service.api_keys:
         raw = config.reveal(config.service.api_keys, "service.api_keys")
         keys = [k.strip() for k in raw.split(",") if k.strip()]
-    elif config.env.platform == "local":
+    elif platform.generates_local_secrets:
         keys = [state_secret(config, "api-key")]
     else:
         raise ConfigError(f"environments.{config.env_name}.service.api_keys: required for the "
-                          f"{config.env.platform} platform")
+                          f"{platform.name} platform")
     for key in keys:
         register_secret(key)
     return keys

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from ragops.errors import ConfigError, OperationFailed
+from ragops.platforms import platform_class
 from ragops.secrets import register_secret
 
 KEY_FILE = "backup-age-key"
@@ -50,9 +51,10 @@ def load_key(config, *, generate: bool = True) -> Key:
     if ref:
         return _parse(config.reveal(ref, "backups.encryption_key"),
                       f"environments.{config.env_name}.backups.encryption_key")
-    if config.env.platform != "local":
+    platform = platform_class(config)
+    if not platform.generates_local_secrets:
         raise ConfigError(f"environments.{config.env_name}.backups.encryption_key: required for the "
-                          f"{config.env.platform} platform (a secret reference to an age identity)")
+                          f"{platform.name} platform (a secret reference to an age identity)")
     path = config.state_dir / "secrets" / KEY_FILE
     if not path.exists():
         if not generate:

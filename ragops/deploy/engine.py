@@ -131,13 +131,13 @@ class Deployment:
         self._check_migrations()
 
     def _check_migrations(self) -> None:
-        if self.config.env.platform != "local":
+        if not self.platform.runs_migrations_in_preflight:
             return
-        from ragops.db.migrate import breaking_migrations, pending_migrations
+        from ragops.db.bringup import live_primary, migrate
         from ragops.db.connect import node_dsn
-        from ragops.stack import _current_primary, migrate
+        from ragops.db.migrate import breaking_migrations, pending_migrations
 
-        primary = _current_primary(self.config)
+        primary = live_primary(self.config)
         if primary is None:
             raise GateFailed("preflight: no reachable primary database (ragops status shows the nodes)",
                              hint="start the environment with `ragops up`, or fail over with `ragops db promote`")
@@ -154,7 +154,7 @@ class Deployment:
             self.step("migrations", True, "schema up to date")
 
     def start_new(self, color: str) -> None:
-        state = self.platform.color_state(color, probe=True) if hasattr(self.platform, "color_state") else None
+        state = self.platform.color_state(color, probe=True)
         if state and state.running and state.version == self.options.version and state.ready \
                 and state.deploy_id == self.record["id"]:
             self.step(f"start {color}", True, f"already running {self.options.version} (resumed)")
@@ -162,10 +162,10 @@ class Deployment:
         self.phase("start", to_color=color)
         self.platform.start_color(color, self.options.version, deploy_id=self.record["id"],
                                   env=self.options.env, progress=self.progress)
-        from ragops.stack import wait_ready
+        from ragops.readiness import wait_ready
 
         # a platform with several hosts (docker) gives one direct URL per host: each must pass
-        targets = self.platform.color_urls(color) if hasattr(self.platform, "color_urls") else [(None, None)]
+        targets = self.platform.color_urls(color)
         try:
             took = max(wait_ready(self.platform, color, self.config.deploy.health_timeout, self.progress,
                                   url=url, where=where) for where, url in targets)
@@ -232,8 +232,7 @@ class Deployment:
     def drain(self, color: str) -> None:
         """Wait until the old color has no request in flight, then keep it warm or stop it."""
         deadline = time.monotonic() + self.config.deploy.drain_timeout
-        urls = [url for _, url in self.platform.color_urls(color)] if hasattr(self.platform, "color_urls") \
-            else [self.platform.color_url(color)]
+        urls = [url for _, url in self.platform.color_urls(color)]
         for url in urls:
             while time.monotonic() < deadline:
                 count = in_flight(url)

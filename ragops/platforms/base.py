@@ -1,17 +1,28 @@
-"""The Platform protocol: what deploy strategies, smoke tests and status need from a platform.
+"""The Platform interface: what deploy strategies, smoke tests, status and failover need from a platform.
 
-local, docker and kubernetes implement it; the strategies in ragops.deploy only talk to this.
+local, docker and kubernetes implement it (registered in ragops.platforms); callers only talk to this.
 The platform is the source of truth (process table + router config, container labels, k8s
 annotations); files under the state directory are a journal and a cache.
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
+
+from ragops.errors import OperationFailed
+
+if TYPE_CHECKING:
+    from ragops.config import Config
 
 COLORS = ("blue", "green")
 
 Progress = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
 
 
 def other_color(color: str) -> str:
@@ -65,36 +76,119 @@ class TokenFileLock:
         return True
 
 
-class Platform(Protocol):
-    name: str
+class Platform(abc.ABC):
+    """Everything deploy, status, failover and the runbooks ask of a platform.
 
+    Abstract methods are what every platform must do. Methods with a body are optional features:
+    the default says what a platform without the feature does (a no-op, or OperationFailed), so
+    callers call them instead of probing with hasattr. Capabilities are class attributes that
+    callers ask instead of comparing the platform's name.
+    """
+
+    name: ClassVar[str]
+
+    # ---- capabilities ---------------------------------------------------------------------
+    #: an unset database password / API key / backup key is generated once under the state dir
+    generates_local_secrets: ClassVar[bool] = False
+    #: ragops manages the PostgreSQL data directories (initdb, pg_ctl, pg_rewind) on this machine
+    owns_database_files: ClassVar[bool] = False
+    #: deploy's preflight applies pending (expand-only) migrations to the current primary
+    runs_migrations_in_preflight: ClassVar[bool] = False
+    #: a failover region can run its own router and colors (get_platform(config, region))
+    supports_regions: ClassVar[bool] = False
+
+    config: Config
+    region: str | None = None      # a failover region other than the default (supports_regions)
+
+    def __init__(self, config: Config, region: str | None = None) -> None:
+        """Built from the loaded config; only platforms that support regions take `region`."""
+        self.config = config
+        self.region = region
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def up(self, progress: Progress = _noop) -> list[str]:
+        """Bring the environment up (idempotent); returns the changes it made."""
+
+    @abc.abstractmethod
+    def down(self, purge: bool = False, progress: Progress = _noop) -> list[str]:
+        """Stop what ragops started (data kept unless purge); returns what it stopped."""
+
+    @abc.abstractmethod
+    def logs(self) -> dict[str, Path]:
+        """Log files by component name (router, blue, green, ...)."""
+
+    def log_file(self, color: str) -> Path | None:
+        """The color's own log on this machine, to say why it died; None where there is none."""
+        return None
+
+    # ---- colors -----------------------------------------------------------------------------
+    @abc.abstractmethod
     def colors(self) -> list[ColorState]:
         """Both colors as they really are (running, version, health, router weight)."""
 
+    @abc.abstractmethod
+    def color_state(self, color: str, probe: bool = True) -> ColorState:
+        """One color; with probe, its health, readiness and version are asked from it."""
+
+    @abc.abstractmethod
     def start_color(self, color: str, version: str, *, deploy_id: str, env: dict[str, str] | None = None,
-                    progress: Progress | None = None) -> ColorState:
+                    progress: Progress = _noop) -> ColorState:
         """Start (or restart) `color` running `version`; returns once the process/container exists."""
 
-    def stop_color(self, color: str, *, drain_timeout: float, progress: Progress | None = None) -> None:
+    @abc.abstractmethod
+    def stop_color(self, color: str, *, drain_timeout: float, progress: Progress = _noop) -> None:
         """Graceful stop: SIGTERM (in-flight requests finish), kill after drain_timeout."""
 
+    @abc.abstractmethod
     def color_url(self, color: str) -> str:
         """The color's direct URL, for readiness, smoke tests and /metrics."""
 
+    def color_urls(self, color: str) -> list[tuple[str | None, str]]:
+        """(host name, direct URL) for every host running the color; readiness and smoke check each.
+        One host (named None) unless the platform spreads a color over several."""
+        return [(None, self.color_url(color))]
+
+    # ---- router -----------------------------------------------------------------------------
+    @abc.abstractmethod
     def router_url(self) -> str:
         """The public address behind the router."""
 
+    @abc.abstractmethod
+    def router_running(self) -> bool: ...
+
+    def start_router(self, progress: Progress = _noop) -> None:
+        """Start the router when it is not running. Platforms whose router only `up` creates do
+        nothing here (failover calls it before routing to a region)."""
+
+    @abc.abstractmethod
     def router_weights(self) -> dict[str, int]:
         """The weights the router is serving right now (read back from the router itself)."""
 
+    @abc.abstractmethod
     def set_weights(self, weights: dict[str, int], *, confirm_timeout: float = 10.0) -> float:
         """Write the router config atomically and wait until the router serves it; returns the
         seconds from the write until the router confirmed it."""
 
+    def refresh_backends(self) -> None:
+        """Make the router list every running color (weights unchanged). A no-op where the
+        platform's service discovery does it (kubernetes Services)."""
+
+    def maintenance(self) -> bool:
+        """Whether the router answers 503 to everything (maintenance mode)."""
+        return False
+
+    def set_maintenance(self, on: bool) -> None:
+        """Maintenance on: the router answers 503 to everything, weights are kept for later."""
+        raise OperationFailed(f"the {self.name} platform has no maintenance mode")
+
+    # ---- state ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def lock_backend(self) -> LockBackend: ...
 
-    def journal_dir(self):
-        """A directory (pathlib.Path) for the deploy journal and history cache."""
+    @abc.abstractmethod
+    def journal_dir(self) -> Path:
+        """A directory for the deploy journal and history cache."""
 
 
 def with_weights(states: list[ColorState], weights: dict[str, int]) -> list[ColorState]:

@@ -32,7 +32,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.netutil import split_host_port
-from ragops.platforms.base import COLORS, ColorState, Progress, probe_color, service_env, with_weights
+from ragops.platforms.base import COLORS, ColorState, Platform, Progress, probe_color, service_env, with_weights
 from ragops.routing import traefik
 
 CONTAINER_PORT = 8000               # the service image's port in bridge mode
@@ -382,7 +382,7 @@ class DockerHost:
         return True
 
 
-class DockerPlatform:
+class DockerPlatform(Platform):
     name = "docker"
 
     def __init__(self, config: Config):
@@ -584,7 +584,7 @@ class DockerPlatform:
     def up(self, progress: Progress = _noop) -> list[str]:
         import uuid
 
-        from ragops.stack import wait_ready
+        from ragops.readiness import wait_ready
 
         steps: list[str] = []
         for host in self.hosts:

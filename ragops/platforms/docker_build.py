@@ -45,11 +45,13 @@ def git_revision(path) -> str | None:
 
 def build(config: Config, version: str | None = None, *, push: bool | None = None,
           progress: Progress = _noop) -> BuildResult:
+    from ragops.platforms import platform_class
     from ragops.platforms.docker import DockerPlatform, _error_text
 
-    if config.env.platform != "docker":
+    kind = platform_class(config)
+    if not issubclass(kind, DockerPlatform):
         raise OperationFailed(f"`ragops build` needs a docker environment ({config.env_name} is "
-                              f"{config.env.platform}); pick one with --env")
+                              f"{kind.name}); pick one with --env")
     platform = DockerPlatform(config)
     version = version or config.service.version
     image = platform.image_ref(version)

@@ -34,7 +34,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import ConfigError, OperationFailed
 from ragops.platforms import k8s_manifests as m
-from ragops.platforms.base import COLORS, ColorState, Progress, other_color, probe_color, with_weights
+from ragops.platforms.base import COLORS, ColorState, Platform, Progress, other_color, probe_color, with_weights
 
 
 def _noop(_: str) -> None:
@@ -132,7 +132,7 @@ class LeaseLock:
         return self.platform._delete("Lease", self.name, resource_version=lease["metadata"]["resourceVersion"])
 
 
-class KubernetesPlatform:
+class KubernetesPlatform(Platform):
     name = "kubernetes"
 
     def __init__(self, config: Config):

@@ -18,13 +18,15 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.netutil import port_open, split_host_port
-from ragops.platforms.base import COLORS, ColorState, Progress, TokenFileLock, probe_color, service_env, with_weights
+from ragops.platforms.base import (COLORS, ColorState, Platform, Progress, TokenFileLock, probe_color, service_env,
+                                   with_weights)
 from ragops.process import ManagedProcess
 from ragops.routing import traefik
 
@@ -66,8 +68,12 @@ class FileLock(TokenFileLock):
         self.path.unlink(missing_ok=True)
 
 
-class LocalPlatform:
+class LocalPlatform(Platform):
     name = "local"
+    generates_local_secrets = True
+    owns_database_files = True
+    runs_migrations_in_preflight = True
+    supports_regions = True
 
     def __init__(self, config: Config, region: str | None = None):
         self.config = config
@@ -119,6 +125,9 @@ class LocalPlatform:
 
     def lock_backend(self) -> FileLock:
         return FileLock(self.base / "deploy" / "lock.json")
+
+    def log_file(self, color: str) -> Path:
+        return self.log_dir / f"{color}.log"
 
     def _color_file(self, color: str) -> Path:
         return self.base / "colors" / f"{color}.json"
@@ -261,7 +270,52 @@ class LocalPlatform:
     def logs(self) -> dict[str, Path]:
         names = {"router": self.log_dir / "router.log", "router-access": self.log_dir / "router-access.log"}
         for color in COLORS:
-            names[color] = self.log_dir / f"{color}.log"
+            names[color] = self.log_file(color)
             for index in range(self.config.service.workers):
                 names[f"{color}-worker-{index + 1}"] = self.log_dir / f"{color}-worker-{index + 1}.log"
         return names
+
+    # ---- up / down ------------------------------------------------------------------------
+    def up(self, progress: Progress = _noop) -> list[str]:
+        """Database nodes, migrations, router, and a first color with 100 % when none serves."""
+        from ragops.db.bringup import database_up, migrate
+        from ragops.readiness import wait_ready
+
+        steps = database_up(self.config, progress)
+        steps += [f"migrate {name}" for name in migrate(self.config, progress)]
+        self.start_router(progress)
+        colors = self.colors()
+        if not [c for c in colors if c.running and c.weight > 0]:
+            running = [c for c in colors if c.running and c.ready]
+            color = running[0].color if running else "blue"
+            if not running:
+                state = self.start_color(color, self.config.service.version,
+                                         deploy_id=f"up-{uuid.uuid4().hex[:8]}", progress=progress)
+                steps.append(f"start {color} {state.version}")
+                wait_ready(self, color, self.config.service.startup_timeout, progress)
+            self.set_weights({color: 100})
+            steps.append(f"route 100% to {color}")
+        return steps
+
+    def down(self, purge: bool = False, progress: Progress = _noop) -> list[str]:
+        """Stop the colors and routers of every region, then the database nodes (data kept)."""
+        from ragops.db.bringup import database_down
+
+        steps = []
+        regions = [None] + [r for r in self.config.env.regions if LocalPlatform(self.config, r).region]
+        for region in regions:
+            platform = LocalPlatform(self.config, region)
+            where = f" ({region})" if region else ""
+            for color in COLORS:
+                if platform.proc(color).running():
+                    platform.stop_color(color, drain_timeout=self.config.deploy.drain_timeout, progress=progress)
+                    steps.append(f"stop {color}{where}")
+            if platform.router_running():
+                progress(f"stopping router{where}")
+                platform.stop_router()
+                steps.append(f"stop router{where}")
+        steps += database_down(self.config, progress)
+        if purge and self.config.state_dir.exists():
+            shutil.rmtree(self.config.state_dir)
+            steps.append(f"delete {self.config.state_dir}")
+        return steps

@@ -888,8 +888,6 @@ def _op_region_failover(ctx, p):
 def _op_maintenance(ctx, p):
     platform = call_operation(ctx, "ragops.platforms:get_platform", ctx.require_config())
     on = _flag(p.get("enabled"), True)
-    if not hasattr(platform, "set_maintenance"):
-        raise OperationFailed(f"the {platform.name} platform has no maintenance mode")
     platform.set_maintenance(on)
     return {"maintenance": on}
 
@@ -928,7 +926,7 @@ def _op_service_stop(ctx, p):
 def _op_service_start(ctx, p):
     config = ctx.require_config()
     platform = call_operation(ctx, "ragops.platforms:get_platform", config)
-    wait_ready = operation("ragops.stack:wait_ready")
+    wait_ready = operation("ragops.readiness:wait_ready")
     colors = p.get("colors") or []
     if not isinstance(colors, list) or not colors:
         raise OperationFailed("service.start: no colors to start (expected the `stopped` output of service.stop)")
@@ -941,8 +939,7 @@ def _op_service_start(ctx, p):
         seconds = wait_ready(platform, color, ctx.remaining(config.service.startup_timeout)
                              or config.service.startup_timeout, ctx.progress)
         started.append({"color": color, "version": entry.get("version"), "ready_seconds": seconds})
-    if hasattr(platform, "refresh_backends"):
-        platform.refresh_backends()
+    platform.refresh_backends()
     return {"started": started}
 
 
@@ -960,8 +957,7 @@ def _op_service_restart(ctx, p):
         restarted.append(state.color)
     if not restarted:
         raise OperationFailed("no running color to restart")
-    if hasattr(platform, "refresh_backends"):
-        platform.refresh_backends()
+    platform.refresh_backends()
     # wait until they answer their health check again
     import httpx
 
@@ -1019,7 +1015,7 @@ for _name, _fn, _needs, _params, _required, _gate, _summary in [
      "Every database node: role, reachability, replication lag."),
     ("service.stop", _op_service_stop, ("ragops.platforms:get_platform",), {"drain_timeout": ""}, (), False,
      "Stop the running colors gracefully; outputs what was stopped for service.start."),
-    ("service.start", _op_service_start, ("ragops.platforms:get_platform", "ragops.stack:wait_ready"),
+    ("service.start", _op_service_start, ("ragops.platforms:get_platform", "ragops.readiness:wait_ready"),
      {"colors": "the `stopped` output of a service.stop step"}, ("colors",), False,
      "Start colors again (same version, deploy id and settings) and wait until they are ready."),
     ("maintenance", _op_maintenance, ("ragops.platforms:get_platform",),

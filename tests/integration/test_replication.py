@@ -220,7 +220,7 @@ def test_promote_fences_a_live_primary_by_sql_when_not_managed(cluster, monkeypa
 
 
 def test_switchover_loses_no_acknowledged_write(cluster):
-    from ragops.db.replication import switchover
+    from ragops.db.standby import switchover
 
     config = cluster["config"]
     wait_streaming(cluster, cluster["replica"])
@@ -255,7 +255,8 @@ def test_switchover_loses_no_acknowledged_write(cluster):
 
 
 def test_rejoin_after_crash_with_pg_rewind_and_streaming_resumes(cluster):
-    from ragops.db.replication import promote, rejoin, topology
+    from ragops.db.replication import promote, topology
+    from ragops.db.standby import rejoin
 
     config = cluster["config"]
     wait_streaming(cluster, cluster["replica"])
@@ -296,7 +297,8 @@ def test_rejoin_after_crash_with_pg_rewind_and_streaming_resumes(cluster):
 
 def test_switchover_then_rejoin_and_switch_back(cluster):
     """Round trip: the old primary rejoins, then a switchover back restores the initial layout."""
-    from ragops.db.replication import rejoin, switchover, topology
+    from ragops.db.replication import topology
+    from ragops.db.standby import rejoin, switchover
 
     config = cluster["config"]
     wait_streaming(cluster, cluster["replica"])
@@ -310,7 +312,8 @@ def test_switchover_then_rejoin_and_switch_back(cluster):
 
 
 def test_synchronous_replication_configured(pg_dir):
-    from ragops.db.replication import configure_sync, topology
+    from ragops.db.replication import topology
+    from ragops.db.standby import configure_sync
 
     c = make_cluster(pg_dir, synchronous=True)
     try:

@@ -24,7 +24,7 @@ from tests.conftest import need
 pytestmark = pytest.mark.integration
 
 REQUIRED_OPERATIONS = (
-    "ragops.stack:up", "ragops.stack:wait_ready", "ragops.platforms:get_platform",
+    "ragops.readiness:wait_ready", "ragops.platforms:get_platform",
     "ragops.db.backup:create_backup", "ragops.db.backup:verify_backup", "ragops.db.backup:restore_backup",
     "ragops.db.backup:check_backups", "ragops.db.backup:show_backup", "ragops.db.migrate:apply_migrations",
     "ragops.deploy.engine:rollback", "ragops.smoke:run_smoke", "ragops.loadgen:run_load",

@@ -259,24 +259,21 @@ def test_deploy_while_the_lease_is_held_exits_4(cluster, capsys):
 
 
 def test_up_is_idempotent_and_down_removes_what_ragops_created(cluster):
-    from ragops import stack
-
-    result = stack.up(cluster.config)
-    assert result.steps[-2:] == ["start blue v1", "route 100% to blue"]
-    assert "created IngressRoute ragk8s" in result.steps and "created NetworkPolicy ragk8s-api" in result.steps
+    steps = get_platform(cluster.config).up()
+    assert steps[-2:] == ["start blue v1", "route 100% to blue"]
+    assert "created IngressRoute ragk8s" in steps and "created NetworkPolicy ragk8s-api" in steps
     assert cluster.platform.router_weights() == {"blue": 100}
     writes = len([r for r in cluster.fake.requests if r[0] != "GET"])
-    again = stack.up(cluster.config)
-    assert again.steps == []
+    assert get_platform(cluster.config).up() == []
     assert len([r for r in cluster.fake.requests if r[0] != "GET"]) == writes, "a second `up` changed something"
     lock = DeployLock(cluster.platform.lock_backend(), ttl=30, command="x").acquire()
     lock._stop.set()
-    steps = stack.down(cluster.config)
+    steps = get_platform(cluster.config).down()
     assert "delete Deployment ragk8s-blue" in steps and "delete TraefikService ragk8s" in steps
     left = {key[2] for key in cluster.fake.objects}
     assert left == {"leases"}, "down keeps only the lock (without --purge)"
     cluster.config.state_dir.mkdir(parents=True, exist_ok=True)
-    assert stack.down(cluster.config, purge=True) == ["delete Lease ragk8s-deploy-lock",
+    assert get_platform(cluster.config).down(purge=True) == ["delete Lease ragk8s-deploy-lock",
                                                       f"delete {cluster.config.state_dir}"]
     assert cluster.fake.objects == {} and not cluster.config.state_dir.exists()
 
@@ -304,10 +301,9 @@ def test_an_unreachable_api_and_a_bad_kubeconfig_are_one_line_errors(cluster, tm
 # ---- the deploy engine end to end on the fake cluster --------------------------------------------
 
 def test_blue_green_deploy_rollback_on_a_bad_version_and_a_version_that_never_starts(cluster):
-    from ragops import stack
     from ragops.deploy import engine
 
-    stack.up(cluster.config)
+    get_platform(cluster.config).up()
     events = []
     result = engine.deploy(cluster.config, "v2", progress=events.append)
     assert result.result == "succeeded" and (result.from_color, result.to_color) == ("blue", "green")
@@ -338,10 +334,9 @@ def test_blue_green_deploy_rollback_on_a_bad_version_and_a_version_that_never_st
 
 
 def test_canary_steps_move_the_weights_on_the_cluster(cluster, monkeypatch):
-    from ragops import stack
     from ragops.deploy import engine
 
-    stack.up(cluster.config)
+    get_platform(cluster.config).up()
     seen = []
     original = cluster.platform.__class__.set_weights
 

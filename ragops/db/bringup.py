@@ -1,0 +1,130 @@
+"""Bringing the managed PostgreSQL nodes up and down: initdb, start, role and database, replicas
+cloned with pg_basebackup, migrations on the current primary.
+
+Used by platforms that own the database's data directories (local); idempotent like `ragops up`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ragops.config import Config
+
+Progress = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def database_up(config: Config, progress: Progress = _noop) -> list[str]:
+    """Start (creating when missing) the primary, the replicas, the app role and database."""
+    from ragops.db import pgctl
+    from ragops.db.connect import db_password
+
+    steps = []
+    db = config.database
+    password = db_password(config)
+    primary = pgctl.managed_node(config, db.primary.name)
+    if not primary.initialized:
+        progress(f"initialising PostgreSQL primary {primary.name} (port {primary.port})")
+        primary.init_primary(db.superuser, password)
+        steps.append(f"initdb {primary.name}")
+    for node in pgctl.managed_nodes(config):
+        if node.initialized and not node.running():
+            progress(f"starting database node {node.name} (port {node.port})")
+            node.start()
+            steps.append(f"start {node.name}")
+
+    # whichever node is not in recovery is the primary now (it may have changed by a failover)
+    current = live_primary(config) or primary
+    steps += _role_and_database(config, current.name, password)
+    steps += _clone_replicas(config, current, password, progress)
+    if db.synchronous and db.replicas:
+        from ragops.db.standby import configure_sync
+
+        configure_sync(config, progress)
+    return steps
+
+
+def _role_and_database(config: Config, node_name: str, password: str) -> list[str]:
+    from psycopg import sql
+
+    from ragops.db.connect import connect, node_dsn
+
+    steps = []
+    db = config.database
+    with connect(node_dsn(config, node_name, dbname="postgres")) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (db.user,)).fetchone():
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(db.user),
+                                                                             sql.Literal(password)))
+            steps.append(f"create role {db.user}")
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db.name,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db.name),
+                                                                       sql.Identifier(db.user)))
+            steps.append(f"create database {db.name}")
+    return steps
+
+
+def _clone_replicas(config: Config, current, password: str, progress: Progress) -> list[str]:
+    from ragops.db import pgctl
+    from ragops.db.connect import connect, node_dsn
+    from ragops.db.replication import slot_name
+
+    steps = []
+    db = config.database
+    for replica in db.replicas:
+        node = pgctl.managed_node(config, replica.name)
+        if node.initialized:
+            continue
+        progress(f"cloning replica {node.name} from {current.name} (pg_basebackup)")
+        slot = slot_name(node.name)
+        with connect(node_dsn(config, current.name, dbname="postgres")) as conn:
+            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                         "WHERE slot_name = %s AND NOT active", (slot,))
+        node.clone_from(current, db.superuser, password, slot)
+        _set_application_name(node, node.name)
+        node.start()
+        steps.append(f"clone {node.name}")
+    return steps
+
+
+def _set_application_name(node, name: str) -> None:
+    """Name the replica's walreceiver after the node, so synchronous_standby_names can list it."""
+    auto = node.data_dir / "postgresql.auto.conf"
+    text = auto.read_text()
+    text = text.replace("primary_conninfo = '", f"primary_conninfo = 'application_name={name} ", 1)
+    auto.write_text(text)
+
+
+def live_primary(config: Config):
+    """The managed node accepting writes now (it may have changed by a failover), or None."""
+    from ragops.db import pgctl
+    from ragops.db.replication import primary_status, topology
+
+    live = primary_status(topology(config))
+    return pgctl.managed_node(config, live.name) if live else None
+
+
+def migrate(config: Config, progress: Progress = _noop) -> list[str]:
+    """Apply the service's pending migrations on the current primary (the configured one if none answers)."""
+    from ragops.db.connect import node_dsn
+    from ragops.db.migrate import apply_migrations
+
+    current = live_primary(config)
+    node_name = current.name if current else config.database.primary.name
+    migrations = config.resolve_path(config.service.path) / "migrations"
+    return apply_migrations(node_dsn(config, node_name), migrations, app_user=config.database.user,
+                            progress=progress)
+
+
+def database_down(config: Config, progress: Progress = _noop) -> list[str]:
+    """Stop every running managed node, replicas first (data kept)."""
+    from ragops.db import pgctl
+
+    steps = []
+    for node in reversed(pgctl.managed_nodes(config)):
+        if node.running():
+            progress(f"stopping database node {node.name}")
+            node.stop()
+            steps.append(f"stop {node.name}")
+    return steps

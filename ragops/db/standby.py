@@ -1,0 +1,348 @@
+"""Standbys: planned switchover, rejoining a former primary (pg_rewind or a fresh base backup),
+synchronous replication, and the WAL end a dead primary had written (for RPO).
+
+The topology, fencing and promotion these build on are in ragops.db.replication.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ragops.config import Config, DbNode
+from ragops.db.connect import db_password, find_node
+from ragops.db.replication import (ADMIN_DB, Progress, PromoteResult, _alive, _connect, _managed, _say, _wait_dead,
+                                   fence_sql, int_to_lsn, lsn_to_int, primary_status, promote, record_topology,
+                                   slot_name, topology)
+from ragops.errors import OperationFailed, UsageError
+from ragops.platforms import platform_class
+from ragops.secrets import redact
+
+
+# ---- switchover ------------------------------------------------------------------------------
+
+@dataclass
+class SwitchoverResult:
+    node: str
+    previous_primary: str
+    final_lsn: str
+    replayed_lsn: str
+    rows_lost: int
+    promote: PromoteResult
+    rejoined: dict | None = None
+    seconds: float = 0.0
+
+
+def switchover(config: Config, node: str, *, timeout: float = 60.0, rejoin_old: bool = False,
+               progress: Progress = None) -> SwitchoverResult:
+    """Planned promotion with zero data loss: stop writes on the primary, wait until `node` has
+    replayed everything up to the primary's final WAL position, then promote it."""
+    started = time.monotonic()
+    statuses = topology(config)
+    target = next((s for s in statuses if s.name == node), None)
+    if target is None:
+        find_node(config, node)
+    if target.role != "replica" or not target.reachable:
+        raise UsageError(f"{node} is not a reachable replica ({target.role}); a switchover needs one")
+    old = primary_status(statuses)
+    if old is None:
+        raise OperationFailed("no reachable primary accepting writes: a switchover needs the old primary up",
+                              hint=f"for an unplanned failover use `ragops db promote {node}`")
+    old_node = find_node(config, old.name)
+    if not target.streaming:
+        raise OperationFailed(f"{node} is not streaming from {old.name}; it would not receive the final WAL")
+    _say(progress, f"stopping writes on {old.name}")
+    final = fence_sql(config, old_node, progress)
+    managed = _managed(config, old.name)
+    if managed is not None:
+        # a clean shutdown sends every WAL record, including the shutdown checkpoint, to the standbys
+        _say(progress, f"{old.name}: clean shutdown (pg_ctl stop -m fast)")
+        managed.stop(mode="fast")
+        control = controldata(config, old.name)
+        checkpoint = control.get("Latest checkpoint location")
+        if checkpoint:
+            final = int_to_lsn(lsn_to_int(checkpoint) + 1)   # past the shutdown checkpoint record
+    target_node = find_node(config, node)
+    _say(progress, f"waiting until {node} has replayed {final}")
+    deadline = time.monotonic() + timeout
+    replayed = None
+    while True:
+        with _connect(config, target_node) as conn:
+            replayed = conn.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()[0]
+        if managed is None:   # the fenced primary may still write WAL (checkpoints, hint bits)
+            try:
+                with _connect(config, old_node) as conn:
+                    final = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+            except Exception:  # noqa: BLE001
+                pass
+        if lsn_to_int(replayed) >= lsn_to_int(final):
+            break
+        if time.monotonic() > deadline:
+            raise OperationFailed(
+                f"{node} replayed only up to {replayed} of {final} within {timeout:.0f}s; not promoted",
+                hint=f"{old.name} is fenced (read-only{' and stopped' if managed else ''}). Either wait and run "
+                     f"`ragops db switchover {node}` again, or undo: start {old.name} and `ALTER SYSTEM RESET "
+                     f"default_transaction_read_only`")
+        time.sleep(0.1)
+    _say(progress, f"{node} replayed {replayed} (final {final}): promoting")
+    result = promote(config, node, fence_old=False, confirm_down=True, progress=progress)
+    rejoined = None
+    if rejoin_old and managed is not None:
+        rejoined = asdict(rejoin(config, old.name, progress=progress))
+    return SwitchoverResult(node=node, previous_primary=old.name, final_lsn=final, replayed_lsn=replayed,
+                            rows_lost=0, promote=result, rejoined=rejoined,
+                            seconds=round(time.monotonic() - started, 3))
+
+
+# ---- rejoin --------------------------------------------------------------------------------
+
+def replica_conninfo(config: Config, primary_node: DbNode | str, replica_name: str, *,
+                     with_password: bool = True) -> str:
+    """primary_conninfo for `replica_name` streaming from `primary_node`; application_name is the
+    replica's node name so synchronous_standby_names can name it."""
+    primary = find_node(config, primary_node) if isinstance(primary_node, str) else primary_node
+    parts = [f"host={primary.host}", f"port={primary.port}", f"user={config.database.superuser}"]
+    if with_password:
+        parts.append(f"password={db_password(config)}")
+    parts += [f"application_name={replica_name}", "connect_timeout=5"]
+    return " ".join(parts)
+
+
+def controldata(config: Config, name: str) -> dict:
+    """pg_controldata of a managed node's data directory, as a dict."""
+    from ragops.db import pgctl
+
+    managed = _managed(config, name)
+    if managed is None:
+        raise OperationFailed(f"{name} has no local data directory")
+    proc = pgctl.run_pg([managed.pg("pg_controldata"), "-D", str(managed.data_dir)])
+    out = {}
+    for line in proc.stdout.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass
+class RejoinResult:
+    node: str
+    primary: str
+    method: str                  # pg_rewind | none (already following) | pg_basebackup
+    recovered_crash: bool
+    streaming: bool
+    slot: str
+    lag_bytes: int | None
+    seconds: float
+    detail: str = ""
+
+
+def _write_standby_config(managed, conninfo: str, slot: str) -> None:
+    import pwd
+
+    from ragops.db import pgctl
+
+    auto = managed.data_dir / "postgresql.auto.conf"
+    drop = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only", "synchronous_standby_names")
+    lines = [ln for ln in (auto.read_text().splitlines() if auto.exists() else [])
+             if not ln.split("=", 1)[0].strip() in drop]
+    escaped = conninfo.replace("'", "''")
+    lines += [f"primary_conninfo = '{escaped}'", f"primary_slot_name = '{slot}'"]
+    auto.write_text("\n".join(lines) + "\n")
+    (managed.data_dir / "recovery.signal").unlink(missing_ok=True)
+    signal = managed.data_dir / "standby.signal"
+    signal.touch()
+    user = pgctl.server_user()
+    if user:
+        entry = pwd.getpwnam(user)
+        for path in (auto, signal):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chmod(auto, 0o600)
+
+
+def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeout: float = 60.0,
+           progress: Progress = None) -> RejoinResult:
+    """Turn `node` (typically a former primary) into a streaming replica of the current primary:
+    stop it, finish crash recovery if it died, pg_rewind from the primary, standby.signal +
+    primary_conninfo + a slot on the primary, start, and wait until it streams."""
+    from ragops.db import pgctl
+
+    started = time.monotonic()
+    find_node(config, node)
+    managed = _managed(config, node)
+    if managed is None:
+        raise UsageError(f"rejoin needs {node}'s local data directory; the {platform_class(config).name} platform "
+                         f"has none here. Rebuild the replica with the platform's tooling (a fresh base backup)")
+    statuses = topology(config)
+    primary = primary_status(statuses)
+    if primary is None:
+        raise OperationFailed("no reachable primary accepting writes to rejoin to",
+                              hint="promote a replica first: ragops db promote NODE")
+    if primary.name == node:
+        raise UsageError(f"{node} is the current primary; promote another node before rejoining it")
+    primary_node = find_node(config, primary.name)
+    slot = slot_name(node)
+    conninfo = replica_conninfo(config, primary_node, node)
+    me = next(s for s in statuses if s.name == node)
+    with _connect(config, primary_node) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+        if not exists:
+            conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+            _say(progress, f"created replication slot {slot} on {primary.name}")
+
+    method, recovered = "pg_rewind", False
+    if _alive(managed):
+        _say(progress, f"{node}: stopping ({me.role})")
+        managed.stop(mode="fast")
+    elif managed.pid() is not None:   # a zombie postmaster: its pid file would block the restart
+        _wait_dead(managed, 5)
+    state = controldata(config, node).get("Database cluster state", "")
+    if state not in ("shut down", "shut down in recovery"):
+        # crashed (kill -9): finish crash recovery in single-user mode so nobody can connect as to a primary
+        _say(progress, f"{node}: cluster state '{state}': running crash recovery in single-user mode")
+        (managed.data_dir / "standby.signal").unlink(missing_ok=True)
+        (managed.data_dir / "recovery.signal").unlink(missing_ok=True)
+        pgctl.run_pg([managed.pg("postgres"), "--single", "-D", str(managed.data_dir), "-c", "archive_mode=off",
+                      "postgres"], input="", timeout=300)
+        recovered = True
+    _say(progress, f"{node}: pg_rewind from {primary.name}")
+    source = (f"host={primary_node.host} port={primary_node.port} user={config.database.superuser} "
+              f"dbname={ADMIN_DB} connect_timeout=10")
+    proc = pgctl.run_pg([managed.pg("pg_rewind"), "--target-pgdata", str(managed.data_dir), "--source-server",
+                         source], env={"PGPASSWORD": db_password(config)}, check=False, timeout=600)
+    output = (proc.stdout + proc.stderr).strip()
+    detail = redact(output.splitlines()[-1] if output else "")
+    if proc.returncode != 0:
+        if not fallback_basebackup:
+            raise OperationFailed(f"pg_rewind of {node} failed: {detail}",
+                                  hint=f"rebuild it from a base backup: ragops db rejoin {node} (with the fallback)")
+        _say(progress, f"{node}: pg_rewind failed ({detail}); rebuilding from a base backup")
+        with _connect(config, primary_node) as conn:   # clone_from creates the slot itself
+            conn.execute("SELECT pg_drop_replication_slot(%s) FROM pg_replication_slots "
+                         "WHERE slot_name = %s AND NOT active", (slot, slot))
+        managed.clone_from(pgctl.Node(primary.name, Path("/nonexistent"), primary_node.port, Path("/dev/null")),
+                           config.database.superuser, db_password(config), slot)
+        method = "pg_basebackup"
+    elif "no rewind required" in output:
+        method = "none (already on the primary's history)"
+    _write_standby_config(managed, conninfo, slot)
+    _say(progress, f"{node}: starting as a replica of {primary.name}")
+    managed.start()
+    node_cfg = find_node(config, node)
+
+    def streaming() -> bool:
+        try:
+            with _connect(config, node_cfg) as conn:
+                row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+                return bool(row and row[0] == "streaming")
+        except Exception:  # noqa: BLE001
+            return False
+
+    ok = pgctl.wait_until(streaming, timeout, 0.25)
+    if not ok:
+        raise OperationFailed(f"{node} started but is not streaming from {primary.name} after {timeout:.0f}s",
+                              hint=f"see its log: {managed.log_file}")
+    # slots a former primary kept for its replicas would hold WAL on it forever
+    with _connect(config, node_cfg) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                     "WHERE NOT active AND slot_type = 'physical'")
+    if config.database.synchronous:
+        configure_sync(config, progress)
+    after = next(s for s in topology(config) if s.name == node)
+    record_topology(config, primary=primary.name, timeline=primary.timeline, event="rejoin", rejoined=node)
+    _say(progress, f"{node}: streaming from {primary.name}, lag {after.lag_bytes} bytes")
+    return RejoinResult(node=node, primary=primary.name, method=method, recovered_crash=recovered, streaming=True,
+                        slot=slot, lag_bytes=after.lag_bytes, seconds=round(time.monotonic() - started, 3),
+                        detail=detail)
+
+
+# ---- synchronous replication ----------------------------------------------------------------
+
+@dataclass
+class SyncResult:
+    primary: str
+    synchronous_standby_names: str
+    standbys: list[str]
+
+
+def configure_sync(config: Config, progress: Progress = None, *, set_application_names: bool = True) -> SyncResult:
+    """Set synchronous_standby_names on the current primary to the replicas' names (empty when
+    `database.synchronous` is off). Replicas get application_name=<node> in primary_conninfo
+    (reloadable since PostgreSQL 13) so the names match what pg_stat_replication shows."""
+    statuses = topology(config)
+    live = primary_status(statuses)
+    if live is None:
+        raise OperationFailed("no reachable primary accepting writes to configure synchronous replication on")
+    replicas = [s for s in statuses if s.name != live.name]
+    if set_application_names:
+        for status in replicas:
+            if status.role != "replica":
+                continue
+            with _connect(config, find_node(config, status.name)) as conn:
+                current = conn.execute("SELECT current_setting('primary_conninfo')").fetchone()[0] or ""
+                if f"application_name={status.name}" not in current:
+                    conninfo = replica_conninfo(config, live.name, status.name)
+                    conn.execute("ALTER SYSTEM SET primary_conninfo = " + _quote(conninfo))
+                    conn.execute("SELECT pg_reload_conf()")
+                    _say(progress, f"{status.name}: primary_conninfo application_name={status.name}")
+    names = [s.name for s in replicas]
+    if config.database.synchronous and names:
+        value = "ANY 1 (" + ", ".join('"' + n.replace('"', '') + '"' for n in names) + ")"
+    else:
+        value = ""
+    with _connect(config, find_node(config, live.name)) as conn:
+        if value:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = " + _quote(value))
+        else:
+            conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        conn.execute("SELECT pg_reload_conf()")
+    _say(progress, f"{live.name}: synchronous_standby_names = '{value}'")
+    return SyncResult(primary=live.name, synchronous_standby_names=value, standbys=names if value else [])
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# ---- what a dead primary had written (RPO) --------------------------------------------------
+
+def wal_end(config: Config, name: str, start_lsn: str | None = None) -> dict:
+    """The end of the WAL a managed node wrote before it died, and its last commit time, read from
+    its pg_wal with pg_waldump. Falls back to pg_controldata's last checkpoint."""
+    from ragops.db import pgctl
+
+    managed = _managed(config, name)
+    if managed is None:
+        return {}
+    control = controldata(config, name)
+    result = {"checkpoint_lsn": control.get("Latest checkpoint location"),
+              "timeline": control.get("Latest checkpoint's TimeLineID"), "source": "pg_controldata"}
+    start = start_lsn or control.get("Latest checkpoint's REDO location")
+    if not start:
+        return result
+    proc = pgctl.run_pg([managed.pg("pg_waldump"), "-p", str(managed.data_dir / "pg_wal"), "-s", start,
+                         "-t", str(result["timeline"] or 1)], check=False, timeout=120)
+    last_end, last_commit = None, None
+    for line in proc.stdout.splitlines():
+        match = re.search(r"lsn: ([0-9A-F]+/[0-9A-F]+), prev", line)
+        length = re.search(r"len \(rec/tot\):\s*\d+/\s*(\d+)", line)
+        if match and length:
+            last_end = lsn_to_int(match.group(1)) + int(length.group(1))
+        commit = re.search(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (\w+)", line)
+        if commit:
+            last_commit = commit.group(1)
+    end_match = re.search(r"(?:invalid record length|error in WAL record|record with incorrect prev-link) at "
+                          r"([0-9A-F]+/[0-9A-F]+)", proc.stderr)
+    if end_match is None and last_end is None:   # nothing after the start: the start is the end
+        end_match = re.search(r"could not find a valid record after ([0-9A-F]+/[0-9A-F]+)", proc.stderr)
+    if end_match:
+        result["end_lsn"] = end_match.group(1)
+    elif last_end is not None:
+        result["end_lsn"] = int_to_lsn(last_end)
+    if last_commit:
+        result["last_commit"] = last_commit
+    if result.get("end_lsn"):
+        result["source"] = "pg_waldump"
+    return result
