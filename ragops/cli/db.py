@@ -75,15 +75,16 @@ def promote_cmd(
     Example: ragops db promote replica1 --max-lag 1048576 --yes
     """
     env = ctx.obj
-    from ragops.db.replication import promote, topology
+    from ragops.db.replication import check_promotion, promote
 
-    if dry_run:
-        statuses = topology(env.config)
-        target = next((s for s in statuses if s.name == node), None)
-        others = [s for s in statuses if s.name != node and s.role != "replica"]
-        plan = {"node": node, "role": target.role if target else "unknown",
-                "lag_bytes": target.lag_bytes if target else None,
-                "steps": [*(f"fence {s.name} ({'stop the server' if s.managed and s.running else 'read-only + end sessions' if s.reachable else 'unreachable: needs --confirm-down unless verified down'})" for s in others),
+    if dry_run:  # the same checks as the real run, so a dry run fails exactly where the run would
+        check = check_promotion(env.config, node, max_lag=max_lag, force=force, confirm_down=confirm_down,
+                                fence_old=fence)
+        fencing = {"already-fenced": "already fenced (read-only)", "down-verified": "down (no postmaster): verified",
+                   "down-confirmed": "unreachable, confirmed down (--confirm-down)",
+                   "fence": "fence it (stop a managed server, else read-only + end sessions)"}
+        plan = {"node": node, "role": check.target.role, "lag_bytes": check.lag_bytes, "notes": check.notes,
+                "steps": [*(f"{s.name}: {fencing[m]}" for s, m in check.fencing),
                           f"SELECT pg_promote(wait => true) on {node}", f"test write into ragops_heartbeat on {node}",
                           "record topology.json"]}
         env.emit(plan, lambda d: "plan:\n" + "\n".join(f"  {i + 1}. {s}" for i, s in enumerate(d["steps"])))

@@ -393,6 +393,60 @@ def _old_primaries(config: Config, target: NodeStatus, statuses: list[NodeStatus
     return list(found.values())
 
 
+@dataclass
+class PromotionCheck:
+    """Everything `db promote` verifies before its first change; `--dry-run` shows exactly this."""
+    node: str
+    target: NodeStatus
+    target_node: DbNode
+    lag_bytes: int | None
+    lag_seconds: float | None
+    old: list[NodeStatus]
+    fencing: list[tuple[NodeStatus, str]]      # (old primary, already-fenced | down-verified | down-confirmed | fence)
+    notes: list[str] = field(default_factory=list)
+
+
+def check_promotion(config: Config, node: str, *, max_lag: int | None = None, force: bool = False,
+                    confirm_down: bool = False, fence_old: bool = True) -> PromotionCheck:
+    """The checks of `promote`, in the same order, raising the same errors; changes nothing."""
+    if max_lag is not None and max_lag < 0:
+        raise UsageError(f"--max-lag: expected a number of bytes (0 or more), got {max_lag}")
+    target_node = find_node(config, node)
+    statuses = topology(config)
+    target = next(s for s in statuses if s.name == node)
+    if not target.reachable:
+        raise OperationFailed(f"{node} is unreachable ({target.error}); cannot promote it")
+    if target.role != "replica":
+        raise UsageError(f"{node} is not a replica (it is {'a fenced ' if target.fenced else 'the '}primary); "
+                         f"nothing to promote")
+    lag_bytes, lag_seconds = target.lag_bytes, target.lag_seconds
+    if lag_bytes is None and target.received_lsn and target.replayed_lsn:  # upstream down: unapplied WAL only
+        lag_bytes = max(0, lsn_to_int(target.received_lsn) - lsn_to_int(target.replayed_lsn))
+    check = PromotionCheck(node, target, target_node, lag_bytes, lag_seconds, [], [])
+    if max_lag is not None and lag_bytes is not None and lag_bytes > max_lag:
+        if not force:
+            raise GateFailed(f"{node} lags {lag_bytes} bytes behind, above the limit of {max_lag}",
+                             hint="wait for it to catch up (ragops db status), or accept the loss with --force")
+        check.notes.append(f"lag limit overridden: {lag_bytes} > {max_lag} bytes (--force)")
+    check.old = _old_primaries(config, target, statuses)
+    for status in check.old:
+        managed = _managed(config, status.name)
+        if status.fenced:
+            check.fencing.append((status, "already-fenced"))
+        elif status.role == "unreachable" and managed is not None and not _alive(managed):
+            check.fencing.append((status, "down-verified"))
+        elif status.role == "unreachable" and confirm_down:
+            check.fencing.append((status, "down-confirmed"))
+        elif not fence_old:
+            alive = "alive and accepts writes" if status.reachable else "unreachable (not confirmed down)"
+            raise OperationFailed(f"refusing to promote {node}: the old primary {status.name} is {alive}",
+                                  hint="fence it first (stop it, or let promote fence it), or confirm it is "
+                                       "down with --confirm-down")
+        else:
+            check.fencing.append((status, "fence"))
+    return check
+
+
 def promote(config: Config, node: str, *, max_lag: int | None = None, force: bool = False,
             confirm_down: bool = False, fence_old: bool = True, progress: Progress = None) -> PromoteResult:
     """Promote replica `node` after fencing the old primary.
@@ -409,44 +463,22 @@ def promote(config: Config, node: str, *, max_lag: int | None = None, force: boo
         steps.append({"step": name, "at": now_iso(), "detail": detail})
         _say(progress, f"{name}{': ' + detail if detail else ''}")
 
-    target_node = find_node(config, node)
-    statuses = topology(config)
-    target = next(s for s in statuses if s.name == node)
-    if not target.reachable:
-        raise OperationFailed(f"{node} is unreachable ({target.error}); cannot promote it")
-    if target.role != "replica":
-        raise UsageError(f"{node} is not a replica (it is {'a fenced ' if target.fenced else 'the '}primary); "
-                         f"nothing to promote")
-    lag_bytes, lag_seconds = target.lag_bytes, target.lag_seconds
-    if lag_bytes is None and target.received_lsn and target.replayed_lsn:  # upstream down: unapplied WAL only
-        lag_bytes = max(0, lsn_to_int(target.received_lsn) - lsn_to_int(target.replayed_lsn))
+    check = check_promotion(config, node, max_lag=max_lag, force=force, confirm_down=confirm_down,
+                            fence_old=fence_old)
+    target, target_node, lag_bytes, lag_seconds, old = (check.target, check.target_node, check.lag_bytes,
+                                                        check.lag_seconds, check.old)
     step("checked", f"{node} is a replica on timeline {target.timeline}, lag {lag_bytes} bytes / "
                     f"{lag_seconds if lag_seconds is not None else '?'} s")
-    if max_lag is not None and lag_bytes is not None and lag_bytes > max_lag:
-        if not force:
-            raise GateFailed(f"{node} lags {lag_bytes} bytes behind, above the limit of {max_lag}",
-                             hint="wait for it to catch up (ragops db status), or accept the loss with --force")
-        step("lag limit overridden", f"{lag_bytes} > {max_lag} bytes (--force)")
-
-    old = _old_primaries(config, target, statuses)
+    for note in check.notes:
+        step(*note.split(": ", 1))
+    detail = {"already-fenced": "default_transaction_read_only is on",
+              "down-verified": "no postmaster process for its data directory"}
     fenced: list[FenceResult] = []
-    for status in old:
-        managed = _managed(config, status.name)
-        if status.fenced:
-            fenced.append(FenceResult(status.name, "already-fenced", "default_transaction_read_only is on"))
-            continue
-        if status.role == "unreachable" and managed is not None and not _alive(managed):
-            fenced.append(FenceResult(status.name, "down-verified", "no postmaster process for its data directory"))
-            continue
-        if status.role == "unreachable" and confirm_down:
-            fenced.append(FenceResult(status.name, "down-confirmed", status.error or "unreachable"))
-            continue
-        if not fence_old:
-            alive = "alive and accepts writes" if status.reachable else "unreachable (not confirmed down)"
-            raise OperationFailed(f"refusing to promote {node}: the old primary {status.name} is {alive}",
-                                  hint="fence it first (stop it, or let promote fence it), or confirm it is "
-                                       "down with --confirm-down")
-        fenced.append(fence(config, status.name, confirm_down=confirm_down, progress=progress, status=status))
+    for status, method in check.fencing:
+        if method == "fence":
+            fenced.append(fence(config, status.name, confirm_down=confirm_down, progress=progress, status=status))
+        else:
+            fenced.append(FenceResult(status.name, method, detail.get(method, status.error or "unreachable")))
     for result in fenced:
         step("fenced", f"{result.node}: {result.method} ({result.detail})")
 

@@ -274,3 +274,16 @@ def test_stale_lock_of_a_journaled_deploy_waits_for_resume_or_abort(tmp_path):
     with pytest.raises(LockHeld, match="interrupted deploy d-interrupted"):
         DeployLock(backend, ttl=30, command="ragops deploy", deploy_id="d-new").acquire(journaled="d-interrupted")
     assert backend.read()["deploy_id"] == "d-interrupted"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["db", "promote", "nosuchnode", "--dry-run"], "error: unknown database node 'nosuchnode' (nodes: primary, replica1)"),
+    (["db", "promote", "replica1", "--max-lag", "-1", "--dry-run"],
+     "error: --max-lag: expected a number of bytes (0 or more), got -1"),
+])
+def test_promote_dry_run_validates_like_the_real_run(capsys, argv, message):
+    """A dry run that plans what the real run would refuse is a lie: both exit 2 with the same line."""
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[0] == message
+    assert main([a for a in argv if a != "--dry-run"] + ["--yes"]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == message
