@@ -7,8 +7,6 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
-
 from ragops.errors import GateFailed, OperationFailed
 from ragops.runbook.operations.common import duration, router_url, truncate, with_outputs
 from ragops.runbook.operations.registry import Context, operation
@@ -23,6 +21,8 @@ def http(ctx: Context, *, url: str, method: str = "GET", headers: dict | None = 
     url: absolute, or a path on the environment's router; expect_status: a status or a list
     (default: any 2xx); expect_json: a mapping the JSON body must include; timeout: default 10s.
     """
+    import httpx     # here, not at the top: importing httpx costs ~0.2 s (it loads its own CLI)
+
     url = str(url)
     if url.startswith("/"):
         url = router_url(ctx.require_config()) + url
@@ -98,6 +98,8 @@ def notify(ctx: Context, *, message: str, severity: str = "info", title: str | N
 
     url: default runbooks.notify_webhook; severity: info, warning or critical.
     """
+    import httpx
+
     config = ctx.config
     if not url and config is not None and config.env.runbooks.notify_webhook:
         url = config.reveal(config.env.runbooks.notify_webhook, "runbooks.notify_webhook")

@@ -5,8 +5,6 @@ import dataclasses
 import time
 from typing import Any
 
-import httpx
-
 from ragops import platforms
 from ragops.errors import OperationFailed
 from ragops.runbook.operations.common import duration, flag
@@ -76,6 +74,8 @@ def service_start(ctx: Context, *, colors: list) -> dict:
 @operation("service.restart")
 def service_restart(ctx: Context, *, all: Any = False) -> dict:   # noqa: A002 - `all` is the YAML key
     """Restart the live colors in place and wait until they are ready. all: also idle colors."""
+    import httpx     # here, not at the top: importing httpx costs ~0.2 s (it loads its own CLI)
+
     config = ctx.require_config()
     platform = platforms.get_platform(config)
     restarted = []
