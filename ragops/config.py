@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,6 +26,7 @@ from pydantic import (
 from ragops import secrets
 from ragops.durations import parse_duration
 from ragops.errors import ConfigError
+from ragops.yamlfile import config_error, load_file_text
 
 DEFAULT_CONFIG = "ragops.yaml"
 SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks")
@@ -509,27 +509,20 @@ def load_config(path: Path, env_name: str | None = None) -> Config:
         raise ConfigError(f"{path}: no such config file (use --config or RAGOPS_CONFIG)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{label}{where}: invalid YAML: {problem}") from None
+    raw, root = load_file_text(text, label)
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: expected a mapping at the top level")
 
     try:
         top = ConfigFile.model_validate(raw)
     except ValidationError as exc:
-        raise _config_error(label, root, exc, prefix=()) from None
+        raise config_error(label, root, exc, prefix=()) from None
 
     # top-level sections are validated on their own first, so their errors name their own path
     try:
         Sections.model_validate({k: getattr(top, k) for k in SECTIONS})
     except ValidationError as exc:
-        raise _config_error(label, root, exc, prefix=()) from None
+        raise config_error(label, root, exc, prefix=()) from None
 
     names = list(top.environments)
     if top.default_env not in top.environments:
@@ -549,57 +542,5 @@ def load_config(path: Path, env_name: str | None = None) -> Config:
         try:
             environments[name] = Environment.model_validate(merged)
         except ValidationError as exc:
-            raise _config_error(label, root, exc, prefix=("environments", name)) from None
+            raise config_error(label, root, exc, prefix=("environments", name)) from None
     return Config(path, top.project, chosen, environments[chosen], raw, names)
-
-
-def format_loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _line_of(root, loc: tuple) -> int | None:
-    """Follow a key path through the YAML node tree to report a line number."""
-    node, line = root, None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
-
-
-def _config_error(label: str, root, exc: ValidationError, prefix: tuple) -> ConfigError:
-    err = exc.errors()[0]
-    # pydantic puts union/function names into loc; keep the user's key path only
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-    msg = err["msg"]
-    for noise in ("Value error, ", "Assertion failed, "):
-        msg = msg.replace(noise, "")
-    if err["type"] == "extra_forbidden":
-        msg = f"unknown key {loc[-1]!r}"
-    elif err["type"] == "missing":
-        msg = "required key is missing"
-    elif err["type"] == "literal_error":
-        msg = f"{msg}, got {err.get('input')!r}"
-    # a model validator may name a sub-path itself, e.g. "hosts[1]: ..." or "regions.x.database_node: ..."
-    sub = re.match(r"^([\w.\-]+)?((?:\[\d+\])*): (.*)$", msg)
-    full = format_loc(prefix + loc)
-    if sub and (sub.group(1) or sub.group(2)) and err["type"] in ("value_error", "assertion_error"):
-        full = ".".join(p for p in (full, sub.group(1) or "") if p) + (sub.group(2) or "")
-        msg = sub.group(3)
-    line = _line_of(root, prefix + loc)
-    where = f"{label}:{line}" if line else label
-    return ConfigError(f"{where}: {full or '(top level)'}: {msg}")

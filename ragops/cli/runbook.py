@@ -183,7 +183,7 @@ def show(ctx: typer.Context, name: str = typer.Argument(..., help="Runbook name 
                        for k, v in runbook.inputs.items()},
             "steps": [{"id": s.id, "name": s.name, "action": s.action, "with": s.params, "when": s.when,
                        "timeout": s.timeout, "retry": s.retry.attempts,
-                       "on_failure": s.on_failure + (f":{s.goto}" if s.goto else ""), "always": s.always}
+                       "on_failure": s.on_failure, "always": s.always}
                       for s in runbook.steps],
             "issues": [i.format() for i in issues]}
 
@@ -213,13 +213,14 @@ def show(ctx: typer.Context, name: str = typer.Argument(..., help="Runbook name 
 def validate(ctx: typer.Context,
              names: Optional[List[str]] = typer.Argument(None, help="Runbook names or files (default: all)."),
              ) -> None:
-    """Validate runbooks: schema, expressions, references, actions and that every operation a step
-    needs exists in this installation. Errors are FILE:LINE: message; exit 2 when any is invalid.
+    """Validate runbooks: schema, expressions, references, and that every step names an operation
+    of this installation with parameters it takes. Errors are FILE:LINE: path: message; exit 2 when
+    any is invalid.
 
     Example: ragops runbook validate
     Example: ragops runbook validate runbooks/pre-deploy.yaml
     """
-    from ragops.runbook.actions import check_runbook
+    from ragops.runbook.validate import check_runbook
     from ragops.runbook.schema import find_runbook, list_runbooks, parse_runbook, runbook_dirs
 
     env = ctx.obj

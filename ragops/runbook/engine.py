@@ -18,10 +18,11 @@ from typing import Any, Callable
 
 from ragops.errors import (ConfigError, ExitCode, GateFailed, NotApproved, OperationFailed, RagopsError,
                            UsageError)
-from ragops.runbook import actions as actions_mod
 from ragops.runbook import expr
+from ragops.runbook.operations import OPERATIONS, Context, StepTimeout
 from ragops.runbook.schema import Runbook, coerce_input, find_runbook, load_runbook, runbook_dirs
 from ragops.runbook.state import RunStore, actor, new_run_id, now_iso
+from ragops.runbook.validate import check_runbook, describe
 from ragops.secrets import redact, redact_data
 
 MAX_GOTOS = 100
@@ -60,7 +61,7 @@ class Engine:
                  on_event: Callable[[str, dict], None] | None = None,
                  prompt: Callable[[str, str, Any], bool] | None = None,
                  approvals: set[str] | list[str] = (), acks: set[str] | list[str] = (),
-                 check_operations: bool = True, depth: int = 0):
+                 depth: int = 0):
         self.config = config
         if runs_dir is None:
             if config is None:
@@ -72,7 +73,6 @@ class Engine:
         self.prompt = prompt
         self.approvals = set(approvals)
         self.acks = set(acks)
-        self.check_operations = check_operations
         self.depth = depth
         self.actor = actor()
         self.host = socket.gethostname()
@@ -86,8 +86,7 @@ class Engine:
     # ---- loading ---------------------------------------------------------------------------
     def load(self, name: str) -> Runbook:
         path = find_runbook(name, self.dirs)
-        return load_runbook(path, check=lambda rb: actions_mod.check_runbook(
-            rb, check_operations=self.check_operations, dirs=self.dirs))
+        return load_runbook(path, check=lambda rb: check_runbook(rb, dirs=self.dirs))
 
     def resolve_inputs(self, runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
         values = {}
@@ -160,7 +159,7 @@ class Engine:
             raise OperationFailed(f"runbooks nested more than {MAX_DEPTH} deep")
         child = Engine(self.config, runs_dir=self.runs_dir, dirs=self.dirs,
                        on_event=self.on_event, prompt=self.prompt, approvals=self.approvals, acks=self.acks,
-                       check_operations=self.check_operations, depth=self.depth + 1)
+                       depth=self.depth + 1)
         runbook = child.load(name)
         result = child.run(runbook, inputs, parent=self.run_id)
         outputs = {"run_id": result.run_id, "status": result.status, **result.outputs}
@@ -194,7 +193,7 @@ class Engine:
         start = runbook.index(from_step) if from_step else 0
         steps = []
         for index, step in enumerate(runbook.steps):
-            spec = actions_mod.ACTIONS[step.action]
+            spec = OPERATIONS[step.action]
             if index < start and not step.always:
                 entry = {"id": step.id, "name": step.name, "action": step.action, "status": "skipped",
                          "reason": f"before --from {from_step}"}
@@ -206,7 +205,7 @@ class Engine:
                         when = bool(expr.evaluate(step.when, context))
                     except expr.ExpressionError:
                         when = None
-                what = actions_mod.describe(step.action, params)
+                what = describe(step.action, params)
                 if spec.interactive:
                     granted = step.id in (self.approvals if spec.interactive == "approve" else self.acks)
                     what += " — granted up front" if granted else (
@@ -218,7 +217,7 @@ class Engine:
                 entry = {"id": step.id, "name": step.name, "action": step.action, "status": "planned",
                          "params": redact_data(params), "when": step.when, "would": what,
                          "timeout": step.timeout, "retry": step.retry.attempts,
-                         "on_failure": step.on_failure + (f":{step.goto}" if step.goto else "")}
+                         "on_failure": step.on_failure}
             steps.append(entry)
             self._emit("plan_step", **entry)
         return RunResult(run_id=None, runbook=runbook.name, status="planned", exit_code=0, steps=steps,
@@ -266,8 +265,7 @@ class Engine:
         path = Path(state["path"])
         if not path.exists():
             raise ConfigError(f"run {run_id}: runbook file {path} is gone")
-        runbook = load_runbook(path, check=lambda rb: actions_mod.check_runbook(
-            rb, check_operations=self.check_operations, dirs=self.dirs))
+        runbook = load_runbook(path, check=lambda rb: check_runbook(rb, dirs=self.dirs))
         changed = runbook.content_hash != state.get("content_hash")
         if changed and not force:
             raise UsageError(f"run {run_id}: runbook {runbook.name} changed since the run started "
@@ -334,7 +332,7 @@ class Engine:
                 first_failure = first_failure or failure
                 if kind == "not_approved" or step.on_failure == "abort":
                     aborted_by = aborted_by or failure
-                elif step.on_failure == "goto":
+                elif step.goto is not None:
                     gotos += 1
                     if gotos > MAX_GOTOS:
                         aborted_by = aborted_by or (step.id, "failed", f"more than {MAX_GOTOS} gotos; stopping")
@@ -403,7 +401,7 @@ class Engine:
 
     def _run_step(self, step) -> tuple[str, str | None, str | None]:
         """Run one step (with when, rendering, retries and timeout); returns (outcome, kind, error)."""
-        spec = actions_mod.ACTIONS[step.action]
+        spec = OPERATIONS[step.action]
         started = time.monotonic()
         if step.when:
             try:
@@ -450,7 +448,7 @@ class Engine:
                     time.sleep(wait)
                     continue
                 outputs = getattr(exc, "outputs", None) or {}
-                status = "timeout" if isinstance(exc, actions_mod.StepTimeout) else (
+                status = "timeout" if isinstance(exc, StepTimeout) else (
                     "not_approved" if kind == "not_approved" else "failed")
                 self._finish_step(step, status, outputs, message, time.monotonic() - started, attempt, started,
                                   kind=kind, params=params)
@@ -465,15 +463,15 @@ class Engine:
 
     def _attempt(self, step, spec, params: dict) -> dict:
         deadline = time.monotonic() + step.timeout if step.timeout else None
-        ctx = actions_mod.ActionContext(config=self.config, step=step, context=self._context, engine=self,
+        ctx = Context(config=self.config, step=step, context=self._context, engine=self,
                                         progress=self._progress_for(step), deadline=deadline)
         if step.timeout is None:
-            return spec.run(ctx, params)
+            return spec.call(ctx, params)
         box: dict = {}
 
         def target() -> None:
             try:
-                box["value"] = spec.run(ctx, params)
+                box["value"] = spec.call(ctx, params)
             except BaseException as exc:  # noqa: BLE001 - handed to the engine thread
                 box["error"] = exc
 
@@ -487,7 +485,7 @@ class Engine:
         if worker.is_alive():
             ctx.cancelled.set()
             worker.join(TIMEOUT_GRACE)
-            raise actions_mod.StepTimeout(f"timed out after {step.timeout:g}s")
+            raise StepTimeout(f"timed out after {step.timeout:g}s")
         if "error" in box:
             raise box["error"]
         return box.get("value")

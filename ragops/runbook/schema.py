@@ -25,24 +25,26 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool,
+                      ValidationError, ValidationInfo, field_validator, model_validator)
 
+from ragops.config import Duration
 from ragops.durations import parse_duration
 from ragops.errors import ConfigError
+from ragops.resources import shipped_dir
 from ragops.runbook import expr
+from ragops.yamlfile import Problem, YamlSyntaxError, duplicate_keys, format_loc, line_of, validation_problems
+from ragops.yamlfile import load as load_yaml
 
 STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 INPUT_TYPES = ("string", "number", "integer", "boolean", "duration", "list")
-TOP_KEYS = {"name", "description", "inputs", "steps", "outputs", "drill", "tags"}
-STEP_KEYS = {"id", "name", "action", "with", "when", "timeout", "retry", "on_failure", "outputs",
-             "gate", "always", "description"}
-INPUT_KEYS = {"type", "default", "description", "choices", "required"}
-RETRY_KEYS = {"attempts", "delay", "backoff", "max_delay"}
 ROOTS = {"inputs", "steps", "config", "env", "run", "result"}
+STEP_FIELDS = ("outputs", "status", "error", "duration", "attempts")
 
 
 class RunbookInvalid(ConfigError):
@@ -59,28 +61,88 @@ class RunbookInvalid(ConfigError):
 class Issue:
     file: str
     line: int | None
-    message: str
+    message: str                 # `path: what is wrong`
 
     def format(self) -> str:
         return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
 
+    @classmethod
+    def of(cls, label: str, problem: Problem) -> "Issue":
+        return cls(label, problem.line, problem.text())
 
-@dataclass
-class InputSpec:
-    name: str
-    type: str = "string"
-    default: Any = None
-    required: bool = False
-    description: str = ""
+
+# ---- the schema --------------------------------------------------------------------------
+
+def _identifier(value: str) -> str:
+    if not STEP_ID.match(value):
+        raise ValueError(f"expected lowercase letters, digits, '-' and '_' (at most 63), got {value!r}")
+    return value
+
+
+def _empty_if_none(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _text(value: Any) -> Any:
+    """Names and descriptions are shown to people: any scalar will do, nothing is ''."""
+    return "" if value is None else str(value) if isinstance(value, (int, float, bool)) else value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+Mapping = Annotated[dict[str, Any], BeforeValidator(_empty_if_none)]
+Text = Annotated[str, BeforeValidator(_text)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputSpec(_Model):
+    """An input: `{type, default, description, choices, required}`, or just a default value."""
+    type: Literal["string", "number", "integer", "boolean", "duration", "list"] = "string"
     choices: list | None = None
+    default: Any = None
+    required: StrictBool = False
+    description: Text = ""
+    _name: str = PrivateAttr("")
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, body: Any) -> Any:
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            body = {"default": body, "type": _guess_type(body)}
+        body = dict(body)
+        body.setdefault("type", _guess_type(body.get("default")))
+        body.setdefault("required", "default" not in body)
+        return body
+
+    @field_validator("default")
+    @classmethod
+    def _default_has_the_type(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or "type" not in info.data:
+            return value
+        try:
+            return coerce(info.data["type"], value, info.data.get("choices"), (info.context or {}).get("name", ""))
+        except ConfigError as exc:
+            raise ValueError(exc.message.split(": ", 1)[1]) from None
+
+    @model_validator(mode="after")
+    def _named(self, info: ValidationInfo) -> "InputSpec":
+        self._name = (info.context or {}).get("name", "")
+        return self
 
 
-@dataclass
-class Retry:
-    attempts: int = 1
-    delay: float = 0.0
-    backoff: float = 1.0
-    max_delay: float | None = None
+class Retry(_Model):
+    attempts: int = Field(1, ge=1)
+    delay: Duration = 0.0
+    backoff: float = Field(1.0, ge=1)
+    max_delay: Duration | None = None
 
     def delays(self) -> list[float]:
         """The wait before attempt 2, 3, ...: delay, delay*backoff, delay*backoff^2 ..."""
@@ -91,22 +153,63 @@ class Retry:
         return out
 
 
-@dataclass
-class Step:
-    id: str
-    name: str
-    action: str
-    params: dict = field(default_factory=dict)
-    when: str | None = None
-    timeout: float | None = None
-    retry: Retry = field(default_factory=Retry)
-    on_failure: str = "abort"          # abort | continue | goto
-    goto: str | None = None
-    outputs: dict = field(default_factory=dict)
-    gate: bool | None = None           # None: the action decides (asserts and checks are gates)
-    always: bool = False
-    description: str = ""
-    line: int | None = None
+def _retry(value: Any) -> Any:
+    if value is None:
+        return {}
+    return {"attempts": value} if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _when(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _strip_braces(str(value))
+
+
+def _on_failure(value: Any) -> str:
+    if isinstance(value, dict) and set(value) == {"goto"}:
+        value = f"goto:{value['goto']}"
+    if value in ("abort", "continue"):
+        return value
+    if isinstance(value, str) and value.startswith("goto:"):
+        return "goto:" + value.split(":", 1)[1].strip()
+    raise ValueError(f"expected abort, continue or goto:<step>, got {value!r}")
+
+
+class Step(_Model):
+    id: Identifier
+    name: Text = ""
+    action: Annotated[str, Field(min_length=1)]
+    params: Mapping = Field(default_factory=dict, alias="with")
+    when: Annotated[str | None, BeforeValidator(_when)] = None
+    timeout: Duration | None = None
+    retry: Annotated[Retry, BeforeValidator(_retry)] = Field(default_factory=Retry)
+    on_failure: Annotated[str, BeforeValidator(_on_failure)] = "abort"   # abort | continue | goto:<step>
+    outputs: Mapping = Field(default_factory=dict)
+    gate: StrictBool | None = None          # None: the operation decides (asserts and checks are gates)
+    always: StrictBool = False              # cleanup: runs even after an abort
+    description: Text = ""
+
+    @model_validator(mode="after")
+    def _named(self) -> "Step":
+        self.name = self.name or self.id
+        return self
+
+    @property
+    def goto(self) -> str | None:
+        return self.on_failure.split(":", 1)[1] if self.on_failure.startswith("goto:") else None
+
+
+class RunbookFile(_Model):
+    """The top level; inputs and steps are validated one by one so that every problem is reported."""
+    name: Identifier
+    description: Text = ""
+    inputs: Mapping = {}
+    steps: Annotated[list[Any], Field(min_length=1)]
+    outputs: Mapping = {}
+    drill: Mapping = {}                 # {rto: {from, to}, rpo: template}
+    tags: list[str] | None = None
 
 
 @dataclass
@@ -119,17 +222,14 @@ class Runbook:
     drill: dict
     path: Path
     text: str
-    lines: dict = field(default_factory=dict)
+    root: yaml.Node | None = None
 
     @property
     def content_hash(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
     def step(self, step_id: str) -> Step:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+        return self.steps[self.index(step_id)]
 
     def index(self, step_id: str) -> int:
         for index, step in enumerate(self.steps):
@@ -138,77 +238,60 @@ class Runbook:
         raise KeyError(step_id)
 
     def line(self, *path) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return None
+        return line_of(self.root, path)
 
-
-# ---- line numbers ------------------------------------------------------------------------
-
-def _node_lines(node, path: tuple = (), out: dict | None = None, dupes: list | None = None) -> dict:
-    """Map every key path to its 1-based line (keys point at the key's line)."""
-    if out is None:
-        out = {}
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen = set()
-        for key, value in node.value:
-            name = key.value
-            if dupes is not None and name in seen:
-                dupes.append((path + (name,), key.start_mark.line + 1))
-            seen.add(name)
-            out[path + (name,)] = key.start_mark.line + 1
-            _node_lines(value, path + (name,), out, dupes)
-            out[path + (name,)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            out[path + (index,)] = item.start_mark.line + 1
-            _node_lines(item, path + (index,), out, dupes)
-    return out
+    def issue(self, where: tuple, message: str, *, line_at: tuple | None = None) -> Issue:
+        """An Issue at a key path of this file: `FILE:LINE: path: message` (the line of `line_at`
+        when the path names a key the file does not have)."""
+        return Issue(str(self.path), self.line(*(line_at or where)), f"{format_loc(where)}: {message}")
 
 
 # ---- coercion ----------------------------------------------------------------------------
 
 def coerce_input(spec: InputSpec, value: Any) -> Any:
     """Coerce a value (often a string from --input k=v) to the input's type."""
-    kind = spec.type
+    return coerce(spec.type, value, spec.choices, spec.name)
+
+
+def coerce(kind: str, value: Any, choices: list | None = None, name: str = "") -> Any:
     try:
         if value is None:
             return None
-        if kind == "string":
-            result = str(value)
-        elif kind == "integer":
-            if isinstance(value, bool):
-                raise ValueError
-            result = int(value) if not isinstance(value, float) or value.is_integer() else int("x")
-        elif kind == "number":
-            if isinstance(value, bool):
-                raise ValueError
-            result = float(value) if not isinstance(value, int) else value
-            if isinstance(result, float) and result.is_integer() and isinstance(value, str) and "." not in value:
-                result = int(result)
-        elif kind == "boolean":
-            if isinstance(value, bool):
-                result = value
-            elif str(value).lower() in ("true", "yes", "1", "on"):
-                result = True
-            elif str(value).lower() in ("false", "no", "0", "off"):
-                result = False
-            else:
-                raise ValueError
-        elif kind == "duration":
-            result = parse_duration(value)
-        elif kind == "list":
-            result = value if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]
-        else:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"input {spec.name}: expected {kind}, got {value!r}") from None
-    if spec.choices and result not in spec.choices:
-        raise ConfigError(f"input {spec.name}: {result!r} is not one of {', '.join(map(str, spec.choices))}")
+        result = _COERCE[kind](value)
+    except (TypeError, ValueError, KeyError):
+        raise ConfigError(f"input {name}: expected {kind}, got {value!r}") from None
+    if choices and result not in choices:
+        raise ConfigError(f"input {name}: {result!r} is not one of {', '.join(map(str, choices))}")
     return result
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError
+    return int(value)
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        return value
+    result = float(value)
+    return int(result) if result.is_integer() and isinstance(value, str) and "." not in value else result
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "yes", "1", "on"):
+        return True
+    if str(value).lower() in ("false", "no", "0", "off"):
+        return False
+    raise ValueError
+
+
+_COERCE = {"string": str, "integer": _integer, "number": _number, "boolean": _boolean, "duration": parse_duration,
+           "list": lambda v: v if isinstance(v, list) else [s.strip() for s in str(v).split(",") if s.strip()]}
 
 
 # ---- loading -----------------------------------------------------------------------------
@@ -216,8 +299,8 @@ def coerce_input(spec: InputSpec, value: Any) -> Any:
 def load_runbook(path: Path | str, *, check=None) -> Runbook:
     """Load and validate a runbook; raise RunbookInvalid listing every FILE:LINE problem.
 
-    `check(runbook) -> list[Issue]` adds the action-level checks (known actions, parameters,
-    operations that exist); the engine passes ragops.runbook.actions.check_runbook.
+    `check(runbook) -> list[Issue]` adds the operation-level checks (known operations, their
+    parameters); the engine passes ragops.runbook.validate.check_runbook.
     """
     runbook, issues = parse_runbook(path)
     if runbook is not None and check is not None:
@@ -228,6 +311,7 @@ def load_runbook(path: Path | str, *, check=None) -> Runbook:
 
 
 def parse_runbook(path: Path | str) -> tuple[Runbook | None, list[Issue]]:
+    """The runbook and every problem in it (schema, duplicate keys, expressions, references)."""
     path = Path(path)
     label = str(path)
     try:
@@ -235,166 +319,73 @@ def parse_runbook(path: Path | str) -> tuple[Runbook | None, list[Issue]]:
     except OSError as exc:
         return None, [Issue(label, None, f"cannot read: {exc.strerror}")]
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return None, [Issue(label, mark.line + 1 if mark else None, f"invalid YAML: {problem}")]
-    if not isinstance(data, dict) or root is None:
+        data, root = load_yaml(text)
+    except YamlSyntaxError as exc:
+        return None, [Issue.of(label, exc.problem)]
+    if not isinstance(data, dict):
         return None, [Issue(label, 1, "expected a mapping with name, description, inputs and steps")]
-    dupes: list = []
-    lines = _node_lines(root, (), None, dupes)
-    issues: list[Issue] = []
-
-    def add(where: tuple, message: str) -> None:
-        line = None
-        probe = where
-        while probe:
-            if probe in lines:
-                line = lines[probe]
-                break
-            probe = probe[:-1]
-        issues.append(Issue(label, line or 1, message))
-
-    for where, line in dupes:
-        issues.append(Issue(label, line, f"{_dotted(where)}: duplicate key"))
-    for key in data:
-        if key not in TOP_KEYS:
-            add((key,), f"unknown key {key!r} (expected one of: {', '.join(sorted(TOP_KEYS))})")
-    name = data.get("name")
-    if not isinstance(name, str) or not STEP_ID.match(name or ""):
-        add(("name",), "name: required, lowercase letters, digits and '-'")
-        name = path.stem
-    description = data.get("description") or ""
-    if not isinstance(description, str):
-        add(("description",), "description: expected text")
-        description = str(description)
-
-    inputs: dict[str, InputSpec] = {}
-    raw_inputs = data.get("inputs") or {}
-    if not isinstance(raw_inputs, dict):
-        add(("inputs",), "inputs: expected a mapping of input name to {type, default, description}")
-        raw_inputs = {}
-    for input_name, body in raw_inputs.items():
-        where = ("inputs", input_name)
-        if body is None:
-            body = {}
-        if not isinstance(body, dict):
-            body = {"default": body, "type": _guess_type(body)}
-        for key in body:
-            if key not in INPUT_KEYS:
-                add(where + (key,), f"inputs.{input_name}: unknown key {key!r}")
-        kind = body.get("type", _guess_type(body.get("default")))
-        if kind not in INPUT_TYPES:
-            add(where + ("type",), f"inputs.{input_name}.type: {kind!r} is not one of {', '.join(INPUT_TYPES)}")
-            kind = "string"
-        spec = InputSpec(name=str(input_name), type=kind, description=str(body.get("description") or ""),
-                         choices=body.get("choices"),
-                         required=bool(body.get("required", "default" not in body)))
-        if "default" in body and body["default"] is not None:
-            try:
-                spec.default = coerce_input(spec, body["default"])
-            except ConfigError as exc:
-                add(where + ("default",), f"inputs.{input_name}.default: {exc.message.split(': ', 1)[1]}")
-        inputs[str(input_name)] = spec
-
-    steps: list[Step] = []
+    issues = [Issue.of(label, p) for p in duplicate_keys(root)]
+    fallback_name = path.stem if STEP_ID.match(path.stem) else "runbook"
+    top = _validated(RunbookFile, data, (), root, label, issues, fill={"name": fallback_name, "steps": [{}]})
+    runbook = Runbook(name=top.name if top else fallback_name, description=top.description if top else "",
+                      inputs={}, steps=[], outputs=top.outputs if top else {}, drill=top.drill if top else {},
+                      path=path, text=text, root=root)
+    raw_inputs = data.get("inputs")
+    for input_name, body in (raw_inputs.items() if isinstance(raw_inputs, dict) else ()):
+        spec = _validated(InputSpec, body, ("inputs", input_name), root, label, issues, fill={},
+                          context={"name": str(input_name)})
+        runbook.inputs[str(input_name)] = spec or InputSpec.model_validate({}, context={"name": str(input_name)})
     raw_steps = data.get("steps")
-    if not isinstance(raw_steps, list) or not raw_steps:
-        add(("steps",), "steps: required, a non-empty list")
-        raw_steps = []
-    ids: set[str] = set()
-    for index, body in enumerate(raw_steps):
-        where = ("steps", index)
-        if not isinstance(body, dict):
-            add(where, f"steps[{index}]: expected a mapping with id, name and action")
-            continue
-        step_id = body.get("id")
-        label_id = f"steps[{index}]" if not isinstance(step_id, str) else f"step {step_id!r}"
-        for key in body:
-            if key not in STEP_KEYS:
-                add(where + (key,), f"{label_id}: unknown key {key!r} (expected one of: {', '.join(sorted(STEP_KEYS))})")
-        if not isinstance(step_id, str) or not STEP_ID.match(step_id):
-            add(where + ("id",), f"{label_id}: id: required, lowercase letters, digits, '-' and '_'")
-            step_id = f"step-{index + 1}"
-        elif step_id in ids:
-            add(where + ("id",), f"{label_id}: id is used twice")
-        ids.add(step_id)
-        action = body.get("action")
-        if not isinstance(action, str) or not action:
-            add(where + ("action",), f"{label_id}: action: required")
-            action = ""
-        params = body.get("with") or {}
-        if not isinstance(params, dict):
-            add(where + ("with",), f"{label_id}: with: expected a mapping of parameters")
-            params = {}
-        step = Step(id=step_id, name=str(body.get("name") or step_id), action=action, params=params,
-                    description=str(body.get("description") or ""), line=lines.get(where))
-        when = body.get("when")
-        if when is not None:
-            if isinstance(when, bool):
-                when = "true" if when else "false"
-            step.when = _strip_braces(str(when))
-        if body.get("timeout") is not None:
-            try:
-                step.timeout = parse_duration(body["timeout"])
-            except ValueError as exc:
-                add(where + ("timeout",), f"{label_id}: timeout: {exc}")
-        retry = body.get("retry")
-        if retry is not None:
-            if isinstance(retry, int) and not isinstance(retry, bool):
-                retry = {"attempts": retry}
-            if not isinstance(retry, dict):
-                add(where + ("retry",), f"{label_id}: retry: expected {{attempts, delay, backoff}}")
-            else:
-                for key in retry:
-                    if key not in RETRY_KEYS:
-                        add(where + ("retry", key), f"{label_id}: retry: unknown key {key!r}")
-                try:
-                    step.retry = Retry(attempts=int(retry.get("attempts", 1)),
-                                       delay=parse_duration(retry.get("delay", 0)),
-                                       backoff=float(retry.get("backoff", 1)),
-                                       max_delay=parse_duration(retry["max_delay"]) if "max_delay" in retry else None)
-                    if step.retry.attempts < 1 or step.retry.backoff < 1:
-                        raise ValueError("attempts must be >= 1 and backoff >= 1")
-                except (TypeError, ValueError) as exc:
-                    add(where + ("retry",), f"{label_id}: retry: {exc}")
-        on_failure = body.get("on_failure", "abort")
-        if isinstance(on_failure, dict) and set(on_failure) == {"goto"}:
-            on_failure = f"goto:{on_failure['goto']}"
-        if on_failure in ("abort", "continue"):
-            step.on_failure = on_failure
-        elif isinstance(on_failure, str) and on_failure.startswith("goto:"):
-            step.on_failure, step.goto = "goto", on_failure.split(":", 1)[1].strip()
-        else:
-            add(where + ("on_failure",), f"{label_id}: on_failure: expected abort, continue or goto:<step>, got {on_failure!r}")
-        for flag in ("gate", "always"):
-            if flag in body:
-                if not isinstance(body[flag], bool):
-                    add(where + (flag,), f"{label_id}: {flag}: expected true or false")
-                else:
-                    setattr(step, flag, body[flag])
-        outputs = body.get("outputs") or {}
-        if not isinstance(outputs, dict):
-            add(where + ("outputs",), f"{label_id}: outputs: expected a mapping of name to template")
-            outputs = {}
-        step.outputs = outputs
-        steps.append(step)
-
-    outputs = data.get("outputs") or {}
-    if not isinstance(outputs, dict):
-        add(("outputs",), "outputs: expected a mapping of name to template")
-        outputs = {}
-    drill = data.get("drill") or {}
-    if not isinstance(drill, dict):
-        add(("drill",), "drill: expected {rto: {from, to}, rpo: template}")
-        drill = {}
-
-    runbook = Runbook(name=name, description=description, inputs=inputs, steps=steps, outputs=outputs,
-                      drill=drill, path=path, text=text, lines=lines)
-    issues.extend(_check_references(runbook, label))
+    for index, body in enumerate(raw_steps if isinstance(raw_steps, list) else ()):
+        step = _parse_step(runbook, index, body, issues)
+        if step is not None:
+            runbook.steps.append(step)
+    issues.extend(_check_ids(runbook))
+    issues.extend(check_references(runbook))
     return runbook, issues
+
+
+_NO_ACTION = "-"        # stands in for a missing or invalid action while the rest of a step is checked
+
+
+def _parse_step(runbook: Runbook, index: int, body: Any, issues: list[Issue]) -> Step | None:
+    where = ("steps", index)
+    if not isinstance(body, dict):
+        issues.append(runbook.issue(where, "expected a mapping with id, name and action"))
+        return None
+    step = _validated(Step, body, where, runbook.root, str(runbook.path), issues,
+                      fill={"id": f"step-{index + 1}", "action": _NO_ACTION})
+    if step is not None and step.action == _NO_ACTION:
+        step.action = ""            # reported already; operation checks skip it
+    return step
+
+
+def _validated(model: type[BaseModel], body: Any, where: tuple, root, label: str, issues: list[Issue], *,
+               fill: dict, context: dict | None = None):
+    """The model, recording every problem; when invalid, the model of what was valid (the bad keys
+    left out, required ones filled in) so that later checks still see the rest, or None."""
+    try:
+        return model.model_validate(body, context=context)
+    except ValidationError as exc:
+        issues.extend(Issue.of(label, p) for p in validation_problems(root, exc, where))
+        if not isinstance(body, dict):
+            return None
+        bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        try:
+            return model.model_validate({**fill, **{k: v for k, v in body.items() if k not in bad}}, context=context)
+        except ValidationError:
+            return None
+
+
+def _check_ids(runbook: Runbook) -> list[Issue]:
+    issues, first = [], {}
+    for index, step in enumerate(runbook.steps):
+        if step.id in first:
+            issues.append(runbook.issue(("steps", index, "id"), f"{step.id!r} is used twice (first on line "
+                                        f"{runbook.line('steps', first[step.id], 'id')})"))
+        else:
+            first[step.id] = index
+    return issues
 
 
 def _guess_type(value: Any) -> str:
@@ -415,69 +406,71 @@ def _strip_braces(text: str) -> str:
     return match.group(1).strip() if match else text
 
 
-def _dotted(path: tuple) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out
+# ---- references --------------------------------------------------------------------------
+
+def check_expression(runbook: Runbook, text: str, where: tuple, position: int | None,
+                     allow_result: bool = False) -> list[Issue]:
+    """An expression parses, and its references name declared inputs and existing steps that run
+    before `position` (None: after all of them, as in the runbook's outputs)."""
+    try:
+        tree = expr.parse(text)
+    except expr.ExpressionError as exc:
+        return [runbook.issue(where, exc.message)]
+    ids = [s.id for s in runbook.steps]
+    issues = []
+    for ref in expr.references(tree):
+        root, shown = ref[0], ".".join(map(str, ref))
+        if root not in ROOTS or (root == "result" and not allow_result):
+            issues.append(runbook.issue(where, f"unknown reference {shown!r} (roots: inputs, steps, config, env, run)"))
+        elif root == "inputs" and len(ref) > 1 and ref[1] not in runbook.inputs:
+            issues.append(runbook.issue(where, f"unknown input {ref[1]!r} "
+                                        f"(declared: {', '.join(runbook.inputs) or 'none'})"))
+        elif root == "steps" and len(ref) > 1:
+            if ref[1] not in ids:
+                issues.append(runbook.issue(where, f"unknown step {ref[1]!r} in reference {shown!r}"))
+            elif position is not None and ids.index(ref[1]) >= position:
+                issues.append(runbook.issue(where, f"step {ref[1]!r} runs after this one; "
+                                            f"its outputs are not available yet"))
+            elif len(ref) > 2 and ref[2] not in STEP_FIELDS:
+                issues.append(runbook.issue(where, f"steps.{ref[1]}.{ref[2]}: expected outputs, status, error, "
+                                            f"duration or attempts"))
+    return issues
 
 
-def _check_references(runbook: Runbook, label: str) -> list[Issue]:
-    """Expressions parse; references name declared inputs and existing (earlier) steps; gotos exist."""
+def _templates(runbook: Runbook, value: Any, where: tuple, position: int | None, allow_result: bool = False):
+    return [issue for text in expr.template_expressions(value)
+            for issue in check_expression(runbook, text, where, position, allow_result)]
+
+
+def check_references(runbook: Runbook) -> list[Issue]:
+    """Every expression field: `when`, templates in `with` and outputs, the drill's; gotos exist.
+    (Parameters an operation keeps as bare expressions, like assert's `that`, are checked by
+    ragops.runbook.validate, which knows the operations.)"""
     issues: list[Issue] = []
     ids = [s.id for s in runbook.steps]
-
-    def check_expr(text: str, where: tuple, position: int | None, allow_result: bool) -> None:
-        try:
-            tree = expr.parse(text)
-        except expr.ExpressionError as exc:
-            issues.append(Issue(label, runbook.line(*where), exc.message))
-            return
-        for ref in expr.references(tree):
-            root = ref[0]
-            if root not in ROOTS or (root == "result" and not allow_result):
-                issues.append(Issue(label, runbook.line(*where),
-                                    f"unknown reference {'.'.join(map(str, ref))!r} (roots: inputs, steps, config, env, run)"))
-            elif root == "inputs" and len(ref) > 1 and ref[1] not in runbook.inputs:
-                issues.append(Issue(label, runbook.line(*where), f"unknown input {ref[1]!r}"
-                                    f" (declared: {', '.join(runbook.inputs) or 'none'})"))
-            elif root == "steps" and len(ref) > 1:
-                if ref[1] not in ids:
-                    issues.append(Issue(label, runbook.line(*where), f"unknown step {ref[1]!r} in reference "
-                                        f"{'.'.join(map(str, ref))!r}"))
-                elif position is not None and ids.index(ref[1]) >= position:
-                    issues.append(Issue(label, runbook.line(*where), f"step {ref[1]!r} runs after this one; "
-                                        f"its outputs are not available yet"))
-                elif len(ref) > 2 and ref[2] not in ("outputs", "status", "error", "duration", "attempts"):
-                    issues.append(Issue(label, runbook.line(*where), f"steps.{ref[1]}.{ref[2]}: expected outputs, "
-                                        f"status, error, duration or attempts"))
-
     for index, step in enumerate(runbook.steps):
         base = ("steps", index)
         if step.when:
-            check_expr(step.when, base + ("when",), index, False)
-        for text in expr.template_expressions(step.params):
-            check_expr(text, base + ("with",), index, False)
+            issues += check_expression(runbook, step.when, base + ("when",), index)
+        for key, value in step.params.items():
+            issues += _templates(runbook, value, base + ("with", key), index)
         for key, value in step.outputs.items():
-            for text in expr.template_expressions(value):
-                check_expr(text, base + ("outputs", key), index + 1, True)
-        if step.on_failure == "goto" and step.goto not in ids:
-            issues.append(Issue(label, runbook.line(*base, "on_failure"),
-                                f"step {step.id!r}: on_failure: goto target {step.goto!r} is not a step of this runbook"))
+            issues += _templates(runbook, value, base + ("outputs", key), index + 1, allow_result=True)
+        if step.goto is not None and step.goto not in ids:
+            issues.append(runbook.issue(base + ("on_failure",),
+                                        f"goto target {step.goto!r} is not a step of this runbook"))
     for key, value in runbook.outputs.items():
-        for text in expr.template_expressions(value):
-            check_expr(text, ("outputs", key), None, False)
-    rto = runbook.drill.get("rto") if isinstance(runbook.drill, dict) else None
+        issues += _templates(runbook, value, ("outputs", key), None)
     for key in ("rto", "rpo"):
-        value = runbook.drill.get(key) if isinstance(runbook.drill, dict) else None
+        value = runbook.drill.get(key)
         if isinstance(value, str):
             for text in expr.template_expressions(value) or [value]:
-                check_expr(text, ("drill", key), None, False)
+                issues += check_expression(runbook, text, ("drill", key), None)
+    rto = runbook.drill.get("rto")
     if isinstance(rto, dict):
         for key in ("from", "to"):
             if rto.get(key) not in ids:
-                issues.append(Issue(label, runbook.line("drill", "rto", key),
-                                    f"drill.rto.{key}: {rto.get(key)!r} is not a step of this runbook"))
+                issues.append(runbook.issue(("drill", "rto", key), f"{rto.get(key)!r} is not a step of this runbook"))
     return issues
 
 
@@ -488,7 +481,7 @@ def runbook_dirs(config=None) -> list[Path]:
     dirs: list[Path] = []
     if config is not None:
         dirs.append(config.resolve_path(config.env.runbooks.dir))
-    shipped = Path(__file__).resolve().parents[2] / "runbooks"
+    shipped = shipped_dir("runbooks")
     if shipped not in dirs:
         dirs.append(shipped)
     return dirs

