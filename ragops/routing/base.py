@@ -81,8 +81,11 @@ class Router(ABC):
     kind: str = ""
 
     def __init__(self, *, listen: str, api: str, store: ConfigStore, health_path: str = "/readyz",
-                 reach=None, log_dir: Path | None = None):
+                 reach=None, log_dir: Path | None = None, colors: dict[str, str] | None = None):
         self.listen = listen
+        # every color -> URL the platform may route to: a router that declares its servers up front
+        # (haproxy) then never reloads because a color started or stopped
+        self.colors = dict(colors or {})
         self.api = api
         self.store = store
         self.health_path = health_path
