@@ -15,7 +15,7 @@ ROUTERS = {
     "haproxy": "ragops.routing.haproxy:HAProxyRouter",
 }
 
-__all__ = ["ConfigStore", "FileStore", "Router", "RouterState", "ROUTERS", "router_class", "get_router"]
+__all__ = ["ROUTERS", "ConfigStore", "FileStore", "Router", "RouterState", "get_router", "router_class"]
 
 
 def router_class(kind: str) -> type[Router]:

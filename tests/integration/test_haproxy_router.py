@@ -94,7 +94,7 @@ def test_reloads_under_load_drop_nothing(haproxy_stack):
 def test_weights_survive_an_haproxy_restart(haproxy_stack):
     local = platform(haproxy_stack)
     colors = {c["color"]: c for c in haproxy_stack.json("status")["colors"]}
-    serving = [c for c, s in colors.items() if s.get("weight")][0]
+    serving = next(c for c, s in colors.items() if s.get("weight"))
     other = "green" if serving == "blue" else "blue"
     assert colors[other]["running"], "the previous color is kept warm"
     local.set_weights({serving: 30, other: 70})
