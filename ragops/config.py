@@ -103,9 +103,9 @@ class ServiceConfig(Strict):
 
 
 class RouterConfig(Strict):
-    kind: Literal["traefik"] = "traefik"
+    kind: Literal["traefik", "haproxy"] = "traefik"   # ragops.routing.ROUTERS; haproxy: local platform only
     listen: HostPort = "127.0.0.1:8080"
-    api: HostPort = "127.0.0.1:8081"             # Traefik's API, bound to loopback only
+    api: HostPort = "127.0.0.1:8081"             # the router's API / stats, bound to loopback only
     image: str = "traefik:v3.1"                  # docker: the router image
 
 
@@ -332,6 +332,12 @@ class Environment(Sections):
             if not re.match(r"^(unix://.+|ssh://[\w.\-]+@[\w.\-]+(:\d+)?|local)$", host):
                 raise ValueError(f"[{index}]: expected 'local', unix:///path or ssh://user@host[:port], got {host!r}")
         return hosts
+
+    @model_validator(mode="after")
+    def _router_platform(self) -> "Environment":
+        if self.router.kind == "haproxy" and self.platform != "local":
+            raise ValueError(f"router.kind: haproxy runs only on the local platform (platform is {self.platform})")
+        return self
 
     @model_validator(mode="after")
     def _platform_settings(self) -> "Environment":

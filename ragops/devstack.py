@@ -19,14 +19,14 @@ def pair_port() -> int:
 
 
 def write_local_config(directory: Path, *, analysis_window: str = "4s", extra: dict | None = None,
-                       service_path: Path | None = None) -> Path:
+                       service_path: Path | None = None, router_kind: str = "traefik") -> Path:
     """Write <directory>/ragops.yaml for a local environment `test` with its state in <directory>/state."""
     env = {
         "platform": "local",
         "state_dir": str(directory / "state"),
         "service": {"path": str(service_path or shipped_dir("service")), "port": pair_port(), "version": "v1",
                     "rate_limit_per_minute": 100000, "startup_timeout": "60s"},
-        "router": {"listen": f"127.0.0.1:{free_port()}", "api": f"127.0.0.1:{free_port()}"},
+        "router": {"kind": router_kind, "listen": f"127.0.0.1:{free_port()}", "api": f"127.0.0.1:{free_port()}"},
         "database": {"primary": {"name": "primary", "port": free_port()},
                      "replicas": [{"name": "replica1", "port": free_port()}]},
         "backups": {"storage": f"file://{directory / 'backups'}"},

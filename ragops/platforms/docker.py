@@ -33,10 +33,11 @@ from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.netutil import split_host_port
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, probe_color, service_env, with_weights
-from ragops.routing import traefik
+from ragops.routing import Router, get_router
 
 CONTAINER_PORT = 8000               # the service image's port in bridge mode
 ROUTER_WEB, ROUTER_API = 8080, 8081  # Traefik's entrypoints inside the container in bridge mode
+ROUTER_ROOT = "/etc/traefik"         # where <dir>/router is mounted in the router container
 LABEL = "ragops"
 
 
@@ -207,8 +208,17 @@ class DockerHost:
             return True
 
     # ---- router -------------------------------------------------------------------------------
-    def dynamic(self) -> tuple[dict[str, str], dict[str, int], bool]:
-        return traefik.parse_dynamic(self.dir.read_yaml("router/dynamic/" + traefik.DYNAMIC_FILE) or {})
+    @cached_property
+    def router(self) -> Router:
+        """This host's router; its config lives in <dir>/router (mounted at /etc/traefik)."""
+        from ragops.platforms.docker_hosts import SubDir
+
+        if self.host_network:
+            listen, api = self.router_listen, self.router_api
+        else:
+            listen, api = f":{ROUTER_WEB}", f":{ROUTER_API}"
+        return get_router(self.config.router.kind, listen=listen, api=api, store=SubDir(self.dir, "router"),
+                          health_path=self.config.service.readiness_path, reach=self.api)
 
     def router_running(self) -> bool:
         found = self.container("router")
@@ -216,16 +226,9 @@ class DockerHost:
 
     def start_router(self, progress: Progress) -> bool:
         found = self.container("router")
-        if found and found.status == "running" and traefik.router_ready(self.api()):
+        if found and found.status == "running" and self.router.ready():
             return False
-        self.dir.makedirs("router/dynamic")
-        if self.dir.read_yaml("router/dynamic/" + traefik.DYNAMIC_FILE) is None:
-            self.dir.write_yaml("router/dynamic/" + traefik.DYNAMIC_FILE, traefik.dynamic_config({}, {}))
-        if self.host_network:
-            listen, api = self.router_listen, self.router_api
-        else:
-            listen, api = f":{ROUTER_WEB}", f":{ROUTER_API}"
-        self.dir.write_yaml("router/traefik.yml", traefik.static_config(listen, api, "/etc/traefik/dynamic"))
+        self.router.prepare(ROUTER_ROOT)
         if found:
             found.remove(force=True)
         image = self.config.router.image
@@ -233,8 +236,8 @@ class DockerHost:
         progress(f"{self.label}: starting router {self.name('router')} ({image}) on {self.router_listen}")
         kwargs = dict(
             image=image, name=self.name("router"), detach=True, labels=self.labels("router"),
-            entrypoint=["/usr/local/bin/traefik"], command=["--configFile=/etc/traefik/traefik.yml"],
-            volumes={self.dir.path("router"): {"bind": "/etc/traefik", "mode": "ro"}},
+            entrypoint=["/usr/local/bin/traefik"], command=self.router.start_args(ROUTER_ROOT),
+            volumes={self.dir.path("router"): {"bind": ROUTER_ROOT, "mode": "ro"}},
             restart_policy={"Name": "unless-stopped"}, read_only=True)
         if self.host_network:
             kwargs["network_mode"] = "host"
@@ -248,7 +251,7 @@ class DockerHost:
         except Exception as exc:  # noqa: BLE001
             raise OperationFailed(f"host {self.label}: could not start the router: {_error_text(exc)}") from None
         deadline = time.monotonic() + 30
-        while not traefik.router_ready(self.api()):
+        while not self.router.ready():
             found = self.container("router")
             if time.monotonic() > deadline or found is None or found.status in ("exited", "dead"):
                 logs = found.logs(tail=3).decode(errors="replace").strip() if found else ""
@@ -260,8 +263,7 @@ class DockerHost:
     def write_router(self, weights: dict[str, int], maintenance: bool) -> None:
         running = {c for c in COLORS if self._running(c)}
         backends = {c: self.backend_url(c) for c in COLORS if c in running or weights.get(c, 0) > 0}
-        self.dir.write_yaml("router/dynamic/" + traefik.DYNAMIC_FILE, traefik.dynamic_config(
-            backends, weights, maintenance=maintenance, health_path=self.config.service.readiness_path))
+        self.router.apply(backends, weights, maintenance)
 
     def _running(self, color: str) -> bool:
         found = self.container(color)
@@ -431,19 +433,19 @@ class DockerPlatform(Platform):
 
     def router_weights(self) -> dict[str, int]:
         host = self.primary
-        live = traefik.live_weights(host.api()) if host.router_running() else None
+        live = host.router.live_weights() if host.router_running() else None
         if live is not None:
             return live
-        return host.dynamic()[1]
+        return host.router.desired().weights
 
     def maintenance(self) -> bool:
-        return self.primary.dynamic()[2]
+        return self.primary.router.desired().maintenance
 
     def set_weights(self, weights: dict[str, int], *, confirm_timeout: float = 10.0) -> float:
         """Write every host's router config, then confirm each through its API. If one host fails,
         every host gets its previous config back and the error names the host."""
         weights = {c: int(weights.get(c, 0)) for c in COLORS}
-        previous = {host.label: host.dir.read_yaml("router/dynamic/" + traefik.DYNAMIC_FILE) for host in self.hosts}
+        previous = {host.label: host.router.snapshot() for host in self.hosts}
         maintenance = self.maintenance()
         written: list[DockerHost] = []
         failed_host, failure = None, ""
@@ -457,7 +459,7 @@ class DockerPlatform(Platform):
                 return 0.0
             for host in self.hosts:
                 failed_host = host
-                took = max(took, traefik.wait_for_weights(host.api(), weights, confirm_timeout))
+                took = max(took, host.router.confirm(weights, confirm_timeout))
             return took
         except Exception as exc:  # noqa: BLE001 - roll every host back, then report
             failure = exc.message if isinstance(exc, OperationFailed) else _error_text(exc)
@@ -466,7 +468,7 @@ class DockerPlatform(Platform):
                 try:
                     data = previous.get(host.label)
                     if data is not None:
-                        host.dir.write_yaml("router/dynamic/" + traefik.DYNAMIC_FILE, data)
+                        host.router.restore(data)
                         restored.append(host.label)
                 except Exception:  # noqa: BLE001 - best effort; the error below says which
                     pass
@@ -475,13 +477,12 @@ class DockerPlatform(Platform):
 
     def set_maintenance(self, on: bool) -> None:
         for host in self.hosts:
-            _, weights, _ = host.dynamic()
-            host.write_router(weights, maintenance=on)
+            host.write_router(host.router.desired().weights, maintenance=on)
 
     def refresh_backends(self) -> None:
         for host in self.hosts:
-            _, weights, maintenance = host.dynamic()
-            host.write_router(weights, maintenance)
+            state = host.router.desired()
+            host.write_router(state.weights, state.maintenance)
 
     # ---- colors -------------------------------------------------------------------------------
     def start_color(self, color: str, version: str, *, deploy_id: str, env: dict[str, str] | None = None,
@@ -510,9 +511,9 @@ class DockerPlatform(Platform):
         for host in self.hosts:
             host.stop_color(color, drain_timeout, progress)
             if host.router_running():
-                _, weights, maintenance = host.dynamic()
-                if weights.get(color, 0) == 0:
-                    host.write_router(weights, maintenance)
+                state = host.router.desired()
+                if state.weights.get(color, 0) == 0:
+                    host.write_router(state.weights, state.maintenance)
 
     def color_state(self, color: str, probe: bool = True) -> ColorState:
         import httpx

@@ -225,10 +225,19 @@ class LocalDir:
     def makedirs(self, name: str) -> None:
         (self.root / name).mkdir(parents=True, exist_ok=True)
 
-    def write_yaml(self, name: str, data: dict) -> None:
-        from ragops.routing.traefik import write_atomic
+    def write_text(self, name: str, text: str) -> None:
+        from ragops.routing.base import write_atomic
 
-        write_atomic(self.root / name, data)
+        write_atomic(self.root / name, text)
+
+    def read_text(self, name: str) -> str | None:
+        try:
+            return (self.root / name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def write_yaml(self, name: str, data: dict) -> None:
+        self.write_text(name, yaml.safe_dump(data, sort_keys=False))
 
     def read_yaml(self, name: str) -> dict | None:
         try:
@@ -256,6 +265,23 @@ class LocalDir:
         import shutil
 
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class SubDir:
+    """A folder inside a host directory, as the router's ConfigStore (ragops.routing.base)."""
+
+    def __init__(self, parent, prefix: str):
+        self.parent = parent
+        self.prefix = prefix
+
+    def read_text(self, name: str) -> str | None:
+        return self.parent.read_text(posixpath.join(self.prefix, name))
+
+    def write_text(self, name: str, text: str) -> None:
+        self.parent.write_text(posixpath.join(self.prefix, name), text)
+
+    def makedirs(self, name: str) -> None:
+        self.parent.makedirs(posixpath.join(self.prefix, name))
 
 
 class SftpDir:
@@ -296,9 +322,19 @@ class SftpDir:
                 pass
             raise
 
-    def write_yaml(self, name: str, data: dict) -> None:
+    def write_text(self, name: str, text: str) -> None:
         self.makedirs(posixpath.dirname(name) or ".")
-        self.write_bytes_atomic(name, yaml.safe_dump(data, sort_keys=False).encode())
+        self.write_bytes_atomic(name, text.encode())
+
+    def read_text(self, name: str) -> str | None:
+        try:
+            with self.sftp.open(self.path(name), "rb") as handle:
+                return handle.read().decode()
+        except FileNotFoundError:
+            return None
+
+    def write_yaml(self, name: str, data: dict) -> None:
+        self.write_text(name, yaml.safe_dump(data, sort_keys=False))
 
     def read_yaml(self, name: str) -> dict | None:
         try:

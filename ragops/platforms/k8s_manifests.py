@@ -18,14 +18,10 @@ Shared:
   IngressRoute <project>, Middleware <project>-retry   the public route through it
   NetworkPolicy <project>-api, <project>-worker
 
-Routing object: Traefik's CRDs (IngressRoute + a weighted TraefikService), not Gateway API.
-Traefik is the router on the local and docker platforms too, so the weights mean the same
-thing everywhere (weighted round robin over the colors), the retry middleware is the same one
-measured locally, and the TraefikService is a single small object ragops replaces and reads back
-to confirm a switch. An HTTPRoute's backendRefs weights would also work, but need the Gateway API
-CRDs plus a Gateway and a controller that implements it; with Traefik as the ingress controller
-the CRDs are already there. A color at weight 0 is left out of the list (as the file provider
-does): Traefik has had bugs where a weight-0 member still got requests.
+Routing object: Traefik's CRDs (IngressRoute + a weighted TraefikService, built by
+ragops.routing.traefik_crd), not Gateway API. An HTTPRoute's backendRefs weights would also work,
+but need the Gateway API CRDs plus a Gateway and a controller that implements it; with Traefik as
+the ingress controller the CRDs are already there.
 """
 from __future__ import annotations
 
@@ -34,12 +30,11 @@ import json
 import math
 
 from ragops.platforms.base import COLORS
+from ragops.routing import traefik_crd as crd
 
 CONTAINER_PORT = 8000          # the service image's port (service/Dockerfile: EXPOSE 8000)
 SERVICE_PORT = 80
 RUN_AS = 10001                 # the image's non-root user (service/Dockerfile)
-TRAEFIK_GROUP = "traefik.io"
-TRAEFIK_VERSION = "v1alpha1"
 PRESTOP_SECONDS = 5            # endpoints are removed asynchronously: keep serving a moment first
 
 # the production guide's "right-sized" example and its API scaling triggers
@@ -263,13 +258,10 @@ def preview_route(config, color: str) -> dict | None:
     if not k8s.preview_host:
         return None
     host = k8s.preview_host.format(color=color, project=config.project, namespace=config.env.namespace)
-    spec = {"entryPoints": list(k8s.entry_points),
-            "routes": [{"match": f"Host(`{host}`)", "kind": "Rule",
-                        "services": [{"name": color_name(config, color), "port": SERVICE_PORT}]}]}
-    if k8s.tls_secret:
-        spec["tls"] = {"secretName": k8s.tls_secret}
-    return {"apiVersion": f"{TRAEFIK_GROUP}/{TRAEFIK_VERSION}", "kind": "IngressRoute",
-            "metadata": meta(config, f"{config.project}-preview-{color}", {LABEL_COLOR: color}), "spec": spec}
+    return crd.ingress_route(meta(config, f"{config.project}-preview-{color}", {LABEL_COLOR: color}),
+                             entry_points=k8s.entry_points, match=f"Host(`{host}`)",
+                             services=[{"name": color_name(config, color), "port": SERVICE_PORT}],
+                             tls_secret=k8s.tls_secret)
 
 
 # ---- shared --------------------------------------------------------------------------------------
@@ -279,42 +271,26 @@ def secret(config, values: dict[str, str]) -> dict:
 
 
 def weighted_service(config, weights: dict[str, int]) -> dict:
-    services = [{"name": color_name(config, c), "port": SERVICE_PORT, "weight": int(weights[c])}
-                for c in COLORS if int(weights.get(c, 0)) > 0]
-    return {"apiVersion": f"{TRAEFIK_GROUP}/{TRAEFIK_VERSION}", "kind": "TraefikService",
-            "metadata": meta(config, router_name(config)), "spec": {"weighted": {"services": services}}}
+    return crd.weighted_service(meta(config, router_name(config)),
+                                [(color_name(config, c), SERVICE_PORT, int(weights.get(c, 0))) for c in COLORS])
 
 
 def weights_of(traefik_service: dict | None, config) -> dict[str, int]:
     """Read the weights back from a TraefikService (a color that is not listed has weight 0)."""
-    weights = {c: 0 for c in COLORS}
-    if not traefik_service:
-        return weights
-    by_name = {color_name(config, c): c for c in COLORS}
-    for entry in ((traefik_service.get("spec") or {}).get("weighted") or {}).get("services") or []:
-        color = by_name.get(entry.get("name"))
-        if color:
-            weights[color] = int(entry.get("weight", 1))
-    return weights
+    listed = crd.member_weights(traefik_service)
+    return {c: listed.get(color_name(config, c), 0) for c in COLORS}
 
 
 def retry_middleware(config) -> dict:
-    return {"apiVersion": f"{TRAEFIK_GROUP}/{TRAEFIK_VERSION}", "kind": "Middleware",
-            "metadata": meta(config, f"{config.project}-retry"),
-            "spec": {"retry": {"attempts": 3, "initialInterval": "50ms"}}}
+    return crd.retry_middleware(meta(config, f"{config.project}-retry"))
 
 
 def public_route(config) -> dict:
     k8s = config.env.kubernetes
-    match = f"Host(`{k8s.host}`)" if k8s.host else "PathPrefix(`/`)"
-    spec = {"entryPoints": list(k8s.entry_points),
-            "routes": [{"match": match, "kind": "Rule",
-                        "middlewares": [{"name": f"{config.project}-retry"}],
-                        "services": [{"name": router_name(config), "kind": "TraefikService"}]}]}
-    if k8s.tls_secret:
-        spec["tls"] = {"secretName": k8s.tls_secret}
-    return {"apiVersion": f"{TRAEFIK_GROUP}/{TRAEFIK_VERSION}", "kind": "IngressRoute",
-            "metadata": meta(config, router_name(config)), "spec": spec}
+    return crd.ingress_route(meta(config, router_name(config)), entry_points=k8s.entry_points,
+                             match=f"Host(`{k8s.host}`)" if k8s.host else "PathPrefix(`/`)",
+                             services=[{"name": router_name(config), "kind": "TraefikService"}],
+                             middlewares=[f"{config.project}-retry"], tls_secret=k8s.tls_secret)
 
 
 def _db_ports(config) -> list[int]:

@@ -29,12 +29,14 @@ import base64
 import json
 import time
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 from ragops.config import Config
 from ragops.errors import ConfigError, OperationFailed
 from ragops.platforms import k8s_manifests as m
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, other_color, probe_color, with_weights
+from ragops.routing import traefik_crd as crd
 
 
 def _noop(_: str) -> None:
@@ -59,7 +61,7 @@ BUILTIN = {
     "NetworkPolicy": ("networking", "network_policy"),
     "Lease": ("coordination", "lease"),
 }
-CRDS = {"TraefikService": "traefikservices", "IngressRoute": "ingressroutes", "Middleware": "middlewares"}
+CRDS = crd.PLURALS
 CONFLICT = object()
 
 
@@ -218,7 +220,7 @@ class KubernetesPlatform(Platform):
             fn = {"read": custom.get_namespaced_custom_object, "create": custom.create_namespaced_custom_object,
                   "replace": custom.replace_namespaced_custom_object,
                   "delete": custom.delete_namespaced_custom_object}[verb]
-            return fn, (m.TRAEFIK_GROUP, m.TRAEFIK_VERSION, self.ns, CRDS[kind])
+            return fn, (crd.GROUP, crd.VERSION, self.ns, CRDS[kind])
         group, suffix = BUILTIN[kind]
         return getattr(self._api(group), f"{verb}_namespaced_{suffix}"), None
 
@@ -308,36 +310,32 @@ class KubernetesPlatform(Platform):
         return LeaseLock(self)
 
     # ---- router (the weighted TraefikService) -------------------------------------------------------
+    @cached_property
+    def router(self) -> crd.TraefikCrdRouter:
+        return crd.TraefikCrdRouter(metadata=m.meta(self.config, m.router_name(self.config)),
+                                    services={c: m.color_name(self.config, c) for c in COLORS},
+                                    port=m.SERVICE_PORT, apply_object=self._apply, read_object=self._read)
+
     def router_running(self) -> bool:
-        return self._read("IngressRoute", m.router_name(self.config)) is not None
+        return self.router.ready()
 
     def maintenance(self) -> bool:
         return False
 
     def router_weights(self) -> dict[str, int]:
-        weights = m.weights_of(self._read("TraefikService", m.router_name(self.config)), self.config)
-        return {c: w for c, w in weights.items() if w > 0}
+        return self.router.live_weights() or {}
 
     def set_weights(self, weights: dict[str, int], *, confirm_timeout: float = 10.0) -> float:
         """Replace the TraefikService (with the resourceVersion read, so a concurrent change is a
-        conflict, not a lost update) and confirm by reading it back from the API server. Traefik's
-        CRD provider applies what the API server holds; that last hop is not observable from here."""
+        conflict, not a lost update) and confirm by reading it back from the API server."""
         weights = {c: int(weights.get(c, 0)) for c in COLORS}
         if not any(weights.values()):
             raise OperationFailed("set_weights: at least one color needs a weight above 0")
         for color, weight in weights.items():
             if weight > 0:
                 self._apply(m.service(self.config, color))
-        desired = m.weighted_service(self.config, weights)
-        start = time.monotonic()
-        self._apply(desired)
-        while True:
-            if m.weights_of(self._read("TraefikService", desired["metadata"]["name"]), self.config) == weights:
-                return time.monotonic() - start
-            if time.monotonic() - start > confirm_timeout:
-                raise OperationFailed(f"TraefikService {desired['metadata']['name']} does not show weights "
-                                      f"{json.dumps(weights)} within {confirm_timeout:.0f}s")
-            time.sleep(0.1)
+        self.router.apply({}, weights, False)
+        return self.router.confirm(weights, confirm_timeout)
 
     # ---- colors -------------------------------------------------------------------------------------
     def _secret_values(self) -> dict[str, str]:

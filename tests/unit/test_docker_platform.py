@@ -69,53 +69,45 @@ def test_multi_host_lock_is_all_or_nothing(tmp_path):
     assert lock.delete("mine") and lock.read() is None
 
 
-class FakeDir:
+class MemoryStore:
     def __init__(self):
-        self.files: dict[str, dict] = {}
+        self.files: dict[str, str] = {}
 
-    def read_yaml(self, name):
-        return json.loads(json.dumps(self.files[name])) if name in self.files else None
+    def read_text(self, name):
+        return self.files.get(name)
 
-    def write_yaml(self, name, data):
-        self.files[name] = json.loads(json.dumps(data))
+    def write_text(self, name, text):
+        self.files[name] = text
+
+    def makedirs(self, name):
+        pass
 
 
 class FakeHost:
-    def __init__(self, label, confirms=True):
+    def __init__(self, label):
+        from ragops.routing.traefik_file import TraefikFileRouter
+
         self.label = label
-        self.dir = FakeDir()
-        self.confirms = confirms
-        from ragops.routing import traefik
-
-        self.dir.write_yaml("router/dynamic/" + traefik.DYNAMIC_FILE, traefik.dynamic_config(
-            {"blue": "http://b", "green": "http://g"}, {"blue": 100}))
-
-    def api(self):
-        return f"api-{self.label}"
-
-    def dynamic(self):
-        from ragops.routing import traefik
-
-        return traefik.parse_dynamic(self.dir.read_yaml("router/dynamic/" + traefik.DYNAMIC_FILE))
+        self.router = TraefikFileRouter(listen=":8080", api=":8081", store=MemoryStore(),
+                                        reach=lambda: f"api-{self.label}")
+        self.write_router({"blue": 100}, False)
 
     def write_router(self, weights, maintenance):
-        from ragops.routing import traefik
-
-        self.dir.write_yaml("router/dynamic/" + traefik.DYNAMIC_FILE, traefik.dynamic_config(
-            {"blue": "http://b", "green": "http://g"}, weights, maintenance=maintenance))
+        self.router.apply({"blue": "http://b", "green": "http://g"}, weights, maintenance)
 
 
 def test_set_weights_restores_every_host_when_one_router_does_not_confirm(monkeypatch):
     from ragops.platforms import docker as docker_platform
+    from ragops.routing import traefik_file
 
-    hosts = [FakeHost("local"), FakeHost("ssh://root@h2:22", confirms=False)]
+    hosts = [FakeHost("local"), FakeHost("ssh://root@h2:22")]
 
     def wait_for_weights(api, expected, timeout):
         if api == "api-ssh://root@h2:22":
             raise OperationFailed("router did not apply weights within 1s")
         return 0.05
 
-    monkeypatch.setattr(docker_platform.traefik, "wait_for_weights", wait_for_weights)
+    monkeypatch.setattr(traefik_file, "wait_for_weights", wait_for_weights)
     platform = docker_platform.DockerPlatform.__new__(docker_platform.DockerPlatform)
     platform.hosts, platform.primary = hosts, hosts[0]
     with pytest.raises(OperationFailed) as caught:
@@ -123,11 +115,11 @@ def test_set_weights_restores_every_host_when_one_router_does_not_confirm(monkey
     assert "host ssh://root@h2:22" in caught.value.message
     assert "restored on local, ssh://root@h2:22" in caught.value.message
     for host in hosts:
-        assert host.dynamic()[1] == {"blue": 100}
+        assert host.router.desired().weights == {"blue": 100}
     # and when every router confirms, every host serves the new weights
-    hosts[1].api = lambda: "api-ok"
+    hosts[1].label = "ok"
     assert platform.set_weights({"green": 100, "blue": 0}) == pytest.approx(0.05)
-    assert all(h.dynamic()[1] == {"green": 100} for h in hosts)
+    assert all(h.router.desired().weights == {"green": 100} for h in hosts)
 
 
 def test_cli_start_does_not_import_docker_or_paramiko():

@@ -15,6 +15,7 @@ from ragops.errors import ConfigError, ExitCode, GateFailed, LockHeld, Operation
 from ragops.platforms import get_platform
 from ragops.platforms import k8s_manifests as m
 from ragops.platforms.kubernetes import CONFLICT, KubernetesPlatform
+from ragops.routing import traefik_crd as crd
 from tests.k8s_fake import FakeKubernetes, PodStub
 from tests.conftest import require_module
 
@@ -158,7 +159,7 @@ def test_set_weights_round_trips_through_the_traefik_service(cluster):
         seconds = p.set_weights(weights)
         assert 0 <= seconds < 5
         assert p.router_weights() == listed
-        stored = cluster.fake.get(f"{m.TRAEFIK_GROUP}/{m.TRAEFIK_VERSION}", NS, "traefikservices", PROJECT)
+        stored = cluster.fake.get(crd.API_VERSION, NS, "traefikservices", PROJECT)
         assert {s["name"]: s["weight"] for s in stored["spec"]["weighted"]["services"]} == \
             {f"{PROJECT}-{c}": w for c, w in listed.items()}
     # every weighted color has a Service to point at

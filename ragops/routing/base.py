@@ -1,0 +1,143 @@
+"""The Router interface: how a platform changes and reads the traffic split between colors.
+
+Modelled on Argo Rollouts' traffic routers (SetWeight / VerifyWeight): `apply` changes what the
+router serves, `confirm` waits until the router itself reports it and says how long that took,
+`live_weights` reads the router back, `desired` reads the router's own config file.
+
+File I/O goes through a `ConfigStore` (read_text / write_text, atomic), so the same router code
+writes to a local folder (local platform) or to a folder on a Docker host over SFTP.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+class ConfigStore(Protocol):
+    """A folder the router's config lives in; names are relative ('dynamic/ragops.yml')."""
+
+    def read_text(self, name: str) -> str | None: ...        # None when the file does not exist
+
+    def write_text(self, name: str, text: str) -> None: ...  # atomic: readers never see half a file
+
+    def makedirs(self, name: str) -> None: ...
+
+
+class FileStore:
+    """A ConfigStore on this machine."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, name: str) -> str:
+        return str(self.root / name)
+
+    def makedirs(self, name: str) -> None:
+        (self.root / name).mkdir(parents=True, exist_ok=True)
+
+    def read_text(self, name: str) -> str | None:
+        try:
+            return (self.root / name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def write_text(self, name: str, text: str) -> None:
+        write_atomic(self.root / name, text)
+
+
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Temp file in the same folder, fsync, os.replace: a watching router never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class RouterState:
+    """What a router's config file says: color -> URL, color -> weight (0..100), maintenance."""
+    backends: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+    maintenance: bool = False
+
+
+class Router(ABC):
+    """One router instance. `listen`/`api` are the addresses as the router binds them; `reach` is
+    how ragops reaches the API (differs in docker bridge mode or through an ssh tunnel)."""
+
+    kind: str = ""
+
+    def __init__(self, *, listen: str, api: str, store: ConfigStore, health_path: str = "/readyz",
+                 reach=None, log_dir: Path | None = None, colors: dict[str, str] | None = None):
+        self.listen = listen
+        # every color -> URL the platform may route to: a router that declares its servers up front
+        # (haproxy) then never reloads because a color started or stopped
+        self.colors = dict(colors or {})
+        self.api = api
+        self.store = store
+        self.health_path = health_path
+        self._reach = reach
+        self.log_dir = log_dir
+
+    def api_address(self) -> str:
+        """host:port of the router's API from here (`reach` may be a callable: tunnels open lazily)."""
+        if self._reach is None:
+            return self.api
+        return self._reach() if callable(self._reach) else self._reach
+
+    # ---- change and confirm --------------------------------------------------------------
+    @abstractmethod
+    def apply(self, backends: dict[str, str], weights: dict[str, int], maintenance: bool) -> None:
+        """Write the config (atomically) and/or call the runtime API so the router serves this."""
+
+    @abstractmethod
+    def confirm(self, weights: dict[str, int], timeout: float) -> float:
+        """Wait until the router reports `weights` (zero weights omitted); seconds it took.
+        Raises OperationFailed after `timeout`."""
+
+    @abstractmethod
+    def live_weights(self) -> dict[str, int] | None:
+        """The weights (> 0) the router serves right now, read from the router; None if it does not answer."""
+
+    @abstractmethod
+    def desired(self) -> RouterState:
+        """The state in the router's own config file (empty when there is none)."""
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """True when the router answers its health endpoint."""
+
+    # ---- raw config, so a multi-host change can be undone ---------------------------------
+    @abstractmethod
+    def snapshot(self) -> str | None:
+        """The config file's text as it is now."""
+
+    @abstractmethod
+    def restore(self, text: str) -> None:
+        """Put back a snapshot."""
+
+    # ---- routers run as a process (local platform) or container (docker) -------------------
+    def binary(self) -> str:
+        raise NotImplementedError(f"router.kind {self.kind} is not run by ragops")
+
+    def prepare(self, root: str) -> None:
+        """Write the static config (and an empty dynamic one if none). `root` is the store's folder
+        as the router process sees it (a container mount point on docker)."""
+        raise NotImplementedError(f"router.kind {self.kind} is not run by ragops")
+
+    def start_args(self, root: str) -> list[str]:
+        """Arguments after the binary. The router must stay in the foreground (ragops tracks the pid)."""
+        raise NotImplementedError(f"router.kind {self.kind} is not run by ragops")

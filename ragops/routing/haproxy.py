@@ -1,0 +1,302 @@
+"""Router: HAProxy (Debian `haproxy` 2.6), run by the local platform as a master-worker process.
+
+Files under the router's folder:
+  haproxy.cfg     frontend on router.listen, backend `rag` with one server per color (weights,
+                  health checks on the readiness path), a loopback stats/health frontend on router.api.
+                  Its first line records ragops's state (backends, weights, maintenance) as JSON.
+  haproxy.sock    the runtime API (stats socket, mode 0600, level admin)
+  haproxy.pid     the master's pid (for reloads)
+
+Weight changes go through the runtime API (measured at ~2 ms per change with 0 errors under load),
+new side raised before the old one is lowered, and are ALSO written to haproxy.cfg: runtime
+weights live only in memory and a restart must keep them. A change of backends or of maintenance
+rewrites the config and reloads (SIGUSR2 to the master: new workers take over the listening
+sockets, old ones finish their requests).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ragops.errors import ConfigError, OperationFailed
+from ragops.routing.base import Router, RouterState
+
+CONFIG_FILE = "haproxy.cfg"
+SOCKET_FILE = "haproxy.sock"
+PID_FILE = "haproxy.pid"
+BACKEND = "rag"
+STATE_MARK = "# ragops-state: "
+MAINTENANCE_PAGE = ("<!doctype html><html><head><title>Maintenance</title></head><body>"
+                    "<h1>503 Service Unavailable</h1><p>The service is down for maintenance.</p></body></html>")
+SOCKET_PATH_MAX = 100       # sun_path is 108 bytes
+
+
+def _server_address(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.hostname}:{parsed.port or 80}"
+
+
+def render(*, listen: str, api: str, root: str, state: RouterState, servers: dict[str, str] | None = None,
+           health_path: str = "/readyz") -> str:
+    """The whole haproxy.cfg for `state` (backends: color -> URL, weights 0..100). `servers` (color ->
+    URL) are declared too, at weight 0, so a color that starts later needs no reload."""
+    servers = {**(servers or {}), **state.backends}
+    record = {"backends": state.backends, "weights": {c: int(w) for c, w in state.weights.items()},
+              "maintenance": state.maintenance, "servers": servers}
+    lines = [
+        STATE_MARK + json.dumps(record, sort_keys=True),
+        "# written by ragops: weights also change at runtime through haproxy.sock",
+        "global",
+        f"    stats socket {root}/{SOCKET_FILE} mode 600 level admin expose-fd listeners",
+        "    stats timeout 10s",
+        "    hard-stop-after 30s",
+        "defaults",
+        "    mode http",
+        "    timeout connect 1s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        "    timeout http-keep-alive 10s",
+        "    option http-server-close",
+        # a refused or reset backend connection is retried on the other color
+        "    retries 3",
+        "    option redispatch 1",
+        "    retry-on conn-failure empty-response",
+        "frontend web",
+        f"    bind {listen}",
+    ]
+    if state.maintenance:
+        lines.append(f'    http-request return status 503 content-type "text/html" string "{MAINTENANCE_PAGE}"')
+    lines += [
+        f"    default_backend {BACKEND}",
+        f"backend {BACKEND}",
+        "    balance roundrobin",
+        f"    option httpchk GET {health_path}",
+        "    http-check expect status 200",
+        "    default-server inter 1s fall 2 rise 1",
+    ]
+    for color, url in sorted(servers.items()):
+        lines.append(f"    server {color} {_server_address(url)} weight {int(state.weights.get(color, 0))} check")
+    lines += [
+        "frontend stats",
+        f"    bind {api}",
+        '    http-request return status 200 content-type "text/plain" string "ok" if { path /ping }',
+        "    stats enable",
+        "    stats uri /stats",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def recorded(text: str | None) -> dict:
+    """The JSON record on the first line of a haproxy.cfg written by `render` ({} when none)."""
+    first = (text or "").split("\n", 1)[0]
+    if not first.startswith(STATE_MARK):
+        return {}
+    try:
+        data = json.loads(first[len(STATE_MARK):])
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def parse(text: str | None) -> RouterState:
+    """Read back the state a haproxy.cfg written by `render` records (empty when none)."""
+    data = recorded(text)
+    return RouterState(backends=dict(data.get("backends") or {}),
+                       weights={c: int(w) for c, w in (data.get("weights") or {}).items()},
+                       maintenance=bool(data.get("maintenance")))
+
+
+def runtime(path: Path, command: str, timeout: float = 2.0) -> str:
+    """One command line (several joined by ';') on the runtime API; its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(command.encode() + b"\n")
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def parse_servers_state(text: str) -> dict[str, int]:
+    """`show servers state <backend>` -> server name -> user weight."""
+    weights = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 7 and not line.startswith("#") and fields[1] == BACKEND:
+            weights[fields[3]] = int(fields[7])
+    return weights
+
+
+def _handles_usr2(pid: int) -> bool:
+    """True when the process catches SIGUSR2 and does not block it (/proc/<pid>/status masks)."""
+    bit = 1 << (signal.SIGUSR2 - 1)
+    masks = {}
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key in ("SigBlk", "SigCgt"):
+                    masks[key] = int(value.strip(), 16)
+    except (OSError, ValueError):
+        return False
+    return bool(masks.get("SigCgt", 0) & bit) and not masks.get("SigBlk", 0) & bit
+
+
+class HAProxyRouter(Router):
+    kind = "haproxy"
+
+    @property
+    def root(self) -> Path:
+        return Path(self.store.root)   # local platform only: a FileStore
+
+    @property
+    def socket_path(self) -> Path:
+        return self.root / SOCKET_FILE
+
+    def _render(self, state: RouterState, declared: dict[str, str] | None = None) -> str:
+        return render(listen=self.listen, api=self.api, root=str(self.root), state=state,
+                      servers={**(declared or {}), **self.colors}, health_path=self.health_path)
+
+    # ---- change and confirm --------------------------------------------------------------
+    def apply(self, backends: dict[str, str], weights: dict[str, int], maintenance: bool) -> None:
+        text = self.snapshot()
+        current, declared = parse(text), recorded(text).get("servers") or {}
+        state = RouterState(dict(backends), {c: int(weights.get(c, 0)) for c in backends}, maintenance)
+        new_text = self._render(state, declared)
+        self.store.write_text(CONFIG_FILE, new_text)              # first: a restart keeps it
+        worker = self._worker_pid()
+        if worker is None:
+            return                                                # not running: the file is enough
+        # a reload closes idle client connections (a client racing it sees a reset): only when
+        # the declared servers or maintenance change; weights go through the runtime API
+        servers = recorded(new_text).get("servers") or {}
+        if servers != declared or state.maintenance != current.maintenance:
+            self.reload(worker)
+        else:
+            self._set_weights({c: state.weights.get(c, 0) for c in servers}, current.weights)
+
+    def _set_weights(self, new: dict[str, int], old: dict[str, int]) -> None:
+        # raise the new side before lowering the old: never a moment with no weight at all. A raised
+        # server is forced healthy (the platform checked its readiness; checks go on and can still
+        # take it out): otherwise it waits for its next health check while the old side is lowered
+        commands = []
+        for color in [c for c in new if new[c] > old.get(c, 0)]:
+            commands += [f"set server {BACKEND}/{color} state ready", f"set server {BACKEND}/{color} health up",
+                         f"set server {BACKEND}/{color} weight {new[color]}"]
+        commands += [f"set server {BACKEND}/{c} weight {new[c]}" for c in new if new[c] <= old.get(c, 0)]
+        if not commands:
+            return
+        try:
+            answer = runtime(self.socket_path, ";".join(commands)).strip()
+        except OSError as exc:
+            raise OperationFailed(f"haproxy runtime API {self.socket_path}: {exc}") from None
+        if answer:
+            raise OperationFailed(f"haproxy refused a weight change: {' '.join(answer.split())[:200]}")
+
+    def _worker_pid(self) -> str | None:
+        try:
+            info = runtime(self.socket_path, "show info", timeout=1.0)
+        except OSError:
+            return None
+        for line in info.splitlines():
+            if line.startswith("Pid:"):
+                return line.split(":", 1)[1].strip()
+        return None
+
+    def reload(self, old: str | None, timeout: float = 10.0) -> None:
+        """SIGUSR2 to the master, then wait until a worker other than `old` answers on the socket
+        and the re-executed master handles SIGUSR2 again (one sent before that is lost: measured)."""
+        try:
+            master = int((self.root / PID_FILE).read_text().split()[0])
+        except (OSError, ValueError, IndexError) as exc:
+            raise OperationFailed(f"could not reload haproxy ({self.root / PID_FILE}): {exc}") from None
+        deadline = time.monotonic() + timeout
+        sent = False
+        while True:
+            if not sent and _handles_usr2(master):
+                try:
+                    os.kill(master, signal.SIGUSR2)
+                except OSError as exc:
+                    raise OperationFailed(f"could not reload haproxy (pid {master}): {exc}") from None
+                sent = True
+            elif sent:
+                pid = self._worker_pid()
+                if pid is not None and pid != old and _handles_usr2(master):
+                    return
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"haproxy did not reload within {timeout:.0f}s "
+                                      f"(check {self.root / CONFIG_FILE} with haproxy -c -f)")
+            time.sleep(0.005)
+
+    def confirm(self, weights: dict[str, int], timeout: float) -> float:
+        want = {c: int(w) for c, w in weights.items() if int(w) > 0}
+        start = time.monotonic()
+        while True:
+            live = self.live_weights()
+            if live == want:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise OperationFailed(f"router did not apply weights {json.dumps(want)} within {timeout:.0f}s "
+                                      f"(it serves {json.dumps(live)})")
+            time.sleep(0.002)
+
+    def live_weights(self) -> dict[str, int] | None:
+        try:
+            text = runtime(self.socket_path, f"show servers state {BACKEND}", timeout=1.0)
+        except OSError:
+            return None
+        return {c: w for c, w in parse_servers_state(text).items() if w > 0}
+
+    def desired(self) -> RouterState:
+        return parse(self.snapshot())
+
+    def ready(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"http://{self.api_address()}/ping", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def snapshot(self) -> str | None:
+        try:
+            return self.store.read_text(CONFIG_FILE)
+        except OSError:
+            return None
+
+    def restore(self, text: str) -> None:
+        self.store.write_text(CONFIG_FILE, text)
+        worker = self._worker_pid()
+        if worker is not None:
+            self.reload(worker)
+
+    # ---- the process --------------------------------------------------------------------------
+    def binary(self) -> str:
+        found = shutil.which("haproxy")
+        if not found:
+            raise ConfigError("router.kind haproxy needs the haproxy binary: apt-get install haproxy")
+        return found
+
+    def prepare(self, root: str) -> None:
+        """(Re)write haproxy.cfg from the recorded state: a restart keeps weights and backends."""
+        if len(str(Path(root) / SOCKET_FILE)) > SOCKET_PATH_MAX:
+            raise ConfigError(f"state_dir: {root} is too long for haproxy's socket path (max {SOCKET_PATH_MAX})")
+        self.store.makedirs(".")
+        # a socket file left by a killed haproxy would make apply() try the runtime API
+        Path(root, SOCKET_FILE).unlink(missing_ok=True)
+        text = self.snapshot()
+        self.store.write_text(CONFIG_FILE, self._render(parse(text), recorded(text).get("servers")))
+
+    def start_args(self, root: str) -> list[str]:
+        # -W master-worker (reload with SIGUSR2), -db: stay in the foreground for ragops's process manager
+        return ["-W", "-db", "-f", f"{root}/{CONFIG_FILE}", "-p", f"{root}/{PID_FILE}"]

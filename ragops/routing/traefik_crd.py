@@ -1,0 +1,113 @@
+"""Router: Traefik's CRDs on Kubernetes (a weighted TraefikService, IngressRoutes, Middlewares).
+
+Traefik is the router on the local and docker platforms too, so the weights mean the same thing
+everywhere (weighted round robin over the colors), and the TraefikService is a single small object
+ragops replaces and reads back to confirm a switch. A color at weight 0 is left out of the list
+(as the file provider does): Traefik has had bugs where a weight-0 member still got requests.
+
+The object builders take metadata and names, not the ragops config: ragops.platforms.k8s_manifests
+fills them (names, labels, namespace) so this module never imports the platform.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from ragops.errors import OperationFailed
+from ragops.routing.base import Router, RouterState
+
+GROUP = "traefik.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+PLURALS = {"TraefikService": "traefikservices", "IngressRoute": "ingressroutes", "Middleware": "middlewares"}
+
+
+def weighted_service(metadata: dict, members: list[tuple[str, int, int]]) -> dict:
+    """`members`: (Service name, port, weight); weight-0 members are left out."""
+    services = [{"name": name, "port": port, "weight": int(weight)} for name, port, weight in members if int(weight) > 0]
+    return {"apiVersion": API_VERSION, "kind": "TraefikService", "metadata": metadata,
+            "spec": {"weighted": {"services": services}}}
+
+
+def member_weights(traefik_service: dict | None) -> dict[str, int]:
+    """Service name -> weight, read back from a TraefikService."""
+    if not traefik_service:
+        return {}
+    entries = ((traefik_service.get("spec") or {}).get("weighted") or {}).get("services") or []
+    return {e.get("name"): int(e.get("weight", 1)) for e in entries if e.get("name")}
+
+
+def retry_middleware(metadata: dict, attempts: int = 3, initial_interval: str = "50ms") -> dict:
+    return {"apiVersion": API_VERSION, "kind": "Middleware", "metadata": metadata,
+            "spec": {"retry": {"attempts": attempts, "initialInterval": initial_interval}}}
+
+
+def ingress_route(metadata: dict, *, entry_points: list[str], match: str, services: list[dict],
+                  middlewares: list[str] = (), tls_secret: str | None = None) -> dict:
+    route: dict = {"match": match, "kind": "Rule"}
+    if middlewares:
+        route["middlewares"] = [{"name": name} for name in middlewares]
+    route["services"] = services
+    spec: dict = {"entryPoints": list(entry_points), "routes": [route]}
+    if tls_secret:
+        spec["tls"] = {"secretName": tls_secret}
+    return {"apiVersion": API_VERSION, "kind": "IngressRoute", "metadata": metadata, "spec": spec}
+
+
+class TraefikCrdRouter(Router):
+    """Weights in the TraefikService `name`; the API server is reached through the platform's
+    `apply_object(obj)` / `read_object(kind, name)` (its conflict checks and error messages)."""
+
+    kind = "traefik-crd"
+
+    def __init__(self, *, metadata: dict, services: dict[str, str], port: int,
+                 apply_object: Callable[[dict], object], read_object: Callable[[str, str], dict | None]):
+        self.metadata = metadata
+        self.name = metadata["name"]
+        self.services = services            # color -> Service name
+        self.port = port
+        self._apply = apply_object
+        self._read = read_object
+
+    def build(self, weights: dict[str, int]) -> dict:
+        return weighted_service(dict(self.metadata),
+                                [(self.services[c], self.port, int(weights.get(c, 0))) for c in self.services])
+
+    def apply(self, backends: dict[str, str], weights: dict[str, int], maintenance: bool) -> None:
+        if maintenance:
+            raise OperationFailed("the kubernetes router has no maintenance mode")
+        self._apply(self.build(weights))
+
+    def confirm(self, weights: dict[str, int], timeout: float) -> float:
+        """Read the TraefikService back from the API server until it shows `weights`. Traefik's CRD
+        provider applies what the API server holds; that last hop is not observable from here."""
+        want = {c: int(w) for c, w in weights.items() if int(w) > 0}
+        start = time.monotonic()
+        while True:
+            if self.live_weights() == want:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise OperationFailed(f"TraefikService {self.name} does not show weights "
+                                      f"{json.dumps(weights)} within {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def live_weights(self) -> dict[str, int] | None:
+        by_service = member_weights(self._read("TraefikService", self.name))
+        colors = {name: color for color, name in self.services.items()}
+        return {colors[n]: w for n, w in by_service.items() if n in colors and w > 0}
+
+    def desired(self) -> RouterState:
+        return RouterState(weights=self.live_weights() or {})
+
+    def ready(self) -> bool:
+        return self._read("IngressRoute", self.name) is not None
+
+    def snapshot(self) -> str | None:
+        found = self._read("TraefikService", self.name)
+        return json.dumps(found) if found else None
+
+    def restore(self, text: str) -> None:
+        data = json.loads(text)
+        data["metadata"] = dict(self.metadata)   # no stale resourceVersion
+        self._apply(data)

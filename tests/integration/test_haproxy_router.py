@@ -1,0 +1,122 @@
+"""router.kind haproxy on the local platform: real haproxy (Debian 2.6), real uvicorn colors, real load.
+
+In CI (RAGOPS_REQUIRE_INTEGRATION=1) a missing haproxy fails these tests; .ci/run installs it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ragops.loadgen import LoadRunner
+from tests.conftest import need, server_tmpdir
+from tests.integration.conftest import _start_stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def haproxy_stack():
+    need(shutil.which("haproxy") is not None, "the haproxy binary (apt-get install haproxy)")
+    directory = server_tmpdir("haproxy")
+    stack = _start_stack(directory, router_kind="haproxy")
+    yield stack
+    stack.cli("down", "--purge", "--yes", timeout=120)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def platform(stack):
+    from ragops.config import load_config
+    from ragops.platforms import get_platform
+
+    return get_platform(load_config(stack.config_path, "test"))
+
+
+def load(stack, rps: float = 150, seconds: float = 90) -> LoadRunner:
+    return LoadRunner(stack.router_url + "/version", rps=rps, seconds=seconds, max_in_flight=64)
+
+
+def serving_version(stack) -> str:
+    return httpx.get(stack.router_url + "/version", timeout=5).json()["version"]
+
+
+def test_up_runs_haproxy_in_the_foreground_with_a_private_socket(haproxy_stack):
+    status = haproxy_stack.json("status")
+    assert status["router"]["running"] is True
+    assert status["router"]["weights"] == {"blue": 100}
+    assert serving_version(haproxy_stack) == "v1"
+    router_dir = haproxy_stack.state_dir / "router"
+    assert stat.S_IMODE(os.stat(router_dir / "haproxy.sock").st_mode) == 0o600
+    pid = platform(haproxy_stack).proc("router").pid()
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"-db" in cmdline and b"-W" in cmdline        # not daemonized: ragops tracks the master
+    stats = httpx.get(f"http://{status_api(haproxy_stack)}/stats", timeout=5)
+    assert stats.status_code == 200
+
+
+def status_api(stack) -> str:
+    return platform(stack).router_api
+
+
+def test_blue_green_and_rollback_under_load_drop_nothing(haproxy_stack):
+    with load(haproxy_stack) as stats:
+        time.sleep(1)
+        deploy = haproxy_stack.cli("deploy", "--version", "v2", "--yes")
+        time.sleep(1)
+        assert deploy.returncode == 0, deploy.stderr
+        assert serving_version(haproxy_stack) == "v2"
+        rollback = haproxy_stack.json("rollback", "--yes")
+        time.sleep(1)
+    assert rollback["result"] == "succeeded" and rollback["version"] == "v1"
+    assert rollback["switch_ms"] < 1000
+    assert stats.requests > 300
+    assert stats.failed == 0, (stats.statuses, stats.errors)
+    assert {"v1", "v2"} <= stats.versions_seen
+    assert serving_version(haproxy_stack) == "v1"
+
+
+def test_reloads_under_load_drop_nothing(haproxy_stack):
+    router = platform(haproxy_stack).router
+    with load(haproxy_stack, seconds=30) as stats:
+        time.sleep(0.5)
+        for _ in range(10):
+            router.reload(router._worker_pid())
+            time.sleep(0.3)
+    assert stats.requests > 200
+    assert stats.failed == 0, (stats.statuses, stats.errors)
+
+
+def test_weights_survive_an_haproxy_restart(haproxy_stack):
+    local = platform(haproxy_stack)
+    colors = {c["color"]: c for c in haproxy_stack.json("status")["colors"]}
+    serving = next(c for c, s in colors.items() if s.get("weight"))
+    other = "green" if serving == "blue" else "blue"
+    assert colors[other]["running"], "the previous color is kept warm"
+    local.set_weights({serving: 30, other: 70})
+    local.stop_router()
+    assert not local.router_running()
+    local.start_router()
+    assert local.router.live_weights() == {serving: 30, other: 70}
+    assert haproxy_stack.json("status")["router"]["weights"] == {serving: 30, other: 70}
+    local.set_weights({serving: 100, other: 0})
+    assert local.router.live_weights() == {serving: 100}
+
+
+def test_maintenance_answers_503_with_a_page_and_keeps_weights(haproxy_stack):
+    local = platform(haproxy_stack)
+    before = local.router_weights()
+    local.set_maintenance(True)
+    try:
+        resp = httpx.get(haproxy_stack.router_url + "/version", timeout=5)
+        assert resp.status_code == 503
+        assert "maintenance" in resp.text
+        assert haproxy_stack.json("status")["router"]["maintenance"] is True
+    finally:
+        local.set_maintenance(False)
+    assert httpx.get(haproxy_stack.router_url + "/version", timeout=5).status_code == 200
+    assert local.router_weights() == before

@@ -1,0 +1,160 @@
+"""The Router interface: config rendering of Traefik and HAProxy, parsed back; registry; config checks."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ragops.errors import ConfigError
+from ragops.routing import FileStore, get_router, router_class
+from ragops.routing.base import RouterState
+from tests.conftest import need
+
+BACKENDS = {"blue": "http://127.0.0.1:9001", "green": "http://127.0.0.1:9002"}
+
+
+def make(kind: str, root: Path):
+    return get_router(kind, listen="127.0.0.1:18080", api="127.0.0.1:18081", store=FileStore(root),
+                      health_path="/readyz")
+
+
+# ---- registry and config -------------------------------------------------------------------------
+def test_registry_maps_kinds_lazily_and_names_unknown_ones():
+    assert router_class("traefik").__name__ == "TraefikFileRouter"
+    assert router_class("haproxy").kind == "haproxy"
+    with pytest.raises(ConfigError) as caught:
+        router_class("nginx")
+    assert "router.kind" in caught.value.message and "nginx" in caught.value.message
+
+
+def test_haproxy_only_on_the_local_platform(tmp_path):
+    from ragops.config import load_config
+    from tests.unit.test_config import mutate, write
+
+    path = write(tmp_path, mutate(environments__staging__router={"kind": "haproxy"}))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, "staging")
+    assert "environments.staging.router.kind: haproxy runs only on the local platform" in caught.value.message
+    assert "\n" not in caught.value.message
+    path = write(tmp_path, mutate(environments__local__router={"kind": "haproxy"}))
+    assert load_config(path, "local").router.kind == "haproxy"
+
+
+def test_missing_haproxy_binary_is_a_one_line_config_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError) as caught:
+        make("haproxy", tmp_path).binary()
+    assert caught.value.message == "router.kind haproxy needs the haproxy binary: apt-get install haproxy"
+
+
+# ---- Traefik file provider ---------------------------------------------------------------------
+def test_traefik_writes_dynamic_config_atomically_and_reads_it_back(tmp_path):
+    router = make("traefik", tmp_path)
+    router.prepare(str(tmp_path))
+    assert router.desired() == RouterState()
+    static = yaml.safe_load((tmp_path / "traefik.yml").read_text())
+    assert static["providers"]["providersThrottleDuration"] == "0s"
+    assert static["providers"]["file"]["directory"] == f"{tmp_path}/dynamic"
+    assert router.start_args(str(tmp_path)) == [f"--configFile={tmp_path}/traefik.yml"]
+
+    router.apply(BACKENDS, {"blue": 0, "green": 100}, False)
+    assert router.desired() == RouterState(BACKENDS, {"green": 100}, False)
+    assert sorted(p.name for p in (tmp_path / "dynamic").iterdir()) == ["ragops.yml"]   # no temp files left
+    dynamic = yaml.safe_load((tmp_path / "dynamic" / "ragops.yml").read_text())
+    assert dynamic["http"]["routers"]["rag"]["service"] == "rag"
+    router.apply(BACKENDS, {"green": 100}, True)
+    assert router.desired().maintenance is True
+    snapshot = router.snapshot()
+    router.apply(BACKENDS, {"blue": 100}, False)
+    router.restore(snapshot)
+    assert router.desired() == RouterState(BACKENDS, {"green": 100}, True)
+
+
+def test_traefik_live_weights_none_when_the_api_does_not_answer(tmp_path):
+    from ragops.netutil import free_port
+
+    router = get_router("traefik", listen=":1", api=f"127.0.0.1:{free_port()}", store=FileStore(tmp_path))
+    assert router.live_weights() is None
+    assert router.ready() is False
+
+
+# ---- HAProxy ------------------------------------------------------------------------------------
+def test_haproxy_config_records_weights_backends_and_maintenance(tmp_path):
+    router = make("haproxy", tmp_path)
+    router.prepare(str(tmp_path))
+    assert router.desired() == RouterState()
+    router.apply(BACKENDS, {"blue": 30, "green": 70}, False)       # not running: the file only
+    text = (tmp_path / "haproxy.cfg").read_text()
+    assert router.desired() == RouterState(BACKENDS, {"blue": 30, "green": 70}, False)
+    servers = [line.split() for line in text.splitlines() if line.strip().startswith("server ")]
+    assert servers == [["server", "blue", "127.0.0.1:9001", "weight", "30", "check"],
+                       ["server", "green", "127.0.0.1:9002", "weight", "70", "check"]]
+    assert "option httpchk GET /readyz" in text
+    assert f"stats socket {tmp_path}/haproxy.sock mode 600 level admin" in text
+    assert "bind 127.0.0.1:18080" in text and "bind 127.0.0.1:18081" in text
+    assert "return status 503" not in text
+    assert "option redispatch" in text and "retries 3" in text
+
+    router.apply(BACKENDS, {"blue": 30, "green": 70}, True)
+    assert "http-request return status 503" in (tmp_path / "haproxy.cfg").read_text()
+    assert router.desired().maintenance is True
+    # a color dropped from the backends loses its weight; its server stays declared (no reload later)
+    router.apply({"green": BACKENDS["green"]}, {"blue": 30, "green": 100}, False)
+    assert router.desired() == RouterState({"green": BACKENDS["green"]}, {"green": 100}, False)
+    assert "server blue 127.0.0.1:9001 weight 0 check" in (tmp_path / "haproxy.cfg").read_text()
+    # prepare() keeps the recorded state: a restart serves the same weights
+    make("haproxy", tmp_path).prepare(str(tmp_path))
+    assert router.desired().weights == {"green": 100}
+    assert router.start_args(str(tmp_path))[:2] == ["-W", "-db"]
+
+
+def test_haproxy_accepts_the_rendered_config(tmp_path):
+    haproxy = shutil.which("haproxy")
+    need(haproxy is not None, "the haproxy binary (apt-get install haproxy)")
+    router = make("haproxy", tmp_path)
+    for maintenance in (False, True):
+        router.apply(BACKENDS, {"blue": 100, "green": 0}, maintenance)
+        check = subprocess.run([haproxy, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True, check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_haproxy_raises_the_new_side_before_lowering_the_old(tmp_path, monkeypatch):
+    from ragops.routing import haproxy
+
+    sent = []
+    monkeypatch.setattr(haproxy, "runtime", lambda path, command, timeout=2.0: sent.append(command) or "")
+    router = make("haproxy", tmp_path)
+    router._set_weights({"blue": 0, "green": 100}, {"blue": 100, "green": 0})
+    assert sent == [("set server rag/green state ready;set server rag/green health up;"
+                     "set server rag/green weight 100;set server rag/blue weight 0")]
+
+
+def test_haproxy_declares_every_color_so_starting_one_needs_no_reload(tmp_path, monkeypatch):
+    from ragops.routing import haproxy
+
+    calls = []
+    monkeypatch.setattr(haproxy.HAProxyRouter, "_worker_pid", lambda self: "1")
+    monkeypatch.setattr(haproxy.HAProxyRouter, "reload", lambda self, old: calls.append("reload"))
+    monkeypatch.setattr(haproxy, "runtime", lambda path, command, timeout=2.0: calls.append(command) or "")
+    router = get_router("haproxy", listen="127.0.0.1:1", api="127.0.0.1:2", store=FileStore(tmp_path),
+                        colors=BACKENDS)
+    router.prepare(str(tmp_path))
+    router.apply({"blue": BACKENDS["blue"]}, {"blue": 100}, False)       # first write declares the servers
+    calls.clear()
+    router.apply(BACKENDS, {"blue": 100, "green": 0}, False)             # green starts: no reload
+    router.apply(BACKENDS, {"blue": 0, "green": 100}, False)
+    assert "reload" not in calls
+    router.apply(BACKENDS, {"blue": 0, "green": 100}, True)              # maintenance: a reload
+    assert calls[-1] == "reload"
+
+
+def test_haproxy_servers_state_parsing():
+    from ragops.routing.haproxy import parse_servers_state
+
+    text = ("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight\n"
+            "3 rag 1 blue 127.0.0.1 2 0 100 100 5 1 0 2 0 0 0 0 - 9001 - 0 0 - - 0\n"
+            "3 rag 2 green 127.0.0.1 2 0 0 0 5 1 0 2 0 0 0 0 - 9002 - 0 0 - - 0\n")
+    assert parse_servers_state(text) == {"blue": 100, "green": 0}
