@@ -136,7 +136,8 @@ def test_deploy_rolled_back_is_a_failed_gate(config, tmp_path, monkeypatch):
 
 
 def test_failed_backup_verification_is_a_failed_gate(config, tmp_path, monkeypatch):
-    from ragops.db.backup import Check, VerifyResult
+    from ragops.backup.checks import Check
+    from ragops.backup.verify import VerifyResult
 
     stub(monkeypatch, "ragops.db.backup:verify_backup",
          VerifyResult("b1", False, False, "now", 0.1, [Check("sha256", False, "digest mismatch")]))
