@@ -20,8 +20,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from ragops.backup.compressors import DEFAULT as DEFAULT_COMPRESSOR
-from ragops.backup.crypters import DEFAULT as DEFAULT_CRYPTER
+from ragops.backup.compressors import DEFAULT as DEFAULT_COMPRESSOR, get_compressor
+from ragops.backup.crypters import DEFAULT as DEFAULT_CRYPTER, get_crypter
 from ragops.errors import OperationFailed, UsageError
 
 DATA = "backup.dump.zst.age"
@@ -129,9 +129,6 @@ def manifest_bytes(manifest: Manifest) -> bytes:
 
 def stages_of(config, manifest: Manifest):
     """The compressor and crypter a stored object went through, by the manifest's names."""
-    from ragops.backup.compressors import get_compressor
-    from ragops.backup.crypters import get_crypter
-
     where = f"manifest {manifest.id}"
     compressor = get_compressor(manifest.compressor_name, (manifest.compression or {}).get("level"), where)
     return compressor, get_crypter(config, manifest.crypter_name, generate=False, where=where)

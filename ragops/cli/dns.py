@@ -32,7 +32,7 @@ def status(ctx: typer.Context) -> None:
     Example: ragops -e production dns status --output json
     """
     env = ctx.obj
-    from ragops.dns.base import get_provider
+    from ragops.dns.registry import get_provider
 
     env.emit(get_provider(env.config).status(),
              lambda s: f"{s.record} {s.type} -> {s.value or '(missing)'} ({s.points_to}), TTL {s.ttl}, zone {s.zone_id}")
@@ -40,7 +40,7 @@ def status(ctx: typer.Context) -> None:
 
 def _move(ctx: typer.Context, to: str, dry_run: bool) -> None:
     env = ctx.obj
-    from ragops.dns.base import get_provider
+    from ragops.dns.registry import get_provider
 
     provider = get_provider(env.config)
     the_plan = provider.plan(to)
@@ -82,7 +82,7 @@ def history(ctx: typer.Context, limit: int = typer.Option(20, "--limit")) -> Non
     Example: ragops dns history --output json
     """
     env = ctx.obj
-    from ragops.dns.base import get_provider
+    from ragops.dns.registry import get_provider
 
     rows = get_provider(env.config).history(limit)
     env.emit(rows, lambda r: "\n".join(f"{e['at']}  {e['change_id']}  {e['status']}  {e['record']} -> {e['new']}"

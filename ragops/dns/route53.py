@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from ragops.dns.base import (DnsChange, DnsPlan, DnsProvider, DnsStatus, Progress, failover as _failover, fqdn,
+from ragops.dns.base import (DnsChange, DnsPlan, DnsProvider, DnsStatus, Progress, fqdn,
                              now_iso, points_to, record_change, require, same, say, target_value)
 from ragops.errors import ConfigError, OperationFailed
 from ragops.secrets import redact
@@ -131,5 +131,10 @@ class Route53(DnsProvider):
                          seconds=seconds, polls=polls)
 
 
-# Shim: runbook/actions.py still looks up "ragops.dns.route53:failover"; use ragops.dns.base.failover.
-failover = _failover
+def failover(config, to: str = "secondary", *, dry_run: bool = False, progress: Progress = None,
+             client=None, interval: float = 1.0) -> DnsPlan | DnsChange:
+    """Shim: runbook/actions.py still looks up "ragops.dns.route53:failover"; callers use
+    ragops.dns.registry.failover (same signature), which dispatches on dns.provider."""
+    provider = Route53(config, client)
+    the_plan = provider.plan(to)
+    return the_plan if dry_run else provider.apply(the_plan, interval=interval, progress=progress)

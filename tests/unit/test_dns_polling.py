@@ -9,7 +9,7 @@ import yaml
 
 from ragops.config import load_config
 from ragops.dns import route53
-from ragops.dns.base import get_provider
+from ragops.dns.registry import get_provider
 from ragops.dns.route53 import Route53
 from ragops.errors import OperationFailed
 
@@ -127,7 +127,7 @@ def test_unknown_dns_provider_names_the_key(config, monkeypatch):
 
 
 def test_failover_goes_through_the_interface(config):
-    from ragops.dns.base import failover
+    from ragops.dns.registry import failover
 
     fake = FakeRoute53(pending=1)
     change = failover(config, "secondary", client=fake, interval=0)
