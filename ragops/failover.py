@@ -213,12 +213,13 @@ def region_failover(config, to: str | None = None, failure_time=None, *, confirm
     writes_at = _now()
 
     # 3. DNS
-    from ragops.dns import route53
+    from ragops.dns.base import configured as dns_configured
+    from ragops.dns.registry import failover as dns_failover
 
     dns_at = writes_at
-    if route53.configured(config):
+    if dns_configured(config):
         def do_dns():
-            change = route53.failover(config, region or "secondary", progress=progress)
+            change = dns_failover(config, region or "secondary", progress=progress)
             state["dns"] = True
             report.dns_insync_at = change.insync_at or _now().isoformat()
             return f"{change.plan.record} -> {change.plan.new}: {change.status}" + \

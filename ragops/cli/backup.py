@@ -1,4 +1,4 @@
-"""`ragops backup ...`: thin commands over ragops.db.backup (parse, confirm, call, render)."""
+"""`ragops backup ...`: thin commands over ragops.backup (parse, confirm, call, render)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -14,7 +14,7 @@ def register(root: typer.Typer) -> None:
 
 
 def _size(n) -> str:
-    from ragops.db.backup import _size as size
+    from ragops.backup.pipeline import size_text as size
 
     return size(n) if n is not None else "-"
 
@@ -34,7 +34,7 @@ def create(ctx: typer.Context,
     Example: ragops -e production backup create --label pre-deploy
     """
     env = ctx.obj
-    from ragops.db.backup import create_backup
+    from ragops.backup.create import create_backup
 
     result = create_backup(env.config, label=label, dry_run=dry_run, progress=env.progress("backup"))
     if dry_run:
@@ -51,7 +51,7 @@ def list_(ctx: typer.Context) -> None:
     Example: ragops backup list --output json
     """
     env = ctx.obj
-    from ragops.db.backup import list_backups
+    from ragops.backup.catalog import list_backups
 
     items = list_backups(env.config)
 
@@ -76,7 +76,7 @@ def show(ctx: typer.Context, backup_id: str = typer.Argument(..., metavar="ID|la
     Example: ragops backup show latest
     """
     env = ctx.obj
-    from ragops.db.backup import show_backup
+    from ragops.backup.catalog import show_backup
 
     env.emit(show_backup(env.config, backup_id), None)
 
@@ -89,7 +89,7 @@ def verify(ctx: typer.Context, backup_id: str = typer.Argument("latest", metavar
     Exit 3 when a check fails. Example: ragops backup verify latest --restore
     """
     env = ctx.obj
-    from ragops.db.backup import verify_backup
+    from ragops.backup.verify import verify_backup
     from ragops.errors import GateFailed
 
     result = verify_backup(env.config, backup_id, restore=restore, progress=env.progress("verify"))
@@ -112,12 +112,13 @@ def restore(ctx: typer.Context, backup_id: str = typer.Argument("latest", metava
     Example: ragops backup restore latest --target "host=127.0.0.1 port=5432 dbname=rag_restore user=postgres" --yes
     """
     env = ctx.obj
-    from ragops.db.backup import _describe, _params_from_dsn, restore_backup
+    from ragops.backup.pg import describe, params_from_dsn
+    from ragops.backup.restore import restore_backup
     from ragops.errors import UsageError
 
     if bool(target) == bool(to_env):
         raise UsageError("give exactly one of --target DSN or --to-env ENV")
-    where = _describe(_params_from_dsn(target)) if target else f"environment {to_env}"
+    where = describe(params_from_dsn(target)) if target else f"environment {to_env}"
     if dry_run:
         plan = restore_backup(env.config, backup_id, target_dsn=target, to_env=to_env, clean=clean, create=create,
                               progress=env.progress("restore"), dry_run=True)
@@ -137,7 +138,7 @@ def prune(ctx: typer.Context) -> None:
     Example: ragops backup prune --yes
     """
     env = ctx.obj
-    from ragops.db.backup import prune_backups
+    from ragops.backup.retention import prune_backups
 
     result = prune_backups(env.config, apply=env.yes, progress=env.progress("prune"))
 
@@ -162,7 +163,7 @@ def check(ctx: typer.Context,
     Example: ragops backup check --max-age 26h --metrics-file /var/lib/node_exporter/ragops_backup.prom
     """
     env = ctx.obj
-    from ragops.db.backup import check_backups
+    from ragops.backup.metrics import check_backups
     from ragops.durations import parse_duration
     from ragops.errors import UsageError
 
@@ -182,7 +183,7 @@ def lifecycle(ctx: typer.Context) -> None:
     Example: ragops -e production backup lifecycle --yes
     """
     env = ctx.obj
-    from ragops.db.backup import apply_lifecycle
+    from ragops.backup.lifecycle import apply_lifecycle
 
     result = apply_lifecycle(env.config, apply=env.yes)
 

@@ -1,9 +1,9 @@
-"""`ragops dns status|failover|failback|history` (Route 53)."""
+"""`ragops dns status|failover|failback|history`, through the DnsProvider that dns.provider names."""
 from __future__ import annotations
 
 import typer
 
-dns_app = typer.Typer(help="Route 53: where the service's record points; fail over between regions.",
+dns_app = typer.Typer(help="DNS (Route 53): where the service's record points; fail over between regions.",
                       no_args_is_help=True)
 
 
@@ -32,24 +32,25 @@ def status(ctx: typer.Context) -> None:
     Example: ragops -e production dns status --output json
     """
     env = ctx.obj
-    from ragops.dns import route53
+    from ragops.dns.registry import get_provider
 
-    env.emit(route53.status(env.config),
+    env.emit(get_provider(env.config).status(),
              lambda s: f"{s.record} {s.type} -> {s.value or '(missing)'} ({s.points_to}), TTL {s.ttl}, zone {s.zone_id}")
 
 
 def _move(ctx: typer.Context, to: str, dry_run: bool) -> None:
     env = ctx.obj
-    from ragops.dns import route53
+    from ragops.dns.registry import get_provider
 
-    the_plan = route53.plan(env.config, to)
+    provider = get_provider(env.config)
+    the_plan = provider.plan(to)
     if dry_run or not the_plan.change_needed:
         env.emit(the_plan, _render_plan)
         return
     if not env.json:
         env.status(_render_plan(the_plan))
     env.confirm(f"Point {the_plan.record} at {the_plan.new}?")
-    change = route53.apply(env.config, the_plan, progress=env.progress("dns"))
+    change = provider.apply(the_plan, progress=env.progress("dns"))
     env.emit(change, _render_change)
 
 
@@ -81,8 +82,8 @@ def history(ctx: typer.Context, limit: int = typer.Option(20, "--limit")) -> Non
     Example: ragops dns history --output json
     """
     env = ctx.obj
-    from ragops.dns import route53
+    from ragops.dns.registry import get_provider
 
-    rows = route53.history(env.config, limit)
+    rows = get_provider(env.config).history(limit)
     env.emit(rows, lambda r: "\n".join(f"{e['at']}  {e['change_id']}  {e['status']}  {e['record']} -> {e['new']}"
                                        for e in r) or "no DNS changes recorded")

@@ -45,11 +45,11 @@ def failover(ctx: typer.Context,
     statuses = topology(config)
     region, node = choose_target(config, to, statuses)
     if dry_run:
-        from ragops.dns import route53
+        from ragops.dns.base import configured as dns_configured
 
         steps = ["measure the replica's lag (RPO)", "fence the old primary (stop it, or read-only + end sessions)",
                  f"promote {node} (pg_promote) and a test write",
-                 f"DNS to {region}" if route53.configured(config) else "DNS: not configured, skipped",
+                 f"DNS to {region}" if dns_configured(config) else "DNS: not configured, skipped",
                  "" if skip_service else f"start/scale the service in region {region} and route 100% to it",
                  "" if skip_service else "smoke test through the region's router", "report RTO and RPO"]
         env.emit({"to_region": region, "node": node, "steps": [s for s in steps if s]},

@@ -514,7 +514,7 @@ def test_s3_storage_multipart_streams_and_aborts(moto_server, aws_env):
     failed write aborts its upload, leaving nothing behind."""
     import hashlib
 
-    from ragops.db.storage import PART_SIZE, S3Storage, put_stream
+    from ragops.backup.storage import PART_SIZE, S3Storage, put_stream
 
     s3 = _s3(moto_server)
     bucket = f"mp-{secrets.token_hex(4)}"

@@ -75,8 +75,8 @@ def test_critical_alerts_page_and_warnings_do_not():
 
 
 def test_backup_alert_metric_names_match_what_backup_check_writes():
-    """The backup engine writes these textfile metrics (ragops.db.backup._write_metrics)."""
-    source = (Path(__file__).resolve().parents[2] / "ragops" / "db" / "backup.py").read_text()
+    """The backup engine writes these textfile metrics (ragops.backup.metrics.write_metrics)."""
+    source = (Path(__file__).resolve().parents[2] / "ragops" / "backup" / "metrics.py").read_text()
     for metric in ("ragops_backup_last_success_timestamp_seconds", "ragops_backup_check_ok"):
         assert metric in source
 

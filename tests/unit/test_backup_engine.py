@@ -10,8 +10,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ragops.db import backup as bk
-from ragops.db.storage import FileStorage, put_stream
+from ragops.backup import catalog as bk
+from ragops.backup.checks import check_object
+from ragops.backup.pipeline import ChunkReader, Meter
+from ragops.backup.retention import plan_retention
+from ragops.backup.storage import FileStorage, put_stream
 from ragops.errors import OperationFailed, UsageError
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=timezone.utc)
@@ -44,7 +47,7 @@ def test_ids_order_across_days_months_years():
 
 def test_keep_last_only():
     backups = _ids([NOW - timedelta(days=d) for d in range(10)])
-    keep, delete = bk.plan_retention(backups, NOW, keep_last=3, hourly_hours=0, daily_days=0)
+    keep, delete = plan_retention(backups, NOW, keep_last=3, hourly_hours=0, daily_days=0)
     newest = sorted(b[0] for b in backups)[-3:]
     assert set(keep) == set(newest) and len(delete) == 7
 
@@ -52,7 +55,7 @@ def test_keep_last_only():
 def test_hourly_keeps_newest_per_hour_within_window():
     times = [NOW - timedelta(minutes=m) for m in (5, 20, 70, 80, 130, 60 * 30)]
     backups = _ids(times)
-    keep, delete = bk.plan_retention(backups, NOW, keep_last=1, hourly_hours=3, daily_days=0)
+    keep, delete = plan_retention(backups, NOW, keep_last=1, hourly_hours=3, daily_days=0)
     by_time = {t: i for i, t, _ in backups}
     # hours 12:xx (5, 20 min ago -> 11:55, 11:40 are hour 11!) compute directly:
     expected = {by_time[NOW - timedelta(minutes=5)],        # newest (keep_last and hour 11)
@@ -66,7 +69,7 @@ def test_hourly_keeps_newest_per_hour_within_window():
 def test_daily_keeps_newest_per_day_for_d_days():
     times = [NOW - timedelta(days=d, hours=h) for d in range(40) for h in (1, 5)]
     backups = _ids(times)
-    keep, delete = bk.plan_retention(backups, NOW, keep_last=1, hourly_hours=0, daily_days=30)
+    keep, delete = plan_retention(backups, NOW, keep_last=1, hourly_hours=0, daily_days=30)
     kept_days = {t.date() for i, t, _ in backups if i in keep}
     assert len(kept_days) == len(keep)                      # one per day
     assert min(kept_days) >= (NOW - timedelta(days=30)).date()
@@ -76,14 +79,14 @@ def test_daily_keeps_newest_per_day_for_d_days():
 def test_newest_verified_is_never_deleted():
     times = [NOW - timedelta(days=d) for d in range(5)]
     backups = [(bk.new_backup_id(t), t, d == 4) for d, t in enumerate(times)]   # only the oldest verified
-    keep, delete = bk.plan_retention(backups, NOW, keep_last=1, hourly_hours=0, daily_days=0)
+    keep, delete = plan_retention(backups, NOW, keep_last=1, hourly_hours=0, daily_days=0)
     oldest = backups[-1][0]
     assert oldest in keep and "newest verified" in keep[oldest]
     assert len(delete) == 3
 
 
 def test_retention_with_no_backups():
-    assert bk.plan_retention([], NOW, 7, 24, 30) == ({}, [])
+    assert plan_retention([], NOW, 7, 24, 30) == ({}, [])
 
 
 # ---- manifests --------------------------------------------------------------------------------
@@ -101,7 +104,7 @@ def _manifest(**over) -> bk.Manifest:
 
 def test_manifest_roundtrip_ignores_unknown_fields():
     m = _manifest()
-    data = json.loads(bk._manifest_bytes(m))
+    data = json.loads(bk.manifest_bytes(m))
     data["added_by_a_newer_version"] = True
     assert bk.Manifest.from_dict(data) == m
 
@@ -114,27 +117,27 @@ def test_manifest_missing_required_field_is_an_error():
 
 
 def test_manifest_has_no_key_material():
-    text = bk._manifest_bytes(_manifest()).decode()
+    text = bk.manifest_bytes(_manifest()).decode()
     assert "AGE-SECRET-KEY" not in text and "password" not in text
 
 
 def _store_backup(storage, m: bk.Manifest, data: bytes = b"payload", manifest: bool = True):
     storage.put_bytes(f"{m.id}/{bk.DATA}", data)
     if manifest:
-        storage.put_bytes(f"{m.id}/{bk.MANIFEST}", bk._manifest_bytes(m))
+        storage.put_bytes(f"{m.id}/{bk.MANIFEST}", bk.manifest_bytes(m))
 
 
 def test_only_backups_with_a_manifest_exist(tmp_path):
     storage = FileStorage("file://x", tmp_path)
     _store_backup(storage, _manifest(id="20250101T000000.000Z"))
     _store_backup(storage, _manifest(id="20250102T000000.000Z"), manifest=False)
-    entries = bk._manifests(storage)
+    entries = bk.manifests(storage)
     assert [m.id for m, _ in entries] == ["20250101T000000.000Z"]
-    assert bk._resolve(storage, "latest").id == "20250101T000000.000Z"
+    assert bk.resolve(storage, "latest").id == "20250101T000000.000Z"
     with pytest.raises(OperationFailed, match="does not exist"):
-        bk._resolve(storage, "20250102T000000.000Z")
+        bk.resolve(storage, "20250102T000000.000Z")
     with pytest.raises(UsageError):
-        bk._resolve(storage, "../etc")
+        bk.resolve(storage, "../etc")
 
 
 def test_check_object_names_the_object_on_mismatch(tmp_path):
@@ -144,19 +147,19 @@ def test_check_object_names_the_object_on_mismatch(tmp_path):
     data = b"hello world" * 100
     m = _manifest(stored_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     _store_backup(storage, m, data)
-    assert bk._check_object(storage, m, None).ok
+    assert check_object(storage, m, None).ok
     path = tmp_path / m.id / bk.DATA
     raw = bytearray(path.read_bytes())
     raw[10] ^= 1
     path.write_bytes(bytes(raw))
-    check = bk._check_object(storage, m, None)
+    check = check_object(storage, m, None)
     assert not check.ok and str(path) in check.detail and "mismatch" in check.detail
 
 
 # ---- adapters and storage ---------------------------------------------------------------------
 
 def test_chunk_reader_reads_any_sizes():
-    reader = bk.ChunkReader([b"abc", b"", b"defgh", b"i"])
+    reader = ChunkReader([b"abc", b"", b"defgh", b"i"])
     out = b""
     while piece := reader.read(2):
         out += piece
@@ -165,7 +168,7 @@ def test_chunk_reader_reads_any_sizes():
 
 def test_meter_reports_rate_eta_elapsed():
     lines = []
-    meter = bk.Meter(lines.append, "restored", total=1000, interval=0)
+    meter = Meter(lines.append, "restored", total=1000, interval=0)
     meter.add(500)
     assert "restored 500 B of 1.0 KB (50%)" in lines[-1] and "ETA" in lines[-1] and "elapsed" in lines[-1]
 

@@ -9,6 +9,8 @@ import yaml
 
 from ragops.config import load_config
 from ragops.dns import route53
+from ragops.dns.registry import get_provider
+from ragops.dns.route53 import Route53
 from ragops.errors import OperationFailed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,9 +56,11 @@ def test_polls_until_insync_every_interval(config):
     fake = FakeRoute53(pending=3)
     sleeps: list[float] = []
     events: list[str] = []
-    plan = route53.plan(config, "secondary", route53=fake)
+    provider = get_provider(config, client=fake)
+    assert isinstance(provider, Route53)
+    plan = provider.plan("secondary")
     assert (plan.old, plan.new, plan.ttl, plan.change_needed) == ("lb-primary.example.com.", "lb-secondary.example.com.", 60, True)
-    change = route53.apply(config, plan, route53=fake, interval=1.5, sleep=sleeps.append, progress=events.append)
+    change = provider.apply(plan, interval=1.5, sleep=sleeps.append, progress=events.append)
     assert change.status == "INSYNC" and change.change_id == "C42" and change.polls == 4
     assert sleeps == [1.5, 1.5, 1.5]
     assert len(fake.batches) == 1 and fake.batches[0]["Changes"][0]["Action"] == "UPSERT"
@@ -69,13 +73,15 @@ def test_times_out_with_a_hint(config):
     fake = FakeRoute53(pending=10_000)
     clock = iter(range(0, 1000, 2))  # every clock read advances 2 s
     with pytest.raises(OperationFailed, match="still PENDING after 5s") as err:
-        route53.wait_insync(fake, "C42", timeout=5, interval=2, sleep=lambda s: None, clock=lambda: next(clock))
+        Route53(config, fake).wait_insync("C42", timeout=5, interval=2, sleep=lambda s: None,
+                                         clock=lambda: next(clock))
     assert "dns status" in err.value.hint
 
 
 def test_no_change_when_already_there(config):
     fake = FakeRoute53(pending=0, value="lb-secondary.example.com.")
-    change = route53.apply(config, route53.plan(config, "secondary", route53=fake), route53=fake)
+    provider = Route53(config, fake)
+    change = provider.apply(provider.plan("secondary"))
     assert change.status == "unchanged" and fake.batches == []
 
 
@@ -94,4 +100,36 @@ def test_unconfigured_dns_names_the_key(tmp_path):
     path = tmp_path / "ragops.yaml"
     path.write_text(yaml.safe_dump({"project": "x", "default_env": "a", "environments": {"a": {}}}))
     with pytest.raises(ConfigError, match="environments.a.dns.record"):
-        route53.plan(load_config(path), route53=FakeRoute53(0))
+        Route53(load_config(path), FakeRoute53(0)).plan()
+
+
+def test_dns_history_is_redacted_and_read_back_through_the_provider(config):
+    from ragops.secrets import register_secret
+
+    register_secret("s3cr3t-comment-value")
+    fake = FakeRoute53(pending=0)
+    provider = get_provider(config, client=fake)
+    the_plan = provider.plan("secondary")
+    the_plan.record = "api.example.com. s3cr3t-comment-value"   # a secret that reached a record field
+    provider.apply(the_plan, sleep=lambda s: None)
+    text = (config.state_dir / "dns-changes.jsonl").read_text()
+    assert "s3cr3t-comment-value" not in text and "***" in text
+    rows = provider.history(10)
+    assert [r["status"] for r in rows] == ["PENDING", "INSYNC"] and rows[-1]["provider"] == "route53"
+
+
+def test_unknown_dns_provider_names_the_key(config, monkeypatch):
+    from ragops.errors import ConfigError
+
+    monkeypatch.setattr(config.dns, "provider", "cloudflare", raising=False)
+    with pytest.raises(ConfigError, match=r"dns.provider: unknown provider 'cloudflare'"):
+        get_provider(config)
+
+
+def test_failover_goes_through_the_interface(config):
+    from ragops.dns.registry import failover
+
+    fake = FakeRoute53(pending=1)
+    change = failover(config, "secondary", client=fake, interval=0)
+    assert change.status == "INSYNC" and len(fake.batches) == 1
+    assert failover(config, "primary", dry_run=True, client=fake).new == "lb-primary.example.com."

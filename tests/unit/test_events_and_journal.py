@@ -75,7 +75,7 @@ def test_keep_last_trims_atomically(tmp_path):
 
 def test_a_secret_never_reaches_any_of_the_four_journals(tmp_path):
     from ragops.deploy.history import Journal
-    from ragops.dns import route53
+    from ragops.dns.base import read_history, record_change
     from ragops.failover import FailoverReport, _journal
     from ragops.runbook.state import RunStore
 
@@ -94,7 +94,7 @@ def test_a_secret_never_reaches_any_of_the_four_journals(tmp_path):
 
     _journal(config, FailoverReport(environment="prod", from_region="a", to_region="b", old_primary=text,
                                     new_primary="n2", started_at="2025-01-01T00:00:00+00:00", failure_time=None))
-    route53._journal(config, {"change_id": "C1", "record": "api.example.com", "new": text})
+    record_change(config, {"change_id": "C1", "record": "api.example.com", "new": text})
 
     files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"history.jsonl", "current.json", "state.json", "audit.jsonl",
@@ -104,7 +104,7 @@ def test_a_secret_never_reaches_any_of_the_four_journals(tmp_path):
         assert SECRET not in content, path.name
         assert "***" in content, path.name
     assert deploys.history()[0]["options"]["env"]["API_TOKEN"] == "***"
-    assert route53.history(config)[0]["new"] == "connect with ***"
+    assert read_history(config)[0]["new"] == "connect with ***"
 
 
 # ---- events --------------------------------------------------------------------------------------

@@ -98,17 +98,17 @@ def test_failover_drill_takes_rto_and_rpo_from_the_report(config, tmp_path, monk
 @pytest.mark.parametrize("action, params, spec, result", [
     ("db.promote", {"node": "replica1", "max_lag": 1024, "force": True}, "ragops.db.replication:promote",
      {"node": "replica1", "timeline": 2}),
-    ("dns.failover", {"to": "secondary"}, "ragops.dns.route53:failover", {"status": "INSYNC"}),
+    ("dns.failover", {"to": "secondary"}, "ragops.dns.registry:failover", {"status": "INSYNC"}),
     ("deploy", {"version": "v9", "strategy": "canary", "steps": "10,50,100", "step_pause": "1s", "pause_at": 50},
      "ragops.deploy.engine:deploy", {"result": "succeeded", "version": "v9"}),
     ("rollback", {"to_version": "v1"}, "ragops.deploy.engine:rollback", {"result": "succeeded"}),
-    ("backup.create", {"label": "x"}, "ragops.db.backup:create_backup", {"id": "b1"}),
-    ("backup.verify", {"backup_id": "b1", "restore": True}, "ragops.db.backup:verify_backup",
+    ("backup.create", {"label": "x"}, "ragops.backup.create:create_backup", {"id": "b1"}),
+    ("backup.verify", {"backup_id": "b1", "restore": True}, "ragops.backup.verify:verify_backup",
      {"backup_id": "b1", "ok": True}),
     ("backup.restore", {"backup_id": "b1", "target_db": "scratch", "clean": True, "create": False},
-     "ragops.db.backup:restore_backup", {"backup_id": "b1"}),
-    ("backup.check", {"max_age": "26h"}, "ragops.db.backup:check_backups", {"ok": True, "age_seconds": 5}),
-    ("backup.show", {"backup_id": "latest"}, "ragops.db.backup:show_backup",
+     "ragops.backup.restore:restore_backup", {"backup_id": "b1"}),
+    ("backup.check", {"max_age": "26h"}, "ragops.backup.metrics:check_backups", {"ok": True, "age_seconds": 5}),
+    ("backup.show", {"backup_id": "latest"}, "ragops.backup.catalog:show_backup",
      {"manifest": {"id": "b1", "row_counts": {"documents": 3}}}),
     ("db.migrate", {"dsn": "host=x", "migrations_dir": "/tmp"}, "ragops.db.migrate:apply_migrations", ["0001.sql"]),
     ("smoke", {"color": "blue", "expect_version": "v1"}, "ragops.smoke:run_smoke", {"passed": True, "checks": []}),
@@ -136,9 +136,10 @@ def test_deploy_rolled_back_is_a_failed_gate(config, tmp_path, monkeypatch):
 
 
 def test_failed_backup_verification_is_a_failed_gate(config, tmp_path, monkeypatch):
-    from ragops.db.backup import Check, VerifyResult
+    from ragops.backup.checks import Check
+    from ragops.backup.verify import VerifyResult
 
-    stub(monkeypatch, "ragops.db.backup:verify_backup",
+    stub(monkeypatch, "ragops.backup.verify:verify_backup",
          VerifyResult("b1", False, False, "now", 0.1, [Check("sha256", False, "digest mismatch")]))
     body = "name: t\ndescription: d\nsteps:\n  - {id: v, name: v, action: backup.verify}\n"
     outcome = run(config, tmp_path, body)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragops.db import backup as db_backup
+from ragops.backup import catalog, create, metrics, restore, verify
 from ragops.db import connect as db_connect
 from ragops.errors import GateFailed
 from ragops.runbook.operations.common import duration, flag, to_outputs, with_outputs
@@ -13,13 +13,13 @@ from ragops.runbook.operations.registry import Context, operation
 @operation("backup.create")
 def backup_create(ctx: Context, *, label: str | None = None) -> dict:
     """Take a backup of the primary."""
-    return to_outputs(db_backup.create_backup(ctx.require_config(), label=label, progress=ctx.progress))
+    return to_outputs(create.create_backup(ctx.require_config(), label=label, progress=ctx.progress))
 
 
 @operation("backup.verify", gate=True)
 def backup_verify(ctx: Context, *, backup_id: str | None = None, restore: Any = False) -> dict:
     """Verify a backup (checksums; with restore: a test restore)."""
-    result = db_backup.verify_backup(ctx.require_config(), backup_id=str(backup_id or "latest"),
+    result = verify.verify_backup(ctx.require_config(), backup_id=str(backup_id or "latest"),
                                      restore=flag(restore), progress=ctx.progress)
     outputs = to_outputs(result)
     if not outputs.get("ok", True):
@@ -40,14 +40,14 @@ def backup_restore(ctx: Context, *, backup_id: str | None = None, target_dsn: st
     config = ctx.require_config()
     if not target_dsn:
         target_dsn = db_connect.node_dsn(config, node or None, dbname=str(target_db or config.database.name))
-    return to_outputs(db_backup.restore_backup(config, backup_id=str(backup_id or "latest"), target_dsn=target_dsn,
+    return to_outputs(restore.restore_backup(config, backup_id=str(backup_id or "latest"), target_dsn=target_dsn,
                                                clean=flag(clean), create=flag(create), progress=ctx.progress))
 
 
 @operation("backup.show")
 def backup_show(ctx: Context, *, backup_id: str | None = None) -> dict:
     """A backup's manifest (row counts per table, finish time) and verification record."""
-    outputs = to_outputs(db_backup.show_backup(ctx.require_config(), str(backup_id or "latest")))
+    outputs = to_outputs(catalog.show_backup(ctx.require_config(), str(backup_id or "latest")))
     manifest = outputs.get("manifest") or {}
     outputs.update({"id": manifest.get("id"), "row_counts": manifest.get("row_counts") or {},
                     "finished_at": manifest.get("finished_at")})
@@ -57,7 +57,7 @@ def backup_show(ctx: Context, *, backup_id: str | None = None) -> dict:
 @operation("backup.check", gate=True)
 def backup_check(ctx: Context, *, max_age: Any = None, metrics_file: str | None = None) -> dict:
     """Check the latest backup is fresh and good; a gate. max_age: default 26h."""
-    result = db_backup.check_backups(ctx.require_config(), duration(max_age, "max_age", 26 * 3600.0),
+    result = metrics.check_backups(ctx.require_config(), duration(max_age, "max_age", 26 * 3600.0),
                                      metrics_file=metrics_file)
     outputs = to_outputs(result)
     for key in ("ok", "passed", "fresh", "healthy"):

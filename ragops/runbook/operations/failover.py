@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ragops import failover
-from ragops.dns import route53
+from ragops.dns import registry as dns
 from ragops.errors import OperationFailed
 from ragops.runbook.operations.common import flag, to_outputs, with_outputs
 from ragops.runbook.operations.registry import Context, operation
@@ -13,7 +13,7 @@ from ragops.runbook.operations.registry import Context, operation
 @operation("dns.failover")
 def dns_failover(ctx: Context, *, to: str | None = None) -> dict:
     """Point the DNS record at the other region. to: primary or secondary (default)."""
-    return to_outputs(route53.failover(ctx.require_config(), to=str(to or "secondary"), progress=ctx.progress))
+    return to_outputs(dns.failover(ctx.require_config(), to=str(to or "secondary"), progress=ctx.progress))
 
 
 @operation("region.failover")

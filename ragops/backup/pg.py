@@ -1,0 +1,95 @@
+"""The PostgreSQL side of backups: libpq parameters, connections, row counts, and the
+pipeline stages that talk to the PostgreSQL tools (pg_dump as a reader, pg_restore as a sink).
+
+A physical backup is one more reader here: CommandReader("pg_basebackup", [..., "-Ft", "-D", "-"]).
+Passwords go into PGPASSWORD, never onto a command line.
+"""
+from __future__ import annotations
+
+import os
+
+from ragops.backup.pipeline import CommandReader, CommandSink
+from ragops.errors import OperationFailed, UsageError
+
+
+def source_params(config) -> dict:
+    """libpq parameters for the environment's database on its primary (superuser)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    if config.database.dsn:
+        return conninfo_to_dict(config.reveal(config.database.dsn, "database.dsn"))
+    from ragops.db.connect import node_dsn
+
+    return conninfo_to_dict(node_dsn(config, dbname=config.database.name))
+
+
+def params_from_dsn(dsn: str) -> dict:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from ragops.secrets import register_secret
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001 - the message could echo the password
+        raise UsageError("--target: not a valid PostgreSQL connection string") from None
+    register_secret(params.get("password"))
+    return params
+
+
+def tool_call(params: dict) -> tuple[str, dict]:
+    """A conninfo without the password (it goes into PGPASSWORD, not onto a command line)."""
+    from psycopg.conninfo import make_conninfo
+
+    rest = {k: v for k, v in params.items() if k != "password" and v is not None}
+    env = {**os.environ, "PGCONNECT_TIMEOUT": str(params.get("connect_timeout") or 10)}
+    if params.get("password"):
+        env["PGPASSWORD"] = str(params["password"])
+    return make_conninfo(**rest), env
+
+
+def describe(params: dict) -> str:
+    return f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+
+
+def connect(params: dict, autocommit: bool = True):
+    import psycopg
+
+    try:
+        return psycopg.connect(**{k: v for k, v in params.items() if v is not None}, autocommit=autocommit)
+    except psycopg.Error as exc:
+        from ragops.secrets import redact
+
+        raise OperationFailed(f"cannot connect to {describe(params)}: {redact(str(exc).strip().splitlines()[0])}") from None
+
+
+def row_counts(cur, tables: list[str]) -> dict:
+    from psycopg import sql
+
+    counts = {}
+    for table in tables:
+        cur.execute("SELECT to_regclass(%s)::text", (table,))
+        regclass = cur.fetchone()[0]
+        if regclass is None:
+            continue  # counted only where the table exists
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(regclass)))
+        counts[table] = cur.fetchone()[0]
+    return counts
+
+
+def pg_tool(config, name: str) -> str:
+    from ragops.db.pgctl import tool
+
+    return tool(name, config.database.bin_dir)
+
+
+def pg_dump_reader(config, params: dict, snapshot: str) -> CommandReader:
+    """The logical reader: pg_dump's custom format, uncompressed (the pipeline compresses), of
+    an exported snapshot."""
+    conninfo, env = tool_call(params)
+    return CommandReader("pg_dump", [pg_tool(config, "pg_dump"), "-Fc", "-Z0", f"--snapshot={snapshot}",
+                                     "--no-password", "-d", conninfo], env)
+
+
+def pg_restore_sink(config, target: dict, extra: list[str]) -> CommandSink:
+    conninfo, env = tool_call(target)
+    return CommandSink("pg_restore", [pg_tool(config, "pg_restore"), "--no-password", *extra, "-d", conninfo], env)

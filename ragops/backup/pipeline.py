@@ -1,0 +1,313 @@
+"""The backup pipeline: named stages that stream bytes with flat memory.
+
+    store:    reader -> compressor -> crypter -> hasher -> storage writer
+    restore:  storage reader -> (hash check, a pre-pass) -> crypter -> compressor -> sink
+
+A reader is any stage that yields a byte stream: today `pg_dump`'s stdout (ragops.backup.pg);
+a physical backup is `pg_basebackup -Ft -D -` through the same CommandReader, and a WAL
+segment could be a file reader. A sink is the reverse: `pg_restore`'s stdin today.
+
+The crypter pumps (age's STREAM API reads a reader and writes a writer), so the compressor
+is a reader wrapper on the way in and a writer wrapper on the way out: no extra thread, no
+extra copy. Pipes between us and the PostgreSQL tools are 1 MiB so they can run ahead.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Protocol
+
+from ragops.errors import OperationFailed
+
+Progress = Callable[[str], None] | None
+
+PIPE_SIZE = 1024 * 1024
+
+
+def size_text(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as the progress lines and the CLI show sizes)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def say(progress: Progress, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+class Meter:
+    """Bytes, rate, ETA and elapsed time, reported at most once a second."""
+
+    def __init__(self, progress: Progress, verb: str, total: int | None = None, interval: float = 1.0):
+        self.progress = progress
+        self.verb = verb
+        self.total = total
+        self.interval = interval
+        self.count = 0
+        self.start = time.monotonic()
+        self.last = self.start
+
+    def add(self, n: int) -> None:
+        self.count += n
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self.progress(self.line())
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        rate = self.count / elapsed
+        text = f"{self.verb} {size_text(self.count)}"
+        if self.total:
+            pct = min(100.0, 100.0 * self.count / self.total)
+            eta = (self.total - self.count) / rate if rate > 0 else 0
+            text += f" of {size_text(self.total)} ({pct:.0f}%), {size_text(rate)}/s, ETA {max(eta, 0):.0f}s"
+        else:
+            text += f", {size_text(rate)}/s"
+        return text + f", elapsed {elapsed:.0f}s"
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+# ---- stage interfaces -------------------------------------------------------------------------
+
+class Reader(Protocol):
+    """The first stage: a context manager whose `stream` yields the raw bytes. `finish()` is
+    called after the stream is consumed, before the object is committed: raising there aborts
+    the upload (a dump that exited non-zero must never be stored)."""
+    name: str
+    stream: "CountingReader"
+
+    def __enter__(self) -> "Reader": ...
+    def __exit__(self, *exc) -> None: ...
+    def finish(self) -> None: ...
+
+
+class Sink(Protocol):
+    """The last restore stage: a context manager with a writable `stdin`; `close_input()` ends
+    the stream and `finish(error)` waits for the consumer, raising its own failure first."""
+    name: str
+
+    def __enter__(self) -> "Sink": ...
+    def __exit__(self, *exc) -> None: ...
+    @property
+    def stdin(self): ...
+    def close_input(self) -> None: ...
+    def finish(self, error: str | None = None) -> None: ...
+
+
+# ---- stream adapters ------------------------------------------------------------------------
+
+class CountingReader:
+    """A read() wrapper counting what passes (the raw bytes a reader stage yields)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        n = self.raw.readinto(buffer)
+        self.count += n or 0
+        return n
+
+
+class ChunkReader:
+    """The storage reader stage: read(n) over an iterator of chunks (an object streaming in)."""
+
+    name = "storage"
+
+    def __init__(self, chunks: Iterable[bytes], meter: Meter | None = None):
+        self.chunks = iter(chunks)
+        self.meter = meter
+        self.buffer = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        while not self.buffer:          # an empty chunk is not the end of the stream
+            try:
+                chunk = next(self.chunks)
+            except StopIteration:
+                return b""
+            if self.meter:
+                self.meter.add(len(chunk))
+            self.buffer = memoryview(chunk)
+        if size is None or size < 0:
+            size = len(self.buffer)
+        out = bytes(self.buffer[:size])
+        self.buffer = self.buffer[size:]
+        return out
+
+
+class Hasher:
+    """The hasher stage: sha256 + byte count + meter on write(), then on to the storage writer."""
+
+    name = "sha256"
+
+    def __init__(self, out, meter: Meter | None = None):
+        self.out = out
+        self.meter = meter
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.count += len(data)
+        self.out.write(data)
+        if self.meter:
+            self.meter.add(len(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def digest_of(chunks: Iterable[bytes], meter: Meter | None = None) -> tuple[str, int]:
+    """sha256 and size of a stream of chunks (the restore side's hash check)."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        if meter:
+            meter.add(len(chunk))
+    return digest.hexdigest(), size
+
+
+# ---- command stages (PostgreSQL tools) --------------------------------------------------------
+
+def grow_pipe(pipe) -> None:
+    """A 1 MiB pipe (Linux) instead of 64 KiB lets pg_dump/pg_restore run ahead of Python."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except (OSError, ImportError):
+        pass
+
+
+def stderr_tail(handle) -> str:
+    """The first error line and the last line of a tool's stderr, redacted."""
+    from ragops.secrets import redact
+
+    handle.seek(0)
+    lines = [ln for ln in handle.read().decode(errors="replace").splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    first = next((ln for ln in lines if "error" in ln.lower()), lines[-1])
+    return redact(first if first == lines[-1] else f"{first} ... {lines[-1]}")
+
+
+class _Command:
+    """A tool run as a stage: stderr kept in a temp file for the error, killed if left running."""
+
+    def __init__(self, name: str, argv: list[str], env: dict):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.stderr = None
+
+    def _start(self, **pipes) -> subprocess.Popen:
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(self.argv, stderr=self.stderr, env=self.env, bufsize=PIPE_SIZE, **pipes)
+        return self.proc
+
+    def _raise_if_failed(self) -> None:
+        code = self.proc.wait()
+        if code != 0:
+            raise OperationFailed(f"{self.name} failed: {stderr_tail(self.stderr) or 'exit ' + str(code)}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.stderr is not None:
+            self.stderr.close()
+
+
+class CommandReader(_Command):
+    """A reader stage: a command's stdout (pg_dump today; pg_basebackup -Ft -D - tomorrow)."""
+
+    def __enter__(self) -> "CommandReader":
+        proc = self._start(stdout=subprocess.PIPE)
+        grow_pipe(proc.stdout)
+        self.stream = CountingReader(proc.stdout)
+        return self
+
+    def finish(self) -> None:
+        self._raise_if_failed()
+
+
+class CommandSink(_Command):
+    """A sink stage: a command's stdin (pg_restore)."""
+
+    def __enter__(self) -> "CommandSink":
+        proc = self._start(stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        grow_pipe(proc.stdin)
+        return self
+
+    @property
+    def stdin(self):
+        return self.proc.stdin
+
+    def close_input(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def finish(self, error: str | None = None) -> None:
+        """Wait for the command. Its own failure is the better message; else `error`, if any."""
+        self._raise_if_failed()
+        if error is not None:
+            raise OperationFailed(error)
+
+
+# ---- the two directions -----------------------------------------------------------------------
+
+@dataclass
+class Stored:
+    raw_bytes: int                   # what the reader yielded
+    stored_bytes: int                # what reached storage
+    sha256: str                      # of the stored object
+
+
+def store(reader: Reader, compressor, crypter, storage, key: str, progress: Progress = None) -> Stored:
+    """reader -> compressor -> crypter -> hasher -> storage writer. The object is committed only
+    when every stage finished cleanly (the reader's exit status included)."""
+    with reader:
+        compressed = compressor.compress(reader.stream)
+        with storage.writer(key) as out:
+            hasher = Hasher(out, Meter(progress, "stored"))
+            crypter.encrypt(compressed, hasher)
+            reader.finish()          # raising here aborts the upload
+    return Stored(reader.stream.count, hasher.count, hasher.digest.hexdigest())
+
+
+def restore(chunks: Iterable[bytes], crypter, compressor, sink: Sink, where: str, meter: Meter) -> None:
+    """storage reader -> crypter -> compressor -> sink. The caller checks the digest first (the
+    hash check runs as a pre-pass so a damaged object never reaches the target)."""
+    with sink:
+        writer = compressor.decompress(sink.stdin)
+        try:
+            crypter.decrypt(ChunkReader(chunks, meter), writer, where)
+            writer.close()
+            sink.close_input()
+        except (OperationFailed, OSError, *compressor.errors()) as exc:
+            sink.close_input()
+            sink.finish(getattr(exc, "message", f"{where}: {exc}"))
+        sink.finish()
