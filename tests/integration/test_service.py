@@ -425,3 +425,46 @@ def test_portable_fallback_without_pgvector(pg_cluster):
         assert db.readiness(pool, migrate.latest_version(MIGRATIONS))[0] is True
     finally:
         pool.close()
+
+
+# --- search on a large, repetitive corpus ---------------------------------------------------------
+
+def test_exact_match_found_among_many_near_duplicate_chunks(pg_cluster, monkeypatch):
+    """~20k chunks written from a handful of drill texts (a small vocabulary): the HNSW graph of
+    identical vectors is a trap a greedy walk cannot leave, so an approximate-only search answered
+    with zero-scored drill chunks instead of the one document that has the query's words."""
+    import psycopg
+
+    sys.path.insert(0, str(SERVICE_DIR))
+    from ragservice import db, text
+
+    database = make_database(pg_cluster["dsn"], "dups")
+    migrate.apply_migrations(database["admin"], MIGRATIONS, app_user=database["name"])
+    drills = [f"Drill {n}: probe ok, latency nominal, replica lag nominal." for n in range(8)]
+    vectors = ["[" + ",".join(f"{v:.6g}" for v in text.embed(d)) + "]" for d in drills]
+    pool = db.Pool(database["app"], size=2)
+    try:
+        target = db.create_document(pool, "Glacier", "Glacier meltwater feeds the turbine hall in spring. "
+                                    "Operators log the intake temperature hourly.", {}, queued=False)
+        with psycopg.connect(database["app"], autocommit=True) as conn:
+            drill_doc = conn.execute("INSERT INTO documents (title, content) VALUES ('drills', 'drills') "
+                                     "RETURNING id").fetchone()[0]
+            # one statement: 20k rows cycling through the drill texts (and their real embeddings)
+            conn.execute(
+                "INSERT INTO chunks (document_id, ordinal, content, embedding) "
+                "SELECT %(doc)s, g, (%(texts)s::text[])[1 + g %% %(n)s], (%(vecs)s::text[])[1 + g %% %(n)s]::vector "
+                "FROM generate_series(0, 19999) AS g",
+                {"doc": drill_doc, "texts": drills, "vecs": vectors, "n": len(drills)})
+            conn.execute("ANALYZE chunks")
+        for exact_below in (db.EXACT_SEARCH_MAX_CHUNKS, 0):   # 0: HNSW first, as on a huge corpus
+            monkeypatch.setattr(db, "EXACT_SEARCH_MAX_CHUNKS", exact_below)
+            started = time.monotonic()
+            results = db.search(pool, "glacier turbine intake", 10)
+            elapsed = time.monotonic() - started
+            assert results and results[0]["document_id"] == target["id"], [r["score"] for r in results]
+            assert results[0]["score"] > 0.3
+            assert elapsed < 5, f"search took {elapsed:.1f}s"
+        drill = db.search(pool, "drill probe latency", 3)   # the common case still answers from HNSW
+        assert [r["document_id"] for r in drill] == [str(drill_doc)] * 3 and drill[0]["score"] > 0.3
+    finally:
+        pool.close()
