@@ -121,6 +121,25 @@ class QueryIn(BaseModel):
     top_k: int = Field(5, ge=1, le=50)
 
 
+def _storable(field: str, value) -> None:
+    """PostgreSQL text and jsonb cannot hold NUL, and UTF-8 cannot encode a lone surrogate (JSON's
+    "\\ud800"): refuse such values up front with 422 naming the field, not a 500 from the insert."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _storable(field, key)
+            _storable(f"{field}.{key}", item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _storable(f"{field}[{index}]", item)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise HTTPException(422, f"{field}: contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise HTTPException(422, f"{field}: contains an unpaired surrogate (not valid Unicode)") from None
+
+
 def _parse_document(raw: bytes, content_type: str, title_param: str | None) -> tuple[str, str, dict]:
     """(title, content, metadata) from a JSON or plain-text body; HTTPException when invalid."""
     if content_type.split(";")[0].strip().lower() == "application/json":
@@ -143,6 +162,9 @@ def _parse_document(raw: bytes, content_type: str, title_param: str | None) -> t
         except UnicodeDecodeError:
             raise HTTPException(400, "body is not UTF-8 text") from None
         title, metadata = title_param, {}
+    _storable("title", title)
+    _storable("content", content)
+    _storable("metadata", metadata)
     if not content.strip():
         raise HTTPException(422, "content: the document is empty")
     if not title:

@@ -225,6 +225,16 @@ def test_upload_query_get_delete(services):
     assert empty.status_code == 422 and "error" in empty.json()
 
 
+def test_uploads_postgresql_cannot_store_are_422_not_500(services):
+    url = services["main"].url
+    cases = [("", {"Content-Type": "application/json"}, b'{"title": "t", "content": "a\\u0000b"}', "content"),
+             ("?async=true", {"Content-Type": "application/json"}, b'{"content": "x", "title": "\\ud800"}', "title"),
+             ("?title=ok", {"Content-Type": "text/plain"}, b"nul\x00byte", "content")]
+    for query, headers, body, field in cases:
+        response = httpx.post(url + "/api/v1/documents" + query, headers={**api(), **headers}, content=body, timeout=5)
+        assert response.status_code == 422 and response.json()["error"].startswith(f"{field}: "), response.text
+
+
 def test_api_key_required_and_security_headers(services):
     url = services["main"].url
     missing = httpx.post(url + "/api/v1/query", json={"query": "x"}, timeout=5)

@@ -1,0 +1,65 @@
+"""The service's HTTP layer in-process (Starlette's TestClient, no database: anything that gets
+past validation answers 503, so a 422 here is the API refusing the request itself)."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+SERVICE_DIR = Path(__file__).resolve().parents[2] / "service"
+sys.path.insert(0, str(SERVICE_DIR))
+
+KEY = "unit-test-key"
+
+
+@pytest.fixture(scope="module")
+def app():
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("RAG_DATABASE_URL", "RAG_RATE_LIMIT_PER_MINUTE", "RAG_FAULT_ERROR_RATE",
+                     "RAG_FAULT_LATENCY_MS", "RAG_CORS_ORIGINS"):
+            mp.delenv(name, raising=False)
+        mp.setenv("RAG_API_KEYS", KEY)
+        yield importlib.import_module("ragservice.app").app   # settings are read at import
+
+
+@pytest.fixture
+def client(app):
+    from starlette.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        test_client.headers["X-API-Key"] = KEY
+        yield test_client
+
+
+JSON = {"Content-Type": "application/json"}
+TEXT = {"Content-Type": "text/plain"}
+
+
+@pytest.mark.parametrize("body, field", [
+    ('{"title": "a\\u0000b", "content": "fine"}', "title"),
+    ('{"content": "nul \\u0000 inside"}', "content"),
+    ('{"title": "lone \\ud800", "content": "fine"}', "title"),
+    ('{"content": "lone \\udfff low surrogate"}', "content"),
+    ('{"content": "fine", "metadata": {"source": "x\\u0000"}}', "metadata.source"),
+    ('{"content": "fine", "metadata": {"tags": ["ok", "\\ud83d"]}}', "metadata.tags[1]"),
+])
+@pytest.mark.parametrize("queued", ["", "?async=true"])
+def test_json_upload_with_nul_or_lone_surrogate_is_422_naming_the_field(client, body, field, queued):
+    response = client.post("/api/v1/documents" + queued, content=body.encode(), headers=JSON)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("queued", ["", "&async=true"])
+def test_text_upload_with_nul_is_422_naming_the_field(client, queued):
+    in_content = client.post("/api/v1/documents?title=ok" + queued, content=b"hello\x00world", headers=TEXT)
+    assert in_content.status_code == 422 and in_content.json()["error"].startswith("content: ")
+    in_title = client.post("/api/v1/documents?title=a%00b" + queued, content=b"hello", headers=TEXT)
+    assert in_title.status_code == 422 and in_title.json()["error"].startswith("title: ")
+
+
+def test_a_valid_upload_gets_past_validation(client):
+    response = client.post("/api/v1/documents", json={"title": "emoji \U0001f600", "content": "fine"})
+    assert response.status_code == 503   # no database here: validation passed
