@@ -38,6 +38,15 @@ async def send_json(send, status: int, body: dict, headers: list[tuple[bytes, by
     await send({"type": "http.response.body", "body": payload})
 
 
+# metric labels come only from these sets: a client must not mint new series with invented
+# methods (curl -X ZZTESTA) or paths; route templates are bounded by the app's routes
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
 def route_template(app, scope) -> str:
     """The matching route's path template (/api/v1/documents/{id}), so labels stay bounded."""
     partial = None
@@ -84,7 +93,7 @@ class Observe:
         finally:
             if counted:
                 metrics.IN_FLIGHT.dec()
-            metrics.REQUESTS.labels(scope["method"], route, str(state["status"])).inc()
+            metrics.REQUESTS.labels(method_label(scope["method"]), route, str(state["status"])).inc()
             metrics.DURATION.labels(route).observe(time.perf_counter() - began)
 
 

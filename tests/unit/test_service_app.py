@@ -63,3 +63,27 @@ def test_text_upload_with_nul_is_422_naming_the_field(client, queued):
 def test_a_valid_upload_gets_past_validation(client):
     response = client.post("/api/v1/documents", json={"title": "emoji \U0001f600", "content": "fine"})
     assert response.status_code == 503   # no database here: validation passed
+
+
+def _request_series(client) -> set[tuple[str, str]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = client.get("/metrics").text
+    return {(s.labels["method"], s.labels["route"])
+            for family in text_string_to_metric_families(body) for s in family.samples
+            if s.name == "rag_http_requests_total"}
+
+
+def test_invented_methods_and_paths_mint_no_metric_series(client, app):
+    client.request("ZZTESTA", "/api/v1/query")
+    client.request("ZZTESTB", "/nowhere/at/all")
+    client.request("get", "/healthz")   # methods are case-sensitive: lower case is not GET
+    client.get("/random-" + "x" * 40)
+    client.get("/healthz")
+    series = _request_series(client)
+    methods = {method for method, _ in series}
+    routes = {route for _, route in series}
+    assert ("other", "/api/v1/query") in series and ("other", "unmatched") in series
+    assert ("GET", "/healthz") in series
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}, methods
+    assert routes <= {route.path for route in app.router.routes} | {"unmatched"}, routes
