@@ -59,6 +59,17 @@ def route_template(app, scope) -> str:
     return partial or "unmatched"
 
 
+def allowed_methods(app, scope) -> list[str]:
+    """Every method some route serves at this path: FastAPI makes one route per method, and
+    Starlette's 405 would name only the first route's (Allow: GET where DELETE works too)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 class Observe:
     def __init__(self, app, fastapi_app, version: str, color: str):
         self.app = app

@@ -274,6 +274,14 @@ def test_version_and_metrics(services):
     assert metric(url, "rag_http_request_duration_seconds_count", route=route) >= 3
     assert metric(url, "rag_http_requests_in_flight") == 0
     assert metric(url, "rag_build_info", version="v-test", color="blue") == 1
+    # invented methods and paths mint no new series (curl -X ZZTESTA .../api/v1/query)
+    other = metric(url, "rag_http_requests_total", route="/api/v1/query", method="other", status="405") or 0
+    for method in ("ZZTESTA", "ZZTESTB"):
+        httpx.request(method, url + "/api/v1/query", headers=api(), timeout=5)
+    httpx.get(url + "/made-up/" + secrets.token_hex(4), timeout=5)
+    assert metric(url, "rag_http_requests_total", route="/api/v1/query", method="other", status="405") == other + 2
+    assert metric(url, "rag_http_requests_total", method="ZZTESTA") is None
+    assert metric(url, "rag_http_requests_total", route="unmatched", method="GET", status="404") >= 1
 
 
 def test_async_ingestion_by_the_worker(services, migrated_db, tmp_path):
@@ -478,3 +486,37 @@ def test_exact_match_found_among_many_near_duplicate_chunks(pg_cluster, monkeypa
         assert [r["document_id"] for r in drill] == [str(drill_doc)] * 3 and drill[0]["score"] > 0.3
     finally:
         pool.close()
+
+
+# --- the OpenAPI schema against the running service ------------------------------------------------
+
+def test_openapi_schema_holds_under_a_fuzzer(pg_cluster, tmp_path):
+    """schemathesis generates requests from /openapi.json (uploads included, through the
+    documented request body) and checks every response against the schema."""
+    import shutil
+
+    import psycopg
+
+    from tests.conftest import need
+
+    st = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
+    need(st is not None, "schemathesis (pip install schemathesis)")
+    database = make_database(pg_cluster["dsn"], "fuzz")
+    migrate.apply_migrations(database["admin"], MIGRATIONS, app_user=database["name"])
+    service = Proc("ragservice.serve", {"RAG_DATABASE_URL": database["app"], "RAG_RATE_LIMIT_PER_MINUTE": "0"},
+                   tmp_path, "fuzz").wait_healthy()
+    try:
+        started = time.monotonic()
+        run = subprocess.run(
+            [st, "run", service.url + "/openapi.json", "--checks", "all", "--max-examples", "25",
+             "--seed", "1", "--workers", "1", "--generation-database", "none", "--no-color",
+             "--request-timeout", "10", "-H", f"X-API-Key: {KEYS[0]}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        output = run.stdout[-6000:] + run.stderr[-2000:]
+        assert run.returncode == 0, output
+        assert time.monotonic() - started < 60, output
+        with psycopg.connect(database["app"]) as conn:   # the fuzzer's uploads got through
+            stored = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+        assert stored > 0, output
+    finally:
+        assert service.stop() == 0, service.logs()
