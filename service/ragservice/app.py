@@ -7,7 +7,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,9 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ragservice import db, metrics, text
+from ragservice import db, metrics, schema, text
 from ragservice.config import Settings
-from ragservice.middleware import ApiAuth, Faults, Observe
+from ragservice.middleware import ApiAuth, Faults, Observe, allowed_methods
 
 log = logging.getLogger("ragservice")
 settings = Settings.from_env()
@@ -59,8 +59,11 @@ async def database_unavailable(_request, exc):
 
 
 @app.exception_handler(HTTPException)
-async def http_error(_request, exc):
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+async def http_error(request, exc):
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request.scope))}
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
 @app.exception_handler(RequestValidationError)
@@ -72,12 +75,14 @@ async def invalid_request(_request, exc):
 
 # --- public endpoints --------------------------------------------------------------------------
 
-@app.get("/healthz")
+@app.get("/healthz", response_model=None, responses={200: {"model": schema.Health}})
 async def healthz():
     return {"status": "ok"}
 
 
-@app.get("/readyz")
+@app.get("/readyz", response_model=None, responses={
+    200: {"model": schema.Readiness},
+    503: {"model": schema.Readiness, "description": "Not ready: the reason says why."}})
 async def readyz():
     if settings.fault_readiness_fail:
         return JSONResponse({"status": "not ready", "reason": "fault injection: RAG_FAULT_READINESS_FAIL=1"},
@@ -92,7 +97,7 @@ _schema_cache = {"value": None, "at": float("-inf")}
 SCHEMA_CACHE_SECONDS = 2.0   # load tests poll /version hard; the schema changes rarely
 
 
-@app.get("/version")
+@app.get("/version", response_model=None, responses={200: {"model": schema.VersionOut}})
 async def version():
     def current_schema():
         if time.monotonic() - _schema_cache["at"] < SCHEMA_CACHE_SECONDS:
@@ -109,16 +114,41 @@ async def version():
             "schema_version": await run_in_threadpool(current_schema)}
 
 
-@app.get("/metrics")
+@app.get("/metrics", response_class=PlainTextResponse,
+         responses={200: {"description": "Prometheus text exposition format."}})
 async def prometheus_metrics():
     return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 # --- the API (X-API-Key required, see middleware.ApiAuth) --------------------------------------
 
+# the key scheme and the errors every /api route can answer, for the OpenAPI schema (not an
+# APIRouter: FastAPI's included routers hide their routes from middleware.route_template)
+API_KEY = [Security(schema.API_KEY)]
+
+
 class QueryIn(BaseModel):
     query: str = Field(min_length=1, max_length=4000)
     top_k: int = Field(5, ge=1, le=50)
+
+
+def _storable(field: str, value) -> None:
+    """PostgreSQL text and jsonb cannot hold NUL, and UTF-8 cannot encode a lone surrogate (JSON's
+    "\\ud800"): refuse such values up front with 422 naming the field, not a 500 from the insert."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _storable(field, key)
+            _storable(f"{field}.{key}", item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _storable(f"{field}[{index}]", item)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise HTTPException(422, f"{field}: contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise HTTPException(422, f"{field}: contains an unpaired surrogate (not valid Unicode)") from None
 
 
 def _parse_document(raw: bytes, content_type: str, title_param: str | None) -> tuple[str, str, dict]:
@@ -130,7 +160,8 @@ def _parse_document(raw: bytes, content_type: str, title_param: str | None) -> t
             raise HTTPException(400, "body is not valid JSON") from None
         if not isinstance(body, dict):
             raise HTTPException(400, 'expected a JSON object {"title", "content", "metadata"}')
-        content, title, metadata = body.get("content"), body.get("title"), body.get("metadata") or {}
+        content, title, metadata = body.get("content"), body.get("title"), body.get("metadata")
+        metadata = {} if metadata is None else metadata   # not `or {}`: false or [] is a wrong type
         if not isinstance(content, str):
             raise HTTPException(422, "content: expected a string")
         if title is not None and not isinstance(title, str):
@@ -143,6 +174,9 @@ def _parse_document(raw: bytes, content_type: str, title_param: str | None) -> t
         except UnicodeDecodeError:
             raise HTTPException(400, "body is not UTF-8 text") from None
         title, metadata = title_param, {}
+    _storable("title", title)
+    _storable("content", content)
+    _storable("metadata", metadata)
     if not content.strip():
         raise HTTPException(422, "content: the document is empty")
     if not title:
@@ -158,9 +192,13 @@ def _document_id(value: str) -> uuid.UUID:
         raise HTTPException(404, "document not found") from None
 
 
-@app.post("/api/v1/documents", status_code=201)
-async def create_document(request: Request, title: str | None = None):
-    queued = request.query_params.get("async", "").lower() in ("1", "true", "yes")
+@app.post("/api/v1/documents", status_code=201, response_model=None, dependencies=API_KEY,
+          responses={**schema.API_RESPONSES, **schema.UPLOAD_RESPONSES}, openapi_extra=schema.UPLOAD_BODY)
+async def create_document(
+        request: Request,
+        title: str | None = Query(None, description="The title of a text/plain upload (JSON bodies carry theirs)."),
+        queued: bool = Query(False, alias="async",
+                             description="Queue the document for the worker (202) instead of embedding it now.")):
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_document_bytes:
         raise HTTPException(413, f"document larger than {settings.max_document_bytes} bytes")
@@ -175,7 +213,8 @@ async def create_document(request: Request, title: str | None = None):
     return created
 
 
-@app.get("/api/v1/documents/{id}")
+@app.get("/api/v1/documents/{id}", response_model=None, dependencies=API_KEY, responses={
+    **schema.API_RESPONSES, 200: {"model": schema.Document}, 404: schema.error("No such document.")})
 async def get_document(id: str):  # noqa: A002 - the route template names it {id}
     document = await run_in_threadpool(db.get_document, pool, _document_id(id))
     if document is None:
@@ -183,14 +222,16 @@ async def get_document(id: str):  # noqa: A002 - the route template names it {id
     return document
 
 
-@app.delete("/api/v1/documents/{id}", status_code=204)
+@app.delete("/api/v1/documents/{id}", status_code=204, response_model=None, dependencies=API_KEY,
+            responses={**schema.API_RESPONSES, 404: schema.error("No such document.")})
 async def delete_document(id: str):  # noqa: A002
     if not await run_in_threadpool(db.delete_document, pool, _document_id(id)):
         raise HTTPException(404, "document not found")
     return Response(status_code=204)
 
 
-@app.post("/api/v1/query")
+@app.post("/api/v1/query", response_model=None, dependencies=API_KEY, responses={
+    **schema.API_RESPONSES, 200: {"model": schema.QueryOut}, 422: schema.error("query or top_k invalid.")})
 async def query(body: QueryIn):
     results = await run_in_threadpool(db.search, pool, body.query, body.top_k)
     return {"query": body.query, "results": results,

@@ -38,6 +38,15 @@ async def send_json(send, status: int, body: dict, headers: list[tuple[bytes, by
     await send({"type": "http.response.body", "body": payload})
 
 
+# metric labels come only from these sets: a client must not mint new series with invented
+# methods (curl -X ZZTESTA) or paths; route templates are bounded by the app's routes
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
 def route_template(app, scope) -> str:
     """The matching route's path template (/api/v1/documents/{id}), so labels stay bounded."""
     partial = None
@@ -48,6 +57,17 @@ def route_template(app, scope) -> str:
         if match == Match.PARTIAL and partial is None:
             partial = route.path    # path matched, method did not (405)
     return partial or "unmatched"
+
+
+def allowed_methods(app, scope) -> list[str]:
+    """Every method some route serves at this path: FastAPI makes one route per method, and
+    Starlette's 405 would name only the first route's (Allow: GET where DELETE works too)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 class Observe:
@@ -84,7 +104,7 @@ class Observe:
         finally:
             if counted:
                 metrics.IN_FLIGHT.dec()
-            metrics.REQUESTS.labels(scope["method"], route, str(state["status"])).inc()
+            metrics.REQUESTS.labels(method_label(scope["method"]), route, str(state["status"])).inc()
             metrics.DURATION.labels(route).observe(time.perf_counter() - began)
 
 

@@ -225,6 +225,16 @@ def test_upload_query_get_delete(services):
     assert empty.status_code == 422 and "error" in empty.json()
 
 
+def test_uploads_postgresql_cannot_store_are_422_not_500(services):
+    url = services["main"].url
+    cases = [("", {"Content-Type": "application/json"}, b'{"title": "t", "content": "a\\u0000b"}', "content"),
+             ("?async=true", {"Content-Type": "application/json"}, b'{"content": "x", "title": "\\ud800"}', "title"),
+             ("?title=ok", {"Content-Type": "text/plain"}, b"nul\x00byte", "content")]
+    for query, headers, body, field in cases:
+        response = httpx.post(url + "/api/v1/documents" + query, headers={**api(), **headers}, content=body, timeout=5)
+        assert response.status_code == 422 and response.json()["error"].startswith(f"{field}: "), response.text
+
+
 def test_api_key_required_and_security_headers(services):
     url = services["main"].url
     missing = httpx.post(url + "/api/v1/query", json={"query": "x"}, timeout=5)
@@ -264,6 +274,14 @@ def test_version_and_metrics(services):
     assert metric(url, "rag_http_request_duration_seconds_count", route=route) >= 3
     assert metric(url, "rag_http_requests_in_flight") == 0
     assert metric(url, "rag_build_info", version="v-test", color="blue") == 1
+    # invented methods and paths mint no new series (curl -X ZZTESTA .../api/v1/query)
+    other = metric(url, "rag_http_requests_total", route="/api/v1/query", method="other", status="405") or 0
+    for method in ("ZZTESTA", "ZZTESTB"):
+        httpx.request(method, url + "/api/v1/query", headers=api(), timeout=5)
+    httpx.get(url + "/made-up/" + secrets.token_hex(4), timeout=5)
+    assert metric(url, "rag_http_requests_total", route="/api/v1/query", method="other", status="405") == other + 2
+    assert metric(url, "rag_http_requests_total", method="ZZTESTA") is None
+    assert metric(url, "rag_http_requests_total", route="unmatched", method="GET", status="404") >= 1
 
 
 def test_async_ingestion_by_the_worker(services, migrated_db, tmp_path):
@@ -425,3 +443,80 @@ def test_portable_fallback_without_pgvector(pg_cluster):
         assert db.readiness(pool, migrate.latest_version(MIGRATIONS))[0] is True
     finally:
         pool.close()
+
+
+# --- search on a large, repetitive corpus ---------------------------------------------------------
+
+def test_exact_match_found_among_many_near_duplicate_chunks(pg_cluster, monkeypatch):
+    """~20k chunks written from a handful of drill texts (a small vocabulary): the HNSW graph of
+    identical vectors is a trap a greedy walk cannot leave, so an approximate-only search answered
+    with zero-scored drill chunks instead of the one document that has the query's words."""
+    import psycopg
+
+    sys.path.insert(0, str(SERVICE_DIR))
+    from ragservice import db, text
+
+    database = make_database(pg_cluster["dsn"], "dups")
+    migrate.apply_migrations(database["admin"], MIGRATIONS, app_user=database["name"])
+    drills = [f"Drill {n}: probe ok, latency nominal, replica lag nominal." for n in range(8)]
+    vectors = ["[" + ",".join(f"{v:.6g}" for v in text.embed(d)) + "]" for d in drills]
+    pool = db.Pool(database["app"], size=2)
+    try:
+        target = db.create_document(pool, "Glacier", "Glacier meltwater feeds the turbine hall in spring. "
+                                    "Operators log the intake temperature hourly.", {}, queued=False)
+        with psycopg.connect(database["app"], autocommit=True) as conn:
+            drill_doc = conn.execute("INSERT INTO documents (title, content) VALUES ('drills', 'drills') "
+                                     "RETURNING id").fetchone()[0]
+            # one statement: 20k rows cycling through the drill texts (and their real embeddings)
+            conn.execute(
+                "INSERT INTO chunks (document_id, ordinal, content, embedding) "
+                "SELECT %(doc)s, g, (%(texts)s::text[])[1 + g %% %(n)s], (%(vecs)s::text[])[1 + g %% %(n)s]::vector "
+                "FROM generate_series(0, 19999) AS g",
+                {"doc": drill_doc, "texts": drills, "vecs": vectors, "n": len(drills)})
+            conn.execute("ANALYZE chunks")
+        for exact_below in (db.EXACT_SEARCH_MAX_CHUNKS, 0):   # 0: HNSW first, as on a huge corpus
+            monkeypatch.setattr(db, "EXACT_SEARCH_MAX_CHUNKS", exact_below)
+            started = time.monotonic()
+            results = db.search(pool, "glacier turbine intake", 10)
+            elapsed = time.monotonic() - started
+            assert results and results[0]["document_id"] == target["id"], [r["score"] for r in results]
+            assert results[0]["score"] > 0.3
+            assert elapsed < 5, f"search took {elapsed:.1f}s"
+        drill = db.search(pool, "drill probe latency", 3)   # the common case still answers from HNSW
+        assert [r["document_id"] for r in drill] == [str(drill_doc)] * 3 and drill[0]["score"] > 0.3
+    finally:
+        pool.close()
+
+
+# --- the OpenAPI schema against the running service ------------------------------------------------
+
+def test_openapi_schema_holds_under_a_fuzzer(pg_cluster, tmp_path):
+    """schemathesis generates requests from /openapi.json (uploads included, through the
+    documented request body) and checks every response against the schema."""
+    import shutil
+
+    import psycopg
+
+    from tests.conftest import need
+
+    st = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
+    need(st is not None, "schemathesis (pip install schemathesis)")
+    database = make_database(pg_cluster["dsn"], "fuzz")
+    migrate.apply_migrations(database["admin"], MIGRATIONS, app_user=database["name"])
+    service = Proc("ragservice.serve", {"RAG_DATABASE_URL": database["app"], "RAG_RATE_LIMIT_PER_MINUTE": "0"},
+                   tmp_path, "fuzz").wait_healthy()
+    try:
+        started = time.monotonic()
+        run = subprocess.run(
+            [st, "run", service.url + "/openapi.json", "--checks", "all", "--max-examples", "25",
+             "--seed", "1", "--workers", "1", "--generation-database", "none", "--no-color",
+             "--request-timeout", "10", "-H", f"X-API-Key: {KEYS[0]}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        output = run.stdout[-6000:] + run.stderr[-2000:]
+        assert run.returncode == 0, output
+        assert time.monotonic() - started < 60, output
+        with psycopg.connect(database["app"]) as conn:   # the fuzzer's uploads got through
+            stored = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+        assert stored > 0, output
+    finally:
+        assert service.stop() == 0, service.logs()

@@ -42,3 +42,9 @@ def test_route_template_labels():
     assert middleware.route_template(app, scope("GET", "/api/v1/documents/123")) == "/api/v1/documents/{id}"
     assert middleware.route_template(app, scope("PUT", "/api/v1/documents/123")) == "/api/v1/documents/{id}"
     assert middleware.route_template(app, scope("GET", "/random/path")) == "unmatched"
+
+
+def test_method_label_is_bounded():
+    assert [middleware.method_label(m) for m in ("GET", "POST", "DELETE", "OPTIONS")] == ["GET", "POST", "DELETE",
+                                                                                         "OPTIONS"]
+    assert {middleware.method_label(m) for m in ("ZZTESTA", "get", "PROPFIND", "")} == {"other"}
