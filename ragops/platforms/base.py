@@ -7,9 +7,10 @@ annotations); files under the state directory are a journal and a cache.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ragops.errors import OperationFailed
 
@@ -228,25 +229,3 @@ def probe_color(url: str, service, client=None) -> Probe:
     finally:
         if own:
             client.close()
-
-
-def service_env(config, color: str, version: str, extra: dict[str, str] | None) -> dict[str, str]:
-    """The bundled service's environment for one color (secrets resolved here, never logged)."""
-    from ragops.db.connect import api_keys, app_dsn
-
-    service = config.service
-    env = {
-        "RAG_DATABASE_URL": app_dsn(config),
-        "RAG_API_KEYS": ",".join(api_keys(config)),
-        "RAG_VERSION": version,
-        "RAG_COLOR": color,
-        "RAG_RATE_LIMIT_PER_MINUTE": str(service.rate_limit_per_minute),
-        "RAG_CORS_ORIGINS": ",".join(service.cors_origins),
-        "RAG_GRACEFUL_TIMEOUT": str(int(config.deploy.drain_timeout)),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name, ref in service.secrets.items():
-        env[name] = config.reveal(ref, f"service.secrets.{name}")
-    env.update(service.env)
-    env.update(extra or {})
-    return env

@@ -29,8 +29,9 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.netutil import split_host_port
-from ragops.platforms.base import COLORS, ColorState, Platform, Progress, probe_color, service_env, with_weights
+from ragops.platforms.base import COLORS, ColorState, Platform, Progress, probe_color, with_weights
 from ragops.platforms.docker_host import LABEL, DockerHost, _error_text, _noop, _now
+from ragops.platforms.service_env import service_env
 
 
 class DockerPlatform(Platform):

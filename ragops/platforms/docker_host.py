@@ -5,15 +5,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from ragops.errors import OperationFailed
 from ragops.netutil import split_host_port
-from ragops.platforms.base import COLORS, Progress
+from ragops.platforms.base import COLORS, Platform, Progress
 from ragops.routing import Router, get_router
-
-if TYPE_CHECKING:
-    from ragops.platforms.docker import DockerPlatform
 
 CONTAINER_PORT = 8000               # the service image's port in bridge mode
 ROUTER_WEB, ROUTER_API = 8080, 8081  # Traefik's entrypoints inside the container in bridge mode
@@ -36,7 +32,7 @@ def _error_text(exc: Exception) -> str:
 class DockerHost:
     """One engine: its client, its ragops directory, its router and color ports."""
 
-    def __init__(self, platform: DockerPlatform, spec: str, index: int):
+    def __init__(self, platform: Platform, spec: str, index: int):
         self.platform = platform
         self.config = platform.config
         self.spec = spec

@@ -26,8 +26,8 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.netutil import port_open, split_host_port
-from ragops.platforms.base import (COLORS, ColorState, Platform, Progress, TokenFileLock, probe_color, service_env,
-                                   with_weights)
+from ragops.platforms.base import COLORS, ColorState, Platform, Progress, TokenFileLock, probe_color, with_weights
+from ragops.platforms.service_env import service_env
 from ragops.process import ManagedProcess
 from ragops.routing import FileStore, Router, get_router
 
