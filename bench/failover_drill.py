@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -146,7 +146,7 @@ def drill(mode: str, writers: int, load_seconds: float, keep: bool, warm: bool =
             primary = pgctl.managed_node(config, "primary")
             kill_at = time.time()
             primary.kill9()
-            failure_iso = datetime.fromtimestamp(kill_at, timezone.utc).isoformat()
+            failure_iso = datetime.fromtimestamp(kill_at, UTC).isoformat()
             proc = ragops(config_path, "--yes", "-o", "json", "failover", "--failure-time", failure_iso)
             command_seconds = time.time() - kill_at
             if proc.returncode != 0:

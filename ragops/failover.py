@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from ragops.errors import OperationFailed, UsageError
 from ragops.secrets import redact
@@ -21,7 +21,7 @@ Progress = Callable[[str], None] | None
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _parse_time(value: str | datetime | None) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"--failure-time: expected an ISO 8601 time like 2024-05-01T03:12:00Z, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _region_of(config, node_name: str) -> str | None:

@@ -61,7 +61,7 @@ class FakeKubernetes:
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def start(self) -> "FakeKubernetes":
+    def start(self) -> FakeKubernetes:
         self._thread.start()
         return self
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Optional
 
 import typer
 
@@ -50,8 +49,8 @@ GLOBAL_FLAGS = {"--verbose", "-v", "--quiet", "-q", "--yes", "-y", "--no-color"}
 @app.callback()
 def root(
     ctx: typer.Context,
-    env: Optional[str] = typer.Option(None, "--env", "-e", help="Environment (default: RAGOPS_ENV, else the config's default_env)."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config file (default: RAGOPS_CONFIG, else ./ragops.yaml)."),
+    env: str | None = typer.Option(None, "--env", "-e", help="Environment (default: RAGOPS_ENV, else the config's default_env)."),
+    config: str | None = typer.Option(None, "--config", "-c", help="Config file (default: RAGOPS_CONFIG, else ./ragops.yaml)."),
     output: str = typer.Option("text", "--output", "-o", help="text or json."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail; -v shows tracebacks of unexpected errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results and errors."),

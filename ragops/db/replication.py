@@ -15,10 +15,10 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from ragops.config import Config, DbNode
 from ragops.db.connect import all_nodes, find_node, node_dsn
@@ -38,7 +38,7 @@ def _say(progress: Progress, message: str) -> None:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # ---- LSN arithmetic --------------------------------------------------------------------------

@@ -13,13 +13,27 @@ from pathlib import Path
 
 from ragops.config import Config, DbNode
 from ragops.db.connect import db_password, find_node
-from ragops.db.replication import (ADMIN_DB, Progress, PromoteResult, _alive, _connect, _managed, _say, _wait_dead,
-                                   fence_sql, int_to_lsn, lsn_to_int, primary_status, promote, record_topology,
-                                   slot_name, topology)
+from ragops.db.replication import (
+    ADMIN_DB,
+    Progress,
+    PromoteResult,
+    _alive,
+    _connect,
+    _managed,
+    _say,
+    _wait_dead,
+    fence_sql,
+    int_to_lsn,
+    lsn_to_int,
+    primary_status,
+    promote,
+    record_topology,
+    slot_name,
+    topology,
+)
 from ragops.errors import OperationFailed, UsageError
 from ragops.platforms import platform_class
 from ragops.secrets import redact
-
 
 # ---- switchover ------------------------------------------------------------------------------
 
@@ -147,7 +161,7 @@ def _write_standby_config(managed, conninfo: str, slot: str) -> None:
     auto = managed.data_dir / "postgresql.auto.conf"
     drop = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only", "synchronous_standby_names")
     lines = [ln for ln in (auto.read_text().splitlines() if auto.exists() else [])
-             if not ln.split("=", 1)[0].strip() in drop]
+             if ln.split("=", 1)[0].strip() not in drop]
     escaped = conninfo.replace("'", "''")
     lines += [f"primary_conninfo = '{escaped}'", f"primary_slot_name = '{slot}'"]
     auto.write_text("\n".join(lines) + "\n")

@@ -7,9 +7,10 @@ annotations); files under the state directory are a journal and a cache.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ragops.errors import OperationFailed
 

@@ -129,8 +129,8 @@ def docker_over_ssh(spec: str, ssh_client, reconnect, timeout: int = 60):
     import docker
     import docker.api.client as api_module
     import requests.adapters
-    from docker.transport.sshconn import SSHHTTPAdapter
     from docker import constants
+    from docker.transport.sshconn import SSHHTTPAdapter
 
     class VerifiedSSHAdapter(SSHHTTPAdapter):
         def __init__(self, base_url, timeout=60, pool_connections=constants.DEFAULT_NUM_POOLS,

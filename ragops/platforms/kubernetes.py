@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -44,11 +44,11 @@ def _noop(_: str) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _micro(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # kind -> (API class attribute, method suffix) for built-in kinds; Traefik's CRDs by plural
@@ -83,7 +83,7 @@ class LeaseLock:
 
     ANNOTATION = "ragops.lock"
 
-    def __init__(self, platform: "KubernetesPlatform"):
+    def __init__(self, platform: KubernetesPlatform):
         self.platform = platform
         self.name = m.lease_name(platform.config)
 
@@ -147,7 +147,8 @@ class KubernetesPlatform(Platform):
     def client(self):
         if self._client is not None:
             return self._client
-        from kubernetes import client, config as kconfig
+        from kubernetes import client
+        from kubernetes import config as kconfig
 
         env = self.config.env
         where = f"environments.{self.config.env_name}"

@@ -12,12 +12,12 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ragops.errors import (ConfigError, ExitCode, GateFailed, NotApproved, OperationFailed, RagopsError,
-                           UsageError)
+from ragops.errors import ConfigError, ExitCode, GateFailed, NotApproved, OperationFailed, RagopsError, UsageError
 from ragops.runbook import expr
 from ragops.runbook.operations import OPERATIONS, Context, StepTimeout
 from ragops.runbook.schema import Runbook, coerce_input, find_runbook, load_runbook, runbook_dirs

@@ -274,9 +274,9 @@ def references(tree: tuple) -> list[list[Any]]:
 def lookup(context: dict, parts: list[Any], *, strict: bool = True) -> Any:
     value: Any = context
     for index, part in enumerate(parts):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, (list, tuple)) and isinstance(part, int) and -len(value) <= part < len(value):
+        in_dict = isinstance(value, dict) and part in value
+        in_list = isinstance(value, (list, tuple)) and isinstance(part, int) and -len(value) <= part < len(value)
+        if in_dict or in_list:
             value = value[part]
         else:
             if not strict:

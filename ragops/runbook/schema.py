@@ -30,8 +30,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool,
-                      ValidationError, ValidationInfo, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ragops.config import Duration
 from ragops.durations import parse_duration
@@ -50,7 +61,7 @@ STEP_FIELDS = ("outputs", "status", "error", "duration", "attempts")
 class RunbookInvalid(ConfigError):
     """A runbook file failed validation; `issues` holds every FILE:LINE: message."""
 
-    def __init__(self, issues: list["Issue"]):
+    def __init__(self, issues: list[Issue]):
         self.issues = issues
         first = issues[0].format() if issues else "invalid runbook"
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
@@ -67,7 +78,7 @@ class Issue:
         return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
 
     @classmethod
-    def of(cls, label: str, problem: Problem) -> "Issue":
+    def of(cls, label: str, problem: Problem) -> Issue:
         return cls(label, problem.line, problem.text())
 
 
@@ -133,7 +144,7 @@ class InputSpec(_Model):
             raise ValueError(exc.message.split(": ", 1)[1]) from None
 
     @model_validator(mode="after")
-    def _named(self, info: ValidationInfo) -> "InputSpec":
+    def _named(self, info: ValidationInfo) -> InputSpec:
         self._name = (info.context or {}).get("name", "")
         return self
 
@@ -192,7 +203,7 @@ class Step(_Model):
     description: Text = ""
 
     @model_validator(mode="after")
-    def _named(self) -> "Step":
+    def _named(self) -> Step:
         self.name = self.name or self.id
         return self
 

@@ -19,8 +19,6 @@ import psycopg
 import pytest
 import yaml
 
-from tests.conftest import need
-
 pytestmark = pytest.mark.integration
 
 class Hook(BaseHTTPRequestHandler):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ragops.errors import GateFailed
@@ -102,8 +102,8 @@ def schedule(ctx: Context, *, name: str, command: str, after: Any = None, until:
     stop = seconds_of(until, "until", 48 * 3600.0)
     minutes = int(every or 60)
     record = {"name": str(name), "command": str(command),
-              "starts_at": datetime.fromtimestamp(now + start, timezone.utc).isoformat(),
-              "ends_at": datetime.fromtimestamp(now + stop, timezone.utc).isoformat(),
+              "starts_at": datetime.fromtimestamp(now + start, UTC).isoformat(),
+              "ends_at": datetime.fromtimestamp(now + stop, UTC).isoformat(),
               "cron": f"*/{minutes} * * * * {command}" if minutes < 60 else f"0 * * * * {command}",
               "run_id": ctx.engine.run_id}
     folder = config.state_dir / "schedules"

@@ -33,11 +33,10 @@ def sql(ctx: Context, *, query: str, node: str | None = None, dbname: str | None
     """
     target = step_dsn(ctx, dsn, node, dbname)
     try:
-        with db_connect.connect(target, autocommit=True) as conn:
-            with conn.cursor() as cur:
-                cur.execute(str(query))
-                rows = cur.fetchall() if cur.description else []
-                rowcount = cur.rowcount
+        with db_connect.connect(target, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(str(query))
+            rows = cur.fetchall() if cur.description else []
+            rowcount = cur.rowcount
     except RagopsError:
         raise
     except Exception as exc:  # psycopg errors: one line, secrets redacted later
