@@ -15,6 +15,7 @@ Goals (issue 5): RTO <= 10 s here; lost writes <= ~1 s worth (async) and 0 (sync
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -157,7 +158,7 @@ def drill(mode: str, writers: int, load_seconds: float, keep: bool, warm: bool =
         acked = load.acked
         times = sorted(t for t, _ in acked if t > kill_at - 1)
         # the client-observed outage: the longest pause between acknowledged writes around the kill
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         outage = max(gaps) if gaps else None
         # which acknowledged writes does the new primary have?
         password = (config.state_dir / "secrets" / "db-password").read_text().strip()

@@ -74,7 +74,8 @@ def smoke_url(url: str, api_key: str, *, health_path: str = "/healthz", readines
         def security_headers():
             r = client.get("/version")
             missing = [h for h in SECURITY_HEADERS if h not in r.headers]
-            return not missing, ("missing: " + ", ".join(missing)) if missing else "HSTS, CSP, X-Frame-Options, X-Content-Type-Options", None
+            detail = ("missing: " + ", ".join(missing)) if missing else "HSTS, CSP, X-Frame-Options, X-Content-Type-Options"
+            return not missing, detail, None
 
         token = f"smoke{uuid.uuid4().hex[:12]}"
 
@@ -97,7 +98,8 @@ def smoke_url(url: str, api_key: str, *, health_path: str = "/healthz", readines
             def run():
                 r = client.delete(f"/api/v1/documents/{doc_id}", headers=headers)
                 gone = client.get(f"/api/v1/documents/{doc_id}", headers=headers).status_code == 404
-                return r.status_code in (200, 204) and gone, f"DELETE -> {r.status_code}, then GET -> {'404' if gone else 'still there'}", None
+                detail = f"DELETE -> {r.status_code}, then GET -> {'404' if gone else 'still there'}"
+                return r.status_code in (200, 204) and gone, detail, None
             return run
 
         check("health", health)

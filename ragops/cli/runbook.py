@@ -267,10 +267,8 @@ def run(ctx: typer.Context,
     engine = _engine(env, approve, ack)
     runbook = engine.load(name)
     values = _parse_inputs(inputs)
-    if dry_run:
-        result = engine.plan(runbook, values, from_step=from_step)
-    else:
-        result = engine.run(runbook, values, from_step=from_step)
+    run = engine.plan if dry_run else engine.run
+    result = run(runbook, values, from_step=from_step)
     _finish(env, result)
 
 

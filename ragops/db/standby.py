@@ -302,10 +302,8 @@ def configure_sync(config: Config, progress: Progress = None, *, set_application
                     conn.execute("SELECT pg_reload_conf()")
                     _say(progress, f"{status.name}: primary_conninfo application_name={status.name}")
     names = [s.name for s in replicas]
-    if config.database.synchronous and names:
-        value = "ANY 1 (" + ", ".join('"' + n.replace('"', '') + '"' for n in names) + ")"
-    else:
-        value = ""
+    quoted = ", ".join('"' + n.replace('"', '') + '"' for n in names)
+    value = f"ANY 1 ({quoted})" if config.database.synchronous and names else ""
     with _connect(config, find_node(config, live.name)) as conn:
         if value:
             conn.execute("ALTER SYSTEM SET synchronous_standby_names = " + _quote(value))

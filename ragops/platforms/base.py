@@ -161,6 +161,7 @@ class Platform(abc.ABC):
     def start_router(self, progress: Progress = _noop) -> None:
         """Start the router when it is not running. Platforms whose router only `up` creates do
         nothing here (failover calls it before routing to a region)."""
+        return None
 
     @abc.abstractmethod
     def router_weights(self) -> dict[str, int]:
@@ -174,6 +175,7 @@ class Platform(abc.ABC):
     def refresh_backends(self) -> None:
         """Make the router list every running color (weights unchanged). A no-op where the
         platform's service discovery does it (kubernetes Services)."""
+        return None
 
     def maintenance(self) -> bool:
         """Whether the router answers 503 to everything (maintenance mode)."""

@@ -79,7 +79,7 @@ def image_ref(config, version: str) -> str:
 
 def grace_seconds(config) -> int:
     """Pod terminationGracePeriodSeconds: preStop pause + the drain timeout + a margin."""
-    return PRESTOP_SECONDS + int(math.ceil(config.deploy.drain_timeout)) + 5
+    return PRESTOP_SECONDS + math.ceil(config.deploy.drain_timeout) + 5
 
 
 def meta(config, name: str, labels: dict | None = None, annotations: dict | None = None) -> dict:
@@ -134,7 +134,7 @@ def deployment(config, color: str, version: str, *, deploy_id: str, started_at: 
         "env": _env(config, color, version, env),
         "envFrom": [{"secretRef": {"name": secret_name(config)}}],
         "startupProbe": {"httpGet": {"path": service.health_path, "port": "http"}, "periodSeconds": 2,
-                         "failureThreshold": max(3, int(math.ceil(service.startup_timeout / 2)))},
+                         "failureThreshold": max(3, math.ceil(service.startup_timeout / 2))},
         "readinessProbe": probe,
         "livenessProbe": {"httpGet": {"path": service.health_path, "port": "http"},
                           "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},

@@ -224,7 +224,7 @@ class _Parser:
                     if token[0] not in ("name", "kw", "num"):
                         self.fail("expected a name after '.'")
                     self.take()
-                    parts.append(token[1] if token[0] != "num" else token[1])
+                    parts.append(token[1])
                 elif self.peek()[:2] == ("op", "["):
                     self.take()
                     token = self.peek()

@@ -8,6 +8,7 @@ import threading
 from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -15,7 +16,7 @@ from ragops.runbook.engine import Engine
 
 
 class Recorder(BaseHTTPRequestHandler):
-    received: list = []
+    received: ClassVar[list] = []
 
     def log_message(self, *args):
         pass

@@ -136,9 +136,9 @@ def tls(ctx: Context, *, host: str, port: int = 443, min_days: float = 7, server
     context.check_hostname = False          # we read the expiry, trust is not the question here
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=ctx.remaining(10.0) or 10.0) as sock:
-            with context.wrap_socket(sock, server_hostname=str(server_name or host)) as conn:
-                der = conn.getpeercert(binary_form=True)
+        with (socket.create_connection((host, port), timeout=ctx.remaining(10.0) or 10.0) as sock,
+              context.wrap_socket(sock, server_hostname=str(server_name or host)) as conn):
+            der = conn.getpeercert(binary_form=True)
     except OSError as exc:
         raise OperationFailed(f"tls: {host}:{port}: {exc}") from None
     cert = x509.load_der_x509_certificate(der)

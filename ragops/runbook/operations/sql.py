@@ -39,7 +39,7 @@ def sql(ctx: Context, *, query: str, node: str | None = None, dbname: str | None
             rowcount = cur.rowcount
     except RagopsError:
         raise
-    except Exception as exc:  # psycopg errors: one line, secrets redacted later
+    except Exception as exc:  # noqa: BLE001 - psycopg errors: one line, secrets redacted later
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise OperationFailed(f"sql: {type(exc).__name__}: {first}") from None
     plain = [[_plain(v) for v in row] for row in rows[:1000]]
