@@ -6,6 +6,7 @@ Engines raise these; they never call sys.exit themselves.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -25,6 +26,7 @@ class RagopsError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.outputs: dict[str, Any] = {}   # what a runbook step saw when it failed (see with_outputs)
 
 
 class OperationFailed(RagopsError):

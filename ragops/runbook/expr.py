@@ -22,6 +22,7 @@ default(value, fallback).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ragops.errors import RagopsError
@@ -46,7 +47,7 @@ def _default(value, fallback):
     return fallback if value is None else value
 
 
-FUNCTIONS = {
+FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len, "int": int, "float": float, "str": str, "abs": abs, "min": min, "max": max,
     "round": round, "lower": lambda s: str(s).lower(), "upper": lambda s: str(s).upper(),
     "default": _default, "bool": bool,
@@ -56,11 +57,11 @@ _MISSING = object()
 
 
 def tokenize(text: str) -> list[tuple[str, Any, int]]:
-    tokens = []
+    tokens: list[tuple[str, Any, int]] = []
     pos = 0
     while pos < len(text):
         match = _TOKEN.match(text, pos)
-        if not match:
+        if not match or not match.lastgroup:   # every alternative is a named group
             raise ExpressionError(f"unexpected character {text[pos]!r} at column {pos + 1} in {text!r}")
         kind = match.lastgroup
         value = match.group(kind)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -301,8 +302,9 @@ def _boolean(value: Any) -> bool:
     raise ValueError
 
 
-_COERCE = {"string": str, "integer": _integer, "number": _number, "boolean": _boolean, "duration": parse_duration,
-           "list": lambda v: v if isinstance(v, list) else [s.strip() for s in str(v).split(",") if s.strip()]}
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    "string": str, "integer": _integer, "number": _number, "boolean": _boolean, "duration": parse_duration,
+    "list": lambda v: v if isinstance(v, list) else [s.strip() for s in str(v).split(",") if s.strip()]}
 
 
 # ---- loading -----------------------------------------------------------------------------
@@ -316,7 +318,7 @@ def load_runbook(path: Path | str, *, check=None) -> Runbook:
     runbook, issues = parse_runbook(path)
     if runbook is not None and check is not None:
         issues.extend(check(runbook))
-    if issues:
+    if issues or runbook is None:
         raise RunbookInvalid(issues)
     return runbook
 
@@ -389,7 +391,8 @@ def _validated(model: type[BaseModel], body: Any, where: tuple, root, label: str
 
 
 def _check_ids(runbook: Runbook) -> list[Issue]:
-    issues, first = [], {}
+    issues: list[Issue] = []
+    first: dict[str, int] = {}
     for index, step in enumerate(runbook.steps):
         if step.id in first:
             issues.append(runbook.issue(("steps", index, "id"), f"{step.id!r} is used twice (first on line "

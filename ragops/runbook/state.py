@@ -71,7 +71,7 @@ class RunStore:
 
 
 def list_runs(runs_dir: Path) -> list[dict]:
-    runs = []
+    runs: list[dict] = []
     if not Path(runs_dir).is_dir():
         return runs
     for path in Path(runs_dir).glob("*/state.json"):

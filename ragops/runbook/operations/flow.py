@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ragops.errors import GateFailed
+from ragops.errors import ConfigError, GateFailed
 from ragops.runbook import expr
 from ragops.runbook.operations.common import duration as seconds_of
 from ragops.runbook.operations.common import flag, with_outputs
@@ -64,6 +64,8 @@ def manual(ctx: Context, *, item: str | None = None, instructions: str | None = 
 def sleep(ctx: Context, *, duration: str | float) -> dict:
     """Wait a while (e.g. let metrics settle)."""
     seconds = seconds_of(duration, "duration")
+    if seconds is None:
+        raise ConfigError("duration: expected a duration, got ''")
     ctx.sleep(seconds)
     return {"slept_seconds": seconds}
 

@@ -141,6 +141,8 @@ def tls(ctx: Context, *, host: str, port: int = 443, min_days: float = 7, server
             der = conn.getpeercert(binary_form=True)
     except OSError as exc:
         raise OperationFailed(f"tls: {host}:{port}: {exc}") from None
+    if der is None:
+        raise OperationFailed(f"tls: {host}:{port}: the server sent no certificate")
     cert = x509.load_der_x509_certificate(der)
     not_after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=UTC)
     days = (not_after - datetime.now(UTC)).total_seconds() / 86400
