@@ -10,7 +10,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import (
     AfterValidator,
@@ -443,6 +443,11 @@ class Config:
     def resolve_path(self, value: str) -> Path:
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
+
+    @overload
+    def reveal(self, ref: str, key: str) -> str: ...
+    @overload
+    def reveal(self, ref: str | None, key: str) -> str | None: ...
 
     def reveal(self, ref: str | None, key: str) -> str | None:
         """Resolve a secret reference (None stays None); `key` names it in errors."""

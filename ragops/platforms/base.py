@@ -56,9 +56,21 @@ class LockBackend(Protocol):
     def delete(self, expected_token: str | None = None) -> bool: ...
 
 
-class TokenFileLock:
+class TokenFileLock(abc.ABC):
     """replace/delete for a lock kept as one JSON document: both compare the owner's token.
     Subclasses provide read(), create(), _write(record) and _remove()."""
+
+    @abc.abstractmethod
+    def read(self) -> dict | None: ...
+
+    @abc.abstractmethod
+    def create(self, record: dict) -> bool: ...
+
+    @abc.abstractmethod
+    def _write(self, record: dict) -> None: ...
+
+    @abc.abstractmethod
+    def _remove(self) -> None: ...
 
     def replace(self, expected_token: str, record: dict) -> bool:
         current = self.read()
