@@ -20,7 +20,7 @@ class ExitCode(IntEnum):
 
 
 class RagopsError(Exception):
-    exit_code = ExitCode.FAILED
+    exit_code: int = ExitCode.FAILED   # an ExitCode; a drill or nested runbook may pass its own code through
 
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 SECURITY_HEADERS = ("strict-transport-security", "content-security-policy", "x-frame-options",
                     "x-content-type-options")
@@ -41,7 +43,7 @@ def smoke_url(url: str, api_key: str, *, health_path: str = "/healthz", readines
     report = SmokeReport(url=url.rstrip("/"))
     headers = {"X-API-Key": api_key}
 
-    def check(name: str, func) -> object:
+    def check(name: str, func: Callable[[], tuple[bool, str, Any]]) -> Any:
         start = time.monotonic()
         try:
             ok, detail, value = func()

@@ -28,10 +28,10 @@ def _config_or_none(env):
         raise
 
 
-def _parse_inputs(pairs: list[str]) -> dict[str, str]:
+def _parse_inputs(pairs: list[str] | None) -> dict[str, str]:
     from ragops.errors import UsageError
 
-    values = {}
+    values: dict[str, str] = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise UsageError(f"--input expects key=value, got {pair!r}")

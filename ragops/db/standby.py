@@ -57,7 +57,8 @@ def switchover(config: Config, node: str, *, timeout: float = 60.0, rejoin_old: 
     statuses = topology(config)
     target = next((s for s in statuses if s.name == node), None)
     if target is None:
-        find_node(config, node)
+        find_node(config, node)   # an unknown name: ConfigError listing the nodes
+        raise OperationFailed(f"{node}: not in the database topology")
     if target.role != "replica" or not target.reachable:
         raise UsageError(f"{node} is not a reachable replica ({target.role}); a switchover needs one")
     old = primary_status(statuses)
@@ -91,7 +92,7 @@ def switchover(config: Config, node: str, *, timeout: float = 60.0, rejoin_old: 
                     final = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
             except Exception:  # noqa: BLE001
                 pass
-        if lsn_to_int(replayed) >= lsn_to_int(final):
+        if replayed and lsn_to_int(replayed) >= lsn_to_int(final):   # NULL: not replaying yet
             break
         if time.monotonic() > deadline:
             raise OperationFailed(

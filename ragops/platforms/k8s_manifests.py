@@ -348,11 +348,12 @@ def infrastructure(config) -> list[dict]:
 def render_templates(config, version: str | None = None) -> dict[str, list[dict]]:
     """file name -> documents, for templates/kubernetes/ (an example: blue live at 100 %)."""
     version = version or config.service.version
-    stamp = {"deploy_id": "d-example", "started_at": "1970-01-01T00:00:00+00:00"}
+    deploy_id, started_at = "d-example", "1970-01-01T00:00:00+00:00"
     colors = {}
     for color in COLORS:
-        app = deployment(config, color, version, **stamp, replicas=None if color == "blue" else 0)
-        work = worker_deployment(config, color, version, **stamp)
+        app = deployment(config, color, version, deploy_id=deploy_id, started_at=started_at,
+                         replicas=None if color == "blue" else 0)
+        work = worker_deployment(config, color, version, deploy_id=deploy_id, started_at=started_at)
         if color != "blue":
             work["spec"]["replicas"] = 0
         colors[f"color-{color}.yaml"] = [app, work, service(config, color), hpa(config, color), pdb(config, color)]

@@ -31,6 +31,7 @@ import time
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from ragops.config import Config
 from ragops.errors import ConfigError, OperationFailed
@@ -119,7 +120,7 @@ class LeaseLock:
 
     def replace(self, expected_token: str, record: dict) -> bool:
         lease, current = self._get()
-        if lease is None or current.get("token") != expected_token:
+        if lease is None or current is None or current.get("token") != expected_token:
             return False
         body = self._lease(record, lease["metadata"]["resourceVersion"])
         result = self.platform._replace(body, conflict_ok=True, missing_ok=True)
@@ -129,7 +130,7 @@ class LeaseLock:
         lease, current = self._get()
         if lease is None:
             return False
-        if expected_token is not None and current.get("token") != expected_token:
+        if expected_token is not None and (current is None or current.get("token") != expected_token):
             return False
         return self.platform._delete("Lease", self.name, resource_version=lease["metadata"]["resourceVersion"])
 
@@ -140,7 +141,7 @@ class KubernetesPlatform(Platform):
     def __init__(self, config: Config):
         self.config = config
         self.ns = config.env.namespace
-        self._client = None
+        self._client: Any = None   # a kubernetes.client.ApiClient (the SDK has no type information)
         self._apis: dict[str, object] = {}
 
     # ---- the API client ------------------------------------------------------------------------
@@ -244,7 +245,7 @@ class KubernetesPlatform(Platform):
 
     def _delete(self, kind: str, name: str, resource_version: str | None = None) -> bool:
         fn, prefix = self._target(kind, "delete")
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         if resource_version:
             body["preconditions"] = {"resourceVersion": resource_version}
         args = (*prefix, name) if prefix else (name, self.ns)
@@ -385,13 +386,13 @@ class KubernetesPlatform(Platform):
         self._apply(m.service(config, color))
         other = self._read("Deployment", m.color_name(config, other_color(color)))
         replicas = max(config.service.replicas, int(((other or {}).get("spec") or {}).get("replicas") or 0))
-        stamp = {"deploy_id": deploy_id, "started_at": _now(), "env": env}
-        app = m.deployment(config, color, version, replicas=replicas, **stamp)
+        started_at = _now()
+        app = m.deployment(config, color, version, replicas=replicas, deploy_id=deploy_id, started_at=started_at, env=env)
         progress(f"rolling out {app['metadata']['name']} ({m.image_ref(config, version)}, {replicas} replicas)")
         self._apply(app)
         names = [app["metadata"]["name"]]
         if config.service.workers:
-            worker = m.worker_deployment(config, color, version, **stamp)
+            worker = m.worker_deployment(config, color, version, deploy_id=deploy_id, started_at=started_at, env=env)
             self._apply(worker)
             names.append(worker["metadata"]["name"])
         deadline = time.monotonic() + self._rollout_timeout()
@@ -448,7 +449,7 @@ class KubernetesPlatform(Platform):
             state.detail = annotations.get("ragops.detail") or "scaled to 0"
         elif ready < want:
             state.detail = f"{ready}/{want} pods ready"
-        if state.running and probe:
+        if state.running and probe and state.url:
             found = probe_color(state.url, self.config.service)
             state.healthy, state.ready = found.healthy, found.ready
             state.version = found.version or state.version
