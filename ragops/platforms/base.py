@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from ragops.errors import OperationFailed
 
 if TYPE_CHECKING:
-    from ragops.config import Config
+    import httpx
+
+    from ragops.config import Config, ServiceConfig
 
 COLORS = ("blue", "green")
 
@@ -222,7 +224,7 @@ class Probe:
     answered: bool = True
 
 
-def probe_color(url: str, service, client=None) -> Probe:
+def probe_color(url: str, service: ServiceConfig, client: httpx.Client | None = None) -> Probe:
     """Health, readiness and reported version of one color, straight at its own address."""
     import httpx
 
@@ -245,7 +247,7 @@ def probe_color(url: str, service, client=None) -> Probe:
             client.close()
 
 
-def service_env(config, color: str, version: str, extra: dict[str, str] | None) -> dict[str, str]:
+def service_env(config: Config, color: str, version: str, extra: dict[str, str] | None) -> dict[str, str]:
     """The bundled service's environment for one color (secrets resolved here, never logged)."""
     from ragops.db.connect import api_keys, app_dsn
 
