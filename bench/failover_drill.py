@@ -15,6 +15,7 @@ Goals (issue 5): RTO <= 10 s here; lost writes <= ~1 s worth (async) and 0 (sync
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -146,7 +147,7 @@ def drill(mode: str, writers: int, load_seconds: float, keep: bool, warm: bool =
             primary = pgctl.managed_node(config, "primary")
             kill_at = time.time()
             primary.kill9()
-            failure_iso = datetime.fromtimestamp(kill_at, timezone.utc).isoformat()
+            failure_iso = datetime.fromtimestamp(kill_at, UTC).isoformat()
             proc = ragops(config_path, "--yes", "-o", "json", "failover", "--failure-time", failure_iso)
             command_seconds = time.time() - kill_at
             if proc.returncode != 0:
@@ -157,7 +158,7 @@ def drill(mode: str, writers: int, load_seconds: float, keep: bool, warm: bool =
         acked = load.acked
         times = sorted(t for t, _ in acked if t > kill_at - 1)
         # the client-observed outage: the longest pause between acknowledged writes around the kill
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         outage = max(gaps) if gaps else None
         # which acknowledged writes does the new primary have?
         password = (config.state_dir / "secrets" / "db-password").read_text().strip()

@@ -10,7 +10,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import (
     AfterValidator,
@@ -127,7 +127,7 @@ class DatabaseConfig(Strict):
     dsn: SecretRef | None = None                 # external database instead of managed nodes
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "DatabaseConfig":
+    def _unique_names(self) -> DatabaseConfig:
         seen = {self.primary.name}
         for index, node in enumerate(self.replicas):
             if node.name in seen:
@@ -334,13 +334,13 @@ class Environment(Sections):
         return hosts
 
     @model_validator(mode="after")
-    def _router_platform(self) -> "Environment":
+    def _router_platform(self) -> Environment:
         if self.router.kind == "haproxy" and self.platform != "local":
             raise ValueError(f"router.kind: haproxy runs only on the local platform (platform is {self.platform})")
         return self
 
     @model_validator(mode="after")
-    def _platform_settings(self) -> "Environment":
+    def _platform_settings(self) -> Environment:
         if self.platform != "docker" and self.hosts:
             raise ValueError(f"hosts: only docker environments take hosts (platform is {self.platform})")
         if self.platform == "docker" and not self.hosts:
@@ -362,7 +362,7 @@ class Environment(Sections):
         return self
 
 
-def _listening_ports(env: "Environment") -> list[tuple[str, int]]:
+def _listening_ports(env: Environment) -> list[tuple[str, int]]:
     """Every (key, port) one local/docker environment listens on; all of them bind the same loopback."""
     def port_of(host_port: str) -> int:
         return int(host_port.rsplit(":", 1)[1])
@@ -383,7 +383,7 @@ def _listening_ports(env: "Environment") -> list[tuple[str, int]]:
     return ports
 
 
-def _no_port_collisions(env: "Environment") -> None:
+def _no_port_collisions(env: Environment) -> None:
     seen: dict[int, str] = {}
     for key, port in _listening_ports(env):
         if port in seen:
@@ -443,6 +443,11 @@ class Config:
     def resolve_path(self, value: str) -> Path:
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
+
+    @overload
+    def reveal(self, ref: str, key: str) -> str: ...
+    @overload
+    def reveal(self, ref: str | None, key: str) -> str | None: ...
 
     def reveal(self, ref: str | None, key: str) -> str | None:
         """Resolve a secret reference (None stays None); `key` names it in errors."""

@@ -6,6 +6,7 @@ Engines raise these; they never call sys.exit themselves.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -19,12 +20,13 @@ class ExitCode(IntEnum):
 
 
 class RagopsError(Exception):
-    exit_code = ExitCode.FAILED
+    exit_code: int = ExitCode.FAILED   # an ExitCode; a drill or nested runbook may pass its own code through
 
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.outputs: dict[str, Any] = {}   # what a runbook step saw when it failed (see with_outputs)
 
 
 class OperationFailed(RagopsError):

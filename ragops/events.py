@@ -24,8 +24,9 @@ Kinds the deploy engine (ragops/deploy/engine.py) emits, with their data:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

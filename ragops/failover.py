@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
+from typing import overload
 
 from ragops.errors import OperationFailed, UsageError
 from ragops.secrets import redact
@@ -21,7 +22,7 @@ Progress = Callable[[str], None] | None
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -58,6 +59,12 @@ class FailoverReport:
     passed: bool = False
 
 
+@overload
+def _parse_time(value: str | datetime) -> datetime: ...
+@overload
+def _parse_time(value: str | datetime | None) -> datetime | None: ...
+
+
 def _parse_time(value: str | datetime | None) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
@@ -65,7 +72,7 @@ def _parse_time(value: str | datetime | None) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"--failure-time: expected an ISO 8601 time like 2024-05-01T03:12:00Z, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _region_of(config, node_name: str) -> str | None:
@@ -93,10 +100,10 @@ def choose_target(config, to: str | None, statuses) -> tuple[str | None, str]:
 
 def measure_rpo(config, target, old_primary) -> tuple[int | None, float | None, str]:
     """Lag of `target` behind `old_primary` (NodeStatus objects) at this moment."""
-    from ragops.db.replication import lsn_to_int
+    from ragops.db.replication import lsn_or_none, lsn_to_int
     from ragops.db.standby import wal_end
 
-    received = lsn_to_int(target.received_lsn) or lsn_to_int(target.replayed_lsn)
+    received = lsn_or_none(target.received_lsn) or lsn_or_none(target.replayed_lsn)
     if old_primary is not None and old_primary.reachable and old_primary.current_lsn:
         lag = max(0, lsn_to_int(old_primary.current_lsn) - (received or 0))
         return lag, (target.lag_seconds if lag else 0.0), "live primary: pg_current_wal_lsn - replica received"
@@ -213,6 +220,7 @@ def region_failover(config, to: str | None = None, failure_time=None, *, confirm
     writes_at = _now()
 
     # 3. DNS
+    from ragops.dns.base import DnsChange
     from ragops.dns.base import configured as dns_configured
     from ragops.dns.registry import failover as dns_failover
 
@@ -220,6 +228,7 @@ def region_failover(config, to: str | None = None, failure_time=None, *, confirm
     if dns_configured(config):
         def do_dns():
             change = dns_failover(config, region or "secondary", progress=progress)
+            assert isinstance(change, DnsChange)   # not a dry run: the change, not the plan
             state["dns"] = True
             report.dns_insync_at = change.insync_at or _now().isoformat()
             return f"{change.plan.record} -> {change.plan.new}: {change.status}" + \

@@ -8,7 +8,8 @@ import time
 
 def _ephemeral_range() -> tuple[int, int]:
     try:
-        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = f.read().split()
         return int(low), int(high)
     except (OSError, ValueError):
         return 32768, 60999

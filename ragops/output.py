@@ -8,15 +8,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ragops.errors import NotApproved
 from ragops.events import Progress
 from ragops.secrets import redact, redact_data
+
+if TYPE_CHECKING:
+    from ragops.config import Config
 
 
 def to_jsonable(value: Any) -> Any:
@@ -54,11 +58,11 @@ class Env:
         err_width = None if sys.stderr.isatty() else int(os.environ.get("COLUMNS", 160))
         self.out = Console(no_color=no_color, highlight=False, soft_wrap=True, width=out_width)
         self.err = Console(stderr=True, no_color=no_color, highlight=False, soft_wrap=True, width=err_width)
-        self._config = None
+        self._config: Config | None = None
 
     # ---- configuration -------------------------------------------------------------------
     @property
-    def config(self):
+    def config(self) -> Config:
         if self._config is None:
             from ragops.config import find_config_path, load_config
 

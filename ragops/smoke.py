@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 SECURITY_HEADERS = ("strict-transport-security", "content-security-policy", "x-frame-options",
                     "x-content-type-options")
@@ -41,7 +43,7 @@ def smoke_url(url: str, api_key: str, *, health_path: str = "/healthz", readines
     report = SmokeReport(url=url.rstrip("/"))
     headers = {"X-API-Key": api_key}
 
-    def check(name: str, func) -> object:
+    def check(name: str, func: Callable[[], tuple[bool, str, Any]]) -> Any:
         start = time.monotonic()
         try:
             ok, detail, value = func()
@@ -74,7 +76,8 @@ def smoke_url(url: str, api_key: str, *, health_path: str = "/healthz", readines
         def security_headers():
             r = client.get("/version")
             missing = [h for h in SECURITY_HEADERS if h not in r.headers]
-            return not missing, ("missing: " + ", ".join(missing)) if missing else "HSTS, CSP, X-Frame-Options, X-Content-Type-Options", None
+            detail = ("missing: " + ", ".join(missing)) if missing else "HSTS, CSP, X-Frame-Options, X-Content-Type-Options"
+            return not missing, detail, None
 
         token = f"smoke{uuid.uuid4().hex[:12]}"
 
@@ -97,7 +100,8 @@ def smoke_url(url: str, api_key: str, *, health_path: str = "/healthz", readines
             def run():
                 r = client.delete(f"/api/v1/documents/{doc_id}", headers=headers)
                 gone = client.get(f"/api/v1/documents/{doc_id}", headers=headers).status_code == 404
-                return r.status_code in (200, 204) and gone, f"DELETE -> {r.status_code}, then GET -> {'404' if gone else 'still there'}", None
+                detail = f"DELETE -> {r.status_code}, then GET -> {'404' if gone else 'still there'}"
+                return r.status_code in (200, 204) and gone, detail, None
             return run
 
         check("health", health)

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from ragops.errors import ConfigError
 
@@ -109,7 +110,7 @@ def validation_problems(root: yaml.Node | None, exc: ValidationError, prefix: tu
     return [_problem(root, err, prefix) for err in exc.errors()]
 
 
-def _problem(root, err: dict, prefix: tuple) -> Problem:
+def _problem(root: yaml.Node | None, err: ErrorDetails, prefix: tuple) -> Problem:
     # pydantic puts union/function names into loc; keep the user's key path only
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     msg = err["msg"]

@@ -29,6 +29,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import unquote
 
 PATH = re.compile(r"^/(?:api/(?P<cv>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
@@ -61,7 +62,7 @@ class FakeKubernetes:
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def start(self) -> "FakeKubernetes":
+    def start(self) -> FakeKubernetes:
         self._thread.start()
         return self
 
@@ -284,8 +285,9 @@ class PodStub:
     """What the pods of each color answer, behind /<color>/ (see the module docstring)."""
 
     BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
-    HEADERS = {"Strict-Transport-Security": "max-age=31536000", "Content-Security-Policy": "default-src 'none'",
-               "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
+    HEADERS: ClassVar[dict[str, str]] = {
+        "Strict-Transport-Security": "max-age=31536000", "Content-Security-Policy": "default-src 'none'",
+        "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
 
     def __init__(self, fake: FakeKubernetes, namespace: str, project: str, api_key: str):
         self.fake, self.namespace, self.project, self.api_key = fake, namespace, project, api_key
@@ -406,7 +408,7 @@ class PodStub:
                     lines.append(f'rag_http_requests_total{{method="GET",route="{route}",status="{status}"}} {n}')
             hist = self.hist.get(gen, [0] * len(self.BUCKETS))
         lines.append("# TYPE rag_http_request_duration_seconds histogram")
-        for le, n in zip(self.BUCKETS, hist):
+        for le, n in zip(self.BUCKETS, hist, strict=True):
             bound = "+Inf" if le == float("inf") else repr(le)
             lines.append(f'rag_http_request_duration_seconds_bucket{{route="all",le="{bound}"}} {n}')
         lines.append(f'rag_http_request_duration_seconds_count{{route="all"}} {hist[-1]}')

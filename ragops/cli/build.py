@@ -1,8 +1,6 @@
 """`ragops build`: build the service image on the environment's docker hosts."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 
@@ -11,8 +9,8 @@ def register(app: typer.Typer) -> None:
 
 
 def build(ctx: typer.Context,
-          version: Optional[str] = typer.Option(None, "--version", help="Image tag (default: service.version)."),
-          push: Optional[bool] = typer.Option(None, "--push/--no-push",
+          version: str | None = typer.Option(None, "--version", help="Image tag (default: service.version)."),
+          push: bool | None = typer.Option(None, "--push/--no-push",
                                               help="Push after building (default: docker.push in ragops.yaml)."),
           dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be built; build nothing.")) -> None:
     """Build <service.image>:<version> from service/Dockerfile on every docker host.

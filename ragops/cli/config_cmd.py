@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
 
 @config_app.command("validate")
 def validate(ctx: typer.Context,
-             all_envs: bool = typer.Option(True, "--all/--selected", help="Validate every environment (default) or only the selected one.")) -> None:
+             all_envs: bool = typer.Option(True, "--all/--selected",
+                                           help="Validate every environment (default) or only the selected one.")) -> None:
     """Validate ragops.yaml and exit 2 on the first error, naming the key.
 
     Every environment is checked for shape; the selected one (-e, else default_env) also has

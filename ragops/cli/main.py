@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Optional
 
 import typer
 
@@ -50,12 +49,13 @@ GLOBAL_FLAGS = {"--verbose", "-v", "--quiet", "-q", "--yes", "-y", "--no-color"}
 @app.callback()
 def root(
     ctx: typer.Context,
-    env: Optional[str] = typer.Option(None, "--env", "-e", help="Environment (default: RAGOPS_ENV, else the config's default_env)."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config file (default: RAGOPS_CONFIG, else ./ragops.yaml)."),
+    env: str | None = typer.Option(None, "--env", "-e", help="Environment (default: RAGOPS_ENV, else the config's default_env)."),
+    config: str | None = typer.Option(None, "--config", "-c", help="Config file (default: RAGOPS_CONFIG, else ./ragops.yaml)."),
     output: str = typer.Option("text", "--output", "-o", help="text or json."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail; -v shows tracebacks of unexpected errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results and errors."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Assume yes for confirmations (required for destructive steps without a terminal)."),
+    yes: bool = typer.Option(False, "--yes", "-y",
+                             help="Assume yes for confirmations (required for destructive steps without a terminal)."),
     no_color: bool = typer.Option(False, "--no-color", help="No colors (NO_COLOR is honoured too)."),
 ) -> None:
     from ragops.output import Env
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except click_errors as exc:
         _usage_error(exc)
         code = ExitCode.USAGE
-    except Exception as exc:  # an unexpected failure: one line, traceback only with -v
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure: one line, traceback only with -v
         if _verbosity(argv) > 0:
             import traceback
 

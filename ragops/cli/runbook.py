@@ -1,8 +1,6 @@
 """`ragops runbook list|show|validate|run|resume|runs` and `ragops drill run`."""
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 runbook_app = typer.Typer(help="Executable runbooks: the guide's checklists and recovery procedures.",
@@ -30,10 +28,10 @@ def _config_or_none(env):
         raise
 
 
-def _parse_inputs(pairs: list[str]) -> dict[str, str]:
+def _parse_inputs(pairs: list[str] | None) -> dict[str, str]:
     from ragops.errors import UsageError
 
-    values = {}
+    values: dict[str, str] = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise UsageError(f"--input expects key=value, got {pair!r}")
@@ -211,7 +209,7 @@ def show(ctx: typer.Context, name: str = typer.Argument(..., help="Runbook name 
 
 @runbook_app.command("validate")
 def validate(ctx: typer.Context,
-             names: Optional[List[str]] = typer.Argument(None, help="Runbook names or files (default: all)."),
+             names: list[str] | None = typer.Argument(None, help="Runbook names or files (default: all)."),
              ) -> None:
     """Validate runbooks: schema, expressions, references, and that every step names an operation
     of this installation with parameters it takes. Errors are FILE:LINE: path: message; exit 2 when
@@ -220,8 +218,8 @@ def validate(ctx: typer.Context,
     Example: ragops runbook validate
     Example: ragops runbook validate runbooks/pre-deploy.yaml
     """
-    from ragops.runbook.validate import check_runbook
     from ragops.runbook.schema import find_runbook, list_runbooks, parse_runbook, runbook_dirs
+    from ragops.runbook.validate import check_runbook
 
     env = ctx.obj
     dirs = runbook_dirs(_config_or_none(env))
@@ -252,11 +250,11 @@ def validate(ctx: typer.Context,
 @runbook_app.command("run")
 def run(ctx: typer.Context,
         name: str = typer.Argument(..., help="Runbook name or file."),
-        inputs: Optional[List[str]] = typer.Option(None, "--input", "-i", help="An input as key=value (repeatable)."),
+        inputs: list[str] | None = typer.Option(None, "--input", "-i", help="An input as key=value (repeatable)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Render every step with resolved parameters; run nothing."),
-        from_step: Optional[str] = typer.Option(None, "--from", help="Start at this step (earlier ones are skipped)."),
-        approve: Optional[List[str]] = typer.Option(None, "--approve", help="Grant an approval step up front (CI)."),
-        ack: Optional[List[str]] = typer.Option(None, "--ack", help="Confirm a manual checklist step up front (CI)."),
+        from_step: str | None = typer.Option(None, "--from", help="Start at this step (earlier ones are skipped)."),
+        approve: list[str] | None = typer.Option(None, "--approve", help="Grant an approval step up front (CI)."),
+        ack: list[str] | None = typer.Option(None, "--ack", help="Confirm a manual checklist step up front (CI)."),
         ) -> None:
     """Run a runbook. Exit 0 when every step passed, 3 when a gate failed, 5 when an approval is
     missing or denied, 1 when a step failed, 130 when interrupted. Approval and manual steps ask
@@ -269,10 +267,8 @@ def run(ctx: typer.Context,
     engine = _engine(env, approve, ack)
     runbook = engine.load(name)
     values = _parse_inputs(inputs)
-    if dry_run:
-        result = engine.plan(runbook, values, from_step=from_step)
-    else:
-        result = engine.run(runbook, values, from_step=from_step)
+    run = engine.plan if dry_run else engine.run
+    result = run(runbook, values, from_step=from_step)
     _finish(env, result)
 
 
@@ -280,8 +276,8 @@ def run(ctx: typer.Context,
 def resume(ctx: typer.Context,
            run_id: str = typer.Argument(..., help="The run to continue (ragops runbook runs)."),
            force: bool = typer.Option(False, "--force", help="Resume even though the runbook file changed."),
-           approve: Optional[List[str]] = typer.Option(None, "--approve", help="Grant an approval step up front."),
-           ack: Optional[List[str]] = typer.Option(None, "--ack", help="Confirm a manual step up front."),
+           approve: list[str] | None = typer.Option(None, "--approve", help="Grant an approval step up front."),
+           ack: list[str] | None = typer.Option(None, "--ack", help="Confirm a manual step up front."),
            ) -> None:
     """Continue a failed or interrupted run at the step that failed, with the outputs of the steps
     that passed. Refuses when the runbook changed since the run started, unless --force.
@@ -325,12 +321,12 @@ def runs(ctx: typer.Context, limit: int = typer.Option(20, "--limit", help="How 
 @drill_app.command("run")
 def drill_run(ctx: typer.Context,
               name: str = typer.Argument(..., help="A drill runbook, e.g. drill-backup-restore (or backup-restore)."),
-              report: Optional[str] = typer.Option(None, "--report", help="Report folder (default <state_dir>/drills/<run>)."),
-              inputs: Optional[List[str]] = typer.Option(None, "--input", "-i", help="An input as key=value (repeatable)."),
+              report: str | None = typer.Option(None, "--report", help="Report folder (default <state_dir>/drills/<run>)."),
+              inputs: list[str] | None = typer.Option(None, "--input", "-i", help="An input as key=value (repeatable)."),
               allow_production: bool = typer.Option(False, "--allow-production",
                                                     help="Allow a drill against an environment marked production."),
-              approve: Optional[List[str]] = typer.Option(None, "--approve", help="Grant an approval step up front."),
-              ack: Optional[List[str]] = typer.Option(None, "--ack", help="Confirm a manual step up front."),
+              approve: list[str] | None = typer.Option(None, "--approve", help="Grant an approval step up front."),
+              ack: list[str] | None = typer.Option(None, "--ack", help="Confirm a manual step up front."),
               ) -> None:
     """Run a DR drill against a non-production environment, measure RTO and RPO, compare them with
     the slo targets and write report.json, report.md and report.html. Exit 3 when a target is missed.

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import os
 import secrets as pysecrets
+from typing import Literal, overload
 
 from ragops.config import Config, DbNode
 from ragops.errors import ConfigError
 from ragops.platforms import platform_class
 from ragops.secrets import register_secret
+
+
+@overload
+def state_secret(config: Config, name: str, *, generate: Literal[True] = True, length: int = 24) -> str: ...
+@overload
+def state_secret(config: Config, name: str, *, generate: bool, length: int = 24) -> str | None: ...
 
 
 def state_secret(config: Config, name: str, *, generate: bool = True, length: int = 24) -> str | None:

@@ -15,10 +15,10 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from ragops.config import Config, DbNode
 from ragops.db.connect import all_nodes, find_node, node_dsn
@@ -38,16 +38,19 @@ def _say(progress: Progress, message: str) -> None:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # ---- LSN arithmetic --------------------------------------------------------------------------
 
-def lsn_to_int(lsn: str | None) -> int | None:
-    if not lsn:
-        return None
+def lsn_to_int(lsn: str) -> int:
     high, _, low = str(lsn).partition("/")
     return (int(high, 16) << 32) + int(low, 16)
+
+
+def lsn_or_none(lsn: str | None) -> int | None:
+    """lsn_to_int for a position PostgreSQL may not know (NULL, or not reported)."""
+    return lsn_to_int(lsn) if lsn else None
 
 
 def int_to_lsn(value: int) -> str:
@@ -194,8 +197,8 @@ def topology(config: Config) -> list[NodeStatus]:
             upstream = primaries[0]
         if upstream is None:
             continue
-        replayed = lsn_to_int(replica.replayed_lsn)
-        current = lsn_to_int(upstream.current_lsn)
+        replayed = lsn_or_none(replica.replayed_lsn)
+        current = lsn_or_none(upstream.current_lsn)
         if replayed is not None and current is not None:
             replica.lag_bytes = max(0, current - replayed)
         slot = getattr(replica, "_slot", None)

@@ -13,13 +13,27 @@ from pathlib import Path
 
 from ragops.config import Config, DbNode
 from ragops.db.connect import db_password, find_node
-from ragops.db.replication import (ADMIN_DB, Progress, PromoteResult, _alive, _connect, _managed, _say, _wait_dead,
-                                   fence_sql, int_to_lsn, lsn_to_int, primary_status, promote, record_topology,
-                                   slot_name, topology)
+from ragops.db.replication import (
+    ADMIN_DB,
+    Progress,
+    PromoteResult,
+    _alive,
+    _connect,
+    _managed,
+    _say,
+    _wait_dead,
+    fence_sql,
+    int_to_lsn,
+    lsn_to_int,
+    primary_status,
+    promote,
+    record_topology,
+    slot_name,
+    topology,
+)
 from ragops.errors import OperationFailed, UsageError
 from ragops.platforms import platform_class
 from ragops.secrets import redact
-
 
 # ---- switchover ------------------------------------------------------------------------------
 
@@ -43,7 +57,8 @@ def switchover(config: Config, node: str, *, timeout: float = 60.0, rejoin_old: 
     statuses = topology(config)
     target = next((s for s in statuses if s.name == node), None)
     if target is None:
-        find_node(config, node)
+        find_node(config, node)   # an unknown name: ConfigError listing the nodes
+        raise OperationFailed(f"{node}: not in the database topology")
     if target.role != "replica" or not target.reachable:
         raise UsageError(f"{node} is not a reachable replica ({target.role}); a switchover needs one")
     old = primary_status(statuses)
@@ -77,7 +92,7 @@ def switchover(config: Config, node: str, *, timeout: float = 60.0, rejoin_old: 
                     final = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
             except Exception:  # noqa: BLE001
                 pass
-        if lsn_to_int(replayed) >= lsn_to_int(final):
+        if replayed and lsn_to_int(replayed) >= lsn_to_int(final):   # NULL: not replaying yet
             break
         if time.monotonic() > deadline:
             raise OperationFailed(
@@ -147,7 +162,7 @@ def _write_standby_config(managed, conninfo: str, slot: str) -> None:
     auto = managed.data_dir / "postgresql.auto.conf"
     drop = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only", "synchronous_standby_names")
     lines = [ln for ln in (auto.read_text().splitlines() if auto.exists() else [])
-             if not ln.split("=", 1)[0].strip() in drop]
+             if ln.split("=", 1)[0].strip() not in drop]
     escaped = conninfo.replace("'", "''")
     lines += [f"primary_conninfo = '{escaped}'", f"primary_slot_name = '{slot}'"]
     auto.write_text("\n".join(lines) + "\n")
@@ -288,10 +303,8 @@ def configure_sync(config: Config, progress: Progress = None, *, set_application
                     conn.execute("SELECT pg_reload_conf()")
                     _say(progress, f"{status.name}: primary_conninfo application_name={status.name}")
     names = [s.name for s in replicas]
-    if config.database.synchronous and names:
-        value = "ANY 1 (" + ", ".join('"' + n.replace('"', '') + '"' for n in names) + ")"
-    else:
-        value = ""
+    quoted = ", ".join('"' + n.replace('"', '') + '"' for n in names)
+    value = f"ANY 1 ({quoted})" if config.database.synchronous and names else ""
     with _connect(config, find_node(config, live.name)) as conn:
         if value:
             conn.execute("ALTER SYSTEM SET synchronous_standby_names = " + _quote(value))

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from ragops.errors import OperationFailed
 
 if TYPE_CHECKING:
-    from ragops.config import Config
+    import httpx
+
+    from ragops.config import Config, ServiceConfig
 
 COLORS = ("blue", "green")
 
@@ -56,9 +58,21 @@ class LockBackend(Protocol):
     def delete(self, expected_token: str | None = None) -> bool: ...
 
 
-class TokenFileLock:
+class TokenFileLock(abc.ABC):
     """replace/delete for a lock kept as one JSON document: both compare the owner's token.
     Subclasses provide read(), create(), _write(record) and _remove()."""
+
+    @abc.abstractmethod
+    def read(self) -> dict | None: ...
+
+    @abc.abstractmethod
+    def create(self, record: dict) -> bool: ...
+
+    @abc.abstractmethod
+    def _write(self, record: dict) -> None: ...
+
+    @abc.abstractmethod
+    def _remove(self) -> None: ...
 
     def replace(self, expected_token: str, record: dict) -> bool:
         current = self.read()
@@ -161,6 +175,7 @@ class Platform(abc.ABC):
     def start_router(self, progress: Progress = _noop) -> None:
         """Start the router when it is not running. Platforms whose router only `up` creates do
         nothing here (failover calls it before routing to a region)."""
+        return None
 
     @abc.abstractmethod
     def router_weights(self) -> dict[str, int]:
@@ -174,6 +189,7 @@ class Platform(abc.ABC):
     def refresh_backends(self) -> None:
         """Make the router list every running color (weights unchanged). A no-op where the
         platform's service discovery does it (kubernetes Services)."""
+        return None
 
     def maintenance(self) -> bool:
         """Whether the router answers 503 to everything (maintenance mode)."""
@@ -208,7 +224,7 @@ class Probe:
     answered: bool = True
 
 
-def probe_color(url: str, service, client=None) -> Probe:
+def probe_color(url: str, service: ServiceConfig, client: httpx.Client | None = None) -> Probe:
     """Health, readiness and reported version of one color, straight at its own address."""
     import httpx
 

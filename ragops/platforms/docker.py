@@ -59,7 +59,7 @@ class DockerPlatform(Platform):
     def color_url(self, color: str) -> str:
         return self.primary.color_url(color)
 
-    def color_urls(self, color: str) -> list[tuple[str, str]]:
+    def color_urls(self, color: str) -> list[tuple[str | None, str]]:
         """(host, direct URL) for every host: readiness and smoke run against each one."""
         return [(host.label, host.color_url(color)) for host in self.hosts]
 

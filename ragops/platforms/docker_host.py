@@ -5,11 +5,17 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from ragops.errors import OperationFailed
 from ragops.netutil import split_host_port
 from ragops.platforms.base import COLORS, Platform, Progress
 from ragops.routing import Router, get_router
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from ragops.platforms.docker_hosts import Tunnel
 
 CONTAINER_PORT = 8000               # the service image's port in bridge mode
 ROUTER_WEB, ROUTER_API = 8080, 8081  # Traefik's entrypoints inside the container in bridge mode
@@ -45,22 +51,30 @@ class DockerHost:
         self.router_api = settings.router_api if settings and settings.router_api else router.api
         self.service_port = settings.service_port if settings and settings.service_port else self.config.service.port
         self.is_ssh = spec.startswith("ssh://")
-        self._ssh = None
-        self._tunnels: dict[int, object] = {}
+        self._ssh: paramiko.SSHClient | None = None
+        self._tunnels: dict[int, Tunnel] = {}
 
     # ---- connections ---------------------------------------------------------------------------
     @property
     def label(self) -> str:
         return self.spec
 
-    def _connect_ssh(self):
+    def _connect_ssh(self) -> paramiko.SSHClient:
         from ragops.platforms.docker_hosts import ssh_connect
 
         env = self.config.env
         key = self.config.resolve_path(env.docker.ssh_key) if env.docker.ssh_key else None
-        self._ssh = ssh_connect(self.spec, known_hosts=str(self.config.resolve_path(env.known_hosts))
-                                if env.known_hosts else None, trust=env.trust_host_keys,
-                                key_file=str(key) if key else None)
+        ssh: paramiko.SSHClient = ssh_connect(self.spec, known_hosts=str(self.config.resolve_path(env.known_hosts))
+                                              if env.known_hosts else None, trust=env.trust_host_keys,
+                                              key_file=str(key) if key else None)
+        self._ssh = ssh
+        return ssh
+
+    def _connected_ssh(self) -> paramiko.SSHClient:
+        """The ssh connection of an ssh:// host, made (and its host key verified) by `client`."""
+        self.client  # noqa: B018 - connects (and verifies the host key) first
+        if self._ssh is None:
+            raise OperationFailed(f"host {self.label}: not an ssh:// host")
         return self._ssh
 
     @cached_property
@@ -91,8 +105,7 @@ class DockerHost:
 
         if not self.is_ssh:
             return LocalDir((self.config.state_dir / "docker" / self.instance).resolve())
-        self.client  # noqa: B018 - connects (and verifies the host key) first
-        sftp = self._ssh.open_sftp()
+        sftp = self._connected_ssh().open_sftp()
         base = self.config.env.docker.remote_dir
         if not base.startswith("/"):
             base = sftp.normalize(".").rstrip("/") + "/" + base
@@ -108,8 +121,7 @@ class DockerHost:
         if port not in self._tunnels:
             from ragops.platforms.docker_hosts import Tunnel
 
-            self.client  # noqa: B018
-            self._tunnels[port] = Tunnel(self._ssh.get_transport(), (host, port))
+            self._tunnels[port] = Tunnel(self._connected_ssh().get_transport(), (host, port))
         return f"127.0.0.1:{self._tunnels[port].port}"
 
     def close(self) -> None:

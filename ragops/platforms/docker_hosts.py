@@ -21,6 +21,7 @@ import socket
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import yaml
@@ -129,8 +130,8 @@ def docker_over_ssh(spec: str, ssh_client, reconnect, timeout: int = 60):
     import docker
     import docker.api.client as api_module
     import requests.adapters
-    from docker.transport.sshconn import SSHHTTPAdapter
     from docker import constants
+    from docker.transport.sshconn import SSHHTTPAdapter
 
     class VerifiedSSHAdapter(SSHHTTPAdapter):
         def __init__(self, base_url, timeout=60, pool_connections=constants.DEFAULT_NUM_POOLS,
@@ -142,7 +143,8 @@ def docker_over_ssh(spec: str, ssh_client, reconnect, timeout: int = 60):
             self.ssh_host = base_url[len("ssh://"):] if base_url.startswith("ssh://") else base_url
             self.timeout = timeout
             self.max_pool_size = max_pool_size
-            self.pools = RecentlyUsedContainer(pool_connections, dispose_func=lambda p: p.close())
+            self.pools: RecentlyUsedContainer[str, Any] = RecentlyUsedContainer(pool_connections,
+                                                                                dispose_func=lambda p: p.close())
             requests.adapters.HTTPAdapter.__init__(self)
 
         def _connect(self):
@@ -427,7 +429,7 @@ class MultiHostLock:
         return None
 
     def create(self, record: dict) -> bool:
-        taken = []
+        taken: list[DirLock] = []
         for _, lock in self.locks:
             if not lock.create(record):
                 for done in taken:

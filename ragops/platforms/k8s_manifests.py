@@ -79,7 +79,7 @@ def image_ref(config, version: str) -> str:
 
 def grace_seconds(config) -> int:
     """Pod terminationGracePeriodSeconds: preStop pause + the drain timeout + a margin."""
-    return PRESTOP_SECONDS + int(math.ceil(config.deploy.drain_timeout)) + 5
+    return PRESTOP_SECONDS + math.ceil(config.deploy.drain_timeout) + 5
 
 
 def meta(config, name: str, labels: dict | None = None, annotations: dict | None = None) -> dict:
@@ -134,7 +134,7 @@ def deployment(config, color: str, version: str, *, deploy_id: str, started_at: 
         "env": _env(config, color, version, env),
         "envFrom": [{"secretRef": {"name": secret_name(config)}}],
         "startupProbe": {"httpGet": {"path": service.health_path, "port": "http"}, "periodSeconds": 2,
-                         "failureThreshold": max(3, int(math.ceil(service.startup_timeout / 2)))},
+                         "failureThreshold": max(3, math.ceil(service.startup_timeout / 2))},
         "readinessProbe": probe,
         "livenessProbe": {"httpGet": {"path": service.health_path, "port": "http"},
                           "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
@@ -348,11 +348,12 @@ def infrastructure(config) -> list[dict]:
 def render_templates(config, version: str | None = None) -> dict[str, list[dict]]:
     """file name -> documents, for templates/kubernetes/ (an example: blue live at 100 %)."""
     version = version or config.service.version
-    stamp = {"deploy_id": "d-example", "started_at": "1970-01-01T00:00:00+00:00"}
+    deploy_id, started_at = "d-example", "1970-01-01T00:00:00+00:00"
     colors = {}
     for color in COLORS:
-        app = deployment(config, color, version, **stamp, replicas=None if color == "blue" else 0)
-        work = worker_deployment(config, color, version, **stamp)
+        app = deployment(config, color, version, deploy_id=deploy_id, started_at=started_at,
+                         replicas=None if color == "blue" else 0)
+        work = worker_deployment(config, color, version, deploy_id=deploy_id, started_at=started_at)
         if color != "blue":
             work["spec"]["replicas"] = 0
         colors[f"color-{color}.yaml"] = [app, work, service(config, color), hpa(config, color), pdb(config, color)]

@@ -28,9 +28,10 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from ragops.config import Config
 from ragops.errors import ConfigError, OperationFailed
@@ -44,11 +45,11 @@ def _noop(_: str) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _micro(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # kind -> (API class attribute, method suffix) for built-in kinds; Traefik's CRDs by plural
@@ -70,7 +71,7 @@ def _subset(want, have) -> bool:
     if isinstance(want, dict):
         return isinstance(have, dict) and all(_subset(v, have.get(k)) for k, v in want.items())
     if isinstance(want, list):
-        return isinstance(have, list) and len(want) == len(have) and all(_subset(a, b) for a, b in zip(want, have))
+        return isinstance(have, list) and len(want) == len(have) and all(_subset(a, b) for a, b in zip(want, have, strict=True))
     return want == have or str(want) == str(have)
 
 
@@ -83,7 +84,7 @@ class LeaseLock:
 
     ANNOTATION = "ragops.lock"
 
-    def __init__(self, platform: "KubernetesPlatform"):
+    def __init__(self, platform: KubernetesPlatform):
         self.platform = platform
         self.name = m.lease_name(platform.config)
 
@@ -119,7 +120,7 @@ class LeaseLock:
 
     def replace(self, expected_token: str, record: dict) -> bool:
         lease, current = self._get()
-        if lease is None or current.get("token") != expected_token:
+        if lease is None or current is None or current.get("token") != expected_token:
             return False
         body = self._lease(record, lease["metadata"]["resourceVersion"])
         result = self.platform._replace(body, conflict_ok=True, missing_ok=True)
@@ -129,7 +130,7 @@ class LeaseLock:
         lease, current = self._get()
         if lease is None:
             return False
-        if expected_token is not None and current.get("token") != expected_token:
+        if expected_token is not None and (current is None or current.get("token") != expected_token):
             return False
         return self.platform._delete("Lease", self.name, resource_version=lease["metadata"]["resourceVersion"])
 
@@ -140,14 +141,15 @@ class KubernetesPlatform(Platform):
     def __init__(self, config: Config):
         self.config = config
         self.ns = config.env.namespace
-        self._client = None
+        self._client: Any = None   # a kubernetes.client.ApiClient (the SDK has no type information)
         self._apis: dict[str, object] = {}
 
     # ---- the API client ------------------------------------------------------------------------
     def client(self):
         if self._client is not None:
             return self._client
-        from kubernetes import client, config as kconfig
+        from kubernetes import client
+        from kubernetes import config as kconfig
 
         env = self.config.env
         where = f"environments.{self.config.env_name}"
@@ -243,7 +245,7 @@ class KubernetesPlatform(Platform):
 
     def _delete(self, kind: str, name: str, resource_version: str | None = None) -> bool:
         fn, prefix = self._target(kind, "delete")
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         if resource_version:
             body["preconditions"] = {"resourceVersion": resource_version}
         args = (*prefix, name) if prefix else (name, self.ns)
@@ -384,13 +386,13 @@ class KubernetesPlatform(Platform):
         self._apply(m.service(config, color))
         other = self._read("Deployment", m.color_name(config, other_color(color)))
         replicas = max(config.service.replicas, int(((other or {}).get("spec") or {}).get("replicas") or 0))
-        stamp = {"deploy_id": deploy_id, "started_at": _now(), "env": env}
-        app = m.deployment(config, color, version, replicas=replicas, **stamp)
+        started_at = _now()
+        app = m.deployment(config, color, version, replicas=replicas, deploy_id=deploy_id, started_at=started_at, env=env)
         progress(f"rolling out {app['metadata']['name']} ({m.image_ref(config, version)}, {replicas} replicas)")
         self._apply(app)
         names = [app["metadata"]["name"]]
         if config.service.workers:
-            worker = m.worker_deployment(config, color, version, **stamp)
+            worker = m.worker_deployment(config, color, version, deploy_id=deploy_id, started_at=started_at, env=env)
             self._apply(worker)
             names.append(worker["metadata"]["name"])
         deadline = time.monotonic() + self._rollout_timeout()
@@ -447,7 +449,7 @@ class KubernetesPlatform(Platform):
             state.detail = annotations.get("ragops.detail") or "scaled to 0"
         elif ready < want:
             state.detail = f"{ready}/{want} pods ready"
-        if state.running and probe:
+        if state.running and probe and state.url:
             found = probe_color(state.url, self.config.service)
             state.healthy, state.ready = found.healthy, found.ready
             state.version = found.version or state.version

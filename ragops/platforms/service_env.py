@@ -4,10 +4,11 @@ Kept out of base.py: it needs ragops.db.connect, which asks the platform registr
 """
 from __future__ import annotations
 
+from ragops.config import Config
 from ragops.db.connect import api_keys, app_dsn
 
 
-def service_env(config, color: str, version: str, extra: dict[str, str] | None) -> dict[str, str]:
+def service_env(config: Config, color: str, version: str, extra: dict[str, str] | None) -> dict[str, str]:
     """The bundled service's environment for one color (secrets resolved here, never logged)."""
     service = config.service
     env = {

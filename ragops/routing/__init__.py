@@ -6,6 +6,7 @@ the router it uses).
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from ragops.errors import ConfigError
 from ragops.routing.base import ConfigStore, FileStore, Router, RouterState
@@ -27,6 +28,6 @@ def router_class(kind: str) -> type[Router]:
     return getattr(importlib.import_module(module), name)
 
 
-def get_router(kind: str, **settings) -> Router:
+def get_router(kind: str, **settings: Any) -> Router:
     """A router of `kind` built from the common settings (see Router.__init__)."""
     return router_class(kind)(**settings)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -81,7 +82,7 @@ class Router(ABC):
     kind: str = ""
 
     def __init__(self, *, listen: str, api: str, store: ConfigStore, health_path: str = "/readyz",
-                 reach=None, log_dir: Path | None = None, colors: dict[str, str] | None = None):
+                 reach: str | Callable[[], str] | None = None, log_dir: Path | None = None, colors: dict[str, str] | None = None):
         self.listen = listen
         # every color -> URL the platform may route to: a router that declares its servers up front
         # (haproxy) then never reloads because a color started or stopped

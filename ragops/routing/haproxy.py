@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ragops.errors import ConfigError, OperationFailed
-from ragops.routing.base import Router, RouterState
+from ragops.routing.base import FileStore, Router, RouterState
 
 CONFIG_FILE = "haproxy.cfg"
 SOCKET_FILE = "haproxy.sock"
@@ -157,7 +157,9 @@ class HAProxyRouter(Router):
 
     @property
     def root(self) -> Path:
-        return Path(self.store.root)   # local platform only: a FileStore
+        if not isinstance(self.store, FileStore):   # config validation allows haproxy on the local platform only
+            raise ConfigError("router.kind: haproxy runs only on the local platform")
+        return self.store.root
 
     @property
     def socket_path(self) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ragops.errors import OperationFailed
 from ragops.routing.base import Router, RouterState
@@ -44,7 +44,7 @@ def retry_middleware(metadata: dict, attempts: int = 3, initial_interval: str = 
 
 
 def ingress_route(metadata: dict, *, entry_points: list[str], match: str, services: list[dict],
-                  middlewares: list[str] = (), tls_secret: str | None = None) -> dict:
+                  middlewares: Sequence[str] = (), tls_secret: str | None = None) -> dict:
     route: dict = {"match": match, "kind": "Rule"}
     if middlewares:
         route["middlewares"] = [{"name": name} for name in middlewares]

@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,7 +31,7 @@ def color_service(color: str) -> str:
 
 def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None = None,
                   access_log: str | None = None) -> dict:
-    config = {
+    config: dict[str, Any] = {
         "entryPoints": {
             "web": {"address": listen, "transport": {"lifeCycle": {"graceTimeOut": "10s"}}},
             "traefik": {"address": api},

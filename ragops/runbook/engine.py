@@ -12,12 +12,13 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ragops.errors import (ConfigError, ExitCode, GateFailed, NotApproved, OperationFailed, RagopsError,
-                           UsageError)
+from ragops.errors import ConfigError, ExitCode, GateFailed, NotApproved, OperationFailed, RagopsError, UsageError
+from ragops.events import Event
 from ragops.runbook import expr
 from ragops.runbook.operations import OPERATIONS, Context, StepTimeout
 from ragops.runbook.schema import Runbook, coerce_input, find_runbook, load_runbook, runbook_dirs
@@ -60,7 +61,7 @@ class Engine:
     def __init__(self, config, *, runs_dir: Path | None = None, dirs: list[Path] | None = None,
                  on_event: Callable[[str, dict], None] | None = None,
                  prompt: Callable[[str, str, Any], bool] | None = None,
-                 approvals: set[str] | list[str] = (), acks: set[str] | list[str] = (),
+                 approvals: Iterable[str] = (), acks: Iterable[str] = (),
                  depth: int = 0):
         self.config = config
         if runs_dir is None:
@@ -129,8 +130,8 @@ class Engine:
         except Exception:  # noqa: BLE001 - a renderer bug must not break a recovery
             pass
 
-    def _progress_for(self, step) -> Callable[[str], None]:
-        def progress(message: str) -> None:
+    def _progress_for(self, step) -> Callable[[Event | str], None]:
+        def progress(message: Event | str) -> None:
             self._emit("progress", step=step.id, message=redact(str(message)))
         return progress
 
@@ -194,6 +195,7 @@ class Engine:
         steps = []
         for index, step in enumerate(runbook.steps):
             spec = OPERATIONS[step.action]
+            entry: dict[str, Any]
             if index < start and not step.always:
                 entry = {"id": step.id, "name": step.name, "action": step.action, "status": "skipped",
                          "reason": f"before --from {from_step}"}
@@ -328,7 +330,7 @@ class Engine:
                 interrupted = True
                 break
             if outcome == "failed":
-                failure = (step.id, kind, error)
+                failure = (step.id, kind or "failed", error or "")   # a failed step always has both
                 first_failure = first_failure or failure
                 if kind == "not_approved" or step.on_failure == "abort":
                     aborted_by = aborted_by or failure
@@ -362,7 +364,7 @@ class Engine:
         result = RunResult(run_id=self.run_id, runbook=runbook.name, status=status,
                            exit_code=int(STATUS_EXIT[status]), outputs=outputs,
                            failed_step=decisive[0] if decisive else None,
-                           error=redact(decisive[2]) if decisive else None, run_dir=str(self._store.dir),
+                           error=redact(decisive[2]) if decisive else None, run_dir=str(self._store.dir) if self._store else None,
                            started_at=self._state["started_at"], finished_at=self._state["finished_at"],
                            duration=round(duration, 3), timeline=list(self._state["timeline"]))
         for step in runbook.steps:
@@ -461,7 +463,7 @@ class Engine:
         gate = step.gate if step.gate is not None else (spec.gate or isinstance(exc, GateFailed))
         return "gate" if gate else "failed"
 
-    def _attempt(self, step, spec, params: dict) -> dict:
+    def _attempt(self, step, spec, params: dict) -> dict | None:
         deadline = time.monotonic() + step.timeout if step.timeout else None
         ctx = Context(config=self.config, step=step, context=self._context, engine=self,
                                         progress=self._progress_for(step), deadline=deadline)

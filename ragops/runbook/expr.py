@@ -22,6 +22,7 @@ default(value, fallback).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ragops.errors import RagopsError
@@ -46,7 +47,7 @@ def _default(value, fallback):
     return fallback if value is None else value
 
 
-FUNCTIONS = {
+FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len, "int": int, "float": float, "str": str, "abs": abs, "min": min, "max": max,
     "round": round, "lower": lambda s: str(s).lower(), "upper": lambda s: str(s).upper(),
     "default": _default, "bool": bool,
@@ -56,11 +57,11 @@ _MISSING = object()
 
 
 def tokenize(text: str) -> list[tuple[str, Any, int]]:
-    tokens = []
+    tokens: list[tuple[str, Any, int]] = []
     pos = 0
     while pos < len(text):
         match = _TOKEN.match(text, pos)
-        if not match:
+        if not match or not match.lastgroup:   # every alternative is a named group
             raise ExpressionError(f"unexpected character {text[pos]!r} at column {pos + 1} in {text!r}")
         kind = match.lastgroup
         value = match.group(kind)
@@ -224,7 +225,7 @@ class _Parser:
                     if token[0] not in ("name", "kw", "num"):
                         self.fail("expected a name after '.'")
                     self.take()
-                    parts.append(token[1] if token[0] != "num" else token[1])
+                    parts.append(token[1])
                 elif self.peek()[:2] == ("op", "["):
                     self.take()
                     token = self.peek()
@@ -274,9 +275,9 @@ def references(tree: tuple) -> list[list[Any]]:
 def lookup(context: dict, parts: list[Any], *, strict: bool = True) -> Any:
     value: Any = context
     for index, part in enumerate(parts):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, (list, tuple)) and isinstance(part, int) and -len(value) <= part < len(value):
+        in_dict = isinstance(value, dict) and part in value
+        in_list = isinstance(value, (list, tuple)) and isinstance(part, int) and -len(value) <= part < len(value)
+        if in_dict or in_list:
             value = value[part]
         else:
             if not strict:

@@ -42,7 +42,7 @@ def scrape(url: str) -> dict:
 
 
 def scrape_all(urls: list[str]) -> dict:
-    total = {"requests": {}, "buckets": {}}
+    total: dict[str, dict[str, float]] = {"requests": {}, "buckets": {}}
     for url in urls:
         one = scrape(url)
         for key in ("requests", "buckets"):

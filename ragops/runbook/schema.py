@@ -25,13 +25,25 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool,
-                      ValidationError, ValidationInfo, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ragops.config import Duration
 from ragops.durations import parse_duration
@@ -50,7 +62,7 @@ STEP_FIELDS = ("outputs", "status", "error", "duration", "attempts")
 class RunbookInvalid(ConfigError):
     """A runbook file failed validation; `issues` holds every FILE:LINE: message."""
 
-    def __init__(self, issues: list["Issue"]):
+    def __init__(self, issues: list[Issue]):
         self.issues = issues
         first = issues[0].format() if issues else "invalid runbook"
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
@@ -67,7 +79,7 @@ class Issue:
         return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
 
     @classmethod
-    def of(cls, label: str, problem: Problem) -> "Issue":
+    def of(cls, label: str, problem: Problem) -> Issue:
         return cls(label, problem.line, problem.text())
 
 
@@ -133,7 +145,7 @@ class InputSpec(_Model):
             raise ValueError(exc.message.split(": ", 1)[1]) from None
 
     @model_validator(mode="after")
-    def _named(self, info: ValidationInfo) -> "InputSpec":
+    def _named(self, info: ValidationInfo) -> InputSpec:
         self._name = (info.context or {}).get("name", "")
         return self
 
@@ -192,7 +204,7 @@ class Step(_Model):
     description: Text = ""
 
     @model_validator(mode="after")
-    def _named(self) -> "Step":
+    def _named(self) -> Step:
         self.name = self.name or self.id
         return self
 
@@ -290,8 +302,9 @@ def _boolean(value: Any) -> bool:
     raise ValueError
 
 
-_COERCE = {"string": str, "integer": _integer, "number": _number, "boolean": _boolean, "duration": parse_duration,
-           "list": lambda v: v if isinstance(v, list) else [s.strip() for s in str(v).split(",") if s.strip()]}
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    "string": str, "integer": _integer, "number": _number, "boolean": _boolean, "duration": parse_duration,
+    "list": lambda v: v if isinstance(v, list) else [s.strip() for s in str(v).split(",") if s.strip()]}
 
 
 # ---- loading -----------------------------------------------------------------------------
@@ -305,7 +318,7 @@ def load_runbook(path: Path | str, *, check=None) -> Runbook:
     runbook, issues = parse_runbook(path)
     if runbook is not None and check is not None:
         issues.extend(check(runbook))
-    if issues:
+    if issues or runbook is None:
         raise RunbookInvalid(issues)
     return runbook
 
@@ -378,7 +391,8 @@ def _validated(model: type[BaseModel], body: Any, where: tuple, root, label: str
 
 
 def _check_ids(runbook: Runbook) -> list[Issue]:
-    issues, first = [], {}
+    issues: list[Issue] = []
+    first: dict[str, int] = {}
     for index, step in enumerate(runbook.steps):
         if step.id in first:
             issues.append(runbook.issue(("steps", index, "id"), f"{step.id!r} is used twice (first on line "

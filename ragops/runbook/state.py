@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ragops import journal
@@ -20,7 +20,7 @@ from ragops.errors import ConfigError
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def actor() -> str:
@@ -36,7 +36,7 @@ def actor() -> str:
 
 
 def new_run_id(runbook: str) -> str:
-    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{runbook}-{secrets.token_hex(3)}"
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{runbook}-{secrets.token_hex(3)}"
 
 
 class RunStore:
@@ -71,7 +71,7 @@ class RunStore:
 
 
 def list_runs(runs_dir: Path) -> list[dict]:
-    runs = []
+    runs: list[dict] = []
     if not Path(runs_dir).is_dir():
         return runs
     for path in Path(runs_dir).glob("*/state.json"):

@@ -43,7 +43,7 @@ def _bare_expressions(runbook: Runbook, index: int, key: str, value: Any) -> lis
     Text with {{ }} inside was checked as a template already."""
     where = ("steps", index, "with", key)
     if isinstance(value, list):
-        items = [(where + (number,), text) for number, text in enumerate(value)]
+        items: list[tuple[tuple, Any]] = [(where + (number,), text) for number, text in enumerate(value)]
     else:
         items = [(where, value)] if value is not None else []
     issues = []

@@ -122,8 +122,8 @@ def sshd(tmp_path_factory, engine):
         "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "AllowTcpForwarding yes",
         "MaxSessions 100", "MaxStartups 100", "Subsystem sftp internal-sftp", "LogLevel ERROR", ""]))
     Path("/run/sshd").mkdir(exist_ok=True)    # privilege separation directory
-    proc = subprocess.Popen([str(exe), "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=open(directory / "sshd.log", "w"))
+    with open(directory / "sshd.log", "w") as log:   # sshd keeps its own copy of the descriptor
+        proc = subprocess.Popen([str(exe), "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log)
     try:
         assert wait_port("127.0.0.1", port, 15), (directory / "sshd.log").read_text()
         host_pub = " ".join((directory / "host_key.pub").read_text().split()[:2])
@@ -192,9 +192,9 @@ def make_env(directory: Path, database: dict, *, hosts: list[str], sshd: Sshd | 
         "docker": docker_settings,
         "service": {"path": str(REPO / "service"), "image": REPOSITORY, "version": "v1", "port": _pair_port(),
                     "workers": 0, "rate_limit_per_minute": 100000, "startup_timeout": "60s",
-                    "api_keys": "${file:%s}" % database["keys_file"]},
+                    "api_keys": f"${{file:{database['keys_file']}}}"},
         "router": {"listen": listen, "api": f"127.0.0.1:{free_port()}", "image": TRAEFIK_IMAGE},
-        "database": {"dsn": "${file:%s}" % database["dsn_file"], "replicas": []},
+        "database": {"dsn": f"${{file:{database['dsn_file']}}}", "replicas": []},
         "deploy": {"analysis": {"window": "3s", "interval": "1s", "min_requests": 5, "no_data_retries": 1},
                    "canary": {"steps": [20, 100], "step_pause": "3s"},
                    "health_timeout": "40s", "drain_timeout": "5s", "lock_ttl": "30s"},

@@ -79,7 +79,7 @@ def cluster(pg_dir):
             node.stop(mode="immediate")
         except Exception:  # noqa: BLE001
             node.kill9()
-            pgctl.wait_until(lambda: not node.running(), 10)
+            pgctl.wait_until(lambda node=node: not node.running(), 10)
 
 
 def dsn(c, node) -> str:
@@ -214,9 +214,9 @@ def test_promote_fences_a_live_primary_by_sql_when_not_managed(cluster, monkeypa
     assert result.fenced[0].method == "read-only"
     with pytest.raises(psycopg.OperationalError):
         victim.execute("SELECT 1")
-    with psycopg.connect(dsn(cluster, cluster["primary"]), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            conn.execute("CREATE TABLE nope (id int)")
+    with (psycopg.connect(dsn(cluster, cluster["primary"]), autocommit=True) as conn,
+          pytest.raises(psycopg.errors.ReadOnlySqlTransaction)):
+        conn.execute("CREATE TABLE nope (id int)")
 
 
 def test_switchover_loses_no_acknowledged_write(cluster):

@@ -13,18 +13,17 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import psycopg
 import pytest
 import yaml
 
-from tests.conftest import need
-
 pytestmark = pytest.mark.integration
 
 class Hook(BaseHTTPRequestHandler):
-    received: list = []
+    received: ClassVar[list] = []
 
     def log_message(self, *args):
         pass

@@ -100,8 +100,8 @@ def test_grafana_dashboard_is_valid_json_with_the_service_metrics():
 
 def test_drill_schedules_are_shipped():
     cron = (TEMPLATES / "cron" / "ragops-drills.cron").read_text()
-    lines = [l for l in cron.splitlines() if l.strip() and not l.startswith("#") and "=" not in l.split()[0]]
-    assert any("drill run backup-restore" in l for l in lines)
+    lines = [ln for ln in cron.splitlines() if ln.strip() and not ln.startswith("#") and "=" not in ln.split()[0]]
+    assert any("drill run backup-restore" in ln for ln in lines)
     for line in lines:
         assert len(line.split()) >= 7 and "%" not in line.replace("\\%", "")
     job = yaml.safe_load((TEMPLATES / "kubernetes" / "drill-cronjob.yaml").read_text())

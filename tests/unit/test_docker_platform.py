@@ -2,7 +2,6 @@
 trust matching, and the all-hosts rollback of a router change."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path

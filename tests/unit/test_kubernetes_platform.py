@@ -16,8 +16,8 @@ from ragops.platforms import get_platform
 from ragops.platforms import k8s_manifests as m
 from ragops.platforms.kubernetes import CONFLICT, KubernetesPlatform
 from ragops.routing import traefik_crd as crd
-from tests.k8s_fake import FakeKubernetes, PodStub
 from tests.conftest import require_module
+from tests.k8s_fake import FakeKubernetes, PodStub
 
 require_module("kubernetes")
 

@@ -69,7 +69,7 @@ def test_refuses_anything_outside_the_grammar(text):
 
 
 def test_unknown_reference_names_the_path():
-    with pytest.raises(ExpressionError, match="steps.nope"):
+    with pytest.raises(ExpressionError, match=r"steps\.nope"):
         expr.evaluate("steps.nope.outputs.x > 1", CTX)
 
 
@@ -102,7 +102,7 @@ def test_template_text_rendering_of_none_bool_and_whole_floats():
 
 
 def test_template_errors_name_the_expression():
-    with pytest.raises(ExpressionError, match="inputs.nope"):
+    with pytest.raises(ExpressionError, match=r"inputs\.nope"):
         expr.render("value: {{ inputs.nope }}", CTX)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -14,7 +16,7 @@ from ragops.runbook.engine import Engine
 
 
 class Recorder(BaseHTTPRequestHandler):
-    received: list = []
+    received: ClassVar[list] = []
 
     def log_message(self, *args):
         pass
@@ -201,7 +203,7 @@ def test_security_scan_not_configured_fails_in_strict_mode(tmp_path):
 
 
 def _self_signed(tmp_path: Path, days: int) -> tuple[Path, Path]:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -210,7 +212,7 @@ def _self_signed(tmp_path: Path, days: int) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
             .not_valid_after(now + timedelta(days=days)).sign(key, hashes.SHA256()))

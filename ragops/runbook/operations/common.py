@@ -1,7 +1,7 @@
 """Small helpers the operation modules share: parameter coercion and result shaping."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 from ragops import platforms
 from ragops.durations import parse_duration
@@ -56,7 +56,14 @@ def number(value: Any, name: str) -> float | None:
         raise ConfigError(f"{name}: expected a number, got {value!r}") from None
 
 
+@overload
+def duration(value: Any, name: str, default: float) -> float: ...
+@overload
+def duration(value: Any, name: str, default: None = None) -> float | None: ...
+
+
 def duration(value: Any, name: str, default: float | None = None) -> float | None:
+    """Seconds from a duration ("90s", "5m", 30); `default` when the value is empty."""
     if value is None or value == "":
         return default
     try:

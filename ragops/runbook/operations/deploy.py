@@ -7,7 +7,7 @@ from typing import Any
 from ragops import loadgen, platforms, smoke
 from ragops.db import connect as db_connect
 from ragops.deploy import engine as deploy_engine
-from ragops.errors import GateFailed, OperationFailed, RagopsError
+from ragops.errors import ConfigError, GateFailed, OperationFailed, RagopsError
 from ragops.runbook.operations.common import duration, flag, number, optional_int, router_url, to_outputs, with_outputs
 from ragops.runbook.operations.registry import Context, operation
 
@@ -95,8 +95,11 @@ def loadtest(ctx: Context, *, rps: Any, url: str | None = None, duration: Any = 
             api_key = db_connect.api_keys(config)[0]
         except RagopsError:
             api_key = None
-    options = {"path": path} if path else {}        # else run_load's default path
-    stats = loadgen.run_load(str(url), number(rps, "rps"), _seconds(duration), api_key=api_key, **options)
+    rate = number(rps, "rps")
+    if rate is None:
+        raise ConfigError("rps: expected a number, got ''")
+    options: dict[str, Any] = {"path": path} if path else {}        # else run_load's default path
+    stats = loadgen.run_load(str(url), rate, _seconds(duration), api_key=api_key, **options)
     outputs = to_outputs(stats)
     problems = []
     p95_limit, error_limit = number(max_p95_ms, "max_p95_ms"), number(max_error_rate, "max_error_rate")
@@ -113,5 +116,5 @@ def loadtest(ctx: Context, *, rps: Any, url: str | None = None, duration: Any = 
     return outputs
 
 
-def _seconds(value: Any) -> float | None:
+def _seconds(value: Any) -> float:
     return duration(value, "duration", 10.0)

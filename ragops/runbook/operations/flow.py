@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from ragops.errors import GateFailed
+from ragops.errors import ConfigError, GateFailed
 from ragops.runbook import expr
 from ragops.runbook.operations.common import duration as seconds_of
 from ragops.runbook.operations.common import flag, with_outputs
@@ -64,6 +64,8 @@ def manual(ctx: Context, *, item: str | None = None, instructions: str | None = 
 def sleep(ctx: Context, *, duration: str | float) -> dict:
     """Wait a while (e.g. let metrics settle)."""
     seconds = seconds_of(duration, "duration")
+    if seconds is None:
+        raise ConfigError("duration: expected a duration, got ''")
     ctx.sleep(seconds)
     return {"slept_seconds": seconds}
 
@@ -102,8 +104,8 @@ def schedule(ctx: Context, *, name: str, command: str, after: Any = None, until:
     stop = seconds_of(until, "until", 48 * 3600.0)
     minutes = int(every or 60)
     record = {"name": str(name), "command": str(command),
-              "starts_at": datetime.fromtimestamp(now + start, timezone.utc).isoformat(),
-              "ends_at": datetime.fromtimestamp(now + stop, timezone.utc).isoformat(),
+              "starts_at": datetime.fromtimestamp(now + start, UTC).isoformat(),
+              "ends_at": datetime.fromtimestamp(now + stop, UTC).isoformat(),
               "cron": f"*/{minutes} * * * * {command}" if minutes < 60 else f"0 * * * * {command}",
               "run_id": ctx.engine.run_id}
     folder = config.state_dir / "schedules"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ragops.errors import GateFailed, OperationFailed
@@ -21,7 +21,7 @@ def http(ctx: Context, *, url: str, method: str = "GET", headers: dict | None = 
     url: absolute, or a path on the environment's router; expect_status: a status or a list
     (default: any 2xx); expect_json: a mapping the JSON body must include; timeout: default 10s.
     """
-    import httpx     # here, not at the top: importing httpx costs ~0.2 s (it loads its own CLI)
+    import httpx  # here, not at the top: importing httpx costs ~0.2 s (it loads its own CLI)
 
     url = str(url)
     if url.startswith("/"):
@@ -127,7 +127,7 @@ def notify(ctx: Context, *, message: str, severity: str = "info", title: str | N
 @operation("tls", gate=True)
 def tls(ctx: Context, *, host: str, port: int = 443, min_days: float = 7, server_name: str | None = None) -> dict:
     """Days until a host's TLS certificate expires; a gate below min_days (default 7)."""
-    from cryptography import x509     # only this operation needs it
+    from cryptography import x509  # only this operation needs it
 
     host = str(host)
     port = int(port or 443)
@@ -136,14 +136,16 @@ def tls(ctx: Context, *, host: str, port: int = 443, min_days: float = 7, server
     context.check_hostname = False          # we read the expiry, trust is not the question here
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=ctx.remaining(10.0) or 10.0) as sock:
-            with context.wrap_socket(sock, server_hostname=str(server_name or host)) as conn:
-                der = conn.getpeercert(binary_form=True)
+        with (socket.create_connection((host, port), timeout=ctx.remaining(10.0) or 10.0) as sock,
+              context.wrap_socket(sock, server_hostname=str(server_name or host)) as conn):
+            der = conn.getpeercert(binary_form=True)
     except OSError as exc:
         raise OperationFailed(f"tls: {host}:{port}: {exc}") from None
+    if der is None:
+        raise OperationFailed(f"tls: {host}:{port}: the server sent no certificate")
     cert = x509.load_der_x509_certificate(der)
-    not_after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=timezone.utc)
-    days = (not_after - datetime.now(timezone.utc)).total_seconds() / 86400
+    not_after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=UTC)
+    days = (not_after - datetime.now(UTC)).total_seconds() / 86400
     outputs = {"host": host, "port": port, "days_left": round(days, 2), "not_after": not_after.isoformat(),
                "subject": cert.subject.rfc4514_string()}
     if days < min_days:

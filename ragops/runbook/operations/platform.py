@@ -7,9 +7,9 @@ from typing import Any
 
 from ragops import platforms
 from ragops.errors import OperationFailed
+from ragops.readiness import wait_ready
 from ragops.runbook.operations.common import duration, flag
 from ragops.runbook.operations.registry import Context, operation
-from ragops.readiness import wait_ready
 
 
 @operation("maintenance")
@@ -72,7 +72,7 @@ def service_start(ctx: Context, *, colors: list) -> dict:
 
 
 @operation("service.restart")
-def service_restart(ctx: Context, *, all: Any = False) -> dict:   # noqa: A002 - `all` is the YAML key
+def service_restart(ctx: Context, *, all: Any = False) -> dict:   # `all` is the YAML key
     """Restart the live colors in place and wait until they are ready. all: also idle colors."""
     config = ctx.require_config()
     platform = platforms.get_platform(config)

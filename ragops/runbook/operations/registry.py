@@ -17,10 +17,12 @@ from __future__ import annotations
 import inspect
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ragops.errors import ConfigError, RagopsError
+from ragops.events import Event
 
 
 class StepTimeout(RagopsError):
@@ -35,7 +37,7 @@ class Context:
     step: Any
     context: dict
     engine: Any
-    progress: Callable[[str], None]
+    progress: Callable[[Event | str], None]   # takes engine events and plain lines alike
     deadline: float | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
 

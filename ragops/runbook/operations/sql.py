@@ -33,14 +33,13 @@ def sql(ctx: Context, *, query: str, node: str | None = None, dbname: str | None
     """
     target = step_dsn(ctx, dsn, node, dbname)
     try:
-        with db_connect.connect(target, autocommit=True) as conn:
-            with conn.cursor() as cur:
-                cur.execute(str(query))
-                rows = cur.fetchall() if cur.description else []
-                rowcount = cur.rowcount
+        with db_connect.connect(target, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(str(query))
+            rows = cur.fetchall() if cur.description else []
+            rowcount = cur.rowcount
     except RagopsError:
         raise
-    except Exception as exc:  # psycopg errors: one line, secrets redacted later
+    except Exception as exc:  # noqa: BLE001 - psycopg errors: one line, secrets redacted later
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise OperationFailed(f"sql: {type(exc).__name__}: {first}") from None
     plain = [[_plain(v) for v in row] for row in rows[:1000]]
