@@ -38,8 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ragops.db import pgctl  # noqa: E402
-from ragops.netutil import free_port  # noqa: E402
+from ragops.db import pgctl
+from ragops.netutil import free_port
 
 
 def sh(cmd: str, env: dict) -> float:

@@ -18,10 +18,12 @@ import re
 import socket
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from ragops.backup.compressors import DEFAULT as DEFAULT_COMPRESSOR, get_compressor
-from ragops.backup.crypters import DEFAULT as DEFAULT_CRYPTER, get_crypter
+from ragops.backup.compressors import DEFAULT as DEFAULT_COMPRESSOR
+from ragops.backup.compressors import get_compressor
+from ragops.backup.crypters import DEFAULT as DEFAULT_CRYPTER
+from ragops.backup.crypters import get_crypter
 from ragops.errors import OperationFailed, UsageError
 
 DATA = "backup.dump.zst.age"
@@ -46,7 +48,7 @@ def new_backup_id(now: datetime | None = None) -> str:
         return moment.strftime("%Y%m%dT%H%M%S.") + f"{moment.microsecond // 1000:03d}Z"
 
     with _id_lock:
-        moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        moment = (now or datetime.now(UTC)).astimezone(UTC)
         candidate = fmt(moment)
         last = _last_id[0]
         if last and candidate <= last and id_time(last) - moment < timedelta(seconds=1):
@@ -56,15 +58,15 @@ def new_backup_id(now: datetime | None = None) -> str:
 
 
 def id_time(backup_id: str) -> datetime:
-    return datetime.strptime(backup_id[:-1], "%Y%m%dT%H%M%S.%f").replace(tzinfo=timezone.utc)
+    return datetime.strptime(backup_id[:-1], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> datetime:
@@ -102,7 +104,7 @@ class Manifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Manifest":
+    def from_dict(cls, data: dict) -> Manifest:
         known = {f for f in cls.__dataclass_fields__}
         missing = [name for name in ("id", "sha256", "stored_bytes", "encryption") if name not in data]
         if missing:

@@ -9,12 +9,23 @@ exactly. The manifest is written last: it is the commit point.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Iterator
 
 from ragops.backup import pipeline
-from ragops.backup.catalog import (DATA, MANIFEST, CreatePlan, Manifest, drop_lock, iso, manifest_bytes,
-                                   new_backup_id, now_utc, storages, write_lock)
+from ragops.backup.catalog import (
+    DATA,
+    MANIFEST,
+    CreatePlan,
+    Manifest,
+    drop_lock,
+    iso,
+    manifest_bytes,
+    new_backup_id,
+    now_utc,
+    storages,
+    write_lock,
+)
 from ragops.backup.pg import connect, describe, pg_dump_reader, row_counts, source_params
 from ragops.backup.pipeline import Meter, Progress, say, size_text
 from ragops.errors import OperationFailed, UsageError

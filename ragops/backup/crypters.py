@@ -42,7 +42,7 @@ class Age:
         self.header_probe = HEADER_PROBE
 
     @classmethod
-    def from_config(cls, config, generate: bool) -> "Age":
+    def from_config(cls, config, generate: bool) -> Age:
         from ragops.db.crypto import load_key
 
         return cls(load_key(config, generate=generate))

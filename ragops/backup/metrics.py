@@ -31,7 +31,7 @@ def check_backups(config, max_age_seconds: float, metrics_file: str | None = Non
     good = [m for m, v in entries if not (v is not None and not v.get("ok"))]
     newest = good[-1] if good else None
     age = (now - parse_iso(newest.finished_at)).total_seconds() if newest else None
-    ok = newest is not None and age <= max_age_seconds
+    ok = age is not None and age <= max_age_seconds
     result = CheckResult(ok, newest.id if newest else None, newest.finished_at if newest else None,
                          round(age, 1) if age is not None else None, max_age_seconds,
                          newest.stored_bytes if newest else None, newest.duration_seconds if newest else None,
@@ -39,7 +39,7 @@ def check_backups(config, max_age_seconds: float, metrics_file: str | None = Non
     if metrics_file:
         write_metrics(config, result, newest, entries)
     if not ok:
-        if newest is None:
+        if newest is None or age is None:
             raise GateFailed(f"no good backup in {storage.url}")
         raise GateFailed(f"newest good backup {newest.id} is {age / 3600:.1f}h old "
                          f"(max {max_age_seconds / 3600:.1f}h)")

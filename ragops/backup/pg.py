@@ -32,7 +32,8 @@ def params_from_dsn(dsn: str) -> dict:
         params = conninfo_to_dict(dsn)
     except Exception:  # noqa: BLE001 - the message could echo the password
         raise UsageError("--target: not a valid PostgreSQL connection string") from None
-    register_secret(params.get("password"))
+    password = params.get("password")
+    register_secret(str(password) if password is not None else None)
     return params
 
 

@@ -17,8 +17,9 @@ import hashlib
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol
+from typing import IO, Protocol
 
 from ragops.errors import OperationFailed
 
@@ -86,9 +87,9 @@ class Reader(Protocol):
     called after the stream is consumed, before the object is committed: raising there aborts
     the upload (a dump that exited non-zero must never be stored)."""
     name: str
-    stream: "CountingReader"
+    stream: CountingReader
 
-    def __enter__(self) -> "Reader": ...
+    def __enter__(self) -> Reader: ...
     def __exit__(self, *exc) -> None: ...
     def finish(self) -> None: ...
 
@@ -98,7 +99,7 @@ class Sink(Protocol):
     the stream and `finish(error)` waits for the consumer, raising its own failure first."""
     name: str
 
-    def __enter__(self) -> "Sink": ...
+    def __enter__(self) -> Sink: ...
     def __exit__(self, *exc) -> None: ...
     @property
     def stdin(self): ...
@@ -219,15 +220,20 @@ class _Command:
         self.argv = argv
         self.env = env
         self.proc: subprocess.Popen | None = None
-        self.stderr = None
+        self.stderr: IO[bytes] | None = None
 
     def _start(self, **pipes) -> subprocess.Popen:
-        self.stderr = tempfile.TemporaryFile()
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process; closed in __exit__
         self.proc = subprocess.Popen(self.argv, stderr=self.stderr, env=self.env, bufsize=PIPE_SIZE, **pipes)
         return self.proc
 
+    def _started(self) -> subprocess.Popen:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was used before it started")
+        return self.proc
+
     def _raise_if_failed(self) -> None:
-        code = self.proc.wait()
+        code = self._started().wait()
         if code != 0:
             raise OperationFailed(f"{self.name} failed: {stderr_tail(self.stderr) or 'exit ' + str(code)}")
 
@@ -242,7 +248,7 @@ class _Command:
 class CommandReader(_Command):
     """A reader stage: a command's stdout (pg_dump today; pg_basebackup -Ft -D - tomorrow)."""
 
-    def __enter__(self) -> "CommandReader":
+    def __enter__(self) -> CommandReader:
         proc = self._start(stdout=subprocess.PIPE)
         grow_pipe(proc.stdout)
         self.stream = CountingReader(proc.stdout)
@@ -255,18 +261,20 @@ class CommandReader(_Command):
 class CommandSink(_Command):
     """A sink stage: a command's stdin (pg_restore)."""
 
-    def __enter__(self) -> "CommandSink":
+    def __enter__(self) -> CommandSink:
         proc = self._start(stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         grow_pipe(proc.stdin)
         return self
 
     @property
-    def stdin(self):
-        return self.proc.stdin
+    def stdin(self) -> IO[bytes]:
+        stdin = self._started().stdin
+        assert stdin is not None   # started with stdin=PIPE
+        return stdin
 
     def close_input(self) -> None:
         try:
-            self.proc.stdin.close()
+            self.stdin.close()
         except OSError:
             pass
 

@@ -8,13 +8,15 @@ then fail with one line naming the bucket and key. boto3 is imported inside the 
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import socket
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
 from ragops.errors import ConfigError, OperationFailed, UsageError
 
@@ -43,14 +45,14 @@ class Storage(Protocol):
     url: str
 
     def describe(self, key: str) -> str: ...
-    def writer(self, key: str) -> "ObjectWriter": ...
+    def writer(self, key: str) -> ObjectWriter: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
     def read_chunks(self, key: str, size: int = READ_SIZE, limit: int | None = None) -> Iterator[bytes]: ...
     def exists(self, key: str) -> bool: ...
-    def list(self, prefix: str = "") -> list[StoredObject]: ...
+    def list(self, prefix: str = "") -> builtins.list[StoredObject]: ...
     def delete(self, key: str) -> None: ...
-    def pending_uploads(self) -> list[PendingUpload]: ...
+    def pending_uploads(self) -> builtins.list[PendingUpload]: ...
     def abort_pending(self, pending: PendingUpload) -> None: ...
 
 
@@ -97,12 +99,12 @@ def put_stream(storage: Storage, key: str, chunks: Iterable[bytes]) -> tuple[int
 # ---- file:// --------------------------------------------------------------------------------
 
 class FileWriter(ObjectWriter):
-    def __init__(self, storage: "FileStorage", key: str):
+    def __init__(self, storage: FileStorage, key: str):
         self.key = key
         self.final = storage.path(key)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.temp = self.final.with_name(f"{TEMP_MARK}{socket.gethostname()}-{os.getpid()}-{self.final.name}")
-        self.handle = open(self.temp, "wb")
+        self.handle = open(self.temp, "wb")  # noqa: SIM115 - the writer owns it until commit()/abort()
         self.done = False
 
     def write(self, data) -> int:
@@ -160,7 +162,7 @@ class FileStorage:
 
     def read_chunks(self, key: str, size: int = READ_SIZE, limit: int | None = None) -> Iterator[bytes]:
         try:
-            handle = open(self.path(key), "rb")
+            handle = open(self.path(key), "rb")  # noqa: SIM115 - closed by the generator's finally
         except FileNotFoundError:
             raise OperationFailed(f"{self.describe(key)}: no such object") from None
         with handle:
@@ -176,7 +178,7 @@ class FileStorage:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
-    def list(self, prefix: str = "") -> list[StoredObject]:
+    def list(self, prefix: str = "") -> builtins.list[StoredObject]:
         if not self.root.is_dir():
             return []
         found = []
@@ -189,7 +191,7 @@ class FileStorage:
                 if key.startswith(prefix):
                     stat = full.stat()
                     found.append(StoredObject(key, stat.st_size,
-                                              datetime.fromtimestamp(stat.st_mtime, timezone.utc)))
+                                              datetime.fromtimestamp(stat.st_mtime, UTC)))
         return sorted(found, key=lambda o: o.key)
 
     def delete(self, key: str) -> None:
@@ -200,7 +202,7 @@ class FileStorage:
             parent.rmdir()
             parent = parent.parent
 
-    def pending_uploads(self) -> list[PendingUpload]:
+    def pending_uploads(self) -> builtins.list[PendingUpload]:
         if not self.root.is_dir():
             return []
         found = []
@@ -209,7 +211,7 @@ class FileStorage:
                 if name.startswith(TEMP_MARK):
                     full = Path(dirpath) / name
                     found.append(PendingUpload(full.relative_to(self.root).as_posix(), None,
-                                               datetime.fromtimestamp(full.stat().st_mtime, timezone.utc)))
+                                               datetime.fromtimestamp(full.stat().st_mtime, UTC)))
         return sorted(found, key=lambda p: p.key)
 
     def abort_pending(self, pending: PendingUpload) -> None:
@@ -219,7 +221,8 @@ class FileStorage:
 # ---- s3:// ----------------------------------------------------------------------------------
 
 def _retryable(exc: BaseException) -> bool:
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -240,7 +243,7 @@ def _why(exc: BaseException) -> str:
 
 
 class S3Writer(ObjectWriter):
-    def __init__(self, storage: "S3Storage", key: str):
+    def __init__(self, storage: S3Storage, key: str):
         self.storage = storage
         self.key = key
         self.full = storage.full_key(key)
@@ -346,7 +349,7 @@ class S3Storage:
                                     retry=retry_if_exception(_retryable), reraise=True):
                 with attempt:
                     return method(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - becomes one line naming the object
+        except Exception as exc:
             from botocore.exceptions import BotoCoreError, ClientError
 
             if not isinstance(exc, (BotoCoreError, ClientError, OSError)):
@@ -404,7 +407,7 @@ class S3Storage:
                 return False
             raise
 
-    def list(self, prefix: str = "") -> list[StoredObject]:
+    def list(self, prefix: str = "") -> builtins.list[StoredObject]:
         found = []
         base = f"{self.prefix}/" if self.prefix else ""
         token = None
@@ -423,7 +426,7 @@ class S3Storage:
     def delete(self, key: str) -> None:
         self.call("delete_object", key, Bucket=self.bucket, Key=self.full_key(key))
 
-    def pending_uploads(self) -> list[PendingUpload]:
+    def pending_uploads(self) -> builtins.list[PendingUpload]:
         base = f"{self.prefix}/" if self.prefix else ""
         found = []
         kwargs = {"Bucket": self.bucket, "Prefix": base}
@@ -442,7 +445,7 @@ class S3Storage:
                   UploadId=pending.upload_id)
 
     # lifecycle rules (S3 only)
-    def get_lifecycle(self) -> list[dict]:
+    def get_lifecycle(self) -> builtins.list[dict]:
         try:
             result = self.call("get_bucket_lifecycle_configuration", None, Bucket=self.bucket)
         except OperationFailed as exc:
@@ -451,7 +454,7 @@ class S3Storage:
             raise
         return result.get("Rules", [])
 
-    def put_lifecycle(self, rules: list[dict]) -> None:
+    def put_lifecycle(self, rules: builtins.list[dict]) -> None:
         if rules:
             self.call("put_bucket_lifecycle_configuration", None, Bucket=self.bucket,
                       LifecycleConfiguration={"Rules": rules})

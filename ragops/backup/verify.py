@@ -9,8 +9,7 @@ import secrets as pysecrets
 import time
 from dataclasses import asdict, dataclass
 
-from ragops.backup.catalog import (VERIFICATION, Manifest, iso, now_utc, read_json, resolve, stages_of,
-                                   storages)
+from ragops.backup.catalog import VERIFICATION, Manifest, iso, now_utc, read_json, resolve, stages_of, storages
 from ragops.backup.checks import Check, check_key, check_object
 from ragops.backup.pg import connect, row_counts, source_params
 from ragops.backup.pipeline import Progress, say

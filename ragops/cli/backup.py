@@ -1,8 +1,6 @@
 """`ragops backup ...`: thin commands over ragops.backup (parse, confirm, call, render)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 app = typer.Typer(help="PostgreSQL backups: create, list, verify, restore, prune, check.",
@@ -27,7 +25,7 @@ def _age(seconds) -> str:
 
 @app.command("create")
 def create(ctx: typer.Context,
-           label: Optional[str] = typer.Option(None, "--label", help="A label kept in the manifest."),
+           label: str | None = typer.Option(None, "--label", help="A label kept in the manifest."),
            dry_run: bool = typer.Option(False, "--dry-run", help="Print the steps; change nothing.")) -> None:
     """Take a streamed, compressed, encrypted backup of the environment's primary.
 
@@ -101,8 +99,8 @@ def verify(ctx: typer.Context, backup_id: str = typer.Argument("latest", metavar
 
 @app.command("restore")
 def restore(ctx: typer.Context, backup_id: str = typer.Argument("latest", metavar="ID|latest"),
-            target: Optional[str] = typer.Option(None, "--target", help="Target conninfo or postgresql:// URL."),
-            to_env: Optional[str] = typer.Option(None, "--to-env", help="Restore into this environment's primary."),
+            target: str | None = typer.Option(None, "--target", help="Target conninfo or postgresql:// URL."),
+            to_env: str | None = typer.Option(None, "--to-env", help="Restore into this environment's primary."),
             clean: bool = typer.Option(False, "--clean", help="Drop objects before recreating them."),
             create: bool = typer.Option(False, "--create", help="Create the database named in the dump."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Check digest and key, print the plan; touch nothing.")) -> None:
@@ -157,7 +155,7 @@ def prune(ctx: typer.Context) -> None:
 @app.command("check")
 def check(ctx: typer.Context,
           max_age: str = typer.Option("26h", "--max-age", help="Maximum age of the newest good backup."),
-          metrics_file: Optional[str] = typer.Option(None, "--metrics-file", help="Write Prometheus textfile metrics here.")) -> None:
+          metrics_file: str | None = typer.Option(None, "--metrics-file", help="Write Prometheus textfile metrics here.")) -> None:
     """Exit 3 when the newest good backup is older than --max-age.
 
     Example: ragops backup check --max-age 26h --metrics-file /var/lib/node_exporter/ragops_backup.prom

@@ -1,8 +1,6 @@
 """`ragops failover`: the whole region failover in one command, with a measured report."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 
@@ -28,8 +26,9 @@ def _render(r) -> str:
 
 
 def failover(ctx: typer.Context,
-             to: Optional[str] = typer.Option(None, "--to", help="Target region (default: the region whose database node is a replica)."),
-             failure_time: Optional[str] = typer.Option(None, "--failure-time", help="When the failure began (ISO 8601); RTO is measured from it."),
+             to: str | None = typer.Option(
+                 None, "--to", help="Target region (default: the region whose database node is a replica)."),
+             failure_time: str | None = typer.Option(None, "--failure-time", help="When the failure began (ISO 8601); RTO is measured from it."),
              confirm_down: bool = typer.Option(False, "--confirm-down", help="The old primary is unreachable and I confirm it is down."),
              skip_service: bool = typer.Option(False, "--skip-service", help="Database and DNS only; leave the service alone."),
              dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; change nothing.")) -> None:

@@ -110,12 +110,22 @@ def fqdn(name: str | None) -> str | None:
 
 
 def same(a: str | None, b: str | None) -> bool:
-    return a is not None and b is not None and fqdn(a).lower() == fqdn(b).lower()
+    if a is None or b is None:
+        return False
+    return (fqdn(a) or "").lower() == (fqdn(b) or "").lower()
 
 
 def configured(config) -> bool:
     dns = config.dns
     return bool(dns.record and (dns.zone or dns.zone_id) and dns.primary and dns.secondary)
+
+
+def record_name(config) -> str:
+    """The record's fully qualified name; require() has made sure it is set."""
+    name = fqdn(config.dns.record)
+    if name is None:
+        raise ConfigError(f"environments.{config.env_name}.dns.record: required for DNS failover")
+    return name
 
 
 def require(config) -> None:

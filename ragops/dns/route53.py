@@ -17,6 +17,7 @@ from ragops.dns.base import (
     now_iso,
     points_to,
     record_change,
+    record_name,
     require,
     same,
     say,
@@ -75,7 +76,7 @@ class Route53(DnsProvider):
         rrset = self.current_record(zone)
         dns = self.config.dns
         value = rrset["ResourceRecords"][0]["Value"] if rrset and rrset.get("ResourceRecords") else None
-        return DnsStatus(record=fqdn(dns.record), type=dns.type, zone_id=zone, value=value,
+        return DnsStatus(record=record_name(self.config), type=dns.type, zone_id=zone, value=value,
                          ttl=rrset.get("TTL") if rrset else None, primary=dns.primary, secondary=dns.secondary,
                          points_to=points_to(self.config, value))
 
@@ -87,7 +88,7 @@ class Route53(DnsProvider):
         new = target_value(self.config, to)
         dns = self.config.dns
         batch = change_batch(dns.record, dns.type, new, dns.ttl, f"ragops: {self.config.env_name} DNS to {to}")
-        return DnsPlan(record=fqdn(dns.record), type=dns.type, zone_id=zone, old=old, new=new, ttl=dns.ttl, to=to,
+        return DnsPlan(record=record_name(self.config), type=dns.type, zone_id=zone, old=old, new=new, ttl=dns.ttl, to=to,
                        change_needed=not (same(old, new) and rrset and rrset.get("TTL") == dns.ttl),
                        change_batch=batch)
 

@@ -64,7 +64,7 @@ def test_blue_green_under_load_has_no_failed_request(local_stack):
     assert stats.failed == 0, (stats.statuses, stats.errors)
     assert {"v1", "v2"} <= stats.versions_seen
     colors, weights = live(local_stack)
-    new = [c for c, w in weights.items() if w == 100][0]
+    new = next(c for c, w in weights.items() if w == 100)
     assert new != old and colors[new]["version"] == "v2"
     # the old color is drained: no traffic, nothing in flight, kept warm for rollback
     assert weights.get(old, 0) == 0

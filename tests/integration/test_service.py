@@ -70,7 +70,7 @@ class Proc:
     def logs(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
 
-    def wait_healthy(self, timeout: float = 30) -> "Proc":
+    def wait_healthy(self, timeout: float = 30) -> Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"service exited early:\n{self.logs()}"

@@ -6,7 +6,7 @@ import io
 import json
 import os
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ from ragops.backup.retention import plan_retention
 from ragops.backup.storage import FileStorage, put_stream
 from ragops.errors import OperationFailed, UsageError
 
-NOW = datetime(2025, 6, 30, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
 
 
 def _ids(times):
@@ -27,7 +27,7 @@ def _ids(times):
 # ---- ids --------------------------------------------------------------------------------------
 
 def test_ids_sort_by_time_and_are_unique_within_a_millisecond():
-    moment = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+    moment = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     a = bk.new_backup_id(moment)
     b = bk.new_backup_id(moment)       # same instant: still unique, still ordered
     c = bk.new_backup_id(moment + timedelta(seconds=1))
@@ -37,8 +37,8 @@ def test_ids_sort_by_time_and_are_unique_within_a_millisecond():
 
 
 def test_ids_order_across_days_months_years():
-    times = [datetime(2024, 12, 31, 23, 59, 59, tzinfo=timezone.utc), datetime(2025, 1, 1, tzinfo=timezone.utc),
-             datetime(2025, 10, 1, tzinfo=timezone.utc)]
+    times = [datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC),
+             datetime(2025, 10, 1, tzinfo=UTC)]
     ids = [bk.new_backup_id(t) for t in times]
     assert ids == sorted(ids)
 
@@ -175,11 +175,10 @@ def test_meter_reports_rate_eta_elapsed():
 
 def test_file_writer_commits_atomically_and_abort_leaves_nothing(tmp_path):
     storage = FileStorage("file://x", tmp_path)
-    with pytest.raises(RuntimeError):
-        with storage.writer("a/obj") as out:
-            out.write(b"partial")
-            assert not (tmp_path / "a" / "obj").exists()
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), storage.writer("a/obj") as out:
+        out.write(b"partial")
+        assert not (tmp_path / "a" / "obj").exists()
+        raise RuntimeError("boom")
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
     size, digest = put_stream(storage, "a/obj", iter([b"x" * 10, b"y" * 5]))
     assert size == 15 and storage.get_bytes("a/obj") == b"x" * 10 + b"y" * 5

@@ -167,7 +167,7 @@ class _MetricsServer:
         started = time.monotonic()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 elapsed = time.monotonic() - started
                 ok = 100 * elapsed
                 err = max(0.0, elapsed - fail_after) * 100   # 50 % errors once failing

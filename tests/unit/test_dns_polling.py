@@ -99,7 +99,7 @@ def test_unconfigured_dns_names_the_key(tmp_path):
 
     path = tmp_path / "ragops.yaml"
     path.write_text(yaml.safe_dump({"project": "x", "default_env": "a", "environments": {"a": {}}}))
-    with pytest.raises(ConfigError, match="environments.a.dns.record"):
+    with pytest.raises(ConfigError, match=r"environments\.a\.dns\.record"):
         Route53(load_config(path), FakeRoute53(0)).plan()
 
 

@@ -26,7 +26,7 @@ def test_empty_directory_is_version_zero(tmp_path):
 @pytest.mark.parametrize("bad", ["init.sql", "01-init.sql", "0001 init.sql"])
 def test_badly_named_file_is_refused(tmp_path, bad):
     write(tmp_path, bad)
-    with pytest.raises(OperationFailed, match="NNNN_name.sql"):
+    with pytest.raises(OperationFailed, match=r"NNNN_name\.sql"):
         migrate.migration_files(tmp_path)
 
 

@@ -33,7 +33,7 @@ def test_route_template_labels():
     app = FastAPI()
 
     @app.get("/api/v1/documents/{id}")
-    def get(id: str):  # noqa: A002
+    def get(id: str):
         return {}
 
     def scope(method, path):
