@@ -13,10 +13,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 from ragops.errors import OperationFailed, UsageError
 from ragops.secrets import redact
+
+if TYPE_CHECKING:
+    from ragops.platforms.base import Platform
 
 Progress = Callable[[str], None] | None
 
@@ -139,43 +142,64 @@ def measure_rpo(config, target, old_primary) -> tuple[int | None, float | None, 
 
 def region_failover(config, to: str | None = None, failure_time=None, *, confirm_down: bool = False,
                     skip_service: bool = False, progress: Progress = None) -> FailoverReport:
-    from ragops.db import replication as repl
+    """Fence the old primary, promote the target region's replica, move DNS, start and smoke-test the
+    service there; journal the report after every step and measure RTO/RPO against the SLO."""
+    run = _RegionFailover(config, to, _parse_time(failure_time), confirm_down, progress)
+    run.fence()
+    run.promote()
+    run.dns()
+    if skip_service:
+        run.report.notes.append("service steps skipped on request")
+    else:
+        run.service()
+    return run.finish()
 
-    started = _now()
-    failure = _parse_time(failure_time)
 
-    def say(message: str) -> None:
-        if progress:
-            progress(redact(message))
+class _RegionFailover:
+    """One failover in progress: its report, what is done so far, and one method per phase."""
 
-    statuses = repl.topology(config)
-    region, node = choose_target(config, to, statuses)
-    target = next(s for s in statuses if s.name == node)
-    if target.role == "primary" and not target.fenced:
-        raise UsageError(f"{node} (region {region}) is already the primary; nothing to fail over",
-                         hint="ragops db status")
-    if not target.reachable:
-        raise OperationFailed(f"{node} (region {region}) is unreachable; cannot fail over to it")
-    old = next((s for s in statuses if s.role == "primary" and s.name != node), None)
-    if old is None:
-        journal = repl.read_topology(config).get("primary") or config.database.primary.name
-        old = next((s for s in statuses if s.name == journal and s.name != node), None)
-    old_name = old.name if old else "?"
-    report = FailoverReport(environment=config.env_name, from_region=_region_of(config, old_name), to_region=region,
-                            old_primary=old_name, new_primary=node, started_at=started.isoformat(),
-                            failure_time=failure.isoformat() if failure else None,
-                            slo={"rto_seconds": config.slo.rto_seconds, "rpo_seconds": config.slo.rpo_seconds})
-    report.rpo_bytes, report.rpo_seconds, report.rpo_source = measure_rpo(config, target, old)
-    say(f"RPO at failure: {report.rpo_bytes} bytes / {report.rpo_seconds} s ({report.rpo_source})")
-    _journal(config, report)
+    def __init__(self, config, to: str | None, failure: datetime | None, confirm_down: bool, progress: Progress):
+        from ragops.db import replication as repl
 
-    state = {"fenced": False, "promoted": False, "dns": False, "service": False}
+        self.config, self.failure, self.confirm_down, self.progress = config, failure, confirm_down, progress
+        self.started = _now()
+        statuses = repl.topology(config)
+        self.region, self.node = choose_target(config, to, statuses)
+        target = next(s for s in statuses if s.name == self.node)
+        if target.role == "primary" and not target.fenced:
+            raise UsageError(f"{self.node} (region {self.region}) is already the primary; nothing to fail over",
+                             hint="ragops db status")
+        if not target.reachable:
+            raise OperationFailed(f"{self.node} (region {self.region}) is unreachable; cannot fail over to it")
+        old = next((s for s in statuses if s.role == "primary" and s.name != self.node), None)
+        if old is None:
+            journaled = repl.read_topology(config).get("primary") or config.database.primary.name
+            old = next((s for s in statuses if s.name == journaled and s.name != self.node), None)
+        self.old = old
+        self.old_name = old.name if old else "?"
+        self.report = FailoverReport(
+            environment=config.env_name, from_region=_region_of(config, self.old_name), to_region=self.region,
+            old_primary=self.old_name, new_primary=self.node, started_at=self.started.isoformat(),
+            failure_time=failure.isoformat() if failure else None,
+            slo={"rto_seconds": config.slo.rto_seconds, "rpo_seconds": config.slo.rpo_seconds})
+        self.report.rpo_bytes, self.report.rpo_seconds, self.report.rpo_source = measure_rpo(config, target, old)
+        self.say(f"RPO at failure: {self.report.rpo_bytes} bytes / {self.report.rpo_seconds} s "
+                 f"({self.report.rpo_source})")
+        _journal(config, self.report)
+        self.state = {"fenced": False, "promoted": False, "dns": False, "service": False}
+        self.writes_at = self.dns_at = self.started
+        self.platform: Platform | None = None
 
-    def run(name: str, func, what_now: Callable[[], str]):
+    def say(self, message: str) -> None:
+        if self.progress:
+            self.progress(redact(message))
+
+    def step(self, name: str, func: Callable[[], str], what_now: Callable[[], str]) -> str:
+        """Run one phase as a journaled step; a failure says what is done and what to run next."""
         step = Step(name=name, started_at=_now().isoformat(timespec="milliseconds"))
-        report.steps.append(step)
+        self.report.steps.append(step)
         begin = time.monotonic()
-        say(f"{name} ...")
+        self.say(f"{name} ...")
         try:
             detail = func()
         except Exception as exc:  # noqa: BLE001 - every failure gets the state and the next move
@@ -183,108 +207,110 @@ def region_failover(config, to: str | None = None, failure_time=None, *, confirm
             step.finished_at = _now().isoformat(timespec="milliseconds")
             step.seconds = round(time.monotonic() - begin, 3)
             step.detail = redact(getattr(exc, "message", None) or str(exc))
-            _journal(config, report)
-            done = ", ".join(k for k, v in state.items() if v) or "nothing"
+            _journal(self.config, self.report)
+            done = ", ".join(k for k, v in self.state.items() if v) or "nothing"
             raise OperationFailed(f"failover stopped at '{name}': {step.detail} (done so far: {done})",
                                   hint=what_now()) from None
         step.finished_at = _now().isoformat(timespec="milliseconds")
         step.seconds = round(time.monotonic() - begin, 3)
         step.detail = detail or ""
-        say(f"{name}: {step.detail} ({step.seconds:.2f}s)")
+        self.say(f"{name}: {step.detail} ({step.seconds:.2f}s)")
         return detail
 
-    # 1. fence
-    def do_fence():
-        if old is None:
-            return "no old primary known"
-        if old.fenced:
-            return f"{old.name} already fenced"
-        result = repl.fence(config, old.name, confirm_down=confirm_down, progress=progress, status=old)
-        state["fenced"] = True
-        return f"{result.node}: {result.method} ({result.detail})"
-    run("fence old primary", do_fence,
-        lambda: f"nothing changed yet; if {old_name} is really down, repeat with --confirm-down")
+    def fence(self) -> None:
+        from ragops.db import replication as repl
 
-    # 2. promote
-    promoted = {}
+        def do_fence() -> str:
+            old = self.old
+            if old is None:
+                return "no old primary known"
+            if old.fenced:
+                return f"{old.name} already fenced"
+            result = repl.fence(self.config, old.name, confirm_down=self.confirm_down, progress=self.progress,
+                                status=old)
+            self.state["fenced"] = True
+            return f"{result.node}: {result.method} ({result.detail})"
+        self.step("fence old primary", do_fence,
+                  lambda: f"nothing changed yet; if {self.old_name} is really down, repeat with --confirm-down")
 
-    def do_promote():
-        result = repl.promote(config, node, fence_old=False, confirm_down=True, progress=progress)
-        promoted["result"] = result
-        state["promoted"] = True
-        report.writes_accepted_at = result.test_write["at"]
-        return f"{node} primary on timeline {result.timeline}, test write ok"
-    run("promote replica", do_promote,
-        lambda: f"{old_name} is fenced and no node accepts writes: check `ragops db status`, then "
-                f"`ragops db promote {node} --confirm-down`")
-    writes_at = _now()
+    def promote(self) -> None:
+        from ragops.db import replication as repl
 
-    # 3. DNS
-    from ragops.dns.base import DnsChange
-    from ragops.dns.base import configured as dns_configured
-    from ragops.dns.registry import failover as dns_failover
+        def do_promote() -> str:
+            result = repl.promote(self.config, self.node, fence_old=False, confirm_down=True, progress=self.progress)
+            self.state["promoted"] = True
+            self.report.writes_accepted_at = result.test_write["at"]
+            return f"{self.node} primary on timeline {result.timeline}, test write ok"
+        self.step("promote replica", do_promote,
+                  lambda: f"{self.old_name} is fenced and no node accepts writes: check `ragops db status`, then "
+                          f"`ragops db promote {self.node} --confirm-down`")
+        self.writes_at = self.dns_at = _now()
 
-    dns_at = writes_at
-    if dns_configured(config):
-        def do_dns():
-            change = dns_failover(config, region or "secondary", progress=progress)
+    def dns(self) -> None:
+        from ragops.dns.base import DnsChange
+        from ragops.dns.base import configured as dns_configured
+        from ragops.dns.registry import failover as dns_failover
+
+        if not dns_configured(self.config):
+            self.report.notes.append(
+                "DNS not configured for this environment (dns.record/zone/primary/secondary): skipped")
+            return
+        to = self.region or "secondary"
+
+        def do_dns() -> str:
+            change = dns_failover(self.config, to, progress=self.progress)
             assert isinstance(change, DnsChange)   # not a dry run: the change, not the plan
-            state["dns"] = True
-            report.dns_insync_at = change.insync_at or _now().isoformat()
+            self.state["dns"] = True
+            self.report.dns_insync_at = change.insync_at or _now().isoformat()
             return f"{change.plan.record} -> {change.plan.new}: {change.status}" + \
                 (f" (change {change.change_id}, {change.polls} polls)" if change.change_id else "")
-        run("DNS to the target region", do_dns,
-            lambda: f"the database is promoted ({node} accepts writes) but DNS still points at the old region: "
-                    f"run `ragops dns failover --to {region or 'secondary'} --yes`")
-        dns_at = _now()
-    else:
-        report.notes.append("DNS not configured for this environment (dns.record/zone/primary/secondary): skipped")
+        self.step("DNS to the target region", do_dns,
+                  lambda: f"the database is promoted ({self.node} accepts writes) but DNS still points at the old "
+                          f"region: run `ragops dns failover --to {to} --yes`")
+        self.dns_at = _now()
 
-    # 4. service in the target region, 5. smoke test
-    if skip_service:
-        report.notes.append("service steps skipped on request")
-    else:
-        platform_holder = {}
-
-        def do_service():
+    def service(self) -> None:
+        def do_service() -> str:
             from ragops.platforms import get_platform
 
-            platform = get_platform(config, region=region)
-            platform_holder["p"] = platform
-            return _ensure_service(config, platform, progress)
-        run("start the service in the target region", do_service,
-            lambda: f"the database is promoted ({node}){' and DNS moved' if state['dns'] else ''}; start the "
-                    f"service in region {region}: `ragops deploy` / `ragops up` there, then `ragops smoke`")
-        state["service"] = True
+            self.platform = get_platform(self.config, region=self.region)
+            return _ensure_service(self.config, self.platform, self.progress)
+        self.step("start the service in the target region", do_service,
+                  lambda: f"the database is promoted ({self.node}){' and DNS moved' if self.state['dns'] else ''}; "
+                          f"start the service in region {self.region}: `ragops deploy` / `ragops up` there, "
+                          f"then `ragops smoke`")
+        self.state["service"] = True
 
-        def do_smoke():
+        def do_smoke() -> str:
             from ragops.smoke import run_smoke
 
-            smoke = run_smoke(config, platform=platform_holder["p"])
-            report.smoke = {"url": smoke.url, "passed": smoke.passed,
-                            "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in smoke.checks]}
+            smoke = run_smoke(self.config, platform=self.platform)
+            self.report.smoke = {"url": smoke.url, "passed": smoke.passed,
+                                 "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail}
+                                            for c in smoke.checks]}
             if not smoke.passed:
                 failed = "; ".join(f"{c.name}: {c.detail}" for c in smoke.failed)
                 raise OperationFailed(f"smoke test failed: {failed}")
-            report.service_ready_at = _now().isoformat()
+            self.report.service_ready_at = _now().isoformat()
             return f"{len(smoke.checks)} checks passed through {smoke.url}"
-        run("smoke test", do_smoke,
-            lambda: f"database promoted and service started in {region}, but it does not pass the smoke test: "
-                    f"see `ragops logs`, fix, `ragops smoke`")
+        self.step("smoke test", do_smoke,
+                  lambda: f"database promoted and service started in {self.region}, but it does not pass the "
+                          f"smoke test: see `ragops logs`, fix, `ragops smoke`")
 
-    origin = failure or started
-    done_at = max(writes_at, dns_at)
-    report.rto_seconds = round((done_at - origin).total_seconds(), 3)
-    if report.service_ready_at:
-        report.rto_service_seconds = round((_parse_time(report.service_ready_at) - origin).total_seconds(), 3)
-    report.slo.update({
-        "rto_met": report.rto_seconds <= config.slo.rto_seconds,
-        "rpo_met": None if report.rpo_seconds is None else report.rpo_seconds <= config.slo.rpo_seconds})
-    report.passed = True
-    if old is not None:
-        report.notes.append(f"next: `ragops db rejoin {old.name}` once its host is back (pg_rewind)")
-    _journal(config, report)
-    return report
+    def finish(self) -> FailoverReport:
+        report, config = self.report, self.config
+        origin = self.failure or self.started
+        report.rto_seconds = round((max(self.writes_at, self.dns_at) - origin).total_seconds(), 3)
+        if report.service_ready_at:
+            report.rto_service_seconds = round((_parse_time(report.service_ready_at) - origin).total_seconds(), 3)
+        report.slo.update({
+            "rto_met": report.rto_seconds <= config.slo.rto_seconds,
+            "rpo_met": None if report.rpo_seconds is None else report.rpo_seconds <= config.slo.rpo_seconds})
+        report.passed = True
+        if self.old is not None:
+            report.notes.append(f"next: `ragops db rejoin {self.old.name}` once its host is back (pg_rewind)")
+        _journal(config, report)
+        return report
 
 
 def _ensure_service(config, platform, progress: Progress) -> str:
