@@ -207,56 +207,14 @@ def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeo
             conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
             _say(progress, f"created replication slot {slot} on {primary.name}")
 
-    method, recovered = "pg_rewind", False
-    if _alive(managed):
-        _say(progress, f"{node}: stopping ({me.role})")
-        managed.stop(mode="fast")
-    elif managed.pid() is not None:   # a zombie postmaster: its pid file would block the restart
-        _wait_dead(managed, 5)
-    state = controldata(config, node).get("Database cluster state", "")
-    if state not in ("shut down", "shut down in recovery"):
-        # crashed (kill -9): finish crash recovery in single-user mode so nobody can connect as to a primary
-        _say(progress, f"{node}: cluster state '{state}': running crash recovery in single-user mode")
-        (managed.data_dir / "standby.signal").unlink(missing_ok=True)
-        (managed.data_dir / "recovery.signal").unlink(missing_ok=True)
-        pgctl.run_pg([managed.pg("postgres"), "--single", "-D", str(managed.data_dir), "-c", "archive_mode=off",
-                      "postgres"], input="", timeout=300)
-        recovered = True
-    _say(progress, f"{node}: pg_rewind from {primary.name}")
-    source = (f"host={primary_node.host} port={primary_node.port} user={config.database.superuser} "
-              f"dbname={ADMIN_DB} connect_timeout=10")
-    proc = pgctl.run_pg([managed.pg("pg_rewind"), "--target-pgdata", str(managed.data_dir), "--source-server",
-                         source], env={"PGPASSWORD": db_password(config)}, check=False, timeout=600)
-    output = (proc.stdout + proc.stderr).strip()
-    detail = redact(output.splitlines()[-1] if output else "")
-    if proc.returncode != 0:
-        if not fallback_basebackup:
-            raise OperationFailed(f"pg_rewind of {node} failed: {detail}",
-                                  hint=f"rebuild it from a base backup: ragops db rejoin {node} (with the fallback)")
-        _say(progress, f"{node}: pg_rewind failed ({detail}); rebuilding from a base backup")
-        with _connect(config, primary_node) as conn:   # clone_from creates the slot itself
-            conn.execute("SELECT pg_drop_replication_slot(%s) FROM pg_replication_slots "
-                         "WHERE slot_name = %s AND NOT active", (slot, slot))
-        managed.clone_from(pgctl.Node(primary.name, Path("/nonexistent"), primary_node.port, Path("/dev/null")),
-                           config.database.superuser, db_password(config), slot)
-        method = "pg_basebackup"
-    elif "no rewind required" in output:
-        method = "none (already on the primary's history)"
+    recovered = _stop_cleanly(config, managed, node, me.role, progress)
+    method, detail = _rewind_or_clone(config, managed, node, primary.name, primary_node, slot, fallback_basebackup,
+                                      progress)
     _write_standby_config(managed, conninfo, slot)
     _say(progress, f"{node}: starting as a replica of {primary.name}")
     managed.start()
     node_cfg = find_node(config, node)
-
-    def streaming() -> bool:
-        try:
-            with _connect(config, node_cfg) as conn:
-                row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
-                return bool(row and row[0] == "streaming")
-        except Exception:  # noqa: BLE001
-            return False
-
-    ok = pgctl.wait_until(streaming, timeout, 0.25)
-    if not ok:
+    if not pgctl.wait_until(lambda: _streaming(config, node_cfg), timeout, 0.25):
         raise OperationFailed(f"{node} started but is not streaming from {primary.name} after {timeout:.0f}s",
                               hint=f"see its log: {managed.log_file}")
     # slots a former primary kept for its replicas would hold WAL on it forever
@@ -271,6 +229,63 @@ def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeo
     return RejoinResult(node=node, primary=primary.name, method=method, recovered_crash=recovered, streaming=True,
                         slot=slot, lag_bytes=after.lag_bytes, seconds=round(time.monotonic() - started, 3),
                         detail=detail)
+
+
+def _stop_cleanly(config: Config, managed, node: str, role: str, progress: Progress) -> bool:
+    """Stop `node`; if it had crashed, finish crash recovery in single-user mode (nobody can connect to it
+    as to a primary meanwhile). True when crash recovery was needed."""
+    from ragops.db import pgctl
+
+    if _alive(managed):
+        _say(progress, f"{node}: stopping ({role})")
+        managed.stop(mode="fast")
+    elif managed.pid() is not None:   # a zombie postmaster: its pid file would block the restart
+        _wait_dead(managed, 5)
+    state = controldata(config, node).get("Database cluster state", "")
+    if state in ("shut down", "shut down in recovery"):
+        return False
+    _say(progress, f"{node}: cluster state '{state}': running crash recovery in single-user mode")
+    (managed.data_dir / "standby.signal").unlink(missing_ok=True)
+    (managed.data_dir / "recovery.signal").unlink(missing_ok=True)
+    pgctl.run_pg([managed.pg("postgres"), "--single", "-D", str(managed.data_dir), "-c", "archive_mode=off",
+                  "postgres"], input="", timeout=300)
+    return True
+
+
+def _rewind_or_clone(config: Config, managed, node: str, primary: str, primary_node: DbNode, slot: str,
+                     fallback_basebackup: bool, progress: Progress) -> tuple[str, str]:
+    """pg_rewind `node` onto the primary's history; a fresh base backup when that fails (if allowed).
+    Returns (method, pg_rewind's last line)."""
+    from ragops.db import pgctl
+
+    _say(progress, f"{node}: pg_rewind from {primary}")
+    source = (f"host={primary_node.host} port={primary_node.port} user={config.database.superuser} "
+              f"dbname={ADMIN_DB} connect_timeout=10")
+    proc = pgctl.run_pg([managed.pg("pg_rewind"), "--target-pgdata", str(managed.data_dir), "--source-server",
+                         source], env={"PGPASSWORD": db_password(config)}, check=False, timeout=600)
+    output = (proc.stdout + proc.stderr).strip()
+    detail = redact(output.splitlines()[-1] if output else "")
+    if proc.returncode == 0:
+        return ("none (already on the primary's history)" if "no rewind required" in output else "pg_rewind"), detail
+    if not fallback_basebackup:
+        raise OperationFailed(f"pg_rewind of {node} failed: {detail}",
+                              hint=f"rebuild it from a base backup: ragops db rejoin {node} (with the fallback)")
+    _say(progress, f"{node}: pg_rewind failed ({detail}); rebuilding from a base backup")
+    with _connect(config, primary_node) as conn:   # clone_from creates the slot itself
+        conn.execute("SELECT pg_drop_replication_slot(%s) FROM pg_replication_slots "
+                     "WHERE slot_name = %s AND NOT active", (slot, slot))
+    managed.clone_from(pgctl.Node(primary, Path("/nonexistent"), primary_node.port, Path("/dev/null")),
+                       config.database.superuser, db_password(config), slot)
+    return "pg_basebackup", detail
+
+
+def _streaming(config: Config, node: DbNode) -> bool:
+    try:
+        with _connect(config, node) as conn:
+            row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+            return bool(row and row[0] == "streaming")
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
 
 
 # ---- synchronous replication ----------------------------------------------------------------
