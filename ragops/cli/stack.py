@@ -143,8 +143,10 @@ def logs(ctx: typer.Context,
 
     platform = get_platform(config)
     files = platform.logs()
-    for node in [config.database.primary, *config.database.replicas]:
-        files[f"db-{node.name}"] = config.state_dir / "logs" / f"db-{node.name}.log"
+    if platform.owns_database_files:
+        from ragops.db.pgctl import managed_nodes
+
+        files.update({f"db-{node.name}": node.log_file for node in managed_nodes(config)})
     if component is None:
         env.emit({name: str(path) for name, path in files.items() if path.exists()},
                  lambda d: "\n".join(f"{k:20} {v}" for k, v in d.items()) or "no logs yet")
