@@ -128,9 +128,17 @@ def _reap(pid: int) -> None:
         pass
 
 
+def open_for_reading(path: Path):
+    """A log opened for reading in binary, never through a symbolic link (a log directory of the server
+    account may hold one pointing at a file only root should read)."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+
+
 def tail(path: Path, lines: int = 50) -> str:
+    if lines <= 0:
+        return ""
     try:
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
+        with open_for_reading(path) as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
             handle.seek(max(0, size - 256 * 1024))

@@ -1,6 +1,9 @@
 """`ragops up | status | down | logs`."""
 from __future__ import annotations
 
+import re
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -130,17 +133,23 @@ def _num(value) -> str:
 
 def logs(ctx: typer.Context,
          component: Optional[str] = typer.Argument(None, help="router, blue, green, db-<node>, ... (default: list them)"),
-         lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end."),
+         lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end (0: none, with -f only new ones)."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines.")) -> None:
     """Show a component's log.
 
+    Colours in the log (Traefik's) are kept only on a terminal without --no-color or NO_COLOR.
+
     Example: ragops logs green -n 100
+
+    Example: ragops logs router -n 0 -f | grep -v healthz
     """
     env = ctx.obj
     config = env.config
     from ragops.errors import UsageError
     from ragops.platforms import get_platform
 
+    if lines < 0:
+        raise UsageError(f"--lines: {lines} is negative (0 or more)")
     platform = get_platform(config)
     files = platform.logs()
     if platform.owns_database_files:
@@ -153,17 +162,39 @@ def logs(ctx: typer.Context,
         return
     if component not in files:
         raise UsageError(f"unknown component {component!r} (one of: {', '.join(files)})")
-    from ragops.process import tail
+    _show_log(files[component], lines, follow, color=sys.stdout.isatty() and not env.out.no_color)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def _show_log(path, lines: int, follow: bool, *, color: bool) -> None:
+    """Print the last `lines` lines, then (with follow) new ones; every write is flushed, so a reader
+    behind a pipe gets each line even when `logs -f` is ended with SIGTERM."""
+    from ragops.process import open_for_reading, tail
     from ragops.secrets import redact
 
-    path = files[component]
-    print(redact(tail(path, lines)))
+    def show(text: str) -> None:
+        text = redact(text)
+        sys.stdout.write(text if color else _ANSI.sub("", text))
+        sys.stdout.flush()
+
+    if follow and not path.exists():
+        from ragops.errors import OperationFailed
+
+        raise OperationFailed(f"no log yet at {path} (has the component started?)")
     if follow:
-        with open(path) as handle:
+        # SIGTERM (the usual end of `logs -f | ...`) leaves like Ctrl-C: quietly, nothing half-written
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if lines:
+        text = tail(path, lines)
+        show(text + "\n" if text else "")
+    if follow:
+        with open_for_reading(path) as handle:
             handle.seek(0, 2)
             while True:
                 line = handle.readline()
                 if line:
-                    print(redact(line), end="", flush=True)
+                    show(line.decode(errors="replace"))
                 else:
                     time.sleep(0.25)
