@@ -26,12 +26,20 @@ from ragops.runbook import expr
 
 def resolve_drill(engine, name: str):
     """`backup-restore` and `drill-backup-restore` both name runbooks/drill-backup-restore.yaml."""
-    try:
-        return engine.load(name)
-    except ConfigError as exc:
-        if name.startswith("drill-") or "no runbook named" not in exc.message:
-            raise
-        return engine.load(f"drill-{name}")
+    for candidate in dict.fromkeys([name, name if name.startswith("drill-") else f"drill-{name}"]):
+        try:
+            return engine.load(candidate)
+        except ConfigError as exc:
+            if "no runbook named" not in exc.message:
+                raise
+    raise ConfigError(f"no drill named {name!r} (drills: {', '.join(known_drills(engine.dirs)) or 'none'})",
+                      hint="ragops runbook list")
+
+
+def known_drills(dirs) -> list[str]:
+    """The drill runbooks (named drill-*) in the runbook folders, without the prefix."""
+    names = {p.stem for d in dirs if Path(d).is_dir() for p in [*Path(d).glob("drill-*.yaml"), *Path(d).glob("drill-*.yml")]}
+    return sorted(n.removeprefix("drill-") for n in names)
 
 
 def run_drill(config, name: str, *, engine, inputs: dict | None = None, report_dir: str | Path | None = None,

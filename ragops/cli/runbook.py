@@ -217,6 +217,7 @@ def validate(ctx: typer.Context,
     needs exists in this installation. Errors are FILE:LINE: message; exit 2 when any is invalid.
 
     Example: ragops runbook validate
+
     Example: ragops runbook validate runbooks/pre-deploy.yaml
     """
     from ragops.runbook.actions import check_runbook
@@ -262,6 +263,7 @@ def run(ctx: typer.Context,
     on a terminal; without one they fail closed unless granted with --approve/--ack.
 
     Example: ragops runbook run pre-deploy --input expected_rps=50 --ack on-call --approve cost-estimate
+
     Example: ragops runbook run db-corruption --dry-run
     """
     env = ctx.obj

@@ -70,8 +70,15 @@ def down(ctx: typer.Context,
     from ragops.platforms import get_platform
 
     steps = get_platform(config).down(purge=purge, progress=env.progress("down"))
-    env.emit({"environment": config.env_name, "steps": steps},
-             lambda d: f"{d['environment']} is down" + (f" ({len(d['steps'])} stopped)" if d["steps"] else " (nothing was running)"))
+    env.emit({"environment": config.env_name, "steps": steps}, _render_down)
+
+
+def _render_down(d: dict) -> str:
+    """Count what was stopped; deletions are said apart (a purge of a stopped stack stopped nothing)."""
+    stopped = [s for s in d["steps"] if s.startswith("stop ")]
+    deleted = [s.removeprefix("delete ") for s in d["steps"] if s.startswith("delete ")]
+    text = f"{d['environment']} is down" + (f" ({len(stopped)} stopped)" if stopped else " (nothing was running)")
+    return text + (f"; deleted {', '.join(deleted)}" if deleted else "")
 
 
 def status(ctx: typer.Context,
