@@ -58,19 +58,56 @@ def up(ctx: typer.Context,
 
 
 def down(ctx: typer.Context,
-         purge: bool = typer.Option(False, "--purge", help="Also delete the state directory (data, backups on file://, secrets).")) -> None:
-    """Stop everything cleanly (data kept). With --purge, delete the state directory too.
+         purge: bool = typer.Option(False, "--purge", help="Also delete the state directory (data, logs, journals, "
+                                    "secrets); backups and their key are kept."),
+         purge_backups: bool = typer.Option(False, "--purge-backups", help="With --purge: also delete the file:// "
+                                            "backups and the generated backup key."),
+         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be deleted and kept; change nothing.")) -> None:
+    """Stop everything cleanly (data kept). With --purge, delete the state directory too; backups
+    are deleted only when asked for by name (--purge-backups).
+
+    Example: ragops down
+
+    Example: ragops down --purge --dry-run
 
     Example: ragops down --purge --yes
     """
     env = ctx.obj
     config = env.config
-    if purge:
-        env.confirm(f"Delete {config.state_dir} (databases, logs, local secrets) of {config.env_name}?")
+    from ragops.errors import UsageError
     from ragops.platforms import get_platform
 
-    steps = get_platform(config).down(purge=purge, progress=env.progress("down"))
+    if purge_backups and not purge:
+        raise UsageError("--purge-backups: only together with --purge")
+    platform = get_platform(config)
+    plan = _purge_plan(config, platform, purge_backups) if purge else {"delete": [], "keep": []}
+    if dry_run:
+        env.emit({"environment": config.env_name, "stop": "every color, router and database node", **plan},
+                 lambda d: "\n".join([f"would stop {d['stop']} of {d['environment']}"]
+                                     + [f"would delete {p}" for p in d["delete"]]
+                                     + [f"would keep {p}" for p in d["keep"]]))
+        return
+    if purge:
+        for path in plan["keep"]:
+            env.status(f"keeping {path} (backups are deleted only with --purge-backups)")
+        env.confirm(f"Delete {', '.join(plan['delete']) or 'nothing'} of {config.env_name}?")
+    steps = platform.down(purge=purge, progress=env.progress("down"))
+    if purge_backups:
+        from ragops.purge import purge_backups as delete_backups
+
+        steps += delete_backups(config)
     env.emit({"environment": config.env_name, "steps": steps}, _render_down)
+
+
+def _purge_plan(config, platform, purge_backups: bool) -> dict:
+    from ragops.purge import purge_plan
+
+    home = None
+    if platform.owns_database_files:
+        from ragops.db.pgctl import server_home
+
+        home = server_home(config)   # as root: the PostgreSQL account's data, logs and binaries
+    return purge_plan(config, purge_backups=purge_backups, server_home=home)
 
 
 def _render_down(d: dict) -> str:

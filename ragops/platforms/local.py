@@ -321,7 +321,8 @@ class LocalPlatform(Platform):
             home = remove_server_home(self.config)   # as root: the server account's data, logs, binaries
             if home is not None:
                 steps.append(f"delete {home}")
-        if purge and self.config.state_dir.exists():
-            shutil.rmtree(self.config.state_dir)
-            steps.append(f"delete {self.config.state_dir}")
+        if purge:
+            from ragops.purge import purge_state_dir
+
+            steps += purge_state_dir(self.config)   # backups and their key are kept (--purge-backups)
         return steps
