@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragops.errors import OperationFailed, ConfigError
+from ragops.errors import ConfigError, OperationFailed
 
 PG_SYSTEM_USER = "ragops-pg"
 
@@ -374,7 +374,7 @@ class Node:
         write_server_file(self.data_dir / "pg_hba.conf", "host replication all 127.0.0.1/32 scram-sha-256\n",
                           append=True)
 
-    def clone_from(self, primary: "Node", superuser: str, password: str, slot: str) -> None:
+    def clone_from(self, primary: Node, superuser: str, password: str, slot: str) -> None:
         """pg_basebackup -R: a streaming replica of `primary` with its own replication slot."""
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)
