@@ -227,7 +227,10 @@ def reachable_bin_dir(source: Path, home: Path) -> Path:
     (tmp / ".stamp").write_text(stamp)
     _open_tree(tmp)
     shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError:   # another ragops of this environment put its copy there first
+        shutil.rmtree(tmp, ignore_errors=True)
     return bin_copy
 
 

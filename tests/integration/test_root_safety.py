@@ -86,7 +86,12 @@ def test_private_home_up_deploy_purge_keep_modes_and_symlinks_do_not_redirect_ro
 
         stack.cli("down", "--purge", "--yes", check=True, timeout=240)
         assert _modes(existing) == before
-        assert not server_home.exists() and not stack.state_dir.exists()
+        assert not server_home.exists()
+        kept = sorted(str(p.relative_to(stack.state_dir)) for p in stack.state_dir.rglob("*") if p.is_file())
+        assert kept == ["secrets/backup-age-key"], "purge keeps only the backups' key (and the backups)"
+        assert any((clone / "backups").iterdir())
+        stack.cli("down", "--purge", "--purge-backups", "--yes", check=True, timeout=240)
+        assert not stack.state_dir.exists() and not (clone / "backups").exists()
     finally:
         stack.cli("down", "--purge", "--yes", timeout=240)
         shutil.rmtree(base, ignore_errors=True)
