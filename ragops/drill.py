@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import datetime, timezone
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,20 @@ from ragops.runbook import expr
 
 def resolve_drill(engine, name: str):
     """`backup-restore` and `drill-backup-restore` both name runbooks/drill-backup-restore.yaml."""
-    try:
-        return engine.load(name)
-    except ConfigError as exc:
-        if name.startswith("drill-") or "no runbook named" not in exc.message:
-            raise
-        return engine.load(f"drill-{name}")
+    for candidate in dict.fromkeys([name, name if name.startswith("drill-") else f"drill-{name}"]):
+        try:
+            return engine.load(candidate)
+        except ConfigError as exc:
+            if "no runbook named" not in exc.message:
+                raise
+    raise ConfigError(f"no drill named {name!r} (drills: {', '.join(known_drills(engine.dirs)) or 'none'})",
+                      hint="ragops runbook list")
+
+
+def known_drills(dirs) -> list[str]:
+    """The drill runbooks (named drill-*) in the runbook folders, without the prefix."""
+    names = {p.stem for d in dirs if Path(d).is_dir() for p in [*Path(d).glob("drill-*.yaml"), *Path(d).glob("drill-*.yml")]}
+    return sorted(n.removeprefix("drill-") for n in names)
 
 
 def run_drill(config, name: str, *, engine, inputs: dict | None = None, report_dir: str | Path | None = None,
@@ -62,10 +71,10 @@ def run_drill(config, name: str, *, engine, inputs: dict | None = None, report_d
         "platform": config.env.platform, "run_id": result.run_id, "started_at": result.started_at,
         "finished_at": result.finished_at, "duration_seconds": result.duration, "status": result.status,
         "verdict": verdict, "exit_code": exit_code, "rto": rto, "rpo": rpo,
-        "steps": [{k: s.get(k) for k in ("id", "name", "action", "status", "duration", "error", "reason")}
-                  for s in result.steps],
+        "steps": [{**{k: s.get(k) for k in ("id", "name", "action", "status", "duration", "error", "reason")},
+                   "detail": _detail(s)} for s in result.steps],
         "timeline": result.timeline, "outputs": result.outputs, "actor": engine.actor,
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "report_dir": str(folder), "audit_log": f"{result.run_dir}/audit.jsonl" if result.run_dir else None,
     }
     from ragops.secrets import redact, redact_data
@@ -104,9 +113,31 @@ def _measure_rpo(runbook, context: dict, spec=None) -> tuple[float | None, str]:
     except expr.ExpressionError as exc:
         return None, f"not measured: {exc.message}"
     try:
-        return round(float(value), 3), f"{spec}"
+        return round(float(value), 3), _describe(spec)
     except (TypeError, ValueError):
-        return None, f"not measured: {spec} gave {value!r}"
+        return None, f"not measured: {_describe(spec)} gave {value!r}"
+
+
+def _describe(spec: str) -> str:
+    """Say in words where a measurement came from, instead of printing its template."""
+    refs = dict.fromkeys(re.findall(r"steps\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_]+)", str(spec)))
+    if not refs:
+        return "computed by the drill's expression"
+    return "reported by " + ", else ".join(f"step {step} ({output.replace('_', ' ')})" for step, output in refs)
+
+
+def _detail(step: dict) -> str:
+    """The Detail column: why a step failed or was skipped, else what it reported (short)."""
+    if step.get("error") or step.get("reason"):
+        return str(step.get("error") or step.get("reason"))
+    parts = []
+    for key, value in (step.get("outputs") or {}).items():
+        if isinstance(value, (dict, list)) or value is None or value == "":
+            continue
+        text = " ".join(str(value).split())
+        parts.append(f"{key}={text[:40] + '…' if len(text) > 40 else text}")
+    detail = ", ".join(parts[:4])
+    return detail[:157] + "…" if len(detail) > 160 else detail
 
 
 def _fmt(seconds: Any) -> str:
@@ -124,11 +155,11 @@ def render_markdown(report: dict) -> str:
              f"- Started: {report['started_at']} · finished: {report['finished_at']}",
              f"- Verdict: **{report['verdict']}** (exit {report['exit_code']})", "",
              "| Objective | Measured | Target | Result | How |", "|---|---|---|---|---|",
-             f"| RTO | {_fmt(report['rto']['seconds'])} | {_fmt(report['rto']['target_seconds'])} | {met(report['rto'])} | {report['rto']['note']} |",
-             f"| RPO | {_fmt(report['rpo']['seconds'])} | {_fmt(report['rpo']['target_seconds'])} | {met(report['rpo'])} | {report['rpo']['note']} |",
+             *(f"| {name.upper()} | {_fmt(report[name]['seconds'])} | {_fmt(report[name]['target_seconds'])} | "
+               f"{met(report[name])} | {report[name]['note']} |" for name in ("rto", "rpo")),
              "", "## Steps", "", "| Step | Action | Result | Duration | Detail |", "|---|---|---|---|---|"]
     for step in report["steps"]:
-        detail = (step.get("error") or step.get("reason") or "").replace("|", "\\|").replace("\n", " ")
+        detail = (step.get("detail") or "").replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {step['id']} | {step['action']} | {step['status']} | {_fmt(step.get('duration'))} | {detail} |")
     if report.get("description"):
         lines += ["", "## About this drill", "", report["description"]]
@@ -149,8 +180,9 @@ def timeline_svg(timeline: list[dict], width: int = 760) -> str:
              f'font-family="sans-serif" font-size="12">']
     for tick in range(5):
         x = label_w + pad + chart_w * tick / 4
+        anchor = "end" if tick == 4 else "middle"   # the last label ends at the right edge, not beyond it
         parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height - 20}" stroke="#e5e5e5"/>')
-        parts.append(f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle" fill="#666">'
+        parts.append(f'<text x="{x:.1f}" y="{height - 6}" text-anchor="{anchor}" fill="#666">'
                      f'{html.escape(_fmt(total * tick / 4))}</text>')
     for index, entry in enumerate(timeline):
         y = index * row + 6
@@ -172,7 +204,7 @@ def render_html(report: dict) -> str:
         return f'<td class="{"ok" if m["met"] else "bad"}">{"met" if m["met"] else "MISSED"}</td>'
     rows = "".join(
         f"<tr><td>{html.escape(s['id'])}</td><td>{html.escape(s['action'])}</td><td>{html.escape(str(s['status']))}</td>"
-        f"<td>{html.escape(_fmt(s.get('duration')))}</td><td>{html.escape(s.get('error') or s.get('reason') or '')}</td></tr>"
+        f"<td>{html.escape(_fmt(s.get('duration')))}</td><td>{html.escape(s.get('detail') or '')}</td></tr>"
         for s in report["steps"])
     objectives = "".join(
         f"<tr><th>{key.upper()}</th><td>{html.escape(_fmt(report[key]['seconds']))}</td>"
@@ -188,7 +220,8 @@ table {{ border-collapse: collapse; margin: 1em 0; }} th, td {{ border: 1px soli
 <h1>DR drill: {html.escape(report['drill'])}</h1>
 <p>Environment <code>{html.escape(report['environment'])}</code> ({html.escape(report['platform'])}) · run
 <code>{html.escape(str(report['run_id']))}</code> by {html.escape(report['actor'])} · {html.escape(str(report['started_at']))}</p>
-<p>Verdict: <strong class="{'ok' if report['exit_code'] == 0 else 'bad'}">{html.escape(report['verdict'])}</strong> (exit {report['exit_code']})</p>
+<p>Verdict: <strong class="{'ok' if report['exit_code'] == 0 else 'bad'}">{html.escape(report['verdict'])}</strong>
+(exit {report['exit_code']})</p>
 <table><tr><th>Objective</th><th>Measured</th><th>Target</th><th>Result</th><th>How</th></tr>{objectives}</table>
 <h2>Timeline</h2>
 {timeline_svg(report['timeline'])}

@@ -5,6 +5,7 @@ so a recycled pid is never signalled.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -61,7 +62,7 @@ class ManagedProcess:
         """Start detached (own session, survives ragops exiting); output appended to the log."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_file, "ab")
+        log = open_log(self.log_file)
         try:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
@@ -99,6 +100,26 @@ class ManagedProcess:
         return killed
 
 
+def open_log(path: Path):
+    """Open a log for appending, never through a symbolic link: in a directory another account could
+    once change (an older ragops gave the logs directory to the PostgreSQL account as root), a planted
+    link must not redirect root's writes."""
+    directory = path.parent
+    st = directory.stat()
+    if os.geteuid() == 0 and st.st_uid != 0:
+        os.chown(directory, 0, 0)   # ours again: only root may add or replace entries   # ours again: only we may add or replace entries
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            from ragops.errors import OperationFailed
+
+            raise OperationFailed(f"refusing to write log {path}: it is a symbolic link",
+                                  hint=f"remove it (rm {path}) and run the command again") from None
+        raise
+    return os.fdopen(fd, "ab")
+
+
 def _reap(pid: int) -> None:
     """Reap our own child if it exited (when ragops started it in this same process)."""
     try:
@@ -107,9 +128,17 @@ def _reap(pid: int) -> None:
         pass
 
 
+def open_for_reading(path: Path):
+    """A log opened for reading in binary, never through a symbolic link (a log directory of the server
+    account may hold one pointing at a file only root should read)."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+
+
 def tail(path: Path, lines: int = 50) -> str:
+    if lines <= 0:
+        return ""
     try:
-        with open(path, "rb") as handle:
+        with open_for_reading(path) as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
             handle.seek(max(0, size - 256 * 1024))

@@ -34,7 +34,9 @@ def need(condition: bool, what: str) -> None:
 def server_tmpdir(prefix: str) -> Path:
     """A temp dir outside pytest's basetemp: pytest re-tightens that one to 0700 when another
     session starts, which locks the unprivileged PostgreSQL account out of its data directory."""
-    return Path(tempfile.mkdtemp(prefix=f"ragops-{prefix}-"))
+    path = Path(tempfile.mkdtemp(prefix=f"ragops-{prefix}-"))
+    path.chmod(0o755)   # ours: as root, the PostgreSQL account must reach the data directories in it
+    return path
 
 
 def require_module(name: str):
@@ -62,8 +64,9 @@ def primary_and_replica(prefix: str, names: tuple[str, str] = ("primary", "repli
         need(False, f"PostgreSQL binaries ({exc})")
     base = server_tmpdir(prefix)
     password = "pw-" + secrets.token_hex(8)
-    primary = pgctl.Node(names[0], base / names[0], free_port(), base / "logs" / f"{names[0]}.log")
-    replica = pgctl.Node(names[1], base / names[1], free_port(), base / "logs" / f"{names[1]}.log")
+    home = base if os.geteuid() == 0 else None   # as root: binaries copied where the server account reaches them
+    primary = pgctl.Node(names[0], base / names[0], free_port(), base / "logs" / f"{names[0]}.log", home=home)
+    replica = pgctl.Node(names[1], base / names[1], free_port(), base / "logs" / f"{names[1]}.log", home=home)
     slot = names[1].replace("-", "_")
     dsn = f"host=127.0.0.1 port={primary.port} user=postgres password={password} dbname=postgres"
     try:

@@ -84,7 +84,9 @@ def verify(ctx: typer.Context, backup_id: str = typer.Argument("latest", metavar
            restore: bool = typer.Option(False, "--restore", help="Also restore into a scratch database and check the data.")) -> None:
     """Check a backup's digest (every copy); with --restore, a test restore and data checks.
 
-    Exit 3 when a check fails. Example: ragops backup verify latest --restore
+    Exit 3 when a check fails.
+
+    Example: ragops backup verify latest --restore
     """
     env = ctx.obj
     from ragops.backup.verify import verify_backup

@@ -1,8 +1,6 @@
 """`ragops db status|promote|switchover|rejoin|fence|sync|migrate`."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 db_app = typer.Typer(help="PostgreSQL topology: status, promotion, switchover, rejoin, migrations.",
@@ -64,7 +62,7 @@ def _render_promote(result) -> str:
 def promote_cmd(
     ctx: typer.Context,
     node: str = typer.Argument(..., help="The replica to promote."),
-    max_lag: Optional[int] = typer.Option(None, "--max-lag", help="Refuse when the replica lags more than BYTES."),
+    max_lag: int | None = typer.Option(None, "--max-lag", help="Refuse when the replica lags more than BYTES."),
     force: bool = typer.Option(False, "--force", help="Promote even when the lag is above --max-lag."),
     confirm_down: bool = typer.Option(False, "--confirm-down", help="The old primary is unreachable and I confirm it is down."),
     fence: bool = typer.Option(True, "--fence/--no-fence", help="Fence the old primary (default), or only check that it is fenced."),

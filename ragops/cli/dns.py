@@ -32,6 +32,12 @@ def status(ctx: typer.Context) -> None:
     Example: ragops -e production dns status --output json
     """
     env = ctx.obj
+    dns = env.config.dns
+    if not any((dns.record, dns.zone, dns.zone_id, dns.primary, dns.secondary)):
+        env.emit({"environment": env.config.env_name, "configured": False},
+                 lambda d: f"DNS: not configured for {d['environment']} (set dns.record, dns.zone, dns.primary "
+                           f"and dns.secondary in ragops.yaml to use DNS failover)")
+        return
     from ragops.dns.registry import get_provider
 
     env.emit(get_provider(env.config).status(),

@@ -28,7 +28,8 @@ def _render(r) -> str:
 def failover(ctx: typer.Context,
              to: str | None = typer.Option(
                  None, "--to", help="Target region (default: the region whose database node is a replica)."),
-             failure_time: str | None = typer.Option(None, "--failure-time", help="When the failure began (ISO 8601); RTO is measured from it."),
+             failure_time: str | None = typer.Option(
+                 None, "--failure-time", help="When the failure began (ISO 8601); RTO is measured from it."),
              confirm_down: bool = typer.Option(False, "--confirm-down", help="The old primary is unreachable and I confirm it is down."),
              skip_service: bool = typer.Option(False, "--skip-service", help="Database and DNS only; leave the service alone."),
              dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; change nothing.")) -> None:

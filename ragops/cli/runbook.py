@@ -216,6 +216,7 @@ def validate(ctx: typer.Context,
     any is invalid.
 
     Example: ragops runbook validate
+
     Example: ragops runbook validate runbooks/pre-deploy.yaml
     """
     from ragops.runbook.schema import find_runbook, list_runbooks, parse_runbook, runbook_dirs
@@ -261,6 +262,7 @@ def run(ctx: typer.Context,
     on a terminal; without one they fail closed unless granted with --approve/--ack.
 
     Example: ragops runbook run pre-deploy --input expected_rps=50 --ack on-call --approve cost-estimate
+
     Example: ragops runbook run db-corruption --dry-run
     """
     env = ctx.obj

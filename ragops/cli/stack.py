@@ -1,6 +1,9 @@
 """`ragops up | status | down | logs`."""
 from __future__ import annotations
 
+import re
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -55,20 +58,64 @@ def up(ctx: typer.Context,
 
 
 def down(ctx: typer.Context,
-         purge: bool = typer.Option(False, "--purge", help="Also delete the state directory (data, backups on file://, secrets).")) -> None:
-    """Stop everything cleanly (data kept). With --purge, delete the state directory too.
+         purge: bool = typer.Option(False, "--purge", help="Also delete the state directory (data, logs, journals, "
+                                    "secrets); backups and their key are kept."),
+         purge_backups: bool = typer.Option(False, "--purge-backups", help="With --purge: also delete the file:// "
+                                            "backups and the generated backup key."),
+         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be deleted and kept; change nothing.")) -> None:
+    """Stop everything cleanly (data kept). With --purge, delete the state directory too; backups
+    are deleted only when asked for by name (--purge-backups).
+
+    Example: ragops down
+
+    Example: ragops down --purge --dry-run
 
     Example: ragops down --purge --yes
     """
     env = ctx.obj
     config = env.config
-    if purge:
-        env.confirm(f"Delete {config.state_dir} (databases, logs, local secrets) of {config.env_name}?")
+    from ragops.errors import UsageError
     from ragops.platforms import get_platform
 
-    steps = get_platform(config).down(purge=purge, progress=env.progress("down"))
-    env.emit({"environment": config.env_name, "steps": steps},
-             lambda d: f"{d['environment']} is down" + (f" ({len(d['steps'])} stopped)" if d["steps"] else " (nothing was running)"))
+    if purge_backups and not purge:
+        raise UsageError("--purge-backups: only together with --purge")
+    platform = get_platform(config)
+    plan = _purge_plan(config, platform, purge_backups) if purge else {"delete": [], "keep": []}
+    if dry_run:
+        env.emit({"environment": config.env_name, "stop": "every color, router and database node", **plan},
+                 lambda d: "\n".join([f"would stop {d['stop']} of {d['environment']}"]
+                                     + [f"would delete {p}" for p in d["delete"]]
+                                     + [f"would keep {p}" for p in d["keep"]]))
+        return
+    if purge:
+        for path in plan["keep"]:
+            env.status(f"keeping {path} (backups are deleted only with --purge-backups)")
+        env.confirm(f"Delete {', '.join(plan['delete']) or 'nothing'} of {config.env_name}?")
+    steps = platform.down(purge=purge, progress=env.progress("down"))
+    if purge_backups:
+        from ragops.purge import purge_backups as delete_backups
+
+        steps += delete_backups(config)
+    env.emit({"environment": config.env_name, "steps": steps}, _render_down)
+
+
+def _purge_plan(config, platform, purge_backups: bool) -> dict:
+    from ragops.purge import purge_plan
+
+    home = None
+    if platform.owns_database_files:
+        from ragops.db.pgctl import server_home
+
+        home = server_home(config)   # as root: the PostgreSQL account's data, logs and binaries
+    return purge_plan(config, purge_backups=purge_backups, server_home=home)
+
+
+def _render_down(d: dict) -> str:
+    """Count what was stopped; deletions are said apart (a purge of a stopped stack stopped nothing)."""
+    stopped = [s for s in d["steps"] if s.startswith("stop ")]
+    deleted = [s.removeprefix("delete ") for s in d["steps"] if s.startswith("delete ")]
+    text = f"{d['environment']} is down" + (f" ({len(stopped)} stopped)" if stopped else " (nothing was running)")
+    return text + (f"; deleted {', '.join(deleted)}" if deleted else "")
 
 
 def status(ctx: typer.Context,
@@ -130,38 +177,68 @@ def _num(value) -> str:
 
 def logs(ctx: typer.Context,
          component: Optional[str] = typer.Argument(None, help="router, blue, green, db-<node>, ... (default: list them)"),
-         lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end."),
+         lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end (0: none, with -f only new ones)."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines.")) -> None:
     """Show a component's log.
 
+    Colours in the log (Traefik's) are kept only on a terminal without --no-color or NO_COLOR.
+
     Example: ragops logs green -n 100
+
+    Example: ragops logs router -n 0 -f | grep -v healthz
     """
     env = ctx.obj
     config = env.config
     from ragops.errors import UsageError
     from ragops.platforms import get_platform
 
+    if lines < 0:
+        raise UsageError(f"--lines: {lines} is negative (0 or more)")
     platform = get_platform(config)
     files = platform.logs()
-    for node in [config.database.primary, *config.database.replicas]:
-        files[f"db-{node.name}"] = config.state_dir / "logs" / f"db-{node.name}.log"
+    if platform.owns_database_files:
+        from ragops.db.pgctl import managed_nodes
+
+        files.update({f"db-{node.name}": node.log_file for node in managed_nodes(config)})
     if component is None:
         env.emit({name: str(path) for name, path in files.items() if path.exists()},
                  lambda d: "\n".join(f"{k:20} {v}" for k, v in d.items()) or "no logs yet")
         return
     if component not in files:
         raise UsageError(f"unknown component {component!r} (one of: {', '.join(files)})")
-    from ragops.process import tail
+    _show_log(files[component], lines, follow, color=sys.stdout.isatty() and not env.out.no_color)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def _show_log(path, lines: int, follow: bool, *, color: bool) -> None:
+    """Print the last `lines` lines, then (with follow) new ones; every write is flushed, so a reader
+    behind a pipe gets each line even when `logs -f` is ended with SIGTERM."""
+    from ragops.process import open_for_reading, tail
     from ragops.secrets import redact
 
-    path = files[component]
-    print(redact(tail(path, lines)))
+    def show(text: str) -> None:
+        text = redact(text)
+        sys.stdout.write(text if color else _ANSI.sub("", text))
+        sys.stdout.flush()
+
+    if follow and not path.exists():
+        from ragops.errors import OperationFailed
+
+        raise OperationFailed(f"no log yet at {path} (has the component started?)")
     if follow:
-        with open(path) as handle:
+        # SIGTERM (the usual end of `logs -f | ...`) leaves like Ctrl-C: quietly, nothing half-written
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if lines:
+        text = tail(path, lines)
+        show(text + "\n" if text else "")
+    if follow:
+        with open_for_reading(path) as handle:
             handle.seek(0, 2)
             while True:
                 line = handle.readline()
                 if line:
-                    print(redact(line), end="", flush=True)
+                    show(line.decode(errors="replace"))
                 else:
                     time.sleep(0.25)

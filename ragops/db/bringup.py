@@ -5,7 +5,7 @@ Used by platforms that own the database's data directories (local); idempotent l
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ragops.config import Config
 
@@ -24,6 +24,7 @@ def database_up(config: Config, progress: Progress = _noop) -> list[str]:
     steps = []
     db = config.database
     password = db_password(config)
+    pgctl.server_home(config, create=True)   # as root: record where the server account's files go
     primary = pgctl.managed_node(config, db.primary.name)
     if not primary.initialized:
         progress(f"initialising PostgreSQL primary {primary.name} (port {primary.port})")
@@ -90,10 +91,12 @@ def _clone_replicas(config: Config, current, password: str, progress: Progress) 
 
 def _set_application_name(node, name: str) -> None:
     """Name the replica's walreceiver after the node, so synchronous_standby_names can list it."""
+    from ragops.db.pgctl import write_server_file
+
     auto = node.data_dir / "postgresql.auto.conf"
     text = auto.read_text()
     text = text.replace("primary_conninfo = '", f"primary_conninfo = 'application_name={name} ", 1)
-    auto.write_text(text)
+    write_server_file(auto, text)
 
 
 def live_primary(config: Config):

@@ -5,6 +5,8 @@ as an unprivileged system user that owns the data directories; a normal account 
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import pwd
 import shutil
@@ -13,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragops.errors import OperationFailed, ConfigError
+from ragops.errors import ConfigError, OperationFailed
 
 PG_SYSTEM_USER = "ragops-pg"
 
@@ -75,19 +77,189 @@ def server_user() -> str | None:
     return PG_SYSTEM_USER
 
 
-def prepare_dir(path: Path) -> None:
-    """Create a directory the server account owns, and make sure it can reach it."""
-    path.mkdir(parents=True, exist_ok=True)
+# ---- running as root: what the server account may reach ----------------------------------------
+# As root, the server account gets a home of its own under SERVER_ROOT (root-owned, 0755, created by
+# ragops): a copy of the binaries when the installed ones are out of its reach (a venv under a 0700
+# home), the data directories and the server logs. The home is recorded in <state_dir>/SERVER_HOME_FILE
+# so that `down --purge` removes it. ragops never changes the mode of a directory it did not create.
+SERVER_ROOT = Path("/var/lib/ragops")
+SERVER_HOME_FILE = "server-home"
+
+
+_REACHABLE: dict[tuple[Path, Path], Path] = {}
+
+
+def _reachable_cached(source: Path, home: Path) -> Path:
+    key = (source, home)
+    if key not in _REACHABLE:
+        _REACHABLE[key] = reachable_bin_dir(source, home)
+    return _REACHABLE[key]
+
+
+def _account() -> pwd.struct_passwd | None:
     user = server_user()
-    if user is None:
+    return pwd.getpwnam(user) if user else None
+
+
+def blocked_dir(path: Path, entry: pwd.struct_passwd) -> Path | None:
+    """The first existing directory on the way to `path` the account cannot search, or None."""
+    candidates = [path.absolute(), path.resolve()]
+    for target in candidates:
+        for directory in [*reversed(target.parents), target]:
+            try:
+                st = directory.stat()
+            except FileNotFoundError:
+                break   # created later by ragops, with a mode it chooses
+            if not (st.st_mode & 0o040000):
+                break
+            if st.st_uid == entry.pw_uid:
+                bit = 0o100
+            elif st.st_gid == entry.pw_gid:
+                bit = 0o010
+            else:
+                bit = 0o001
+            if not st.st_mode & bit:
+                return directory
+    return None
+
+
+def _check_reachable(path: Path, entry: pwd.struct_passwd) -> None:
+    blocked = blocked_dir(path, entry)
+    if blocked is not None:
+        mode = oct(blocked.stat().st_mode & 0o7777)
+        raise OperationFailed(f"the PostgreSQL account {entry.pw_name} cannot reach {path}: "
+                              f"{blocked} is mode {mode[2:]}",
+                              hint="keep the server's directories out of private homes (ragops leaves modes it "
+                                   "did not set alone)")
+
+
+def _make_dirs(path: Path, mode: int = 0o755) -> None:
+    """mkdir -p, giving `mode` only to the directories created here."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=mode)
+        except FileExistsError:
+            continue
+        os.chmod(directory, mode)   # our own directory: the umask must not narrow it
+
+
+def prepare_dir(path: Path) -> None:
+    """Create a directory the server account owns; as root, stop first if the account could not
+    reach it (a 0700 parent), without touching the modes of directories ragops did not create."""
+    entry = _account()
+    if entry is None:
+        path.mkdir(parents=True, exist_ok=True)
         return
-    entry = pwd.getpwnam(user)
+    _check_reachable(path, entry)
+    _make_dirs(path)
     os.chown(path, entry.pw_uid, entry.pw_gid)
-    # the server account must traverse every parent; add only the search bit where missing
-    for parent in path.resolve().parents:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            os.chmod(parent, mode | 0o001)
+
+
+def server_home(config, create: bool = False) -> Path | None:
+    """As root: the server account's home for this environment, /var/lib/ragops/<project>/<env>-<hash of
+    the state dir> (recorded in the state dir). None when ragops runs as a normal account."""
+    if not _running_as_root():
+        return None
+    record = config.state_dir / SERVER_HOME_FILE
+    try:
+        return Path(record.read_text().strip())
+    except OSError:
+        pass
+    digest = hashlib.sha256(str(config.state_dir.resolve()).encode()).hexdigest()[:10]
+    home = SERVER_ROOT / config.project / f"{config.env_name}-{digest}"
+    if create:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"{home}\n")
+    return home
+
+
+def remove_server_home(config) -> Path | None:
+    """`down --purge`: delete the environment's server home and the empty parents ragops made."""
+    home = server_home(config)
+    if home is None or not home.exists():
+        return None
+    shutil.rmtree(home)
+    for parent in (home.parent, SERVER_ROOT):
+        try:
+            parent.rmdir()   # only when empty: other environments keep theirs
+        except OSError:
+            break
+    return home
+
+
+def _tree_stamp(root: Path) -> str:
+    """A cheap content key for an installation: every file's path, size and mtime."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            digest.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def reachable_bin_dir(source: Path, home: Path) -> Path:
+    """`source` if the server account can run it, else a copy of its installation under `home`
+    (root-owned, 0755; refreshed when the installation changes)."""
+    entry = _account()
+    if entry is None or blocked_dir(source / "pg_ctl", entry) is None:
+        return source
+    install = source.parent                                   # pginstall/{bin,lib,share}
+    libs = install.parent.parent / f"{install.parent.name}.libs"   # a wheel's bundled libraries
+    target = home / "pginstall"
+    stamp = _tree_stamp(install) + (_tree_stamp(libs) if libs.is_dir() else "")
+    stamp_file = target / ".stamp"
+    bin_copy = target / install.parent.name / install.name / source.name
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        return bin_copy
+    _check_reachable(home, entry)
+    _make_dirs(home)
+    tmp = home / f".pginstall-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(install, tmp / install.parent.name / install.name, symlinks=True,
+                    ignore=shutil.ignore_patterns("include"))
+    if libs.is_dir():
+        shutil.copytree(libs, tmp / libs.name, symlinks=True)
+    (tmp / ".stamp").write_text(stamp)
+    _open_tree(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        os.replace(tmp, target)
+    except OSError:   # another ragops of this environment put its copy there first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return bin_copy
+
+
+def _open_tree(root: Path) -> None:
+    """Our own copy: directories 0755, files readable (and executable where they were) by all."""
+    for directory, _, files in os.walk(root):
+        os.chmod(directory, 0o755)
+        for name in files:
+            path = Path(directory, name)
+            if not path.is_symlink():
+                mode = path.stat().st_mode
+                os.chmod(path, 0o755 if mode & 0o100 else 0o644)
+
+
+def write_server_file(path: Path, text: str, append: bool = False) -> None:
+    """Write a file inside a directory the server account owns, never through a symlink it planted;
+    a created file is given to the account."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OperationFailed(f"refusing to write {path}: it is a symbolic link") from None
+        raise
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        entry = _account()
+        if entry is not None:
+            os.fchown(handle.fileno(), entry.pw_uid, entry.pw_gid)
 
 
 def run_pg(args: list[str], *, env: dict | None = None, check: bool = True, timeout: float = 300,
@@ -116,9 +288,17 @@ class Node:
     port: int
     log_file: Path
     bin: str | None = None   # configured bin_dir
+    home: Path | None = None  # as root: the server account's home (binaries copied there when needed)
 
     def pg(self, name: str) -> str:
-        return tool(name, self.bin)
+        source = bin_dir(self.bin)
+        entry = _account()
+        if entry is not None:
+            if self.home is not None:
+                source = _reachable_cached(source, self.home)
+            else:
+                _check_reachable(source / name, entry)
+        return str(source / name)
 
     @property
     def initialized(self) -> bool:
@@ -150,20 +330,30 @@ class Node:
         if self.running():
             return
         prepare_dir(self.log_file.parent)
-        if not self.log_file.exists():
-            self.log_file.touch()
-        user = server_user()
-        if user:
-            entry = pwd.getpwnam(user)
-            os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
-        run_pg([self.pg("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                "-o", f"-c port={self.port}", "-w", "-t", str(int(timeout)), "start"], timeout=timeout + 10)
+        write_server_file(self.log_file, "", append=True)
+        try:
+            run_pg([self.pg("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
+                    "-o", f"-c port={self.port}", "-w", "-t", str(int(timeout)), "start"], timeout=timeout + 10)
+        except OperationFailed as exc:
+            raise OperationFailed(f"could not start database node {self.name} (port {self.port}): {exc}; "
+                                  f"log {self.log_file}: {self.last_log_line()}") from None
+
+    def last_log_line(self) -> str:
+        """The server log's last non-empty line (why a start failed: port in use, permissions, ...)."""
+        from ragops.process import tail
+
+        lines = [line for line in tail(self.log_file, 20).splitlines() if line.strip()]
+        return lines[-1].strip() if lines else "(empty)"
 
     def stop(self, mode: str = "fast", timeout: float = 60) -> None:
         if not self.running():
             return
-        run_pg([self.pg("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(int(timeout)), "stop"],
-               timeout=timeout + 10)
+        try:
+            run_pg([self.pg("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(int(timeout)), "stop"],
+                   timeout=timeout + 10)
+        except OperationFailed as exc:
+            raise OperationFailed(f"could not stop database node {self.name}: {exc}; "
+                                  f"log {self.log_file}: {self.last_log_line()}") from None
 
     def kill9(self) -> None:
         pid = self.pid()
@@ -174,28 +364,20 @@ class Node:
         """initdb with checksums and password auth on loopback, plus replication settings."""
         prepare_dir(self.data_dir)
         pwfile = self.data_dir.parent / f".{self.name}.pw"
-        pwfile.write_text(password + "\n")
-        os.chmod(pwfile, 0o600)
-        user = server_user()
-        if user:
-            entry = pwd.getpwnam(user)
-            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        pwfile.unlink(missing_ok=True)
+        write_server_file(pwfile, password + "\n")
         try:
             run_pg([self.pg("initdb"), "-D", str(self.data_dir), "-U", superuser, "--pwfile", str(pwfile),
                     "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "--data-checksums",
                     "-E", "UTF8", "--locale=C"])
         finally:
             pwfile.unlink(missing_ok=True)
-        conf = self.data_dir / "postgresql.conf"
-        with conf.open("a") as handle:
-            handle.write("\n# managed by ragops\n")
-            for key, value in BASE_SETTINGS.items():
-                handle.write(f"{key} = {value}\n")
-        hba = self.data_dir / "pg_hba.conf"
-        with hba.open("a") as handle:
-            handle.write("host replication all 127.0.0.1/32 scram-sha-256\n")
+        settings = "".join(f"{key} = {value}\n" for key, value in BASE_SETTINGS.items())
+        write_server_file(self.data_dir / "postgresql.conf", "\n# managed by ragops\n" + settings, append=True)
+        write_server_file(self.data_dir / "pg_hba.conf", "host replication all 127.0.0.1/32 scram-sha-256\n",
+                          append=True)
 
-    def clone_from(self, primary: "Node", superuser: str, password: str, slot: str) -> None:
+    def clone_from(self, primary: Node, superuser: str, password: str, slot: str) -> None:
         """pg_basebackup -R: a streaming replica of `primary` with its own replication slot."""
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)
@@ -217,13 +399,18 @@ def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
 
 def managed_node(config, name: str) -> Node:
     """The local platform's server for a configured node: <state_dir>/db/<name>, its log in
-    <state_dir>/logs/db-<name>.log."""
+    <state_dir>/logs/db-<name>.log; as root, the same under the server account's home (see server_home)."""
     from ragops.db.connect import find_node
 
     node = find_node(config, name)
     state = config.state_dir
-    return Node(name=node.name, data_dir=state / "db" / node.name, port=node.port,
-                log_file=state / "logs" / f"db-{node.name}.log", bin=config.database.bin_dir)
+    home = server_home(config)
+    base = state if home is None else home
+    data_dir = base / "db" / node.name
+    if home is not None and (state / "db" / node.name / "PG_VERSION").exists():
+        data_dir = state / "db" / node.name   # created by an older ragops: keep the data where it is
+    return Node(name=node.name, data_dir=data_dir, port=node.port, log_file=base / "logs" / f"db-{node.name}.log",
+                bin=config.database.bin_dir, home=home)
 
 
 def managed_nodes(config) -> list[Node]:

@@ -5,7 +5,6 @@ The topology, fencing and promotion these build on are in ragops.db.replication.
 """
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -155,8 +154,6 @@ class RejoinResult:
 
 
 def _write_standby_config(managed, conninfo: str, slot: str) -> None:
-    import pwd
-
     from ragops.db import pgctl
 
     auto = managed.data_dir / "postgresql.auto.conf"
@@ -165,16 +162,9 @@ def _write_standby_config(managed, conninfo: str, slot: str) -> None:
              if ln.split("=", 1)[0].strip() not in drop]
     escaped = conninfo.replace("'", "''")
     lines += [f"primary_conninfo = '{escaped}'", f"primary_slot_name = '{slot}'"]
-    auto.write_text("\n".join(lines) + "\n")
+    pgctl.write_server_file(auto, "\n".join(lines) + "\n")   # never through a link the server account planted
     (managed.data_dir / "recovery.signal").unlink(missing_ok=True)
-    signal = managed.data_dir / "standby.signal"
-    signal.touch()
-    user = pgctl.server_user()
-    if user:
-        entry = pwd.getpwnam(user)
-        for path in (auto, signal):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-    os.chmod(auto, 0o600)
+    pgctl.write_server_file(managed.data_dir / "standby.signal", "")
 
 
 def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeout: float = 60.0,

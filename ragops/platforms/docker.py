@@ -290,11 +290,10 @@ class DockerPlatform(Platform):
                     steps.append(f"remove volume {volume.name} ({host.label})")
                 host.dir.remove_tree()
                 steps.append(f"delete {host.dir.root} ({host.label})")
-        if purge and self.config.state_dir.exists():
-            import shutil
+        if purge:
+            from ragops.purge import purge_state_dir
 
-            shutil.rmtree(self.config.state_dir)
-            steps.append(f"delete {self.config.state_dir}")
+            steps += purge_state_dir(self.config)   # backups and their key are kept (--purge-backups)
         return steps
 
     def logs(self) -> dict[str, Path]:

@@ -511,11 +511,10 @@ class KubernetesPlatform(Platform):
             if self._delete(kind, name):
                 progress(f"deleted {kind} {name}")
                 steps.append(f"delete {kind} {name}")
-        if purge and config.state_dir.exists():
-            import shutil
+        if purge:
+            from ragops.purge import purge_state_dir
 
-            shutil.rmtree(config.state_dir)
-            steps.append(f"delete {config.state_dir}")
+            steps += purge_state_dir(config)   # backups and their key are kept (--purge-backups)
         return steps
 
     def logs(self) -> dict[str, Path]:

@@ -309,7 +309,14 @@ class LocalPlatform(Platform):
                 platform.stop_router()
                 steps.append(f"stop router{where}")
         steps += database_down(self.config, progress)
-        if purge and self.config.state_dir.exists():
-            shutil.rmtree(self.config.state_dir)
-            steps.append(f"delete {self.config.state_dir}")
+        if purge:
+            from ragops.db.pgctl import remove_server_home
+
+            home = remove_server_home(self.config)   # as root: the server account's data, logs, binaries
+            if home is not None:
+                steps.append(f"delete {home}")
+        if purge:
+            from ragops.purge import purge_state_dir
+
+            steps += purge_state_dir(self.config)   # backups and their key are kept (--purge-backups)
         return steps

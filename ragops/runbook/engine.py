@@ -147,12 +147,26 @@ class Engine:
         else:
             self._audit(step=step.id, event="approval", result="missing", question=question)
             raise NotApproved(f"step {step.id!r} needs a person ({question}); there is no terminal to ask on. "
-                              f"Grant it up front with {flag} {step.id}")
+                              f"Grant it up front with {' '.join(self._missing_grants(step))}")
         self._audit(step=step.id, event="approval", result="approved" if record["approved"] else "denied",
                     answered_by=record["by"], via=record["via"], question=question)
         if not record["approved"]:
             raise NotApproved(f"step {step.id!r}: {'denied' if kind == 'approve' else 'not confirmed'} by {record['by']}")
         return record
+
+    def _missing_grants(self, step) -> list[str]:
+        """The flags for this step and every later unconditional approval/manual step not granted
+        yet: without a terminal all are listed at once, so one retry (not one per step) suffices."""
+        steps = getattr(self, "_steps", [step])
+        later = steps[next((i for i, s in enumerate(steps) if s.id == step.id), 0):]
+        flags = []
+        for candidate in later:
+            spec = OPERATIONS.get(candidate.action)
+            kind = spec.interactive if spec else None
+            if kind and (candidate.id == step.id or not candidate.when) and candidate.id not in (
+                    self.approvals if kind == "approve" else self.acks):
+                flags.append(f"{'--approve' if kind == 'approve' else '--ack'} {candidate.id}")
+        return flags
 
     # ---- nested runbooks -------------------------------------------------------------------
     def run_nested(self, step, name: str, inputs: dict) -> dict:
@@ -311,6 +325,7 @@ class Engine:
 
     def _execute(self, runbook: Runbook, start: int) -> RunResult:
         self._t0 = time.monotonic()
+        self._steps = runbook.steps   # ask() names every grant still missing, not only the first
         index = start
         aborted_by: tuple[str, str, str] | None = None     # (step, kind, error)
         first_failure: tuple[str, str, str] | None = None

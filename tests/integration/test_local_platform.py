@@ -99,18 +99,21 @@ def test_down_leaves_no_process_and_up_restores():
     run_dir = stack.state_dir / "run"
     pid_files = list(run_dir.glob("*.pid"))
     assert pids and pid_files
-    postmasters = [int((stack.state_dir / "db" / n / "postmaster.pid").read_text().split()[0])
-                   for n in ("primary", "replica1")]
+    from ragops.config import load_config
+    from ragops.db.pgctl import managed_node
+
+    data = {n: managed_node(load_config(stack.config_path), n).data_dir for n in ("primary", "replica1")}
+    postmasters = [int((data[n] / "postmaster.pid").read_text().split()[0]) for n in data]
     stack.cli("down", check=True)
     for pid in pids + postmasters:
         assert not os.path.exists(f"/proc/{pid}") or _zombie(pid), f"process {pid} survived `ragops down`"
     assert not any(run_dir.glob("*.pid"))
-    assert (stack.state_dir / "db" / "primary" / "PG_VERSION").exists(), "data must be kept"
+    assert (data["primary"] / "PG_VERSION").exists(), "data must be kept"
     # a second up brings it back with the data
     stack.cli("up", check=True, timeout=120)
     assert stack.json("status")["router"]["weights"] == {"blue": 100}
     stack.cli("down", "--purge", "--yes", check=True)
-    assert not stack.state_dir.exists()
+    assert not stack.state_dir.exists() and not data["primary"].exists()
 
 
 def _zombie(pid: int) -> bool:

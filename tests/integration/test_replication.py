@@ -80,6 +80,7 @@ def cluster(pg_dir):
         except Exception:  # noqa: BLE001
             node.kill9()
             pgctl.wait_until(lambda node=node: not node.running(), 10)
+    pgctl.remove_server_home(c["config"])   # as root: the data and binaries under /var/lib/ragops
 
 
 def dsn(c, node) -> str:
@@ -312,6 +313,7 @@ def test_switchover_then_rejoin_and_switch_back(cluster):
 
 
 def test_synchronous_replication_configured(pg_dir):
+    from ragops.db import pgctl
     from ragops.db.replication import topology
     from ragops.db.standby import configure_sync
 
@@ -331,6 +333,7 @@ def test_synchronous_replication_configured(pg_dir):
     finally:
         for node in (c["replica"], c["primary"]):
             node.stop(mode="immediate")
+        pgctl.remove_server_home(c["config"])
 
 
 def test_cli_promote_needs_yes_without_terminal(cluster):

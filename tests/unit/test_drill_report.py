@@ -57,7 +57,7 @@ def test_drill_writes_three_reports_and_passes(tmp_path):
     assert report["exit_code"] == 0 and report["verdict"] == "passed"
     assert 0.3 <= report["rto"]["seconds"] < 5 and report["rto"]["met"] is True
     assert report["rpo"] == {"seconds": 42.0, "target_seconds": 300.0, "met": True,
-                             "note": "{{ int(steps.prepare.outputs.stdout) }}"}
+                             "note": "reported by step prepare (stdout)"}
     files = {p.name for p in (tmp_path / "out").iterdir()}
     assert files == {"report.json", "report.md", "report.html"}
     data = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -97,3 +97,27 @@ def test_cli_drill_run(tmp_path, capsys):
     assert main(["-c", cfg, "drill", "run", "demo"]) == 3
     assert "RTO" in capsys.readouterr().out
     assert list((tmp_path / "state" / "drills").glob("*/report.md"))
+
+
+def test_report_has_no_raw_template_a_detail_per_step_and_whole_timeline_labels(tmp_path):
+    """Issue 13 item 17: the How cell said '{{ ... }}', Detail was empty, the last label was cut off."""
+    import re
+
+    from ragops.drill import run_drill, timeline_svg
+
+    config, engine = setup(tmp_path)
+    run_drill(config, "demo", engine=engine, report_dir=tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    page = (tmp_path / "out" / "report.html").read_text()
+    for text in (json.dumps(data), markdown, page):
+        assert "{{" not in text and "steps.prepare.outputs" not in text
+    assert data["steps"][0]["detail"] == "exit_code=0, stdout=42"
+    assert "| prepare | shell | ok |" in markdown
+    assert markdown.split("| prepare | shell | ok |")[1].split("\n")[0].strip(" |").endswith("stdout=42")
+    assert "<td>exit_code=0, stdout=42</td>" in page
+    svg = timeline_svg([{"step": "a", "status": "ok", "start": 0, "end": 1.0},
+                        {"step": "b", "status": "ok", "start": 1.0, "end": 31560.0}], width=760)
+    labels = re.findall(r'<text x="([0-9.]+)" y="[0-9.]+" text-anchor="(\w+)" fill="#666">([^<]+)</text>', svg)
+    x, anchor, text = labels[-1]
+    assert anchor == "end" and float(x) <= 760, "the last tick label must end inside the picture"

@@ -1,0 +1,64 @@
+"""`ragops logs` (issue 13 item 19): -n 0, ANSI colours off the terminal, nothing lost on SIGTERM."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ragops.cli.main import main
+from ragops.devstack import write_local_config
+
+COLORED = "\x1b[36mINF\x1b[0m Configuration loaded from file\n"
+
+
+@pytest.fixture
+def config_with_logs(tmp_path):
+    path = write_local_config(tmp_path)
+    logs = tmp_path / "state" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "router.log").write_text("one\ntwo\n" + COLORED)
+    (logs / "blue.log").write_text("first\nsecond\nthird\n")
+    return path
+
+
+def test_lines_zero_prints_nothing(config_with_logs, capsys):
+    assert main(["-c", str(config_with_logs), "logs", "blue", "-n", "0"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["-c", str(config_with_logs), "logs", "blue", "-n", "2"]) == 0
+    assert capsys.readouterr().out == "second\nthird\n"
+
+
+def test_negative_lines_is_a_usage_error(config_with_logs, capsys):
+    assert main(["-c", str(config_with_logs), "logs", "blue", "-n", "-1"]) == 2
+    assert "--lines" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,env", [([], {}), (["--no-color"], {}), ([], {"NO_COLOR": "1"})])
+def test_ansi_colours_do_not_reach_a_pipe(config_with_logs, extra, env):
+    proc = subprocess.run([sys.executable, "-m", "ragops.cli.main", "-c", str(config_with_logs), *extra,
+                           "logs", "router", "-n", "1"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "INF Configuration loaded from file\n"
+
+
+def test_follow_behind_a_pipe_keeps_every_line_on_sigterm(config_with_logs):
+    proc = subprocess.Popen([sys.executable, "-m", "ragops.cli.main", "-c", str(config_with_logs),
+                             "logs", "blue", "-n", "3", "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        time.sleep(2.5)   # start-up, the tail, and a few polls of the follow loop
+        log = config_with_logs.parent / "state" / "logs" / "blue.log"
+        with open(log, "a") as handle:
+            handle.write("fourth\n")
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert out == "first\nsecond\nthird\nfourth\n", err
+    assert proc.returncode == 0 and "Traceback" not in err
