@@ -132,3 +132,19 @@ steps:
     result = eng.run(eng.load("plain"), {})
     assert result.exit_code == 1
     assert not (Path(result.run_dir) / "secrets.json").exists()
+
+
+def test_a_planted_symlink_is_replaced_never_followed(tmp_path):
+    from ragops.runbook.state import RunStore
+
+    store = RunStore(tmp_path / "runs", "run-1")
+    store.dir.mkdir(parents=True)
+    target = tmp_path / "elsewhere"
+    target.write_text("untouched\n")
+    store.secrets_path.symlink_to(target)
+    store.save_secrets({"inputs": {"api_token": "tok-123456"}, "steps": {}})
+    assert target.read_text() == "untouched\n"
+    assert not store.secrets_path.is_symlink() and stat.S_IMODE(store.secrets_path.stat().st_mode) == 0o600
+    assert store.load_secrets()["inputs"] == {"api_token": "tok-123456"}
+    store.drop_secrets()
+    assert not store.secrets_path.exists()
