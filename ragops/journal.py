@@ -8,6 +8,9 @@ so all of them get the same guarantees:
 - files are created 0600 and opened with O_NOFOLLOW: a symlink planted at the journal's path in
   the state directory is refused, never followed;
 - readers skip a torn (unparseable) line instead of failing.
+
+The one unredacted writer, write_private_json, is for values a run needs back to resume (a runbook
+run's secret outputs); it is never used for a journal and its files are never printed.
 """
 from __future__ import annotations
 
@@ -22,11 +25,16 @@ from ragops.errors import OperationFailed
 from ragops.secrets import redact_data
 
 
-def plain(data: Any) -> Any:
-    """Dataclasses, paths and datetimes as plain JSON values, then redacted."""
+def jsonable(data: Any) -> Any:
+    """Dataclasses, paths and datetimes as plain JSON values (not redacted)."""
     from ragops.output import to_jsonable
 
-    return redact_data(json.loads(json.dumps(to_jsonable(data), default=str)))
+    return json.loads(json.dumps(to_jsonable(data), default=str))
+
+
+def plain(data: Any) -> Any:
+    """Dataclasses, paths and datetimes as plain JSON values, then redacted."""
+    return redact_data(jsonable(data))
 
 
 def _open(path: Path, flags: int) -> int:
@@ -79,6 +87,12 @@ def write_json(path: Path, data: Any, *, indent: int | None = 2) -> None:
     path = Path(path)
     text = json.dumps(plain(data), indent=indent) + "\n"
     _replace(path, text.encode())
+
+
+def write_private_json(path: Path, data: Any) -> None:
+    """Replace `path` atomically with UNREDACTED JSON, 0600, with the same O_EXCL temp file and
+    O_NOFOLLOW guarantees as write_json. Only for secrets a later command must read back."""
+    _replace(Path(path), (json.dumps(jsonable(data)) + "\n").encode())
 
 
 def read_json(path: Path) -> Any:

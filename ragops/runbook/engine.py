@@ -22,7 +22,7 @@ from ragops.events import Event
 from ragops.runbook import expr
 from ragops.runbook.operations import OPERATIONS, Context, StepTimeout
 from ragops.runbook.schema import Runbook, coerce_input, find_runbook, load_runbook, runbook_dirs
-from ragops.runbook.state import RunStore, actor, new_run_id, now_iso
+from ragops.runbook.state import RunStore, actor, hidden_values, new_run_id, now_iso
 from ragops.runbook.validate import check_runbook, describe
 from ragops.secrets import redact, redact_data
 
@@ -82,6 +82,7 @@ class Engine:
         self._store: RunStore | None = None
         self._state: dict = {}
         self._context: dict = {}
+        self._secrets: dict = {"inputs": {}, "steps": {}}   # real values state.json shows as ***
         self._t0 = 0.0
 
     # ---- loading ---------------------------------------------------------------------------
@@ -199,11 +200,24 @@ class Engine:
         if self._store is not None:
             self._store.save(self._state)
 
+    def _keep_secrets(self, values: dict, *, step: str | None = None) -> None:
+        """Keep aside the real values of whatever redaction hides in the run's inputs or a step's
+        outputs, so resume can hand them to later steps (state.json shows them as ***).
+        This also registers them as secrets: call it before any audit or save."""
+        hidden = hidden_values(values)
+        kept, key = (self._secrets["steps"], step) if step is not None else (self._secrets, "inputs")
+        if (kept.get(key) or {}) == hidden:
+            return                           # nothing new: no file for runs without secrets
+        kept[key] = hidden
+        if self._store is not None:
+            self._store.save_secrets(self._secrets)
+
     # ---- dry run ---------------------------------------------------------------------------
     def plan(self, runbook: Runbook, inputs: dict, *, from_step: str | None = None) -> RunResult:
         """Render every step with resolved parameters; run nothing."""
         self.runbook_name = runbook.name
         values = self.resolve_inputs(runbook, inputs)
+        hidden_values(values)            # registers secret-looking inputs, so `would` hides them
         context = self._base_context(runbook, values)
         start = runbook.index(from_step) if from_step else 0
         steps = []
@@ -221,7 +235,7 @@ class Engine:
                         when = bool(expr.evaluate(step.when, context))
                     except expr.ExpressionError:
                         when = None
-                what = describe(step.action, params)
+                what = redact(describe(step.action, params))
                 if spec.interactive:
                     granted = step.id in (self.approvals if spec.interactive == "approve" else self.acks)
                     what += " — granted up front" if granted else (
@@ -260,6 +274,8 @@ class Engine:
             "from_step": from_step, "parent": parent, "failed_step": None, "error": None,
             "steps": {}, "timeline": [], "resumes": [], "outputs": {},
         }
+        self._secrets = {"inputs": {}, "steps": {}}
+        self._keep_secrets(values)
         self._context = self._base_context(runbook, values)
         start = 0
         if from_step:
@@ -270,7 +286,7 @@ class Engine:
         self._audit(event="run_start", inputs=values, from_step=from_step, content_hash=runbook.content_hash,
                     env=self._state["env"], parent=parent)
         self._save()
-        self._emit("run_start", runbook=runbook.name, inputs=values, run_dir=str(self._store.dir))
+        self._emit("run_start", runbook=runbook.name, inputs=redact_data(values), run_dir=str(self._store.dir))
         return self._execute(runbook, start)
 
     def resume(self, run_id: str, *, force: bool = False) -> RunResult:
@@ -291,7 +307,8 @@ class Engine:
         self.runbook_name = runbook.name
         self._store = store
         self._state = state
-        self._context = self._base_context(runbook, state.get("inputs") or {})
+        self._secrets = store.load_secrets()      # real values for what state.json shows as ***
+        self._context = self._base_context(runbook, {**(state.get("inputs") or {}), **self._secrets["inputs"]})
         ids = [s.id for s in runbook.steps]
         start = None
         failed = state.get("failed_step")
@@ -306,8 +323,8 @@ class Engine:
             raise UsageError(f"run {run_id}: no failed or unfinished step to resume at")
         for step in runbook.steps[:start]:
             result = state["steps"].get(step.id) or {}
-            self._context["steps"][step.id] = {"status": result.get("status", "skipped"),
-                                               "outputs": result.get("outputs") or {},
+            outputs = {**(result.get("outputs") or {}), **(self._secrets["steps"].get(step.id) or {})}
+            self._context["steps"][step.id] = {"status": result.get("status", "skipped"), "outputs": outputs,
                                                "error": result.get("error"), "duration": result.get("duration"),
                                                "attempts": result.get("attempts")}
         for step in runbook.steps[start:]:
@@ -373,6 +390,8 @@ class Engine:
                             "failed_step": decisive[0] if decisive else None,
                             "error": redact(decisive[2]) if decisive else None, "outputs": outputs})
         self._save()
+        if status == "succeeded" and self._store is not None:
+            self._store.drop_secrets()       # only resume needs it, and a succeeded run cannot resume
         duration = time.monotonic() - self._t0
         self._audit(event="run_end", result=status, exit_code=int(STATUS_EXIT[status]), duration=round(duration, 3),
                     failed_step=decisive[0] if decisive else None, error=decisive[2] if decisive else None)
@@ -388,7 +407,8 @@ class Engine:
                                  "status": entry.get("status"), "duration": entry.get("duration"),
                                  "attempts": entry.get("attempts"), "error": entry.get("error"),
                                  "reason": entry.get("reason"), "outputs": entry.get("outputs") or {}})
-        self._emit("run_end", **{k: v for k, v in result.to_dict().items() if k not in ("depth",)})
+        # events are for display: redacted like everything else a person sees (the result keeps real values)
+        self._emit("run_end", **redact_data({k: v for k, v in result.to_dict().items() if k not in ("depth",)}))
         return result
 
     def _record_skip(self, step, reason: str) -> None:
@@ -400,6 +420,7 @@ class Engine:
 
     def _finish_step(self, step, status: str, outputs: dict, error: str | None, duration: float, attempts: int,
                      started: float, kind: str | None = None, params: dict | None = None) -> None:
+        self._keep_secrets(outputs, step=step.id)
         entry = {"status": status, "outputs": outputs, "error": redact(error) if error else None,
                  "kind": kind, "duration": round(duration, 3), "attempts": attempts, "action": step.action,
                  "finished_at": now_iso()}
