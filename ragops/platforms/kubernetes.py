@@ -384,6 +384,8 @@ class KubernetesPlatform(Platform):
         config = self.config
         self._apply(m.secret(config, self._secret_values()))
         self._apply(m.service(config, color))
+        # explicit counts: the color comes up from 0 (an HPA does not scale a Deployment at 0) at
+        # least as large as the live one; from then on its HPAs own the counts
         other = self._read("Deployment", m.color_name(config, other_color(color)))
         replicas = max(config.service.replicas, int(((other or {}).get("spec") or {}).get("replicas") or 0))
         started_at = _now()
@@ -392,7 +394,8 @@ class KubernetesPlatform(Platform):
         self._apply(app)
         names = [app["metadata"]["name"]]
         if config.service.workers:
-            worker = m.worker_deployment(config, color, version, deploy_id=deploy_id, started_at=started_at, env=env)
+            worker = m.worker_deployment(config, color, version, deploy_id=deploy_id, started_at=started_at, env=env,
+                                         replicas=config.service.workers)
             self._apply(worker)
             names.append(worker["metadata"]["name"])
         deadline = time.monotonic() + self._rollout_timeout()
@@ -500,6 +503,8 @@ class KubernetesPlatform(Platform):
             objects += [("IngressRoute", f"{config.project}-preview-{color}"),
                         ("HorizontalPodAutoscaler", m.color_name(config, color)),
                         ("PodDisruptionBudget", m.color_name(config, color)),
+                        ("HorizontalPodAutoscaler", m.worker_name(config, color)),
+                        ("PodDisruptionBudget", m.worker_name(config, color)),
                         ("Deployment", m.worker_name(config, color)), ("Deployment", m.color_name(config, color)),
                         ("Service", m.color_name(config, color))]
         objects += [("NetworkPolicy", f"{config.project}-api"), ("NetworkPolicy", f"{config.project}-worker"),
