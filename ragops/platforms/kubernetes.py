@@ -494,6 +494,29 @@ class KubernetesPlatform(Platform):
             steps.append(f"route 100% to {color}")
         return steps
 
+    def plan_up(self) -> list[str]:
+        """From the manifests alone: no cluster is contacted and no secret is resolved."""
+        config, env = self.config, self.config.env
+        where = f"context {env.context or '(current)'}, namespace {self.ns}"
+        lines = [f"apply Secret {m.secret_name(config)} ({', '.join(m.SECRET_KEYS)}, service.secrets) in {where}"]
+        lines += [f"apply {obj['kind']} {obj['metadata']['name']}" for obj in m.infrastructure(config)]
+        version = config.service.version
+        lines.append(f"when no color serves: start blue {m.image_ref(config, version)} (Deployment "
+                     f"{m.color_name(config, 'blue')}, {config.service.replicas} replicas"
+                     + (f", {config.service.workers} worker(s)" if config.service.workers else "")
+                     + f"), route 100% to it through TraefikService {m.router_name(config)}")
+        db = config.database
+        lines.append(f"database: external, primary {db.primary.name} at {db.primary.host}:{db.primary.port} "
+                     "(not started by ragops on kubernetes)")
+        return lines
+
+    def plan_colors(self) -> tuple[list[ColorState], str | None]:
+        """A plan still prints without a reachable cluster (or kubeconfig): the live color is unknown."""
+        try:
+            return self.colors(), None
+        except (ConfigError, OperationFailed):
+            return [], "cluster not reachable"
+
     def down(self, purge: bool = False, progress: Progress = _noop) -> list[str]:
         """Delete what ragops created in the namespace, by name; the Lease only with purge."""
         config = self.config
