@@ -434,25 +434,28 @@ ABOUT = {
 }
 
 
-def template_text(name: str, docs: list[dict], env_name: str) -> str:
+SHIPPED = ("of the shipped ragops.yaml; do not edit by hand:\n"
+           "# regenerate with `python -m ragops.platforms.k8s_manifests` (a unit test checks they match).")
+
+
+def template_text(name: str, docs: list[dict], env_name: str, origin: str = SHIPPED) -> str:
     import yaml
 
     header = (f"# {ABOUT.get(name, name)}\n"
-              f"# Rendered by ragops for environment `{env_name}` of the shipped ragops.yaml; do not edit by hand:\n"
-              f"# regenerate with `python -m ragops.platforms.k8s_manifests` (a unit test checks they match).\n"
+              f"# Rendered by ragops for environment `{env_name}` {origin}\n"
               f"# ragops applies the same objects itself (`ragops up`, `ragops deploy`) with live values.\n")
     docs = json.loads(json.dumps(docs))   # no shared sub-objects, so no YAML anchors
     return header + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False, width=110) for doc in docs)
 
 
-def write_templates(config, directory) -> list[str]:
+def write_templates(config, directory, version: str | None = None, origin: str = SHIPPED) -> list[str]:
     from pathlib import Path
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, docs in render_templates(config).items():
-        (directory / name).write_text(template_text(name, docs, config.env_name))
+    for name, docs in render_templates(config, version).items():
+        (directory / name).write_text(template_text(name, docs, config.env_name, origin))
         written.append(name)
     return written
 
