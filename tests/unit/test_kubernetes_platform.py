@@ -105,6 +105,8 @@ def test_start_color_waits_for_the_rollout(cluster):
     assert dep["status"]["readyReplicas"] == dep["spec"]["replicas"] == 2
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "example/rag:v1"
     assert dep["metadata"]["labels"]["ragops.version"] == "v1"
+    # from 0 the platform sets both counts itself (an HPA does not scale a Deployment at 0)
+    assert deployment(cluster, "blue", worker=True)["spec"]["replicas"] == 1
     assert deployment(cluster, "blue", worker=True)["status"]["readyReplicas"] == 1
     assert any("0/2 ready" in line for line in messages) and any("rolled out (2/2 ready)" in line for line in messages)
     # the Secret carries the secrets; the Deployment only references it
@@ -264,6 +266,8 @@ def test_up_is_idempotent_and_down_removes_what_ragops_created(cluster):
     steps = get_platform(cluster.config).up()
     assert steps[-2:] == ["start blue v1", "route 100% to blue"]
     assert "created IngressRoute ragk8s" in steps and "created NetworkPolicy ragk8s-api" in steps
+    assert "created HorizontalPodAutoscaler ragk8s-blue-worker" in steps      # the workers scale too
+    assert "created PodDisruptionBudget ragk8s-green-worker" in steps
     assert cluster.platform.router_weights() == {"blue": 100}
     writes = len([r for r in cluster.fake.requests if r[0] != "GET"])
     assert get_platform(cluster.config).up() == []
