@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "ragops.cli.failover",
     "ragops.cli.runbook",
     "ragops.cli.build",
+    "ragops.cli.render",
 ]
 
 # Global options are accepted before and after the subcommand: main() moves them to the front.

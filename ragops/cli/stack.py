@@ -36,17 +36,13 @@ def up(ctx: typer.Context,
     """
     env = ctx.obj
     config = env.config
-    if dry_run:
-        db = config.database
-        plan = [f"database: primary {db.primary.name} on {db.primary.host}:{db.primary.port}"] + \
-               [f"database: replica {r.name} on {r.host}:{r.port} (pg_basebackup -R)" for r in db.replicas] + \
-               [f"database: role {db.user}, database {db.name}, migrations from {config.service.path}/migrations",
-                f"router: Traefik on {config.router.listen} (API {config.router.api})",
-                f"service: blue {config.service.version} on 127.0.0.1:{config.service.port}, 100% traffic"]
-        env.emit({"plan": plan, "state_dir": str(config.state_dir)},
-                 lambda d: "\n".join(["would do:"] + [f"  - {s}" for s in d["plan"]]))
-        return
     from ragops.platforms import get_platform
+
+    if dry_run:   # the environment's platform plans its own `up`, from the config alone
+        platform = get_platform(config)
+        env.emit({"platform": platform.name, "plan": platform.plan_up(), "state_dir": str(config.state_dir)},
+                 lambda d: "\n".join([f"would do ({d['platform']}):"] + [f"  - {s}" for s in d["plan"]]))
+        return
 
     start = time.monotonic()
     platform = get_platform(config)

@@ -388,14 +388,17 @@ def plan(config: Config, version: str, strategy: str | None = None, steps: list[
     config.resolve_references(*NEEDED_SECRETS)   # the plan fails exactly where the deploy would
     platform = get_platform(config)
     d = config.deploy
-    live = [c for c in platform.colors() if c.weight > 0]
+    states, unknown = platform.plan_colors()   # unknown: why the live color cannot be read (still plan)
+    live = [c for c in states if c.weight > 0]
     live_color = max(live, key=lambda c: c.weight) if live else None
-    new = other_color(live_color.color) if live_color else "blue"
+    new = other_color(live_color.color) if live_color else ("the idle color" if unknown else "blue")
+    from_text = (f"{live_color.color} {live_color.version}" if live_color
+                 else f"unknown ({unknown})" if unknown else "none (first deploy)")
     a = d.analysis
     gates = (f"error rate <= {a.max_error_rate:.0%}, p95 <= {a.max_p95_latency_ms:.0f}ms, "
              f">= {a.min_requests} requests (no data: {a.no_data_retries} retries, then fail)")
     lines = [f"take the deploy lock (lease {format_duration(d.lock_ttl)}, heartbeat)",
-             f"preflight: live color {live_color.color + ' ' + str(live_color.version) if live_color else 'none (first deploy)'} healthy; "
+             f"preflight: live color {from_text} healthy; "
              "pending migrations must not be marked breaking",
              f"start {new} with {version}" + (f" (env {', '.join(opts.env)})" if opts.env else ""),
              f"wait for {config.service.readiness_path} (timeout {format_duration(d.health_timeout)})",
@@ -413,7 +416,8 @@ def plan(config: Config, version: str, strategy: str | None = None, steps: list[
         lines.append(f"promote {new} to 100%, drain the old color")
     return DeployResult(id="plan", version=version, strategy=opts.strategy, result="planned",
                         from_version=live_color.version if live_color else None,
-                        from_color=live_color.color if live_color else None, to_color=new, plan=lines)
+                        from_color=live_color.color if live_color else ("unknown" if unknown else None),
+                        to_color=new, plan=lines)
 
 
 def deploy(config: Config, version: str, strategy: str | None = None, steps: list[int] | None = None,

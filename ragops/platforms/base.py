@@ -130,6 +130,16 @@ class Platform(abc.ABC):
         """Stop what ragops started (data kept unless purge); returns what it stopped."""
 
     @abc.abstractmethod
+    def plan_up(self) -> list[str]:
+        """What `up` would do, one line each, from the config alone: nothing is touched and no
+        router, daemon or cluster needs to be reachable (`up --dry-run`)."""
+
+    def plan_colors(self) -> tuple[list[ColorState], str | None]:
+        """The colors for a plan (`deploy --plan`): (states, None), or ([], why they are unknown)
+        when the platform cannot be asked and the plan should still be printed."""
+        return self.colors(), None
+
+    @abc.abstractmethod
     def logs(self) -> dict[str, Path]:
         """Log files by component name (router, blue, green, ...)."""
 

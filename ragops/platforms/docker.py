@@ -269,6 +269,19 @@ class DockerPlatform(Platform):
             steps.append(f"route 100% to {color}")
         return steps
 
+    def plan_up(self) -> list[str]:
+        config = self.config
+        lines = [f"network {host.instance} on {host.label}" for host in self.hosts]
+        for name, spec in config.env.docker.accessories.items():
+            lines.append(f"accessory {name} ({spec.image}) on {spec.host or self.primary.label}")
+        lines.append(f"database: migrations from {config.service.path}/migrations applied through database.dsn"
+                     if config.database.dsn else "database: no database.dsn; migrations are left to its owner")
+        lines += [f"router: {config.router.image} on {host.label}, listening on {host.router_listen}"
+                  for host in self.hosts]
+        lines.append(f"service: blue {self.image_ref(config.service.version)} on "
+                     f"{', '.join(h.label for h in self.hosts)}, 100% traffic (when no color serves yet)")
+        return lines
+
     def down(self, purge: bool = False, progress: Progress = _noop) -> list[str]:
         """Remove what ragops created (found by its labels) and nothing else."""
         steps: list[str] = []

@@ -10,7 +10,7 @@ Per color (blue, green):
                                          annotation ragops.deploy_id): the cluster is the record
   Deployment <project>-<color>-worker    the ingestion workers of the same version
   Service <project>-<color>              ClusterIP, port 80 -> the pods' http port
-  HorizontalPodAutoscaler, PodDisruptionBudget <project>-<color>
+  HorizontalPodAutoscaler, PodDisruptionBudget <project>-<color>, and <project>-<color>-worker
   IngressRoute <project>-preview-<color> only with kubernetes.preview_host
 Shared:
   Secret <project>-service               RAG_DATABASE_URL, RAG_API_KEYS, service.secrets (envFrom)
@@ -40,6 +40,11 @@ PRESTOP_SECONDS = 5            # endpoints are removed asynchronously: keep serv
 # the production guide's "right-sized" example and its API scaling triggers
 RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
 HPA_MIN, HPA_MAX, HPA_CPU, HPA_MEMORY = 2, 20, 70, 80
+# and its worker trigger: 1..50 workers on queue length, 100 queued jobs per worker
+WORKER_HPA_MIN, WORKER_HPA_MAX, WORKER_QUEUE_TARGET = 1, 50, 100
+QUEUE_METRIC = "rag_ingest_queue_length"
+# the worker touches this file every loop (RAG_WORKER_HEARTBEAT); older than this, it is stuck
+HEARTBEAT_FILE, HEARTBEAT_STALE_SECONDS = "/tmp/worker-heartbeat", 60
 
 LABEL_APP = "app"
 LABEL_COLOR = "ragops.color"
@@ -117,7 +122,9 @@ def _env(config, color: str, version: str, extra: dict[str, str] | None) -> list
 
 def deployment(config, color: str, version: str, *, deploy_id: str, started_at: str,
                env: dict[str, str] | None = None, replicas: int | None = None) -> dict:
-    """The API pods of one color. Secrets arrive through envFrom the Secret, never in the spec."""
+    """The API pods of one color. Secrets arrive through envFrom the Secret, never in the spec.
+    replicas None leaves the count to the HPA (no `replicas` key); the platform sets it explicitly
+    only when it scales a color from or to 0."""
     service = config.service
     selector = _selector(config, color, "api")
     labels = {**selector, LABEL_VERSION: version}
@@ -150,7 +157,7 @@ def deployment(config, color: str, version: str, *, deploy_id: str, started_at: 
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": meta(config, color_name(config, color), labels, annotations),
         "spec": {
-            "replicas": replicas if replicas is not None else service.replicas,
+            **_replicas(replicas),
             "revisionHistoryLimit": 3,
             "progressDeadlineSeconds": max(60, int(config.deploy.health_timeout) * 2),
             "selector": {"matchLabels": selector},
@@ -173,10 +180,24 @@ def deployment(config, color: str, version: str, *, deploy_id: str, started_at: 
     }
 
 
+def _replicas(replicas: int | None) -> dict:
+    """`replicas` only when given: an HPA owns the count of a running color."""
+    return {} if replicas is None else {"replicas": replicas}
+
+
+def _heartbeat_probe(period: int, failures: int) -> dict:
+    """An exec probe: the worker's heartbeat file is fresh. A worker that lost the database still
+    loops (backing off) and touches it; one stuck in a job or a dead loop does not."""
+    check = (f"import os, sys, time; "
+             f"sys.exit(time.time() - os.path.getmtime({HEARTBEAT_FILE!r}) > {HEARTBEAT_STALE_SECONDS})")
+    return {"exec": {"command": ["python", "-c", check]}, "periodSeconds": period, "timeoutSeconds": 5,
+            "failureThreshold": failures}
+
+
 def worker_deployment(config, color: str, version: str, *, deploy_id: str, started_at: str,
-                      env: dict[str, str] | None = None) -> dict:
-    """The ingestion workers of one color (same image and version, no HTTP port, no probes: a
-    worker that loses the database backs off and retries by itself)."""
+                      env: dict[str, str] | None = None, replicas: int | None = None) -> dict:
+    """The ingestion workers of one color (same image and version, no HTTP port). Probes read the
+    heartbeat file the worker touches; replicas as for deployment() (None: the worker HPA's)."""
     selector = _selector(config, color, "worker")
     labels = {**selector, LABEL_VERSION: version}
     container = {
@@ -184,7 +205,10 @@ def worker_deployment(config, color: str, version: str, *, deploy_id: str, start
         "image": image_ref(config, version),
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "ragservice.worker"],
-        "env": _env(config, color, version, env),
+        "env": _env(config, color, version, {"RAG_WORKER_HEARTBEAT": HEARTBEAT_FILE, **(env or {})}),
+        "startupProbe": _heartbeat_probe(period=2, failures=max(3, math.ceil(config.service.startup_timeout / 2))),
+        "readinessProbe": _heartbeat_probe(period=10, failures=3),
+        "livenessProbe": _heartbeat_probe(period=20, failures=3),
         "envFrom": [{"secretRef": {"name": secret_name(config)}}],
         "resources": copy.deepcopy(RESOURCES),
         "securityContext": _container_security(),
@@ -195,7 +219,7 @@ def worker_deployment(config, color: str, version: str, *, deploy_id: str, start
         "metadata": meta(config, worker_name(config, color), labels,
                           {ANN_DEPLOY_ID: deploy_id, ANN_STARTED_AT: started_at}),
         "spec": {
-            "replicas": config.service.workers,
+            **_replicas(replicas),
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": selector},
             "template": {
@@ -243,13 +267,41 @@ def hpa(config, color: str) -> dict:
     }
 
 
-def pdb(config, color: str) -> dict:
+def worker_hpa(config, color: str) -> dict:
+    """The guide's worker trigger: 1..50 workers, 100 queued jobs each. The service does not export
+    the queue length itself: a metrics adapter serves `rag_ingest_queue_length` as an External
+    metric (e.g. prometheus-adapter over a postgres_exporter query counting ingest_jobs rows with
+    status 'queued'). As for the API, an idle color at 0 workers is not scaled."""
+    metric = {"name": QUEUE_METRIC, "selector": {"matchLabels": {LABEL_APP: config.project}}}
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(config, worker_name(config, color), {LABEL_COLOR: color, LABEL_COMPONENT: "worker"}),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": worker_name(config, color)},
+            "minReplicas": WORKER_HPA_MIN, "maxReplicas": WORKER_HPA_MAX,
+            "metrics": [{"type": "External", "external": {
+                "metric": metric, "target": {"type": "AverageValue", "averageValue": str(WORKER_QUEUE_TARGET)}}}],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+        },
+    }
+
+
+def pdb(config, color: str, component: str = "api") -> dict:
     """maxUnavailable (not minAvailable): a color scaled to 0 must not block node drains."""
+    name = color_name(config, color) if component == "api" else worker_name(config, color)
     return {
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": meta(config, color_name(config, color), {LABEL_COLOR: color, LABEL_COMPONENT: "api"}),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector(config, color, "api")}},
+        "metadata": meta(config, name, {LABEL_COLOR: color, LABEL_COMPONENT: component}),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector(config, color, component)}},
     }
+
+
+def color_scaling(config, color: str) -> list[dict]:
+    """The HPAs and PDBs of one color (the worker's only when the environment runs workers)."""
+    objects = [hpa(config, color), pdb(config, color)]
+    if config.service.workers:
+        objects += [worker_hpa(config, color), pdb(config, color, "worker")]
+    return objects
 
 
 def preview_route(config, color: str) -> dict | None:
@@ -337,7 +389,7 @@ def infrastructure(config) -> list[dict]:
     """Everything except the Secret and the color Deployments (those come with a version)."""
     objects: list[dict] = []
     for color in COLORS:
-        objects += [service(config, color), hpa(config, color), pdb(config, color)]
+        objects += [service(config, color), *color_scaling(config, color)]
         route = preview_route(config, color)
         if route:
             objects.append(route)
@@ -346,17 +398,19 @@ def infrastructure(config) -> list[dict]:
 
 
 def render_templates(config, version: str | None = None) -> dict[str, list[dict]]:
-    """file name -> documents, for templates/kubernetes/ (an example: blue live at 100 %)."""
+    """file name -> documents, for templates/kubernetes/ (an example: blue live at 100 %, its
+    replica counts left to the HPAs; green idle at 0)."""
     version = version or config.service.version
     deploy_id, started_at = "d-example", "1970-01-01T00:00:00+00:00"
     colors = {}
     for color in COLORS:
-        app = deployment(config, color, version, deploy_id=deploy_id, started_at=started_at,
-                         replicas=None if color == "blue" else 0)
-        work = worker_deployment(config, color, version, deploy_id=deploy_id, started_at=started_at)
-        if color != "blue":
-            work["spec"]["replicas"] = 0
-        colors[f"color-{color}.yaml"] = [app, work, service(config, color), hpa(config, color), pdb(config, color)]
+        replicas = None if color == "blue" else 0
+        app = deployment(config, color, version, deploy_id=deploy_id, started_at=started_at, replicas=replicas)
+        docs = [app]
+        if config.service.workers:
+            docs.append(worker_deployment(config, color, version, deploy_id=deploy_id, started_at=started_at,
+                                          replicas=replicas))
+        colors[f"color-{color}.yaml"] = [*docs, service(config, color), *color_scaling(config, color)]
         route = preview_route(config, color)
         if route:
             colors[f"color-{color}.yaml"].append(route)
@@ -369,7 +423,8 @@ def render_templates(config, version: str | None = None) -> dict[str, list[dict]
 
 
 ABOUT = {
-    "color-blue.yaml": "The blue color: API Deployment, worker Deployment, Service, HPA, PDB (live in this example).",
+    "color-blue.yaml": "The blue color: API and worker Deployments, Service, their HPAs and PDBs (live in this "
+                       "example; the HPAs own the replica counts).",
     "color-green.yaml": "The green color, scaled to 0 (idle): ragops deploys the next version here.",
     "routing.yaml": "Traffic: the weighted TraefikService (ragops replaces it to switch), retry middleware, "
                     "public IngressRoute.",
@@ -379,25 +434,28 @@ ABOUT = {
 }
 
 
-def template_text(name: str, docs: list[dict], env_name: str) -> str:
+SHIPPED = ("of the shipped ragops.yaml; do not edit by hand:\n"
+           "# regenerate with `python -m ragops.platforms.k8s_manifests` (a unit test checks they match).")
+
+
+def template_text(name: str, docs: list[dict], env_name: str, origin: str = SHIPPED) -> str:
     import yaml
 
     header = (f"# {ABOUT.get(name, name)}\n"
-              f"# Rendered by ragops for environment `{env_name}` of the shipped ragops.yaml; do not edit by hand:\n"
-              f"# regenerate with `python -m ragops.platforms.k8s_manifests` (a unit test checks they match).\n"
+              f"# Rendered by ragops for environment `{env_name}` {origin}\n"
               f"# ragops applies the same objects itself (`ragops up`, `ragops deploy`) with live values.\n")
     docs = json.loads(json.dumps(docs))   # no shared sub-objects, so no YAML anchors
     return header + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False, width=110) for doc in docs)
 
 
-def write_templates(config, directory) -> list[str]:
+def write_templates(config, directory, version: str | None = None, origin: str = SHIPPED) -> list[str]:
     from pathlib import Path
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, docs in render_templates(config).items():
-        (directory / name).write_text(template_text(name, docs, config.env_name))
+    for name, docs in render_templates(config, version).items():
+        (directory / name).write_text(template_text(name, docs, config.env_name, origin))
         written.append(name)
     return written
 

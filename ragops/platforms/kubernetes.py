@@ -384,6 +384,8 @@ class KubernetesPlatform(Platform):
         config = self.config
         self._apply(m.secret(config, self._secret_values()))
         self._apply(m.service(config, color))
+        # explicit counts: the color comes up from 0 (an HPA does not scale a Deployment at 0) at
+        # least as large as the live one; from then on its HPAs own the counts
         other = self._read("Deployment", m.color_name(config, other_color(color)))
         replicas = max(config.service.replicas, int(((other or {}).get("spec") or {}).get("replicas") or 0))
         started_at = _now()
@@ -392,7 +394,8 @@ class KubernetesPlatform(Platform):
         self._apply(app)
         names = [app["metadata"]["name"]]
         if config.service.workers:
-            worker = m.worker_deployment(config, color, version, deploy_id=deploy_id, started_at=started_at, env=env)
+            worker = m.worker_deployment(config, color, version, deploy_id=deploy_id, started_at=started_at, env=env,
+                                         replicas=config.service.workers)
             self._apply(worker)
             names.append(worker["metadata"]["name"])
         deadline = time.monotonic() + self._rollout_timeout()
@@ -491,6 +494,29 @@ class KubernetesPlatform(Platform):
             steps.append(f"route 100% to {color}")
         return steps
 
+    def plan_up(self) -> list[str]:
+        """From the manifests alone: no cluster is contacted and no secret is resolved."""
+        config, env = self.config, self.config.env
+        where = f"context {env.context or '(current)'}, namespace {self.ns}"
+        lines = [f"apply Secret {m.secret_name(config)} ({', '.join(m.SECRET_KEYS)}, service.secrets) in {where}"]
+        lines += [f"apply {obj['kind']} {obj['metadata']['name']}" for obj in m.infrastructure(config)]
+        version = config.service.version
+        lines.append(f"when no color serves: start blue {m.image_ref(config, version)} (Deployment "
+                     f"{m.color_name(config, 'blue')}, {config.service.replicas} replicas"
+                     + (f", {config.service.workers} worker(s)" if config.service.workers else "")
+                     + f"), route 100% to it through TraefikService {m.router_name(config)}")
+        db = config.database
+        lines.append(f"database: external, primary {db.primary.name} at {db.primary.host}:{db.primary.port} "
+                     "(not started by ragops on kubernetes)")
+        return lines
+
+    def plan_colors(self) -> tuple[list[ColorState], str | None]:
+        """A plan still prints without a reachable cluster (or kubeconfig): the live color is unknown."""
+        try:
+            return self.colors(), None
+        except (ConfigError, OperationFailed):
+            return [], "cluster not reachable"
+
     def down(self, purge: bool = False, progress: Progress = _noop) -> list[str]:
         """Delete what ragops created in the namespace, by name; the Lease only with purge."""
         config = self.config
@@ -500,6 +526,8 @@ class KubernetesPlatform(Platform):
             objects += [("IngressRoute", f"{config.project}-preview-{color}"),
                         ("HorizontalPodAutoscaler", m.color_name(config, color)),
                         ("PodDisruptionBudget", m.color_name(config, color)),
+                        ("HorizontalPodAutoscaler", m.worker_name(config, color)),
+                        ("PodDisruptionBudget", m.worker_name(config, color)),
                         ("Deployment", m.worker_name(config, color)), ("Deployment", m.color_name(config, color)),
                         ("Service", m.color_name(config, color))]
         objects += [("NetworkPolicy", f"{config.project}-api"), ("NetworkPolicy", f"{config.project}-worker"),

@@ -70,6 +70,9 @@ class FileLock(TokenFileLock):
         self.path.unlink(missing_ok=True)
 
 
+ROUTER_NAMES = {"traefik": "Traefik", "haproxy": "HAProxy"}   # for plans
+
+
 class LocalPlatform(Platform):
     name = "local"
     generates_local_secrets = True
@@ -290,6 +293,15 @@ class LocalPlatform(Platform):
             self.set_weights({color: 100})
             steps.append(f"route 100% to {color}")
         return steps
+
+    def plan_up(self) -> list[str]:
+        config, db = self.config, self.config.database
+        return ([f"database: primary {db.primary.name} on {db.primary.host}:{db.primary.port}"]
+                + [f"database: replica {r.name} on {r.host}:{r.port} (pg_basebackup -R)" for r in db.replicas]
+                + [f"database: role {db.user}, database {db.name}, migrations from {config.service.path}/migrations",
+                   f"router: {ROUTER_NAMES.get(config.router.kind, config.router.kind)} on {self.router_listen} "
+                   f"(API {self.router_api})",
+                   f"service: blue {config.service.version} on 127.0.0.1:{self.base_port}, 100% traffic"])
 
     def down(self, purge: bool = False, progress: Progress = _noop) -> list[str]:
         """Stop the colors and routers of every region, then the database nodes (data kept)."""

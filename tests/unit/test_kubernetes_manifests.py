@@ -129,14 +129,15 @@ def test_api_pods_have_probes_on_the_configured_paths(production):
     assert app["metadata"]["labels"]["ragops.color"] == "blue"
     assert app["metadata"]["labels"]["ragops.version"] == "v3"
     assert app["metadata"]["annotations"]["ragops.deploy_id"] == "d-9"
-    assert app["spec"]["replicas"] == 3                                  # service.replicas of production
+    assert "replicas" not in app["spec"]                                 # the HPA owns the count
+    assert m.deployment(production, "blue", "v3", deploy_id="d", started_at="t", replicas=0)["spec"]["replicas"] == 0
     assert app["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["RAG_VERSION"] == "v3" and env["RAG_COLOR"] == "blue"
     assert env["RAG_GRACEFUL_TIMEOUT"] == str(int(production.deploy.drain_timeout))
     worker = m.worker_deployment(production, "blue", "v3", deploy_id="d-9", started_at="t")
     assert worker["spec"]["template"]["spec"]["containers"][0]["command"] == ["python", "-m", "ragservice.worker"]
-    assert worker["spec"]["replicas"] == production.service.workers
+    assert "replicas" not in worker["spec"]
 
 
 def test_selectors_match_the_pods_they_select(production):
@@ -252,3 +253,89 @@ def test_importing_the_platform_does_not_import_the_kubernetes_client():
     code = ("import sys, ragops.platforms.kubernetes, ragops.platforms.k8s_manifests; "
             "sys.exit(1 if any(n == 'kubernetes' or n.startswith('kubernetes.') for n in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+# ---- issue 13 item 30: workers probed and scaled, replicas left to the HPAs, a writable drill job -----
+
+def test_workers_have_heartbeat_probes_a_pdb_and_a_queue_length_hpa(production):
+    worker = m.worker_deployment(production, "blue", "v3", deploy_id="d-9", started_at="t")
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        assert command[:2] == ["python", "-c"] and m.HEARTBEAT_FILE in command[2]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["RAG_WORKER_HEARTBEAT"] == m.HEARTBEAT_FILE and m.HEARTBEAT_FILE.startswith("/tmp/")
+    objects = everything(production)
+    by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    for color in ("blue", "green"):
+        hpa = by_name[("HorizontalPodAutoscaler", f"ragdemo-{color}-worker")]["spec"]
+        assert hpa["scaleTargetRef"]["name"] == f"ragdemo-{color}-worker"
+        assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 50)        # the guide: workers 1..50
+        [metric] = hpa["metrics"]
+        assert metric["type"] == "External"
+        assert metric["external"]["metric"]["name"] == "rag_ingest_queue_length"
+        assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "100"}
+        pdb = by_name[("PodDisruptionBudget", f"ragdemo-{color}-worker")]["spec"]
+        pods = by_name[("Deployment", f"ragdemo-{color}-worker")]["spec"]["template"]["metadata"]["labels"]
+        assert pdb["maxUnavailable"] == 1 and pdb["selector"]["matchLabels"].items() <= pods.items()
+
+
+def test_the_live_colors_replicas_are_left_to_its_hpas(production):
+    rendered = m.render_templates(production)
+    blue = {d["metadata"]["name"]: d for d in rendered["color-blue.yaml"] if d["kind"] == "Deployment"}
+    hpas = {d["spec"]["scaleTargetRef"]["name"] for d in rendered["color-blue.yaml"]
+            if d["kind"] == "HorizontalPodAutoscaler"}
+    assert set(blue) == hpas == {"ragdemo-blue", "ragdemo-blue-worker"}
+    assert all("replicas" not in d["spec"] for d in blue.values())
+    green = [d for d in rendered["color-green.yaml"] if d["kind"] == "Deployment"]
+    assert [d["spec"]["replicas"] for d in green] == [0, 0]                 # idle: the platform's 0
+
+
+def test_the_drill_cronjob_has_a_writable_tmp_and_state_dir_outside_the_configmap():
+    job = yaml.safe_load((TEMPLATES / "drill-cronjob.yaml").read_text())
+    spec = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    [container] = spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {mt["mountPath"]: mt for mt in container["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    # ragops keeps its state beside the config file (.ragops/<env>): that directory must be a
+    # writable volume, not the read-only ConfigMap mount
+    env = {e["name"]: e["value"] for e in container["env"]}
+    state = str(Path(env["RAGOPS_CONFIG"]).parent / ".ragops" / "staging")
+    owner = max((p for p in mounts if state == p or state.startswith(p.rstrip("/") + "/")), key=len)
+    assert "configMap" not in volumes[mounts[owner]["name"]] and not mounts[owner].get("readOnly")
+    config_mounts = [mt for mt in container["volumeMounts"] if "configMap" in volumes[mt["name"]]]
+    assert config_mounts and all(mt.get("readOnly") for mt in config_mounts)
+    assert not any(state.startswith(mt["mountPath"].rstrip("/") + "/") for mt in config_mounts
+                   if "subPath" not in mt)
+    kv.validate(job, "1.29", strict=True)
+
+
+def test_the_worker_touches_its_heartbeat_and_the_probe_reads_it(production, tmp_path):
+    """The worker (backing off from an unreachable database) keeps its heartbeat fresh; the
+    manifest's own probe command passes on it and fails without it."""
+    import os
+    import signal
+    import time
+
+    beat = tmp_path / "worker-heartbeat"
+    probe = m.worker_deployment(production, "blue", "v1", deploy_id="d", started_at="t")
+    command = probe["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["exec"]["command"]
+    command = [sys.executable, *command[1:-1], command[-1].replace(m.HEARTBEAT_FILE, str(beat))]
+    assert subprocess.run(command).returncode != 0                    # no heartbeat yet: not alive
+    env = {**os.environ, "RAG_DATABASE_URL": "postgresql://ragops@127.0.0.1:1/none?connect_timeout=1",
+           "RAG_WORKER_HEARTBEAT": str(beat), "RAG_WORKER_POLL_SECONDS": "0.1"}
+    worker = subprocess.Popen([sys.executable, "-m", "ragservice.worker"], cwd=REPO / "service", env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not beat.exists() and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.1)
+        assert beat.exists(), "the worker never touched its heartbeat file"
+        assert subprocess.run(command).returncode == 0
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=20)
+    os.utime(beat, (time.time() - 2 * m.HEARTBEAT_STALE_SECONDS,) * 2)
+    assert subprocess.run(command).returncode != 0                    # a stale heartbeat: restart it

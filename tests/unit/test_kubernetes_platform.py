@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -104,6 +105,8 @@ def test_start_color_waits_for_the_rollout(cluster):
     assert dep["status"]["readyReplicas"] == dep["spec"]["replicas"] == 2
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "example/rag:v1"
     assert dep["metadata"]["labels"]["ragops.version"] == "v1"
+    # from 0 the platform sets both counts itself (an HPA does not scale a Deployment at 0)
+    assert deployment(cluster, "blue", worker=True)["spec"]["replicas"] == 1
     assert deployment(cluster, "blue", worker=True)["status"]["readyReplicas"] == 1
     assert any("0/2 ready" in line for line in messages) and any("rolled out (2/2 ready)" in line for line in messages)
     # the Secret carries the secrets; the Deployment only references it
@@ -263,6 +266,8 @@ def test_up_is_idempotent_and_down_removes_what_ragops_created(cluster):
     steps = get_platform(cluster.config).up()
     assert steps[-2:] == ["start blue v1", "route 100% to blue"]
     assert "created IngressRoute ragk8s" in steps and "created NetworkPolicy ragk8s-api" in steps
+    assert "created HorizontalPodAutoscaler ragk8s-blue-worker" in steps      # the workers scale too
+    assert "created PodDisruptionBudget ragk8s-green-worker" in steps
     assert cluster.platform.router_weights() == {"blue": 100}
     writes = len([r for r in cluster.fake.requests if r[0] != "GET"])
     assert get_platform(cluster.config).up() == []
@@ -350,3 +355,83 @@ def test_canary_steps_move_the_weights_on_the_cluster(cluster, monkeypatch):
     assert result.result == "succeeded"
     assert seen == [{"green": 20, "blue": 80}, {"green": 100}]
     assert cluster.platform.router_weights() == {"green": 100}
+
+
+# ---- issue 13 item 29: plans come from the environment's platform; render needs no cluster -------
+
+REPO_CONFIG = str(Path(__file__).resolve().parents[2] / "ragops.yaml")
+
+
+@pytest.fixture
+def no_cluster(tmp_path, monkeypatch):
+    """The shipped production environment with no kubeconfig anywhere and no cluster."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    for name in ("RAG_API_KEYS", "PROD_DB_PASSWORD", "PROD_BACKUP_AGE_KEY"):
+        monkeypatch.setenv(name, "test-value")
+    return ["-c", REPO_CONFIG, "-e", "production"]
+
+
+def test_up_dry_run_plans_with_the_environments_platform(cluster, no_cluster, capsys):
+    from ragops.cli.main import main
+
+    assert main([*no_cluster, "up", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would do (kubernetes)" in out and "namespace rag" in out
+    assert "Deployment ragdemo-blue" in out and "IngressRoute ragdemo" in out
+    assert "127.0.0.1:8080" not in out and "pg_basebackup" not in out     # not the local platform's plan
+    before = len(cluster.fake.requests)
+    assert main(["-c", cluster.path, "-o", "json", "up", "--dry-run"]) == 0
+    assert len(cluster.fake.requests) == before, "a dry run talked to the cluster"
+    assert "apply HorizontalPodAutoscaler ragk8s-blue-worker" in capsys.readouterr().out
+
+
+def test_every_platform_plans_its_own_up():
+    from ragops.platforms import PLATFORMS, platform_class
+    from ragops.platforms.base import Platform
+
+    assert "plan_up" in Platform.__abstractmethods__
+    for name in PLATFORMS:
+        config = load_config(Path(REPO_CONFIG), {"local": "local", "docker": "staging",
+                                                 "kubernetes": "production"}[name])
+        cls = platform_class(config)
+        assert cls.plan_up is not Platform.plan_up
+        lines = get_platform(config).plan_up()
+        assert lines and all(isinstance(line, str) for line in lines)
+
+
+def test_deploy_plan_without_a_reachable_cluster_says_the_live_color_is_unknown(cluster, no_cluster, capsys):
+    from ragops.cli.main import main
+
+    assert main([*no_cluster, "deploy", "--version", "v2", "--plan"]) == 0    # no kubeconfig at all
+    assert "live color unknown (cluster not reachable)" in capsys.readouterr().out
+    get_platform(cluster.config).up()
+    assert main(["-c", cluster.path, "deploy", "--version", "v2", "--plan"]) == 0
+    assert "live color blue v1 healthy" in capsys.readouterr().out           # reachable: read from it
+    cluster.fake.stop()
+    assert main(["-c", cluster.path, "deploy", "--version", "v2", "--plan"]) == 0
+    assert "live color unknown (cluster not reachable)" in capsys.readouterr().out
+
+
+def test_render_writes_the_manifests_without_a_cluster_or_touching_templates(no_cluster, tmp_path, capsys):
+    import yaml
+
+    from ragops.cli.main import main
+
+    shipped = Path(REPO_CONFIG).parent / "templates" / "kubernetes"
+    before = {p.name: p.read_text() for p in shipped.iterdir()}
+    out = tmp_path / "manifests"
+    assert main([*no_cluster, "render", "--out", str(out), "--version", "v2"]) == 0
+    assert {p.name: p.read_text() for p in shipped.iterdir()} == before
+    config = load_config(Path(REPO_CONFIG), "production")
+    assert sorted(p.name for p in out.iterdir()) == sorted(m.render_templates(config))
+    blue = [d for d in yaml.safe_load_all((out / "color-blue.yaml").read_text()) if d]
+    assert blue[0]["spec"]["template"]["spec"]["containers"][0]["image"] == "ragdemo/rag-service:v2"
+    capsys.readouterr()
+    assert main([*no_cluster, "render"]) == 0                                 # to stdout: plain YAML
+    docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    assert len(docs) == sum(len(v) for v in m.render_templates(config).values())
+    assert main(["-c", REPO_CONFIG, "-e", "local", "render"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "local platform" in err
