@@ -95,12 +95,17 @@ def test_haproxy_config_records_weights_backends_and_maintenance(tmp_path):
     assert "option httpchk GET /readyz" in text
     assert f"stats socket {tmp_path}/haproxy.sock mode 600 level admin" in text
     assert "bind 127.0.0.1:18080" in text and "bind 127.0.0.1:18081" in text
-    assert "return status 503" not in text
     assert "option redispatch" in text and "retries 3" in text
+    # maintenance is a map entry the runtime API can flip: the config line is always there
+    assert ("http-request return status 503 content-type \"text/html\" string" in text
+            and f"if {{ str(maintenance),map({tmp_path}/maintenance.map,off) -m str on }}" in text)
+    assert (tmp_path / "maintenance.map").read_text() == "maintenance off\n"
 
     router.apply(BACKENDS, {"blue": 30, "green": 70}, True)
-    assert "http-request return status 503" in (tmp_path / "haproxy.cfg").read_text()
+    assert (tmp_path / "maintenance.map").read_text() == "maintenance on\n"
     assert router.desired().maintenance is True
+    make("haproxy", tmp_path).prepare(str(tmp_path))                # a restart keeps maintenance
+    assert (tmp_path / "maintenance.map").read_text() == "maintenance on\n"
     # a color dropped from the backends loses its weight; its server stays declared (no reload later)
     router.apply({"green": BACKENDS["green"]}, {"blue": 30, "green": 100}, False)
     assert router.desired() == RouterState({"green": BACKENDS["green"]}, {"green": 100}, False)
@@ -130,6 +135,9 @@ def test_haproxy_raises_the_new_side_before_lowering_the_old(tmp_path, monkeypat
     router._set_weights({"blue": 0, "green": 100}, {"blue": 100, "green": 0})
     assert sent == [("set server rag/green state ready;set server rag/green health up;"
                      "set server rag/green weight 100;set server rag/blue weight 0")]
+    sent.clear()
+    router._set_weights({"blue": 0, "green": 100}, {"blue": 100, "green": 0}, maintenance=True)
+    assert sent[0].startswith(f"set map {tmp_path}/maintenance.map maintenance on;set server rag/green state ready;")
 
 
 def test_haproxy_declares_every_color_so_starting_one_needs_no_reload(tmp_path, monkeypatch):
@@ -146,8 +154,15 @@ def test_haproxy_declares_every_color_so_starting_one_needs_no_reload(tmp_path, 
     calls.clear()
     router.apply(BACKENDS, {"blue": 100, "green": 0}, False)             # green starts: no reload
     router.apply(BACKENDS, {"blue": 0, "green": 100}, False)
+    router.apply(BACKENDS, {"blue": 0, "green": 100}, True)              # maintenance: the runtime API
+    router.apply(BACKENDS, {"blue": 100, "green": 0}, True)
+    router.restore(router.snapshot().replace('"maintenance": true', '"maintenance": false'))
     assert "reload" not in calls
-    router.apply(BACKENDS, {"blue": 0, "green": 100}, True)              # maintenance: a reload
+    assert calls[-3].startswith(f"set map {tmp_path}/maintenance.map maintenance on;")
+    assert calls[-1].endswith(f";set map {tmp_path}/maintenance.map maintenance off")
+    assert (tmp_path / "maintenance.map").read_text() == "maintenance off\n"
+    moved = {**BACKENDS, "green": "http://127.0.0.1:9005"}                 # an address changes: a reload
+    router.apply(moved, {"blue": 100, "green": 0}, False)
     assert calls[-1] == "reload"
 
 
