@@ -22,8 +22,9 @@ Why avoid reloads: on a reload (soft-stop) HAProxy 2.6 closes the old worker's I
 keep-alive connections at once; a client that sends its next request on such a connection at that
 moment gets a reset (ReadError / RemoteProtocolError), at most once per idle connection and reload.
 New connections and requests in flight are not affected (busy connections are answered with
-`Connection: close`). 2.6 has no fix (`idle-close-on-response` is 2.7+; `close-spread-time` turns
-the resets into 408 answers; `close-spread-time infinite` keeps old workers until hard-stop-after).
+`Connection: close`). 2.6 has no fix, measured: `idle-close-on-response` is 2.7+; `close-spread-time 2s`
+still reset one and answered two with 408; `close-spread-time infinite` keeps the old workers serving
+until hard-stop-after kills their busy connections.
 """
 from __future__ import annotations
 
