@@ -66,10 +66,19 @@ def test_stop_kills_the_children_a_killed_parent_left(tmp_path):
     assert not proc.pid_file.exists()
 
 
+def _wait_for(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def test_a_restart_never_leaves_the_previous_process_running(tmp_path):
     proc = ManagedProcess("svc", tmp_path / "run", tmp_path / "logs")
     first = proc.start(["sleep", "60"], marker="60")
+    _wait_for(lambda: proc.pid() == first)      # exec'd (the marker is in its command line)
     second = proc.start(["sleep", "61"], marker="61")
-    assert first != second and proc.pid() == second
+    _wait_for(lambda: proc.pid() == second)
+    assert first != second
     assert not os.path.exists(f"/proc/{first}"), "the first one was stopped (and reaped)"
     proc.stop(timeout=2)
