@@ -115,10 +115,7 @@ def killed_run(stack, args: list[str], point: str, sig: str = "KILL"):
 def continuation(stack, how: str, redo: list[str], resume: list[str]):
     """resume: finish it (a deploy killed before its journal existed is simply run again); abort: undo."""
     unfinished = (stack.state_dir / "deploy" / "current.json").exists()
-    if how == "abort":
-        args = ["abort"]
-    else:
-        args = resume if unfinished else redo
+    args = ["abort"] if how == "abort" else (resume if unfinished else redo)
     proc = stack.cli(*args, "--yes", timeout=180)
     assert proc.returncode == 0, f"{' '.join(args)}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
     return proc
@@ -242,7 +239,7 @@ def _wait_serving(stack, version: str, timeout: float = 20) -> float:
 def test_supervisor_restarts_a_killed_router_and_a_killed_live_color(stack):
     data = status(stack)
     version = expected_version(data)
-    live = [c["color"] for c in data["colors"] if c["weight"] == 100][0]
+    live = next(c["color"] for c in data["colors"] if c["weight"] == 100)
     assert data["supervisor"]["running"]
     with load(stack) as stats:
         time.sleep(1)
@@ -266,7 +263,7 @@ def test_supervisor_restarts_a_killed_router_and_a_killed_live_color(stack):
 def test_up_restores_what_was_live_after_the_router_and_live_color_died(stack):
     data = status(stack)
     version = expected_version(data)
-    live = [c["color"] for c in data["colors"] if c["weight"] == 100][0]
+    live = next(c["color"] for c in data["colors"] if c["weight"] == 100)
     supervisor = _pid(stack, "supervisor")
     os.killpg(supervisor, signal.SIGTERM)           # nobody heals: `up` must
     os.kill(_pid(stack, live), signal.SIGKILL)
