@@ -1,7 +1,9 @@
-"""Background processes owned by ragops: start detached, remember by pid file, stop by pid.
+"""Background processes owned by ragops: start detached, remember by pid file, stop by process group.
 
 A pid file alone is not trusted: the recorded command-line marker must match /proc/<pid>/cmdline,
-so a recycled pid is never signalled.
+so a recycled pid is never signalled. Each process leads its own session and process group
+(start_new_session), and stop() signals the whole group, so children of a process (and children a
+killed process left behind) are stopped with it: nothing ragops started outlives its pid file.
 """
 from __future__ import annotations
 
@@ -59,7 +61,10 @@ class ManagedProcess:
 
     def start(self, args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
               marker: str | None = None) -> int:
-        """Start detached (own session, survives ragops exiting); output appended to the log."""
+        """Start detached (own session, survives ragops exiting); output appended to the log.
+        A previous process under this name (or what is left of its group) is stopped first, so a
+        restart never leaves an untracked one behind."""
+        self.stop(timeout=10)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open_log(self.log_file)
@@ -68,36 +73,77 @@ class ManagedProcess:
                                     env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
         finally:
             log.close()
-        record = {"pid": proc.pid, "marker": marker or args[-1], "started": time.time(), "args": args[:6]}
+        # its own session: the process group id is its pid (stop() signals the whole group)
+        record = {"pid": proc.pid, "pgid": proc.pid, "marker": marker or args[-1], "started": time.time(),
+                  "args": args[:6]}
         tmp = self.pid_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(record))
         os.replace(tmp, self.pid_file)
         return proc.pid
 
     def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> bool:
-        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns True if it had to kill."""
+        """SIGTERM to the process group, wait up to `timeout`, then SIGKILL. Returns True if it had to kill.
+        When the leader is already gone, the rest of its group (children of a killed parent) is killed."""
+        record = self._record() or {}
         pid = self.pid()
+        pgid = record.get("pgid")
         if pid is None:
+            if pgid and not Path(f"/proc/{pgid}").exists():
+                # the leader is gone, so no new group can have taken its id: what is left is ours
+                _signal_group(int(pgid), signal.SIGKILL)
             self.pid_file.unlink(missing_ok=True)
             return False
+        group = int(pgid) if pgid else None
         killed = False
         try:
-            os.kill(pid, sig)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.pid() is not None:
-                _reap(pid)
-                time.sleep(0.05)
-            if self.pid() is not None:
-                os.kill(pid, signal.SIGKILL)
+            _signal(pid, group, sig)
+            if not self._wait_gone(pid, group, timeout):
+                _signal(pid, group, signal.SIGKILL)
                 killed = True
-                deadline = time.monotonic() + 5
-                while time.monotonic() < deadline and self.pid() is not None:
-                    _reap(pid)
-                    time.sleep(0.05)
+                self._wait_gone(pid, group, 5)
         except ProcessLookupError:
             pass
         self.pid_file.unlink(missing_ok=True)
         return killed
+
+    def _wait_gone(self, pid: int, group: int | None, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if self.pid() is None and not (group and group_members(group)):
+                _reap(pid)
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _signal(pid: int, group: int | None, sig: int) -> None:
+    if group:
+        _signal_group(group, sig)
+    else:
+        os.kill(pid, sig)
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group `pgid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
 
 
 def open_log(path: Path):

@@ -195,7 +195,8 @@ def deploy(ctx: typer.Context,
 
 
 def rollback(ctx: typer.Context,
-             to: Optional[str] = typer.Option(None, "--to", help="Version to go back to (default: the one before the live one).")) -> None:
+             to: Optional[str] = typer.Option(None, "--to", help="Version to go back to (default: the one before the live one)."),
+             resume_: bool = typer.Option(False, "--resume", help="Finish an interrupted rollback from its journal.")) -> None:
     """Go back to the previous version: an instant router flip when its color is still warm.
 
     Example: ragops rollback --yes
@@ -203,6 +204,10 @@ def rollback(ctx: typer.Context,
     env = ctx.obj
     from ragops.deploy import engine
 
+    if resume_:
+        env.confirm(f"Resume the interrupted rollback in {env.config.env_name}?", destructive=True)
+        env.emit(engine.resume(env.config, progress=env.progress("rollback")), _render_result)
+        return
     if to is not None:
         check_version_label(to, "--to")
     env.confirm(f"Roll back {env.config.env_name}" + (f" to {to}" if to else "") + "?", destructive=True)

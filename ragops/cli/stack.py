@@ -151,14 +151,43 @@ def _render_status(data: dict):
         db.add_row(n["name"], f"{n['host']}:{n['port']}", n["role"], _num(n.get("lag_bytes")), _num(n.get("lag_seconds")))
     parts = [head, colors, db]
     lock = data.get("lock")
-    parts.append(Text(f"deploy lock: held by {lock.get('owner')} ({lock.get('command')})" if lock else "deploy lock: free"))
-    last = data.get("last_deploy")
-    if last:
+    if lock:
+        from ragops.deploy.lock import describe
+
+        parts.append(Text(f"deploy lock: held by {describe(lock)}"
+                          + ("  STALE (owner gone or lease expired)" if data.get("lock_stale") else "")))
+    else:
+        parts.append(Text("deploy lock: free"))
+    last, unfinished = data.get("last_deploy") or {}, data.get("deploy")
+    if unfinished:
+        change = unfinished.get("interrupted_change")
+        parts.append(Text(f"last deploy: {last.get('version')} {last.get('strategy')} -> "
+                          f"{'paused' if unfinished['phase'] == 'paused' else 'in progress'} "
+                          f"(phase {unfinished['phase']}" + (f", interrupted during a {change} change" if change else "")
+                          + ")"))
+        parts.append(Text(f"next: {unfinished['hint']}"))
+    elif last:
         parts.append(Text(f"last deploy: {last.get('version')} {last.get('strategy')} -> {last.get('result')}"
                           + (f" ({last.get('reason')})" if last.get("reason") else "")))
+    if data.get("supervisor"):
+        parts.append(Text(_supervisor_line(data["supervisor"])))
     if data.get("explain"):
         parts.append(Text("\n".join(data["explain"])))
     return Group(*parts)
+
+
+def _supervisor_line(sup: dict) -> str:
+    """Whether it runs, and per component: down now (since when) or its last outage and restarts."""
+    seen = []
+    for name, c in sorted(sup.get("components", {}).items()):
+        if c.get("down_since"):
+            seen.append(f"{name} DOWN since {c['down_since'][11:19]}"
+                        + (f" ({c['last_error']})" if c.get("last_error") else ""))
+        elif c.get("restarts"):
+            seen.append(f"{name} was down {c.get('last_outage_s')}s, restarted at {(c.get('last_restart') or '')[11:19]}"
+                        f" ({c['restarts']} restart{'s' if c['restarts'] != 1 else ''})")
+    state = "running" if sup.get("running") else "NOT RUNNING (ragops up starts it)"
+    return f"supervisor: {state}" + (": " + "; ".join(seen) if seen else "")
 
 
 def _yn(value) -> str:

@@ -2,19 +2,22 @@
 
 The invariant that makes a kill -9 harmless: the router only ever points at a color that passed
 readiness and the smoke suite, and the previous color keeps running until the new one has passed
-its analysis. Every phase is written to the journal before it starts.
+its analysis. Every phase is journaled before it starts, every external change is journaled as an
+intent before it and as a result after it, and resume reconciles with the platform first. The
+state machine (each phase, what is true before and after it, what resume and abort do from it) is
+written down in ragops/deploy/states.py.
 """
 from __future__ import annotations
 
 import time
-import uuid
-from dataclasses import dataclass, field
-from functools import partial
 
 from ragops.config import Config
-from ragops.deploy.analysis import AnalysisResult, analyze, in_flight
-from ragops.deploy.history import Journal, now_iso
-from ragops.deploy.lock import DeployLock, describe, owner_alive, whoami
+from ragops.deploy.analysis import AnalysisResult, analyze
+from ragops.deploy.deployment import DeploymentBase, DeployOptions, DeployResult
+from ragops.deploy.history import Journal
+from ragops.deploy.lock import describe, owner_alive, whoami
+from ragops.deploy.states import checkpoint, next_step
+from ragops.deploy.states import unfinished_kind as _kind
 from ragops.durations import format_duration
 from ragops.errors import GateFailed, LockHeld, OperationFailed, UsageError
 from ragops.events import Event, Progress, ignore, say
@@ -25,253 +28,68 @@ from ragops.platforms.base import other_color
 NEEDED_SECRETS = ("service", "database")
 
 
-@dataclass
-class DeployResult:
-    id: str
-    version: str
-    strategy: str
-    result: str                        # succeeded | rolled_back | aborted | paused | failed | planned
-    from_version: str | None = None
-    from_color: str | None = None
-    to_color: str | None = None
-    reason: str | None = None
-    switch_ms: float | None = None     # write of the router config -> router confirmed it
-    seconds: float = 0.0
-    steps: list[dict] = field(default_factory=list)
-    plan: list[str] = field(default_factory=list)
+class Deployment(DeploymentBase):
+    """The strategies: blue-green, canary and rollback, each idempotent against the platform on resume."""
 
-
-@dataclass
-class DeployOptions:
-    version: str
-    strategy: str
-    steps: list[int]
-    step_pause: float
-    pause_at: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-
-
-class Deployment:
-    """One deploy: its record, journal, lock, and the platform it drives."""
-
-    def __init__(self, config: Config, options: DeployOptions, progress: Progress = ignore,
-                 platform=None, record: dict | None = None, command: str = "ragops deploy"):
-        self.config = config
-        self.options = options
-        self.report = progress
-        # engines that still report plain lines (platforms, migrations, readiness) get this
-        self.progress = partial(say, progress)
-        self.platform = platform or get_platform(config)
-        self.journal = Journal(self.platform.journal_dir())
-        self.record = record or {
-            "id": f"d-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
-            "version": options.version, "strategy": options.strategy, "who": whoami(),
-            "started": now_iso(), "phase": "lock", "steps": [],
-            "options": {"steps": options.steps, "step_pause": options.step_pause,
-                        "pause_at": options.pause_at, "env": options.env},
-        }
-        self.lock = DeployLock(self.platform.lock_backend(), config.deploy.lock_ttl, command,
-                               deploy_id=self.record["id"])
-        self.started = time.monotonic()
-
-    # ---- bookkeeping -----------------------------------------------------------------------
-    def phase(self, name: str, **extra) -> None:
-        self.record["phase"] = name
-        self.record.update(extra)
-        self.journal.save(self.record)
-        self.report(Event("phase", f"phase: {name}", {"phase": name, "deploy_id": self.record["id"]}))
-
-    def step(self, name: str, ok: bool | None, detail: str = "", *, kind: str = "step",
-             data: dict | None = None, **extra) -> dict:
-        """Journal one step, then report it as an event of `kind` (its data: name, ok, detail, + `data`)."""
-        entry = {"name": name, "ok": ok, "detail": detail, "at": now_iso(), **extra}
-        self.record["steps"].append(entry)
-        self.journal.save(self.record)
-        mark = "" if ok is None else ("ok " if ok else "FAILED ")
-        self.report(Event(kind, f"{mark}{name}" + (f": {detail}" if detail else ""),
-                            {"name": name, "ok": ok, "detail": detail, **(data or {})}))
-        return entry
-
-    def finish(self, result: str, reason: str | None = None) -> DeployResult:
-        self.record.update(result=result, reason=reason, ended=now_iso(),
-                           seconds=round(time.monotonic() - self.started, 2))
-        self.record.pop("phase", None)
-        self.journal.finish(self.record, limit=self.config.deploy.history_limit)
-        r = self.record
-        self.report(Event("done", f"deploy {r['id']} {result}" + (f": {reason}" if reason else ""),
-                            {"id": r["id"], "result": result, "reason": reason, "seconds": r["seconds"]}))
-        return self.result()
-
-    def result(self) -> DeployResult:
-        r = self.record
-        return DeployResult(id=r["id"], version=r["version"], strategy=r["strategy"],
-                            result=r.get("result", "in progress"), from_version=r.get("from_version"),
-                            from_color=r.get("from_color"), to_color=r.get("to_color"), reason=r.get("reason"),
-                            switch_ms=r.get("switch_ms"), seconds=r.get("seconds", 0.0), steps=r["steps"])
-
-    # ---- building blocks ------------------------------------------------------------------
-    def live_color(self):
-        """The color serving most traffic, with its state (None on a first deploy)."""
-        states = {c.color: c for c in self.platform.colors()}
-        live = max(states.values(), key=lambda c: c.weight)
-        return (live if live.weight > 0 else None), states
-
-    def preflight(self) -> None:
-        self.phase("preflight")
-        live, states = self.live_color()
-        if live is None:
-            self.step("preflight", True, "no color serves traffic yet: first deploy, nothing to roll back to")
-        elif not (live.running and live.ready):
-            raise GateFailed(f"preflight: the live color {live.color} is not healthy "
-                             f"({live.detail or 'not ready'}); fix it before deploying on top of it")
-        else:
-            self.step("preflight", True, f"live color {live.color} runs {live.version}, healthy, kept for rollback")
-        self.record.update(from_color=live.color if live else None, from_version=live.version if live else None,
-                           to_color=other_color(live.color) if live else "blue")
-        self._check_migrations()
-
-    def _check_migrations(self) -> None:
-        if not self.platform.runs_migrations_in_preflight:
-            return
-        from ragops.db.bringup import live_primary, migrate
-        from ragops.db.connect import node_dsn
-        from ragops.db.migrate import breaking_migrations, pending_migrations
-
-        primary = live_primary(self.config)
-        if primary is None:
-            raise GateFailed("preflight: no reachable primary database (ragops status shows the nodes)",
-                             hint="start the environment with `ragops up`, or fail over with `ragops db promote`")
-        migrations = self.config.resolve_path(self.config.service.path) / "migrations"
-        pending = pending_migrations(node_dsn(self.config, primary.name), migrations)
-        breaking = breaking_migrations(pending) if pending else []
-        if breaking:
-            raise GateFailed(f"preflight: migration {breaking[0]} is marked breaking: the running version "
-                             f"{self.record.get('from_version')} cannot run on it; use a maintenance window")
-        if pending:
-            applied = migrate(self.config, self.progress)
-            self.step("migrations", True, f"applied {', '.join(applied)} (expand-only, compatible with the live color)")
-        else:
-            self.step("migrations", True, "schema up to date")
-
-    def start_new(self, color: str) -> None:
-        state = self.platform.color_state(color, probe=True)
-        if state and state.running and state.version == self.options.version and state.ready \
-                and state.deploy_id == self.record["id"]:
-            self.step(f"start {color}", True, f"already running {self.options.version} (resumed)")
-            return
-        self.phase("start", to_color=color)
-        self.platform.start_color(color, self.options.version, deploy_id=self.record["id"],
-                                  env=self.options.env, progress=self.progress)
-        from ragops.readiness import wait_ready
-
-        # a platform with several hosts (docker) gives one direct URL per host: each must pass
-        targets = self.platform.color_urls(color)
-        try:
-            took = max(wait_ready(self.platform, color, self.config.deploy.health_timeout, self.progress,
-                                  url=url, where=where) for where, url in targets)
-        except OperationFailed as exc:
-            self.step(f"ready {color}", False, exc.message)
-            self._discard(color)
-            raise GateFailed(f"{self.options.version} never became ready on {color}: {exc.message}; "
-                             f"traffic stayed on {self.record.get('from_color') or 'nothing'}") from None
-        self.step(f"ready {color}", True, f"{self.config.service.readiness_path} 200 after {took:.1f}s")
-        from ragops.smoke import run_smoke
-
-        self.phase("smoke")
-        for where, url in targets:
-            report = run_smoke(self.config, url=url, color=color, platform=self.platform,
-                               expect_version=self.options.version)
-            if not report.passed:
-                failed = "; ".join(f"{c.name}: {c.detail}" for c in report.failed)
-                failed = f"host {where}: {failed}" if where and len(targets) > 1 else failed
-                self.step(f"smoke {color} (preview, no traffic yet)", False, failed)
-                self._discard(color)
-                raise GateFailed(f"smoke test of {self.options.version} on {color} failed: {failed}; "
-                                 f"traffic stayed on {self.record.get('from_color') or 'nothing'}")
-        self.step(f"smoke {color} (preview, no traffic yet)", True, f"{len(report.checks)} checks passed"
-                  + (f" on each of {len(targets)} hosts" if len(targets) > 1 else ""))
-
-    def _discard(self, color: str) -> None:
-        self.platform.stop_color(color, drain_timeout=5, progress=self.progress)
-
-    def switch(self, weights: dict[str, int], label: str) -> float:
-        shown = ", ".join(f"{c} {w}%" for c, w in sorted(weights.items()))
-        self.report(Event("weights", f"{label}: setting router weights {shown}", {"weights": dict(weights)}))
-        written_at = time.time()
-        seconds = self.platform.set_weights(weights)
-        self.record["switch_ms"] = round(seconds * 1000, 1)
-        self.step(label, True, f"{shown} (router confirmed in {seconds * 1000:.0f}ms)",
-                  kind="switch", data={"weights": dict(weights), "ms": self.record["switch_ms"]},
-                  weights=weights, written_at=written_at)
-        return seconds
-
-    def watch(self, color: str, window: float, label: str) -> AnalysisResult:
+    def watch(self, color: str, window: float, label: str, gate: str | None = None) -> AnalysisResult:
+        if gate and self.gate_passed(gate):
+            self.step(label, True, "passed before the interruption (journaled)")
+            return AnalysisResult(color=color, passed=True, requests=0, window_s=0.0)
         a = self.config.deploy.analysis
         limits = {"color": color, "window_s": window, "max_error_rate": a.max_error_rate,
                   "max_p95_ms": a.max_p95_latency_ms}
         self.report(Event("analysis", f"analysing {color} for {format_duration(window)} "
-                                        f"(max error rate {a.max_error_rate:.0%}, max p95 {a.max_p95_latency_ms:.0f}ms)",
-                            limits))
+                                      f"(max error rate {a.max_error_rate:.0%}, max p95 {a.max_p95_latency_ms:.0f}ms)",
+                          limits))
 
         def on_sample(r: AnalysisResult) -> None:
             if r.requests:
                 self.report(Event("analysis", f"  {color}: {r.requests} req, errors {r.error_rate or 0:.1%}, "
-                                                f"p95 {r.p95_ms or 0:.0f}ms, {r.window_s:.0f}/{window:.0f}s",
-                                    {**limits, "requests": r.requests, "error_rate": r.error_rate,
-                                     "p95_ms": r.p95_ms, "elapsed_s": r.window_s}))
+                                              f"p95 {r.p95_ms or 0:.0f}ms, {r.window_s:.0f}/{window:.0f}s",
+                                  {**limits, "requests": r.requests, "error_rate": r.error_rate,
+                                   "p95_ms": r.p95_ms, "elapsed_s": r.window_s}))
 
         result = analyze(color, self.platform.color_url(color), window=window,
                          max_error_rate=a.max_error_rate, max_p95_ms=a.max_p95_latency_ms,
                          min_requests=a.min_requests, no_data_retries=a.no_data_retries,
                          probe_rps=a.probe_rps, interval=a.interval, on_sample=on_sample,
-                         should_stop=lambda: (self.journal.pending_request() or {}).get("action") == "abort")
+                         should_stop=self.aborted_by_request)
+        if gate and result.passed:
+            self.pass_gate(gate)
         self.step(label, result.passed, "; ".join(result.breaches) or "within thresholds",
                   data={"analysis": result.summary()}, analysis=result.summary())
         return result
-
-    def drain(self, color: str) -> None:
-        """Wait until the old color has no request in flight, then keep it warm or stop it."""
-        deadline = time.monotonic() + self.config.deploy.drain_timeout
-        urls = [url for _, url in self.platform.color_urls(color)]
-        for url in urls:
-            while time.monotonic() < deadline:
-                count = in_flight(url)
-                if not count:
-                    break
-                time.sleep(0.1)
-        if self.config.deploy.keep_previous >= 1:
-            self.step(f"drain {color}", True, "no request in flight; kept warm for instant rollback")
-        else:
-            self.platform.stop_color(color, drain_timeout=self.config.deploy.drain_timeout, progress=self.progress)
-            self.step(f"drain {color}", True, "no request in flight; stopped (deploy.keep_previous is 0)")
-
-    def aborted_by_request(self) -> bool:
-        return (self.journal.pending_request() or {}).get("action") == "abort"
 
     # ---- strategies -----------------------------------------------------------------------
     def blue_green(self) -> DeployResult:
         new = self.record["to_color"]
         old = self.record.get("from_color")
-        resumed_after_switch = self.record.get("phase") in ("switched", "analysis")
-        if not resumed_after_switch:
-            self.start_new(new)
-            self.phase("switched")
-            self.switch({new: 100, **({old: 0} if old else {})}, f"switch router to {new}")
+        if self.record.get("failing"):
+            return self._switch_back(new, old, self.record["failing"])     # resumed inside a switch-back
+        self.start_new(new)
+        self.phase("switched")
+        self.switch({new: 100, **({old: 0} if old else {})}, f"switch router to {new}")
         self.phase("analysis")
-        result = self.watch(new, self.config.deploy.analysis.window, f"analysis of {new} (post-switch)")
+        result = self.watch(new, self.config.deploy.analysis.window, f"analysis of {new} (post-switch)",
+                            gate=f"analysis:{new}@100")
         if not result.passed:
-            reason = "; ".join(result.breaches)
-            if old:
-                self.switch({old: 100, new: 0}, f"switch back to {old}")
-                self._discard(new)
-                self.finish("rolled_back", reason)
-                raise GateFailed(f"{self.options.version} rolled back automatically: {reason}",
-                                 hint="ragops status --explain shows the measured values")
-            self.finish("failed", reason)
-            raise GateFailed(f"{self.options.version} failed its analysis and there is no previous color: {reason}")
+            return self._switch_back(new, old, "; ".join(result.breaches))
         if old:
+            self.phase("drain")
             self.drain(old)
         return self.finish("succeeded")
+
+    def _switch_back(self, new: str, old: str | None, reason: str) -> DeployResult:
+        """The new color failed its analysis after taking traffic: back to the old one, stop the new."""
+        self.record["failing"] = reason
+        if not old:
+            self.finish("failed", reason)
+            raise GateFailed(f"{self.options.version} failed its analysis and there is no previous color: {reason}")
+        self.switch({old: 100, new: 0}, f"switch back to {old}")
+        self._discard(new)
+        self.finish("rolled_back", reason)
+        raise GateFailed(f"{self.options.version} rolled back automatically: {reason}",
+                         hint="ragops status --explain shows the measured values")
 
     def canary(self) -> DeployResult:
         new = self.record["to_color"]
@@ -281,12 +99,12 @@ class Deployment:
             self.start_new(new)
             self.switch({new: 100}, f"route 100% to {new}")
             return self.finish("succeeded")
-        start_index = int(self.record.get("step_index", 0))
-        if start_index == 0 and self.record.get("phase") not in ("canary-step",):
-            self.start_new(new)
+        if self.record.get("failing"):
+            return self._switch_back(new, old, self.record["failing"])
+        self.start_new(new)
         steps = self.options.steps
         window = self.options.step_pause or self.config.deploy.analysis.window
-        for index in range(start_index, len(steps)):
+        for index in range(int(self.record.get("step_index", 0)), len(steps)):
             weight = steps[index]
             self.phase("canary-step", step_index=index)
             if self.aborted_by_request():
@@ -294,7 +112,7 @@ class Deployment:
             if weight >= 100:
                 break
             self.switch({new: weight, old: 100 - weight}, f"canary {new} at {weight}%")
-            result = self.watch(new, window, f"analysis at {weight}%")
+            result = self.watch(new, window, f"analysis at {weight}%", gate=f"analysis:{new}@{weight}")
             if self.aborted_by_request():
                 return self._abort_canary(new, old, "aborted on request")
             if not result.passed:
@@ -303,15 +121,23 @@ class Deployment:
                 raise GateFailed(f"canary {self.options.version} aborted {reason}",
                                  hint="the live color was not touched; ragops status --explain shows the values")
             if self.options.pause_at is not None and weight == self.options.pause_at:
-                self.phase("paused", step_index=index + 1)
-                self.step(f"paused at {weight}%", None, "continue with `ragops promote`, undo with `ragops abort`")
-                self.lock.pause()
-                self.record["result"] = "paused"
-                return self.result()
+                return self._pause(index, weight)
         self.phase("promote", step_index=len(steps))
         self.switch({new: 100, old: 0}, f"promote {new} to 100%")
+        # the last step is analysed like any other: at 100 % a breach switches back to the old color
+        result = self.watch(new, self.config.deploy.analysis.window, "analysis at 100%", gate=f"analysis:{new}@100")
+        if not result.passed:
+            return self._switch_back(new, old, "at 100%: " + "; ".join(result.breaches))
+        self.phase("drain")
         self.drain(old)
         return self.finish("succeeded")
+
+    def _pause(self, index: int, weight: int) -> DeployResult:
+        self.phase("paused", step_index=index + 1)
+        self.step(f"paused at {weight}%", None, "continue with `ragops promote`, undo with `ragops abort`")
+        self.lock.pause()
+        self.record["result"] = "paused"
+        return self.result()
 
     def _abort_canary(self, new: str, old: str, reason: str) -> DeployResult:
         self.switch({old: 100, new: 0}, f"canary weight back to 0, {old} 100%")
@@ -319,21 +145,35 @@ class Deployment:
         self.journal.clear_request()
         return self.finish("aborted", reason)
 
-    def take_lock(self, take_over: str | None = None) -> None:
-        """The deploy lock; a dead owner's lock that no journal explains is taken over and recorded."""
-        current = self.journal.current()
-        self.lock.acquire(take_over_deploy=take_over, journaled=current.get("id") if current else None)
-        if self.lock.taken_over:
-            stale = self.lock.taken_over
-            self.journal.audit("stale lock taken over", by=whoami(), lock=stale)
-            self.progress(f"took over a stale deploy lock of {describe(stale)}: its owner is gone and "
-                          "it left no deploy journal")
+    def rollback_flow(self) -> DeployResult:
+        """Back to the version on the warm color: flip, or start it first when it is not warm.
+        Resumed, it finishes the rollback (never a preflight or a deploy onto the other color)."""
+        new, old = self.record["to_color"], self.record["from_color"]
+        version = self.options.version
+        warm = self.platform.color_state(new, probe=True)
+        if warm.running and warm.ready and warm.version == version:
+            self.step("warm color", True, f"{new} runs {version} and is ready")
+        else:
+            self.step("warm color", None, f"{new} is not running {version}: starting it")
+            self.start_new(new)
+        self.phase("flip")
+        started = time.monotonic()
+        self.switch({new: 100, old: 0}, f"flip router to warm {new} ({version})")
+        self.record["flip_ms"] = round((time.monotonic() - started) * 1000, 1)
+        self.phase("drain")
+        self.drain(old)
+        return self.finish("succeeded")
 
     def run(self, take_over: bool = False) -> DeployResult:
         self.take_lock(take_over=self.record["id"] if take_over else None)
+        checkpoint("lock-taken")
         paused = False
         try:
             self.journal.save(self.record)
+            if take_over:
+                self.reconcile()
+            if self.options.strategy == "rollback":
+                return self.rollback_flow()
             if self.record.get("phase") in (None, "lock", "preflight"):
                 self.preflight()
             if self.options.strategy == "canary":
@@ -431,9 +271,8 @@ def deploy(config: Config, version: str, strategy: str | None = None, steps: lis
         lock = platform.lock_backend().read() or {}
         if not lock or not owner_alive(lock) or lock.get("paused"):
             state = "is paused" if lock.get("paused") else f"was interrupted at phase {interrupted.get('phase')}"
-            raise LockHeld(f"deploy {interrupted['id']} of {interrupted['version']} {state}",
-                           hint="finish it with `ragops deploy --resume` (or `ragops promote` when paused), "
-                                "or undo it with `ragops abort`")
+            raise LockHeld(f"{_kind(interrupted)} {interrupted['id']} of {interrupted['version']} {state}",
+                           hint=next_step(interrupted))
     return Deployment(config, opts, progress, platform).run()
 
 
@@ -449,7 +288,8 @@ def _journaled(config: Config, progress: Progress, command: str) -> Deployment:
 
 
 def resume(config: Config, progress: Progress = ignore) -> DeployResult:
-    """Finish an interrupted deploy from its journal (the lock of a dead owner is taken over)."""
+    """Finish an interrupted deploy or rollback from its journal (the lock of a dead owner is taken
+    over), after reconciling the journal with the router's live weights and the colors."""
     deployment = _journaled(config, progress, "ragops deploy --resume")
     lock = deployment.platform.lock_backend().read()
     if lock and owner_alive(lock) and not lock.get("paused"):
@@ -499,11 +339,16 @@ def abort(config: Config, progress: Progress = ignore, wait: float = 30.0) -> De
     deployment = _journaled(config, progress, "ragops abort")
     deployment.take_lock(take_over=record["id"])
     try:
+        deployment.reconcile()
         old, new = record.get("from_color"), record.get("to_color")
         if old:
-            deployment.switch({old: 100, new: 0}, f"traffic back to {old}")
+            deployment.switch({old: 100, new: 0} if new else {old: 100}, f"traffic back to {old}")
         if new and new != old:
-            deployment._discard(new)
+            # only what this deploy started is stopped: a warm color it never touched stays warm
+            if deployment.ours(new) or (not old and deployment.platform.color_state(new, probe=False).running):
+                deployment._discard(new)
+            else:
+                deployment.step(f"keep {new}", None, "not started by this deploy: left as it was")
         return deployment.finish("aborted", f"aborted by {whoami()}")
     finally:
         deployment.lock.release()
@@ -522,8 +367,10 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
     config.resolve_references(*NEEDED_SECRETS)
     platform = get_platform(config)
     journal = Journal(platform.journal_dir())
-    if journal.current():
-        raise UsageError("a deploy is in progress or interrupted: use `ragops abort` instead of rollback")
+    unfinished = journal.current()
+    if unfinished:
+        raise UsageError(f"{_kind(unfinished)} {unfinished['id']} is in progress or interrupted",
+                         hint=next_step(unfinished))
     states = {c.color: c for c in platform.colors()}
     live = max(states.values(), key=lambda c: c.weight)
     if live.weight == 0:
@@ -538,23 +385,9 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
     _check_rollback_target(to_version, journal.history(), warm)
     deployment = Deployment(config, DeployOptions(version=to_version, strategy="rollback", steps=[100], step_pause=0),
                             progress, platform, command="ragops rollback")
+    # journaled (by run) before the router or a color changes
     deployment.record.update(from_color=live.color, from_version=live.version, to_color=warm.color)
-    deployment.take_lock()
-    try:
-        if warm.running and warm.ready and warm.version == to_version:
-            started = time.monotonic()
-            deployment.switch({warm.color: 100, live.color: 0}, f"flip router to warm {warm.color} ({to_version})")
-            deployment.record["flip_ms"] = round((time.monotonic() - started) * 1000, 1)
-        else:
-            deployment.step("warm color", None, f"{warm.color} is not running {to_version}: starting it")
-            deployment.start_new(warm.color)
-            started = time.monotonic()
-            deployment.switch({warm.color: 100, live.color: 0}, f"switch router to {warm.color} ({to_version})")
-            deployment.record["flip_ms"] = round((time.monotonic() - started) * 1000, 1)
-        deployment.drain(live.color)
-        return deployment.finish("succeeded")
-    finally:
-        deployment.lock.release()
+    return deployment.run()
 
 
 def _check_rollback_target(version: str, records: list[dict], warm) -> None:

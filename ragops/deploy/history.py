@@ -84,6 +84,8 @@ def explain(record: dict | None) -> list[str]:
         if analysis:
             lines.append("        " + ", ".join(f"{k}={v}" for k, v in analysis.items() if k != "breaches"))
     if record.get("in_progress"):
-        lines.append("this deploy is still in progress or was interrupted: "
-                     "`ragops deploy --resume` finishes it, `ragops abort` undoes it")
+        from ragops.deploy.states import next_step
+
+        lines.append(f"this deploy is still in progress or was interrupted (phase {record.get('phase')}): "
+                     + next_step(record))
     return lines

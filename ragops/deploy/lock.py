@@ -45,6 +45,10 @@ def owner_alive(record: dict) -> bool:
 
 
 def describe(record: dict) -> str:
+    if record.get("paused"):
+        # a paused canary: no process holds it, it waits for `ragops promote` or `ragops abort`
+        return (f"{record.get('owner')} (paused canary {record.get('deploy_id')}, no process: "
+                f"`ragops promote` continues, `ragops abort` undoes; since {record.get('created')})")
     return (f"{record.get('owner')} (pid {record.get('pid')}, `{record.get('command')}`, "
             f"since {record.get('created')})")
 

@@ -79,6 +79,8 @@ class LocalPlatform(Platform):
     owns_database_files = True
     runs_migrations_in_preflight = True
     supports_regions = True
+    #: `up` starts a supervisor that restarts a dead router or live color (ragops/supervisor.py)
+    supervised = True
 
     def __init__(self, config: Config, region: str | None = None):
         self.config = config
@@ -208,8 +210,8 @@ class LocalPlatform(Platform):
         if not (service_dir / "ragservice").is_dir():
             raise OperationFailed(f"service.path: {service_dir} does not hold the bundled service (ragservice/)")
         port = self.color_port(color)
-        if self.proc(color).running():
-            self.stop_color(color, drain_timeout=self.config.deploy.drain_timeout, progress=progress)
+        # also when its server died: its workers (and any child it left) must not outlive it
+        self.stop_color(color, drain_timeout=self.config.deploy.drain_timeout, progress=progress)
         if port_open("127.0.0.1", port):
             raise OperationFailed(f"port {port} for color {color} is in use by another program",
                                   hint="change service.port in ragops.yaml")
@@ -234,15 +236,35 @@ class LocalPlatform(Platform):
 
     def stop_color(self, color: str, *, drain_timeout: float, progress: Progress = _noop) -> None:
         """SIGTERM: uvicorn stops accepting and lets in-flight requests finish (up to drain_timeout)."""
+        self._mark_stopped(color)     # before it dies: the supervisor must not bring it back
         for index in range(max(self.config.service.workers, 4)):
             self.proc(f"{color}-worker-{index + 1}").stop(timeout=10)
-        if self.proc(color).running():
+        running = self.proc(color).running()
+        if running:
             progress(f"stopping {color} (graceful, up to {drain_timeout:.0f}s)")
-            if self.proc(color).stop(timeout=drain_timeout + 2):
-                progress(f"{color} did not stop in time and was killed")
-        if self.router_running():
+        # stop() also kills what is left of the group of a server that was killed
+        if self.proc(color).stop(timeout=drain_timeout + 2):
+            progress(f"{color} did not stop in time and was killed")
+        if running and self.router_running():
             if self.router.desired().weights.get(color, 0) == 0:
                 self.refresh_backends()
+
+    def _mark_stopped(self, color: str) -> None:
+        """A color stopped on purpose (deploy, runbook): the supervisor does not bring it back."""
+        path = self._color_file(color)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if not record.get("stopped_at"):
+            record["stopped_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            path.write_text(json.dumps(record, indent=2))
+
+    def stopped_on_purpose(self, color: str) -> bool:
+        try:
+            return bool(json.loads(self._color_file(color).read_text()).get("stopped_at"))
+        except (OSError, ValueError):
+            return False
 
     def color_state(self, color: str, probe: bool = True) -> ColorState:
         pid = self.proc(color).pid()
@@ -274,24 +296,62 @@ class LocalPlatform(Platform):
 
     # ---- up / down ------------------------------------------------------------------------
     def up(self, progress: Progress = _noop) -> list[str]:
-        """Database nodes, migrations, router, and a first color with 100 % when none serves."""
+        """Database nodes, migrations, router, then what was live restored (never another version);
+        a first color with 100 % only when nothing was ever routed. Then the supervisor."""
         from ragops.db.bringup import database_up, migrate
-        from ragops.readiness import wait_ready
 
         steps = database_up(self.config, progress)
         steps += [f"migrate {name}" for name in migrate(self.config, progress)]
-        self.start_router(progress)
-        colors = self.colors()
-        if not [c for c in colors if c.running and c.weight > 0]:
-            running = [c for c in colors if c.running and c.ready]
-            color = running[0].color if running else "blue"
-            if not running:
-                state = self.start_color(color, self.config.service.version,
-                                         deploy_id=f"up-{uuid.uuid4().hex[:8]}", progress=progress)
-                steps.append(f"start {color} {state.version}")
-                wait_ready(self, color, self.config.service.startup_timeout, progress)
-            self.set_weights({color: 100})
-            steps.append(f"route 100% to {color}")
+        from ragops.supervisor import restoring
+
+        with restoring(self):     # the supervisor may be restarting it right now
+            if not self.router_running():
+                self.start_router(progress)
+                steps.append("start router")
+        steps += self.restore_live(progress)
+        if self.supervised and not self.region:
+            from ragops.supervisor import ensure_supervisor
+
+            steps += ensure_supervisor(self, progress)
+        return steps
+
+    def was_live(self) -> dict[str, int]:
+        """The weights the router was last given (its config file), else the journal's last deploy."""
+        configured = {c: w for c, w in self.router.desired().weights.items() if w > 0}
+        if configured:
+            return configured
+        from ragops.deploy.history import Journal
+
+        done = [r for r in Journal(self.journal_dir()).history() if r.get("result") == "succeeded"]
+        return {done[-1]["to_color"]: 100} if done and done[-1].get("to_color") else {}
+
+    def restore_live(self, progress: Progress = _noop, *, skip_stopped: bool = False) -> list[str]:
+        """Restart a live color that died with the version it ran, and give the router its weights back.
+        `skip_stopped` (the supervisor): leave a color that was stopped on purpose."""
+        from ragops.readiness import wait_ready
+        from ragops.supervisor import restoring
+
+        with restoring(self):
+            return self._restore_live(progress, wait_ready, skip_stopped)
+
+    def _restore_live(self, progress: Progress, wait_ready, skip_stopped: bool) -> list[str]:
+        steps = []
+        live = self.was_live()
+        if not live:   # nothing was ever routed here: the first color, with service.version
+            running = [c for c in self.colors() if c.running and c.ready]
+            live = {running[0].color if running else "blue": 100}
+        for color in live:
+            state = self.color_state(color, probe=False)
+            if state.running or (skip_stopped and self.stopped_on_purpose(color)):
+                continue
+            version = state.version or self.config.service.version
+            self.start_color(color, version, deploy_id=state.deploy_id or f"up-{uuid.uuid4().hex[:8]}",
+                             env=state.env, progress=progress)
+            steps.append(f"start {color} {version}" + (" (it was live)" if state.version else ""))
+            wait_ready(self, color, self.config.service.startup_timeout, progress)
+        if {c: w for c, w in self.router_weights().items() if w} != live:
+            self.set_weights(live)
+            steps.append("route " + ", ".join(f"{w}% to {c}" for c, w in sorted(live.items())))
         return steps
 
     def plan_up(self) -> list[str]:
@@ -308,13 +368,19 @@ class LocalPlatform(Platform):
         from ragops.db.bringup import database_down
 
         steps = []
+        from ragops.supervisor import stop_supervisor
+
+        if stop_supervisor(self):    # first, or it would restart what is stopped next
+            steps.append("stop supervisor")
         regions = [None] + [r for r in self.config.env.regions if LocalPlatform(self.config, r).region]
         for region in regions:
             platform = LocalPlatform(self.config, region)
             where = f" ({region})" if region else ""
             for color in COLORS:
-                if platform.proc(color).running():
-                    platform.stop_color(color, drain_timeout=self.config.deploy.drain_timeout, progress=progress)
+                was_running = platform.proc(color).running()
+                # also a dead color: its workers and leftover children are stopped
+                platform.stop_color(color, drain_timeout=self.config.deploy.drain_timeout, progress=progress)
+                if was_running:
                     steps.append(f"stop {color}{where}")
             if platform.router_running():
                 progress(f"stopping router{where}")

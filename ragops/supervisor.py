@@ -1,0 +1,154 @@
+"""The local supervisor: restarts a dead router or a dead live color by itself.
+
+`ragops up` starts it on the local platform (`python -m ragops.supervisor CONFIG ENV`, a tracked
+process like the others) and `ragops down` stops it first. Every CHECK_INTERVAL it looks at the
+process table: a dead router is started again; a color the router gives traffic to whose server
+died (not stopped on purpose: stop_color marks that) is started again with the version, deploy id
+and environment it ran. A component that keeps crashing is retried with a backoff (1, 2, 4 ... 30 s).
+What it saw goes to <journal dir>/supervisor.json, which `ragops status` shows: for each component
+when it went down, how long it was down, and how many restarts it took.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ragops import journal
+
+CHECK_INTERVAL = 0.25
+MAX_BACKOFF = 30.0
+STATE_FILE = "supervisor.json"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@contextmanager
+def restoring(platform):
+    """One restorer at a time (the supervisor, or `ragops up`): neither starts a color twice."""
+    platform.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(platform.run_dir / "restore.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_supervisor(platform, progress) -> list[str]:
+    """Start the supervisor unless it runs; returns the change made."""
+    proc = platform.proc("supervisor")
+    if proc.running():
+        return []
+    config_path = str(Path(platform.config.path).resolve())
+    progress("starting the supervisor (restarts a dead router or live color)")
+    proc.start([sys.executable, "-m", "ragops.supervisor", config_path, platform.config.env_name],
+               marker=f"ragops.supervisor {config_path}")
+    return ["start supervisor"]
+
+
+def stop_supervisor(platform) -> bool:
+    proc = platform.proc("supervisor")
+    was_running = proc.running()
+    proc.stop(timeout=5)
+    return was_running
+
+
+def read_status(platform) -> dict | None:
+    """What the supervisor saw (None where none ever ran), with whether it runs now."""
+    data = journal.read_json(platform.journal_dir() / STATE_FILE)
+    if data is None:
+        return None
+    try:
+        cmdline = Path(f"/proc/{data.get('pid')}/cmdline").read_bytes()
+    except OSError:
+        cmdline = b""
+    data["running"] = b"ragops.supervisor" in cmdline
+    for entry in data.get("components", {}).values():
+        entry.pop("down_at", None)
+    return data
+
+
+class Supervisor:
+    def __init__(self, platform):
+        self.platform = platform
+        self.path = platform.journal_dir() / STATE_FILE
+        self.state: dict = {"pid": os.getpid(), "started": _now_iso(), "components": {}}
+        self.retry_at: dict[str, float] = {}
+        self.failures: dict[str, int] = {}
+        self.last_restart: dict[str, float] = {}
+
+    def component(self, name: str) -> dict:
+        return self.state["components"].setdefault(
+            name, {"down_since": None, "last_outage_s": None, "restarts": 0, "last_restart": None, "last_error": None})
+
+    def save(self) -> None:
+        journal.write_json(self.path, self.state)
+
+    def check(self) -> None:
+        platform = self.platform
+        if not platform.router_running():
+            self.heal("router", lambda: self.start_router())
+        for color in platform.was_live():
+            if platform.color_state(color, probe=False).running or platform.stopped_on_purpose(color):
+                continue
+            self.heal(color, lambda: platform.restore_live(skip_stopped=True))
+
+    def start_router(self) -> None:
+        with restoring(self.platform):
+            if not self.platform.router_running():
+                self.platform.start_router()
+
+    def heal(self, name: str, restart) -> None:
+        entry = self.component(name)
+        if entry["down_since"] is None:
+            entry["down_since"] = _now_iso()
+            entry["down_at"] = time.time()
+            # down again soon after the last restart: a crash loop, restart with a backoff (1, 2, 4 ... 30 s)
+            recent = time.monotonic() - self.last_restart.get(name, -1e9) < 10
+            self.failures[name] = self.failures.get(name, 0) + 1 if recent else 0
+            delay = min(MAX_BACKOFF, 2.0 ** (self.failures[name] - 1)) if self.failures[name] else 0.0
+            self.retry_at[name] = time.monotonic() + delay
+            self.save()
+        if time.monotonic() < self.retry_at.get(name, 0):
+            return
+        try:
+            restart()
+        except Exception as exc:  # noqa: BLE001 - keep supervising; the error is recorded
+            self.retry_at[name] = time.monotonic() + min(MAX_BACKOFF, 2.0 ** self.failures.get(name, 0))
+            entry["last_error"] = f"{type(exc).__name__}: {exc}"[:300]
+            self.save()
+            return
+        self.last_restart[name] = time.monotonic()
+        entry["restarts"] += 1
+        entry["last_restart"] = _now_iso()
+        entry["last_outage_s"] = round(time.time() - entry.pop("down_at", time.time()), 2)
+        entry["down_since"] = None
+        self.save()
+
+    def run(self) -> None:
+        self.save()
+        while True:
+            try:
+                self.check()
+            except Exception as exc:  # noqa: BLE001 - a failed look is retried at the next tick
+                self.state["last_error"] = f"{type(exc).__name__}: {exc}"[:300]
+            time.sleep(CHECK_INTERVAL)
+
+
+def main(argv: list[str]) -> None:
+    from ragops.config import load_config
+    from ragops.platforms import get_platform
+
+    config = load_config(Path(argv[0]), argv[1])
+    Supervisor(get_platform(config)).run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

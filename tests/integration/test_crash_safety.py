@@ -1,0 +1,281 @@
+"""Crash safety: ragops killed (SIGKILL, or Ctrl-C) at every named point of blue-green, canary and
+rollback, under loopback load, then resumed or aborted.
+
+The process is stopped by the engine's test hook (RAGOPS_TEST_STOP_AT, ragops/deploy/states.py), not
+by timing. After the continuation: no failed request, the router serves exactly what `status` says,
+no lock left, and no process of the stack that ragops does not track.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from ragops.deploy.states import BLUE_GREEN_POINTS, CANARY_POINTS, ROLLBACK_POINTS
+from ragops.loadgen import LoadRunner
+from tests.conftest import server_tmpdir
+from tests.integration.conftest import _start_stack
+
+pytestmark = pytest.mark.integration
+
+RPS = 80
+_versions = itertools.count(2)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """One stack for the whole file; short analysis windows and step pauses keep each deploy short."""
+    directory = server_tmpdir("crash")
+    s = _start_stack(directory, analysis_window="1s",
+                     extra={"deploy": {"canary": {"steps": [50, 100], "step_pause": "1s"},
+                                       "analysis": {"min_requests": 3}, "drain_timeout": "5s"}})
+    s.started = time.monotonic()
+    yield s
+    print(f"\ncrash-safety module: {time.monotonic() - s.started:.1f}s on one shared stack")
+    s.cli("down", "--purge", "--yes", timeout=120)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def status(stack) -> dict:
+    return stack.json("status")
+
+
+def served(stack) -> str:
+    return httpx.get(stack.router_url + "/version", timeout=5).json()["version"]
+
+
+def expected_version(data: dict) -> str:
+    """What `status` says the router serves: the version of the color with all the traffic."""
+    live = [c for c in data["colors"] if c["weight"] == 100]
+    assert len(live) == 1, data["router"]["weights"]
+    return live[0]["version"]
+
+
+def _stack_processes(stack) -> set[int]:
+    """Every process that belongs to this stack's colors (by its port or its database URL)."""
+    config = yaml.safe_load(stack.config_path.read_text())["environments"]["test"]
+    ports = {f"--port {config['service']['port']}", f"--port {config['service']['port'] + 1}"}
+    db = f"port={config['database']['primary']['port']},"     # the service's conninfo lists every node
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "ragservice" not in cmd:
+                continue
+            env = (entry / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if any(p in cmd for p in ports) or db in env:
+            found.add(int(entry.name))
+    return found
+
+
+def _tracked(stack) -> set[int]:
+    import json
+
+    pids = set()
+    for path in (stack.state_dir / "run").glob("*.pid"):
+        try:
+            pids.add(int(json.loads(path.read_text())["pid"]))
+        except (OSError, ValueError, KeyError):
+            pass
+    return pids
+
+
+def check_consistent(stack, stats=None) -> dict:
+    data = status(stack)
+    version = expected_version(data)
+    assert {served(stack) for _ in range(5)} == {version}, "the router serves what status says"
+    assert data["lock"] is None, f"stuck lock: {data['lock']}"
+    assert data["deploy"] is None, f"unfinished deploy: {data['deploy']}"
+    orphans = _stack_processes(stack) - _tracked(stack)
+    assert not orphans, f"processes ragops does not track: {orphans}"
+    if stats is not None:
+        assert stats.failed == 0, (stats.statuses, dict(stats.errors))
+    return data
+
+
+def killed_run(stack, args: list[str], point: str, sig: str = "KILL"):
+    env = {"RAGOPS_TEST_STOP_AT": point, "RAGOPS_TEST_STOP_SIGNAL": sig}
+    proc = stack.cli(*args, "--yes", env=env, timeout=120)
+    expected = -9 if sig == "KILL" else 130
+    assert proc.returncode == expected, f"{point}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
+    return proc
+
+
+def continuation(stack, how: str, redo: list[str], resume: list[str]):
+    """resume: finish it (a deploy killed before its journal existed is simply run again); abort: undo."""
+    unfinished = (stack.state_dir / "deploy" / "current.json").exists()
+    args = ["abort"] if how == "abort" else (resume if unfinished else redo)
+    proc = stack.cli(*args, "--yes", timeout=180)
+    assert proc.returncode == 0, f"{' '.join(args)}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def load(stack) -> LoadRunner:
+    return LoadRunner(stack.router_url + "/version", rps=RPS, seconds=120, max_in_flight=32)
+
+
+@pytest.mark.parametrize("how", ["resume", "abort"])
+@pytest.mark.parametrize("point", BLUE_GREEN_POINTS)
+def test_blue_green_killed_at_every_point(stack, point, how):
+    before = served(stack)
+    version = f"v{next(_versions)}"
+    deploy = ["deploy", "--version", version, "--strategy", "blue-green"]
+    with load(stack) as stats:
+        killed_run(stack, deploy, point)
+        continuation(stack, how, deploy, ["deploy", "--resume"])
+    check_consistent(stack, stats)
+    assert served(stack) == (version if how == "resume" else before)
+
+
+@pytest.mark.parametrize("how", ["resume", "abort"])
+@pytest.mark.parametrize("point", CANARY_POINTS)
+def test_canary_killed_at_every_point(stack, point, how):
+    before = served(stack)
+    version = f"v{next(_versions)}"
+    deploy = ["deploy", "--version", version, "--strategy", "canary"]
+    with load(stack) as stats:
+        killed_run(stack, deploy, point)
+        continuation(stack, how, deploy, ["deploy", "--resume"])
+    check_consistent(stack, stats)
+    assert served(stack) == (version if how == "resume" else before)
+
+
+@pytest.mark.parametrize("how", ["resume", "abort"])
+@pytest.mark.parametrize("point", ROLLBACK_POINTS)
+def test_rollback_killed_at_every_point(stack, point, how):
+    data = status(stack)
+    live = expected_version(data)
+    warm = [c for c in data["colors"] if c["weight"] == 0 and c["running"]]
+    if not warm:   # an aborted deploy stopped the new color: make a warm one with a quick deploy
+        stack.cli("deploy", "--version", f"v{next(_versions)}", "--yes", check=True, timeout=180)
+        data = status(stack)
+        live = expected_version(data)
+        warm = [c for c in data["colors"] if c["weight"] == 0 and c["running"]]
+    target = warm[0]["version"]
+    rollback = ["rollback", "--to", target]
+    with load(stack) as stats:
+        killed_run(stack, rollback, point)
+        continuation(stack, how, rollback, ["rollback", "--resume"])
+    data = check_consistent(stack, stats)
+    assert served(stack) == (target if how == "resume" else live)
+    running = {c["version"] for c in data["colors"] if c["running"]}
+    assert running == {target, live}, "the rollback kept both versions (never redeployed one onto the other)"
+    if how == "resume":
+        last = stack.json("history")[-1]
+        assert (last["strategy"], last["version"], last["from_version"]) == ("rollback", target, live)
+
+
+@pytest.mark.parametrize("point", ["phase:smoke", "before:weights", "phase:analysis"])
+def test_ctrl_c_exits_130_with_the_next_step_then_resume(stack, point):
+    version = f"v{next(_versions)}"
+    with load(stack) as stats:
+        proc = killed_run(stack, ["deploy", "--version", version], point, sig="INT")
+        assert "--resume" in proc.stderr and "abort" in proc.stderr
+        continuation(stack, "resume", [], ["deploy", "--resume"])
+    check_consistent(stack, stats)
+    assert served(stack) == version
+
+
+def test_resume_redoes_a_smoke_test_that_was_not_recorded_as_passed(stack):
+    """Item 2: killed in `smoke` on a version that fails it; resume must not route to it."""
+    before = served(stack)
+    bad = ["deploy", "--version", "vbad", "--set", "RAG_FAULT_ERROR_RATE=1.0"]
+    with load(stack) as stats:
+        killed_run(stack, bad, "phase:smoke")
+        proc = stack.cli("deploy", "--resume", "--yes", timeout=180)
+    assert proc.returncode == 3, proc.stderr
+    assert "smoke test of vbad" in proc.stderr
+    assert "vbad" not in stats.versions_seen and stats.failed == 0
+    check_consistent(stack)
+    assert served(stack) == before
+
+
+def test_paused_canary_status_lock_and_promote_analyses_the_last_step(stack):
+    version = f"v{next(_versions)}"
+    out = stack.json("deploy", "--version", version, "--strategy", "canary", "--pause-at", "50", "--yes")
+    assert out["result"] == "paused"
+    text = stack.cli("status", check=True).stdout
+    assert f"last deploy: {version} canary -> paused (phase paused)" in text
+    assert "ragops promote" in text
+    lock = stack.cli("lock", "status", check=True).stdout
+    assert "pid None" not in lock and "paused canary" in lock
+    promoted = stack.json("promote", "--yes")
+    assert promoted["result"] == "succeeded"
+    names = [s["name"] for s in promoted["steps"]]
+    assert "analysis at 100%" in names, names
+    check_consistent(stack)
+    assert served(stack) == version
+
+
+def _pid(stack, name: str) -> int:
+    import json
+
+    return int(json.loads((stack.state_dir / "run" / f"{name}.pid").read_text())["pid"])
+
+
+def _wait_serving(stack, version: str, timeout: float = 20) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if served(stack) == version:
+                return time.monotonic() - start
+        except (httpx.HTTPError, ValueError):      # no answer, or the router's 404 while it starts
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{version} not served again within {timeout}s")
+
+
+def test_supervisor_restarts_a_killed_router_and_a_killed_live_color(stack):
+    data = status(stack)
+    version = expected_version(data)
+    live = next(c["color"] for c in data["colors"] if c["weight"] == 100)
+    assert data["supervisor"]["running"]
+    with load(stack) as stats:
+        time.sleep(1)
+        os.kill(_pid(stack, "router"), signal.SIGKILL)
+        router_back = _wait_serving(stack, version)
+        time.sleep(2)
+        os.kill(_pid(stack, live), signal.SIGKILL)
+        time.sleep(0.3)
+        color_back = _wait_serving(stack, version)
+        time.sleep(1)
+    print(f"\nsupervisor: router back in {router_back:.1f}s, {live} back in {color_back:.1f}s; "
+          f"{stats.failed} of {stats.requests} requests failed")
+    data = check_consistent(stack)
+    assert expected_version(data) == version, "restarted with the version it ran"
+    components = data["supervisor"]["components"]
+    assert components["router"]["restarts"] >= 1 and components[live]["restarts"] >= 1
+    assert components["router"]["last_outage_s"] < 5 and components[live]["last_outage_s"] < 8
+    assert "was down" in stack.cli("status", check=True).stdout
+
+
+def test_up_restores_what_was_live_after_the_router_and_live_color_died(stack):
+    data = status(stack)
+    version = expected_version(data)
+    live = next(c["color"] for c in data["colors"] if c["weight"] == 100)
+    supervisor = _pid(stack, "supervisor")
+    os.killpg(supervisor, signal.SIGTERM)           # nobody heals: `up` must
+    os.kill(_pid(stack, live), signal.SIGKILL)
+    os.kill(_pid(stack, "router"), signal.SIGKILL)
+    time.sleep(0.5)
+    data = status(stack)
+    rows = {c["color"]: c["weight"] for c in data["colors"] if c["weight"]}
+    assert data["router"]["weights"] == rows, "the header's weights are the rows' weights"
+    up = stack.cli("up", check=True, timeout=180)
+    assert "already up" not in up.stderr + up.stdout
+    data = check_consistent(stack)
+    assert expected_version(data) == version and served(stack) == version, "up never changes the version"
+    assert data["supervisor"]["running"]
+    workers = [p for p in _stack_processes(stack) if "ragservice.worker" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert len(workers) == len([c for c in data["colors"] if c["running"]]), "one worker per running color"
