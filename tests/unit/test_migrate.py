@@ -48,7 +48,7 @@ def test_breaking_marker_in_the_first_lines_only(tmp_path):
     write(tmp_path, "0003_late.sql", "\n" * 10 + "-- ragops: breaking\n")
     names = ["0001_safe.sql", "0002_drop.sql", "0003_late.sql"]
     assert migrate.breaking_migrations(names, tmp_path) == ["0002_drop.sql"]
-    assert migrate.breaking_migrations([tmp_path / "0002_drop.sql"]) == ["0002_drop.sql"]
+    assert migrate.breaking_migrations([tmp_path / "0002_drop.sql"], tmp_path / "elsewhere") == ["0002_drop.sql"]
 
 
 def test_shipped_migrations_are_well_formed():
@@ -56,4 +56,4 @@ def test_shipped_migrations_are_well_formed():
     files = migrate.migration_files(directory)
     assert files and files[0][0] == 1
     assert migrate.latest_version(directory) == files[-1][0]
-    assert migrate.breaking_migrations([n for _, n, _ in files]) == []
+    assert migrate.breaking_migrations([n for _, n, _ in files], directory) == []
