@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NoReturn
 
 from ragops.config import Config
 from ragops.deploy.analysis import AnalysisResult, analyze, in_flight
@@ -131,6 +132,8 @@ class Deployment:
         self._check_migrations()
 
     def _check_migrations(self) -> None:
+        """The migration gate: pending migrations of <service.path>/migrations must keep the live
+        color ready (it stays warm for a rollback flip), so one marked breaking is refused."""
         if not self.platform.runs_migrations_in_preflight:
             return
         from ragops.db.bringup import live_primary, migrate
@@ -142,16 +145,31 @@ class Deployment:
             raise GateFailed("preflight: no reachable primary database (ragops status shows the nodes)",
                              hint="start the environment with `ragops up`, or fail over with `ragops db promote`")
         migrations = self.config.resolve_path(self.config.service.path) / "migrations"
-        pending = pending_migrations(node_dsn(self.config, primary.name), migrations)
-        breaking = breaking_migrations(pending) if pending else []
+        try:   # nothing has changed yet: an unreadable migration is a refusal, not an interrupted deploy
+            pending = pending_migrations(node_dsn(self.config, primary.name), migrations)
+            breaking = breaking_migrations(pending, migrations)
+        except OperationFailed as exc:
+            self._refuse(f"preflight: {exc.message}")
+        live = self.record.get("from_color")
         if breaking:
-            raise GateFailed(f"preflight: migration {breaking[0]} is marked breaking: the running version "
-                             f"{self.record.get('from_version')} cannot run on it; use a maintenance window")
-        if pending:
-            applied = migrate(self.config, self.progress)
-            self.step("migrations", True, f"applied {', '.join(applied)} (expand-only, compatible with the live color)")
-        else:
+            running = f"the live color {live} ({self.record.get('from_version')})" if live else "a running version"
+            self._refuse(f"preflight: migration {breaking[0]} is marked breaking: {running} would stop being "
+                         "ready on it and rollback could not flip back; use a maintenance window")
+        if not pending:
             self.step("migrations", True, "schema up to date")
+            return
+        applied = migrate(self.config, self.progress)
+        self.step("migrations", True, f"applied {', '.join(applied)} (expand-only, compatible with the live color)")
+        state = self.platform.color_state(live, probe=True) if live else None
+        if state is not None:   # the live color accepts newer non-breaking schemas: it must still be ready
+            detail = f"{live} ready on the new schema" if state.ready else \
+                f"{live} is not ready on the new schema ({state.detail}): a rollback will restart it"
+            self.step("warm color after migration", True if state.ready else None, detail)
+
+    def _refuse(self, message: str) -> NoReturn:
+        """Refuse in preflight: the message is journaled as the reason the deploy failed."""
+        self.step("migration gate", False, message)
+        raise GateFailed(message)
 
     def start_new(self, color: str) -> None:
         state = self.platform.color_state(color, probe=True)
