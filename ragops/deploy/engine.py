@@ -123,8 +123,8 @@ class Deployment:
         if live is None:
             self.step("preflight", True, "no color serves traffic yet: first deploy, nothing to roll back to")
         elif not (live.running and live.ready):
-            raise GateFailed(f"preflight: the live color {live.color} is not healthy "
-                             f"({live.detail or 'not ready'}); fix it before deploying on top of it")
+            self._refuse(f"preflight: the live color {live.color} is not healthy "
+                         f"({live.detail or 'not ready'}); fix it before deploying on top of it")
         else:
             self.step("preflight", True, f"live color {live.color} runs {live.version}, healthy, kept for rollback")
         self.record.update(from_color=live.color if live else None, from_version=live.version if live else None,
@@ -142,8 +142,8 @@ class Deployment:
 
         primary = live_primary(self.config)
         if primary is None:
-            raise GateFailed("preflight: no reachable primary database (ragops status shows the nodes)",
-                             hint="start the environment with `ragops up`, or fail over with `ragops db promote`")
+            self._refuse("preflight: no reachable primary database (ragops status shows the nodes)",
+                         hint="start the environment with `ragops up`, or fail over with `ragops db promote`")
         migrations = self.config.resolve_path(self.config.service.path) / "migrations"
         try:   # nothing has changed yet: an unreadable migration is a refusal, not an interrupted deploy
             pending = pending_migrations(node_dsn(self.config, primary.name), migrations)
@@ -166,10 +166,11 @@ class Deployment:
                 f"{live} is not ready on the new schema ({state.detail}): a rollback will restart it"
             self.step("warm color after migration", True if state.ready else None, detail)
 
-    def _refuse(self, message: str) -> NoReturn:
-        """Refuse in preflight: the message is journaled as the reason the deploy failed."""
-        self.step("migration gate", False, message)
-        raise GateFailed(message)
+    def _refuse(self, message: str, hint: str | None = None) -> NoReturn:
+        """Refuse in preflight, before anything changed: the message is journaled as the step that
+        failed, so history records it as the reason (not the last step that passed)."""
+        self.step("preflight", False, message)
+        raise GateFailed(message, hint=hint)
 
     def start_new(self, color: str) -> None:
         state = self.platform.color_state(color, probe=True)
