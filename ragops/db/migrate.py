@@ -1,7 +1,9 @@
 """The migration runner: applies the service's versioned SQL files (NNNN_name.sql) in order.
 
 Each file runs in its own transaction, under `SET LOCAL ROLE <app_user>` when given so the app
-user owns what it creates, and is recorded in schema_migrations(version, name, applied_at).
+user owns what it creates, and is recorded in schema_migrations(version, name, applied_at, breaking).
+`breaking` (the file's `-- ragops: breaking` marker) tells a running older build whether it can
+still serve on this schema: it accepts newer versions up to the first breaking one.
 A transaction-level advisory lock keeps two runners from applying the same file twice.
 """
 from __future__ import annotations
@@ -54,10 +56,12 @@ def latest_version(migrations_dir: Path) -> int:
     return files[-1][0] if files else 0
 
 
-def breaking_migrations(names: Iterable[str | Path], migrations_dir: Path | None = None) -> list[str]:
-    """The migrations (file names, or paths) marked `-- ragops: breaking` in their first lines:
-    the running version cannot work with the schema they produce."""
-    base = Path(migrations_dir) if migrations_dir else default_migrations_dir()
+def breaking_migrations(names: Iterable[str | Path], migrations_dir: Path) -> list[str]:
+    """The migrations (file names in migrations_dir, or paths) marked `-- ragops: breaking` in their
+    first lines: the running version cannot work with the schema they produce.
+
+    migrations_dir is required: the service deployed is the one at service.path, not the bundled one."""
+    base = Path(migrations_dir)
     breaking = []
     for name in names:
         path = Path(name)
@@ -119,6 +123,7 @@ def apply_migrations(dsn: str, migrations_dir: Path, app_user: str | None = None
 
     report = progress or (lambda message: None)
     files = migration_files(migrations_dir)
+    breaking = {version for version, _, path in files if breaking_migrations([path], migrations_dir)}
     role = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app_user)) if app_user else None
     conn = _connect(dsn)
     applied_now: list[str] = []
@@ -139,6 +144,12 @@ def apply_migrations(dsn: str, migrations_dir: Path, app_user: str | None = None
                 conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
                              "version int PRIMARY KEY, name text NOT NULL, "
                              "applied_at timestamptz NOT NULL DEFAULT now())")
+                # older builds read this to know how far the schema may move under them
+                conn.execute("ALTER TABLE schema_migrations "
+                             "ADD COLUMN IF NOT EXISTS breaking boolean NOT NULL DEFAULT false")
+                if breaking:   # rows written before the column existed
+                    conn.execute("UPDATE schema_migrations SET breaking = true "
+                                 "WHERE version = ANY(%s) AND NOT breaking", (sorted(breaking),))
         except psycopg.Error as exc:
             raise OperationFailed(f"cannot prepare migrations: {_message(exc)}") from None
 
@@ -155,8 +166,8 @@ def apply_migrations(dsn: str, migrations_dir: Path, app_user: str | None = None
                     if role:
                         conn.execute(role)
                     conn.execute(path.read_text(encoding="utf-8"))
-                    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                                 (version, name))
+                    conn.execute("INSERT INTO schema_migrations (version, name, breaking) VALUES (%s, %s, %s)",
+                                 (version, name, version in breaking))
             except psycopg.Error as exc:
                 raise OperationFailed(f"migration {name} failed: {_message(exc)}") from None
             applied_now.append(name)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from ragops.config import Config
 from ragops.deploy.analysis import in_flight
@@ -196,8 +196,8 @@ class DeploymentBase:
         if live is None:
             self.step("preflight", True, "no color serves traffic yet: first deploy, nothing to roll back to")
         elif not (live.running and live.ready):
-            raise GateFailed(f"preflight: the live color {live.color} is not healthy "
-                             f"({live.detail or 'not ready'}); fix it before deploying on top of it")
+            self._refuse(f"preflight: the live color {live.color} is not healthy "
+                         f"({live.detail or 'not ready'}); fix it before deploying on top of it")
         else:
             self.step("preflight", True, f"live color {live.color} runs {live.version}, healthy, kept for rollback")
         self.record.update(from_color=live.color if live else None, from_version=live.version if live else None,
@@ -205,6 +205,8 @@ class DeploymentBase:
         self._check_migrations()
 
     def _check_migrations(self) -> None:
+        """The migration gate: pending migrations of <service.path>/migrations must keep the live
+        color ready (it stays warm for a rollback flip), so one marked breaking is refused."""
         if not self.platform.runs_migrations_in_preflight:
             return
         from ragops.db.bringup import live_primary, migrate
@@ -213,20 +215,36 @@ class DeploymentBase:
 
         primary = live_primary(self.config)
         if primary is None:
-            raise GateFailed("preflight: no reachable primary database (ragops status shows the nodes)",
-                             hint="start the environment with `ragops up`, or fail over with `ragops db promote`")
+            self._refuse("preflight: no reachable primary database (ragops status shows the nodes)",
+                         hint="start the environment with `ragops up`, or fail over with `ragops db promote`")
         migrations = self.config.resolve_path(self.config.service.path) / "migrations"
-        pending = pending_migrations(node_dsn(self.config, primary.name), migrations)
-        breaking = breaking_migrations(pending) if pending else []
+        try:   # nothing has changed yet: an unreadable migration is a refusal, not an interrupted deploy
+            pending = pending_migrations(node_dsn(self.config, primary.name), migrations)
+            breaking = breaking_migrations(pending, migrations)
+        except OperationFailed as exc:
+            self._refuse(f"preflight: {exc.message}")
+        live = self.record.get("from_color")
         if breaking:
-            raise GateFailed(f"preflight: migration {breaking[0]} is marked breaking: the running version "
-                             f"{self.record.get('from_version')} cannot run on it; use a maintenance window")
-        if pending:
-            applied = self.change("migrate", lambda: migrate(self.config, self.progress), pending=list(pending))
-            self.step("migrations", True, f"applied {', '.join(applied)} (expand-only, compatible with the live color)")
-            checkpoint("journaled:migrate")
-        else:
+            running = f"the live color {live} ({self.record.get('from_version')})" if live else "a running version"
+            self._refuse(f"preflight: migration {breaking[0]} is marked breaking: {running} would stop being "
+                         "ready on it and rollback could not flip back; use a maintenance window")
+        if not pending:
             self.step("migrations", True, "schema up to date")
+            return
+        applied = self.change("migrate", lambda: migrate(self.config, self.progress), pending=list(pending))
+        self.step("migrations", True, f"applied {', '.join(applied)} (expand-only, compatible with the live color)")
+        checkpoint("journaled:migrate")
+        state = self.platform.color_state(live, probe=True) if live else None
+        if state is not None:   # the live color accepts newer non-breaking schemas: it must still be ready
+            detail = f"{live} ready on the new schema" if state.ready else \
+                f"{live} is not ready on the new schema ({state.detail}): a rollback will restart it"
+            self.step("warm color after migration", True if state.ready else None, detail)
+
+    def _refuse(self, message: str, hint: str | None = None) -> NoReturn:
+        """Refuse in preflight, before anything changed: the message is journaled as the step that
+        failed, so history records it as the reason (not the last step that passed)."""
+        self.step("preflight", False, message)
+        raise GateFailed(message, hint=hint)
 
     def start_new(self, color: str) -> None:
         """Start `color` with the version (unless this deploy already did), then its gates: readiness and

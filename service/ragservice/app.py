@@ -87,9 +87,10 @@ async def readyz():
     if settings.fault_readiness_fail:
         return JSONResponse({"status": "not ready", "reason": "fault injection: RAG_FAULT_READINESS_FAIL=1"},
                             status_code=503)
-    ready, reason, version = await run_in_threadpool(db.readiness, pool, EXPECTED_SCHEMA)
+    ready, reason, version, newest = await run_in_threadpool(db.readiness, pool, EXPECTED_SCHEMA)
     body = {"status": "ready" if ready else "not ready", "reason": reason,
-            "schema_version": version, "expected_schema_version": EXPECTED_SCHEMA}
+            "schema_version": version, "expected_schema_version": EXPECTED_SCHEMA,
+            "accepted_schema_versions": {"from": EXPECTED_SCHEMA, "to": newest}}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -146,25 +146,44 @@ def _one_line(exc: BaseException) -> str:
 
 # --- readiness ---------------------------------------------------------------------------------
 
-def readiness(pool: Pool, expected_version: int) -> tuple[bool, str, int | None]:
-    """(ready, reason, schema_version): reachable, read-write primary, schema at expected."""
+def readiness(pool: Pool, expected_version: int) -> tuple[bool, str, int | None, int]:
+    """(ready, reason, schema_version, newest accepted version): reachable, read-write primary, and
+    a schema from this build's own version up to the newest one not behind a breaking migration."""
     try:
         with pool.connection() as conn:
             in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
             if in_recovery:
                 conn.close()          # never keep a standby connection
                 pool.discard_idle()
-                return False, "connected to a standby, not a read-write primary", None
+                return False, "connected to a standby, not a read-write primary", None, expected_version
             version = schema_version(conn)
+            newest = accepted_up_to(conn, expected_version) if version is not None else expected_version
     except DatabaseUnavailable as exc:
-        return False, f"database unreachable: {exc}", None
+        return False, f"database unreachable: {exc}", None, expected_version
     except psycopg.Error as exc:
-        return False, f"database error: {_one_line(exc)}", None
+        return False, f"database error: {_one_line(exc)}", None, expected_version
     if version is None:
-        return False, "schema_migrations is missing: migrations not applied", None
-    if version != expected_version:
-        return False, f"schema version {version}, this build expects {expected_version}", version
-    return True, "ok", version
+        return False, "schema_migrations is missing: migrations not applied", None, expected_version
+    if not expected_version <= version <= newest:
+        return (False, f"schema version {version}, this build accepts {expected_version} to {newest}",
+                version, newest)
+    return True, "ok", version, newest
+
+
+def accepted_up_to(conn, own_version: int) -> int:
+    """The newest schema version this build can serve on: migrations after its own are expand-only
+    unless marked breaking (ragops records the `-- ragops: breaking` marker in schema_migrations)."""
+    has_marker = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'schema_migrations' AND column_name = 'breaking'").fetchone()
+    if not has_marker:   # migrated by a runner that does not record the marker: only our own version
+        return own_version
+    first_breaking, newest = conn.execute(
+        "SELECT min(version) FILTER (WHERE breaking), coalesce(max(version), 0) "
+        "FROM schema_migrations WHERE version > %s", (own_version,)).fetchone()
+    if first_breaking is not None:
+        return first_breaking - 1
+    return max(newest, own_version)
 
 
 def schema_version(conn) -> int | None:

@@ -67,11 +67,19 @@ class Health(BaseModel):
     status: str
 
 
+class SchemaRange(BaseModel):
+    """The schema versions a build serves on: its own, up to the newest one not behind a migration
+    marked breaking (later migrations are expand-only, so the previous color stays ready)."""
+    from_: int = Field(alias="from")
+    to: int
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     reason: str
     schema_version: int | None = None
-    expected_schema_version: int | None = None
+    expected_schema_version: int | None = Field(None, description="This build's own schema version.")
+    accepted_schema_versions: SchemaRange | None = None
 
 
 class VersionOut(BaseModel):
