@@ -15,6 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 
 @dataclass
@@ -146,7 +147,7 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def open_log(path: Path):
+def open_log(path: Path) -> BinaryIO:
     """Open a log for appending, never through a symbolic link: in a directory another account could
     once change (an older ragops gave the logs directory to the PostgreSQL account as root), a planted
     link must not redirect root's writes."""
@@ -174,7 +175,7 @@ def _reap(pid: int) -> None:
         pass
 
 
-def open_for_reading(path: Path):
+def open_for_reading(path: Path) -> BinaryIO:
     """A log opened for reading in binary, never through a symbolic link (a log directory of the server
     account may hold one pointing at a file only root should read)."""
     return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")

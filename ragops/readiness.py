@@ -3,7 +3,7 @@ the runbooks use."""
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ragops.errors import OperationFailed
 from ragops.platforms.base import Platform, Progress, _noop

@@ -1,7 +1,7 @@
 """`ragops deploy | rollback | promote | abort | history | lock | smoke`."""
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any
 
 import typer
 
@@ -46,7 +46,7 @@ class LiveView:
         self.weights: dict[str, int] = {}
         self.switch_ms: float | None = None     # None while the router has not confirmed them
         self.analysis: dict = {}
-        self.live = None
+        self.live: Any = None   # a rich Live panel on a terminal
 
     def __enter__(self):
         if self.env.interactive and not self.env.json and self.env.verbosity >= 0:
@@ -135,13 +135,14 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 
 
 def deploy(ctx: typer.Context,
-           version: Optional[str] = typer.Option(None, "--version", help="The version to deploy."),
-           strategy: Optional[str] = typer.Option(None, "--strategy", help="blue-green or canary (default: deploy.strategy)."),
-           steps: Optional[str] = typer.Option(None, "--steps", help="Canary weights, e.g. 10,25,50,100."),
-           step_pause: Optional[str] = typer.Option(None, "--step-pause", help="Analysis window per canary step, e.g. 30s."),
-           pause_at: Optional[int] = typer.Option(None, "--pause-at", help="Pause after this canary weight until `ragops promote`."),
-           set_env: List[str] = typer.Option([], "--set", help="KEY=VALUE service environment for the new version (repeatable)."),
-           plan_only: bool = typer.Option(False, "--plan", "--dry-run", help="Print the ordered steps, gates and timeouts; change nothing."),
+           version: str | None = typer.Option(None, "--version", help="The version to deploy."),
+           strategy: str | None = typer.Option(None, "--strategy", help="blue-green or canary (default: deploy.strategy)."),
+           steps: str | None = typer.Option(None, "--steps", help="Canary weights, e.g. 10,25,50,100."),
+           step_pause: str | None = typer.Option(None, "--step-pause", help="Analysis window per canary step, e.g. 30s."),
+           pause_at: int | None = typer.Option(None, "--pause-at", help="Pause after this canary weight until `ragops promote`."),
+           set_env: list[str] = typer.Option([], "--set", help="KEY=VALUE service environment for the new version (repeatable)."),
+           plan_only: bool = typer.Option(False, "--plan", "--dry-run",
+                                          help="Print the ordered steps, gates and timeouts; change nothing."),
            resume_: bool = typer.Option(False, "--resume", help="Finish an interrupted deploy from its journal."),
            ) -> None:
     """Deploy a new version: blue-green (default) or canary, with health gates, smoke tests,
@@ -195,7 +196,7 @@ def deploy(ctx: typer.Context,
 
 
 def rollback(ctx: typer.Context,
-             to: Optional[str] = typer.Option(None, "--to", help="Version to go back to (default: the one before the live one)."),
+             to: str | None = typer.Option(None, "--to", help="Version to go back to (default: the one before the live one)."),
              resume_: bool = typer.Option(False, "--resume", help="Finish an interrupted rollback from its journal.")) -> None:
     """Go back to the previous version: an instant router flip when its color is still warm.
 
@@ -299,8 +300,8 @@ def lock_break(ctx: typer.Context) -> None:
 
 
 def smoke(ctx: typer.Context,
-          color: Optional[str] = typer.Option(None, "--color", help="Test one color directly (blue or green)."),
-          url: Optional[str] = typer.Option(None, "--url", help="Test this base URL instead.")) -> None:
+          color: str | None = typer.Option(None, "--color", help="Test one color directly (blue or green)."),
+          url: str | None = typer.Option(None, "--url", help="Test this base URL instead.")) -> None:
     """The smoke suite: health, readiness, version, auth, security headers, document round trip.
     Exit 3 when a check fails.
 

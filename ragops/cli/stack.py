@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any
 
 import typer
 
@@ -149,7 +149,7 @@ def _render_status(data: dict):
     db = Table("node", "address", "role", "lag bytes", "lag s", box=None)
     for n in data["database"]:
         db.add_row(n["name"], f"{n['host']}:{n['port']}", n["role"], _num(n.get("lag_bytes")), _num(n.get("lag_seconds")))
-    parts = [head, colors, db]
+    parts: list[Any] = [head, colors, db]   # rich renderables
     lock = data.get("lock")
     if lock:
         from ragops.deploy.lock import describe
@@ -201,7 +201,7 @@ def _num(value) -> str:
 
 
 def logs(ctx: typer.Context,
-         component: Optional[str] = typer.Argument(None, help="router, blue, green, db-<node>, ... (default: list them)"),
+         component: str | None = typer.Argument(None, help="router, blue, green, db-<node>, ... (default: list them)"),
          lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end (0: none, with -f only new ones)."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines.")) -> None:
     """Show a component's log.

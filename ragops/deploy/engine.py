@@ -392,8 +392,8 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
 
 def _check_rollback_target(version: str, records: list[dict], warm) -> None:
     """A rollback goes back to something that ran here before; anything else is a deploy."""
-    known = {r.get(key) for r in records if r.get("result") == "succeeded" for key in ("version", "from_version")}
-    known.discard(None)
+    known = {str(r[key]) for r in records if r.get("result") == "succeeded"
+             for key in ("version", "from_version") if r.get(key)}
     if warm.running and warm.version:
         known.add(warm.version)
     if version not in known:

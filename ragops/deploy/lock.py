@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ragops.errors import LockHeld
 
@@ -25,7 +25,7 @@ def whoami() -> str:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def owner_alive(record: dict) -> bool:
@@ -68,7 +68,7 @@ class DeployLock:
                 "command": self.command, "deploy_id": self.deploy_id, "created": _now_iso(),
                 "expires_at": time.time() + self.ttl, "ttl": self.ttl, "paused": paused}
 
-    def acquire(self, *, take_over_deploy: str | None = None, journaled: str | None = None) -> "DeployLock":
+    def acquire(self, *, take_over_deploy: str | None = None, journaled: str | None = None) -> DeployLock:
         """Take the lease. A stale lease, or one held by the deploy we are resuming, is replaced.
 
         `journaled` is the id of the deploy the journal says is in progress (None: no journal). A
@@ -117,7 +117,7 @@ class DeployLock:
         self._stop.set()
         self.backend.delete(self.token)
 
-    def __enter__(self) -> "DeployLock":
+    def __enter__(self) -> DeployLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

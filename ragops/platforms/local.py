@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -226,7 +225,7 @@ class LocalPlatform(Platform):
                 [sys.executable, "-m", "ragservice.worker", "--name", f"{color}-worker-{index + 1}"],
                 env=full_env, cwd=service_dir, marker=f"{color}-worker-{index + 1}")
         record = {"color": color, "version": version, "port": port, "pid": pid, "deploy_id": deploy_id,
-                  "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                   "env": {k: v for k, v in (env or {}).items()}}
         path = self._color_file(color)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,9 +244,8 @@ class LocalPlatform(Platform):
         # stop() also kills what is left of the group of a server that was killed
         if self.proc(color).stop(timeout=drain_timeout + 2):
             progress(f"{color} did not stop in time and was killed")
-        if running and self.router_running():
-            if self.router.desired().weights.get(color, 0) == 0:
-                self.refresh_backends()
+        if running and self.router_running() and self.router.desired().weights.get(color, 0) == 0:
+            self.refresh_backends()
 
     def _mark_stopped(self, color: str) -> None:
         """A color stopped on purpose (deploy, runbook): the supervisor does not bring it back."""
@@ -257,7 +255,7 @@ class LocalPlatform(Platform):
         except (OSError, ValueError):
             return
         if not record.get("stopped_at"):
-            record["stopped_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            record["stopped_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             path.write_text(json.dumps(record, indent=2))
 
     def stopped_on_purpose(self, color: str) -> bool:
@@ -276,7 +274,7 @@ class LocalPlatform(Platform):
                            url=self.color_url(color), version=record.get("version"),
                            deploy_id=record.get("deploy_id"), started_at=record.get("started_at"),
                            env=record.get("env") or {})
-        if pid is not None and probe:
+        if pid is not None and probe and state.url:
             found = probe_color(state.url, self.config.service)
             state.healthy, state.ready, state.detail = found.healthy, found.ready, found.detail
             state.version = found.version or state.version
