@@ -38,7 +38,7 @@ BATCH_DOCS = 2000
 
 # A vocabulary of ordinary operations / retrieval words; picked with a skew (power(random(), 3)),
 # so a few words are frequent and most are rare, as in prose.
-VOCABULARY = """
+_WORDS = """
 the of and to in a is that for it as with was on be by this are or from at an which have not
 but all were when we there can been has more if will one their so about out up what only into
 other time some could these two may then do first any like now than its such over also new
@@ -57,7 +57,8 @@ because however therefore although while before after during between within with
 quickly slowly carefully usually rarely often never always sometimes again further instead
 important different available possible necessary several various specific general common large
 small recent previous current following significant relevant complete simple complex reliable
-""".split()
+"""
+VOCABULARY = _WORDS.split()
 
 
 def _sql_words() -> str:
