@@ -200,7 +200,7 @@ def fixed_overhead(bench: Bench, rounds: int) -> dict:
     return result
 
 
-def bench_dataset(bench: Bench, size_mb: int, rounds: int, skip_restore: bool) -> dict:
+def bench_dataset(bench: Bench, size_mb: int, rounds: int, restore_rounds: int, skip_restore: bool) -> dict:
     from bench.dataset import create_dataset
 
     print(f"\n== service-shaped dataset, --size-mb {size_mb} ({bench.db}) ==", flush=True)
@@ -225,7 +225,7 @@ def bench_dataset(bench: Bench, size_mb: int, rounds: int, skip_restore: bool) -
           f"reaped children)  (goal <= 150 MB)", flush=True)
     result.update(rss_vmhwm_mb=vmhwm, rss_maxrss_mb=maxrss)
     if not skip_restore:
-        plain_r, ours_r = pairs(*bench.restore_pair(), rounds)
+        plain_r, ours_r = pairs(*bench.restore_pair(), restore_rounds)
         result.update(compare("restore", RESTORE_NAMES[0], plain_r, RESTORE_NAMES[1], ours_r))
     return result
 
@@ -235,6 +235,8 @@ def main() -> int:
     parser.add_argument("--size-mb", default="1000", help="dataset sizes in MB, comma-separated (default 1000)")
     parser.add_argument("--level", type=int, default=3, help="zstd level for both sides")
     parser.add_argument("--rounds", type=int, default=5, help="alternated pairs per comparison")
+    parser.add_argument("--restore-rounds", type=int, default=None,
+                        help="pairs for the dataset restores (default: --rounds; each rebuilds the HNSW index)")
     parser.add_argument("--skip-restore", action="store_true", help="backup and RSS only")
     parser.add_argument("--skip-fixed", action="store_true", help="skip the empty-database overhead runs")
     parser.add_argument("--workdir", default=None, help="where the cluster and dumps go (default: a temp dir)")
@@ -261,7 +263,8 @@ def main() -> int:
             results.append(fixed_overhead(bench, args.rounds))
         for size in sizes:
             bench = new_bench(work, node, password, f"bench_{size}mb", args.level)
-            results.append(bench_dataset(bench, size, args.rounds, args.skip_restore))
+            results.append(bench_dataset(bench, size, args.rounds, args.restore_rounds or args.rounds,
+                                         args.skip_restore))
             bench.psql(f"DROP DATABASE {bench.db}")
     finally:
         node.stop(mode="immediate")
