@@ -49,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ragops.db import pgctl
 from ragops.netutil import free_port
 
+Run = tuple[float, float]   # (wall seconds, CPU seconds)
+
 
 def sh(cmd: str, env: dict) -> float:
     start = time.monotonic()
@@ -56,8 +58,15 @@ def sh(cmd: str, env: dict) -> float:
     return time.monotonic() - start
 
 
-def run_measured(args: list[str], env: dict) -> tuple[float, float, float]:
-    """Wall time, peak VmHWM (MB) of the process, wait4 ru_maxrss (MB)."""
+def sh_measured(cmd: str, env: dict) -> tuple[float, float]:
+    """Wall time and client CPU seconds (user + sys of bash and the tools it reaped; not the server's)."""
+    wall, cpu, _vmhwm, _maxrss = run_measured(["bash", "-o", "pipefail", "-c", cmd], env)
+    return wall, cpu
+
+
+def run_measured(args: list[str], env: dict) -> tuple[float, float, float, float]:
+    """Wall time, CPU seconds (user + sys, reaped children included), peak VmHWM (MB) of the process,
+    wait4 ru_maxrss (MB). The CPU seconds hardly depend on how busy the shared machine is."""
     start = time.monotonic()
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = [0.0]
@@ -83,7 +92,8 @@ def run_measured(args: list[str], env: dict) -> tuple[float, float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(args)}\n{stderr.decode()[-2000:]}")
-    return elapsed, peak[0], usage.ru_maxrss / 1024
+    cpu = usage.ru_utime + usage.ru_stime
+    return elapsed, cpu, peak[0], usage.ru_maxrss / 1024
 
 
 class Bench:
@@ -109,6 +119,7 @@ class Bench:
                             "tables": ["documents", "chunks"]}}}}))
         self.renv = {**os.environ, "BENCH_PG_PASSWORD": password}
         self.ragops = [sys.executable, "-m", "ragops.cli.main", "-c", str(cfg), "-q"]
+        self.rss: list[tuple[float, float]] = []
 
     def psql(self, *commands: str, db: str = "postgres") -> None:
         args = [f"{self.bindir}/psql", "-q", "-d", db]
@@ -122,17 +133,19 @@ class Bench:
     def checkpoint(self) -> None:
         self.psql("CHECKPOINT")
 
-    def plain_backup(self) -> float:
-        return sh(f"{self.bindir}/pg_dump -Fc -Z0 -d {self.db} | zstd -q -{self.level} -T1 "
+    def plain_backup(self) -> tuple[float, float]:
+        return sh_measured(f"{self.bindir}/pg_dump -Fc -Z0 -d {self.db} | zstd -q -{self.level} -T1 "
                   f"-o {self.out}/plain.dump.zst -f", self.env)
 
-    def ours_backup(self) -> tuple[float, float, float]:
+    def ours_backup(self) -> tuple[float, float]:
         shutil.rmtree(self.store, ignore_errors=True)
-        return run_measured(self.ragops + ["backup", "create"], self.renv)
+        wall, cpu, vmhwm, maxrss = run_measured(self.ragops + ["backup", "create"], self.renv)
+        self.rss.append((vmhwm, maxrss))
+        return wall, cpu
 
-    def restore_pair(self) -> tuple[Callable[[], float], Callable[[], float]]:
+    def restore_pair(self) -> tuple[Callable[[], Run], Callable[[], Run]]:
         """(plain, ours): each restores into a fresh empty database, dropped afterwards."""
-        def fresh(which: str, run: Callable[[str], float]) -> float:
+        def fresh(which: str, run: Callable[[str], Run]) -> Run:
             target_db = f"r_{which}_{self.db}"
             self.psql(f"DROP DATABASE IF EXISTS {target_db}", f"CREATE DATABASE {target_db}")
             self.checkpoint()
@@ -141,44 +154,49 @@ class Bench:
             finally:
                 self.psql(f"DROP DATABASE {target_db}")
 
-        def plain() -> float:
-            return fresh("plain", lambda t: sh(f"zstd -dc {self.out}/plain.dump.zst | "
+        def plain() -> Run:
+            return fresh("plain", lambda t: sh_measured(f"zstd -dc {self.out}/plain.dump.zst | "
                                                f"{self.bindir}/pg_restore -d {t}", self.env))
 
-        def ours() -> float:
+        def ours() -> Run:
             return fresh("ours", lambda t: run_measured(
                 self.ragops + ["--yes", "backup", "restore", "latest", "--target", self.conninfo(t)],
-                self.renv)[0])
+                self.renv)[:2])
         return plain, ours
 
 
-def pairs(plain: Callable[[], float], ours: Callable[[], float], rounds: int,
-          before: Callable[[], None] | None = None) -> tuple[list[float], list[float]]:
+def pairs(plain: Callable[[], Run], ours: Callable[[], Run], rounds: int,
+          before: Callable[[], None] | None = None) -> tuple[list[Run], list[Run]]:
     """`rounds` pairs, the order alternated (plain first, then ours first, ...)."""
-    plain_times: list[float] = []
-    our_times: list[float] = []
+    plain_runs: list[Run] = []
+    our_runs: list[Run] = []
     for round_ in range(rounds):
-        order = ((plain, plain_times), (ours, our_times))
+        order = ((plain, plain_runs), (ours, our_runs))
         for run, into in (order if round_ % 2 == 0 else order[::-1]):
             if before:
                 before()
             into.append(run())
-    return plain_times, our_times
+    return plain_runs, our_runs
 
 
-def spread(times: list[float]) -> str:
-    return f"median {statistics.median(times):.2f}s (min {min(times):.2f}, max {max(times):.2f}, n={len(times)})"
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.2f}s (min {min(values):.2f}, max {max(values):.2f}, n={len(values)})"
 
 
-def compare(what: str, plain_name: str, plain_times: list[float], our_name: str, our_times: list[float]) -> dict:
-    ratios = [o / p for p, o in zip(plain_times, our_times, strict=True)]
-    print(f"{what}:\n  {plain_name}: {spread(plain_times)}\n  {our_name}: {spread(our_times)}\n"
-          f"  ratio per pair: median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})"
-          f"  [pairs {', '.join(f'{r:.2f}' for r in ratios)}]   goal <= 1.10", flush=True)
-    return {f"{what}_plain_median_s": statistics.median(plain_times),
-            f"{what}_ragops_median_s": statistics.median(our_times),
-            f"{what}_ratio_median": statistics.median(ratios), f"{what}_ratio_min": min(ratios),
-            f"{what}_ratio_max": max(ratios)}
+def compare(what: str, plain_name: str, plain: list[Run], our_name: str, ours: list[Run]) -> dict:
+    """Wall time and CPU seconds of each side, and the per-pair ratios of both."""
+    result = {}
+    for i, figure in ((0, "wall"), (1, "cpu")):
+        p, o = [r[i] for r in plain], [r[i] for r in ours]
+        ratios = [b / a for a, b in zip(p, o, strict=True)]
+        print(f"{what} ({figure} seconds):\n  {plain_name}: {spread(p)}\n  {our_name}: {spread(o)}\n"
+              f"  ratio per pair: median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, "
+              f"max {max(ratios):.3f})  [pairs {', '.join(f'{r:.2f}' for r in ratios)}]   goal <= 1.10", flush=True)
+        result.update({f"{what}_{figure}_plain_median_s": statistics.median(p),
+                       f"{what}_{figure}_ragops_median_s": statistics.median(o),
+                       f"{what}_{figure}_ratio_median": statistics.median(ratios),
+                       f"{what}_{figure}_ratio_min": min(ratios), f"{what}_{figure}_ratio_max": max(ratios)})
+    return result
 
 
 BACKUP_NAMES = ("pg_dump -Fc -Z0 | zstd", "ragops backup create")
@@ -188,15 +206,17 @@ RESTORE_NAMES = ("zstd -dc | pg_restore", "ragops backup restore")
 def fixed_overhead(bench: Bench, rounds: int) -> dict:
     """Both sides on the schema without rows: what ragops costs before and after the bytes flow."""
     print(f"\n== fixed overhead: the service's schema, no rows ({bench.db}) ==", flush=True)
-    plain_b, ours_b = pairs(bench.plain_backup, lambda: bench.ours_backup()[0], rounds, bench.checkpoint)
+    plain_b, ours_b = pairs(bench.plain_backup, bench.ours_backup, rounds, bench.checkpoint)
     plain_r, ours_r = pairs(*bench.restore_pair(), rounds)
     result = {}
     for what, names, plain, ours in (("backup", BACKUP_NAMES, plain_b, ours_b),
                                      ("restore", RESTORE_NAMES, plain_r, ours_r)):
-        extra = statistics.median(ours) - statistics.median(plain)
-        print(f"{what} of an empty database: {names[0]} {spread(plain)}; {names[1]} {spread(ours)}; "
-              f"fixed overhead {extra:+.2f}s (median difference)", flush=True)
-        result[f"fixed_{what}_s"] = extra
+        for i, figure in ((0, "wall"), (1, "cpu")):
+            p, o = [r[i] for r in plain], [r[i] for r in ours]
+            extra = statistics.median(o) - statistics.median(p)
+            print(f"{what} of an empty database, {figure} seconds: {names[0]} {spread(p)}; {names[1]} {spread(o)}; "
+                  f"fixed overhead {extra:+.2f}s (median difference)", flush=True)
+            result[f"fixed_{what}_{figure}_s"] = extra
     return result
 
 
@@ -206,21 +226,14 @@ def bench_dataset(bench: Bench, size_mb: int, rounds: int, restore_rounds: int, 
     print(f"\n== service-shaped dataset, --size-mb {size_mb} ({bench.db}) ==", flush=True)
     stats = create_dataset(bench.conninfo(bench.db), size_mb)
     sh(f"{bench.bindir}/pg_dump -Fc -Z0 -d {bench.db} > /dev/null", bench.env)   # warm the cache for both
-    rss: list[tuple[float, float]] = []
-
-    def ours() -> float:
-        elapsed, vmhwm, maxrss = bench.ours_backup()
-        rss.append((vmhwm, maxrss))
-        return elapsed
-
-    plain_times, our_times = pairs(bench.plain_backup, ours, rounds, bench.checkpoint)
+    plain_runs, our_runs = pairs(bench.plain_backup, bench.ours_backup, rounds, bench.checkpoint)
     stored = sum(p.stat().st_size for p in bench.store.rglob("*.age"))
     plain_size = (bench.out / "plain.dump.zst").stat().st_size
     print(f"database {stats['db_bytes'] / 1e6:.0f} MB, created in {stats['seconds']}s; compressed dump "
           f"{plain_size / 1e6:.0f} MB (zstd -{bench.level}), ragops stored {stored / 1e6:.0f} MB", flush=True)
     result = {"size_mb": size_mb, "db_bytes": stats["db_bytes"], "create_s": stats["seconds"],
-              **compare("backup", BACKUP_NAMES[0], plain_times, BACKUP_NAMES[1], our_times)}
-    vmhwm, maxrss = max(r[0] for r in rss), max(r[1] for r in rss)
+              **compare("backup", BACKUP_NAMES[0], plain_runs, BACKUP_NAMES[1], our_runs)}
+    vmhwm, maxrss = max(r[0] for r in bench.rss), max(r[1] for r in bench.rss)
     print(f"peak RSS of ragops backup create: {vmhwm:.0f} MB (VmHWM), {maxrss:.0f} MB (wait4 ru_maxrss, incl. "
           f"reaped children)  (goal <= 150 MB)", flush=True)
     result.update(rss_vmhwm_mb=vmhwm, rss_maxrss_mb=maxrss)
