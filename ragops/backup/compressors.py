@@ -75,7 +75,7 @@ class _ReadAhead:
 
 
 class Zstd:
-    """zstandard, one compression thread, level from backups.compression_level (default 3)."""
+    """zstandard, single-threaded, level from backups.compression_level (default 3)."""
 
     name = "zstd"
 
@@ -85,10 +85,7 @@ class Zstd:
     def compress(self, source):
         import zstandard
 
-        # threads=1 is what `zstd -T1` does: libzstd compresses in one worker thread (without the
-        # GIL) while this thread reads pg_dump's pipe, encrypts, hashes and writes, so those
-        # costs overlap the compression instead of adding to it. Still one compression thread.
-        reader = zstandard.ZstdCompressor(level=self.level, threads=1).stream_reader(source, read_size=PIPE_SIZE)
+        reader = zstandard.ZstdCompressor(level=self.level).stream_reader(source, read_size=PIPE_SIZE)
         return _ReadAhead(reader, PIPE_SIZE)
 
     def decompress(self, sink):
