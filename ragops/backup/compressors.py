@@ -51,6 +51,29 @@ class _Writer:
         self.out.flush()
 
 
+class _ReadAhead:
+    """read(n) served from 1 MiB reads of `raw`. The age stage asks for 8 KiB at a time, and a
+    compressor call per 8 KiB cost about 15 % more CPU than the compression itself needs."""
+
+    def __init__(self, raw, size: int):
+        self.raw = raw
+        self.size = size
+        self.buffer = b""
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.pos >= len(self.buffer):
+            self.buffer = self.raw.read(self.size)
+            self.pos = 0
+            if not self.buffer:
+                return b""
+        if n is None or n < 0:
+            n = len(self.buffer) - self.pos
+        out = self.buffer[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+
 class Zstd:
     """zstandard, single-threaded, level from backups.compression_level (default 3)."""
 
@@ -62,7 +85,8 @@ class Zstd:
     def compress(self, source):
         import zstandard
 
-        return zstandard.ZstdCompressor(level=self.level).stream_reader(source, read_size=PIPE_SIZE)
+        reader = zstandard.ZstdCompressor(level=self.level).stream_reader(source, read_size=PIPE_SIZE)
+        return _ReadAhead(reader, PIPE_SIZE)
 
     def decompress(self, sink):
         import zstandard

@@ -24,28 +24,114 @@ def source_params(config) -> dict:
 
 
 def params_from_dsn(dsn: str) -> dict:
-    from psycopg.conninfo import conninfo_to_dict
-
     from ragops.secrets import register_secret
 
     try:
-        params = conninfo_to_dict(dsn)
-    except Exception:  # noqa: BLE001 - the message could echo the password
-        raise UsageError("--target: not a valid PostgreSQL connection string") from None
+        params = parse_conninfo(dsn)
+    except ValueError:
+        params = _libpq_parse(dsn)   # what the small parser leaves to libpq (multi-host URIs, ...)
     password = params.get("password")
     register_secret(str(password) if password is not None else None)
     return params
 
 
+def _libpq_parse(dsn: str) -> dict:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001 - the message could echo the password
+        raise UsageError("--target: not a valid PostgreSQL connection string") from None
+
+
+# Restore never connects through psycopg, so its target is parsed here rather than by importing
+# psycopg (about 0.1 s of start-up on an idle machine, several times that on a busy one).
+def parse_conninfo(text: str) -> dict:
+    """libpq's rules: key=value pairs (values unquoted or single-quoted, backslash escapes), or a
+    postgresql:// URI. Raises ValueError on anything it does not understand."""
+    if text.startswith(("postgresql://", "postgres://")):
+        return _parse_uri(text)
+    params: dict = {}
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            return params
+        start = i
+        while i < n and not text[i].isspace() and text[i] != "=":
+            i += 1
+        key = text[start:i]
+        while i < n and text[i].isspace():
+            i += 1
+        if not key or i >= n or text[i] != "=":
+            raise ValueError(f"missing '=' after {key!r}")
+        i += 1
+        while i < n and text[i].isspace():
+            i += 1
+        value: list[str] = []
+        if i < n and text[i] == "'":
+            i += 1
+            while True:
+                if i >= n:
+                    raise ValueError("unterminated quoted string")
+                if text[i] == "\\" and i + 1 < n:
+                    value.append(text[i + 1])
+                    i += 2
+                elif text[i] == "'":
+                    i += 1
+                    break
+                else:
+                    value.append(text[i])
+                    i += 1
+        else:
+            while i < n and not text[i].isspace():
+                if text[i] == "\\" and i + 1 < n:
+                    value.append(text[i + 1])
+                    i += 2
+                else:
+                    value.append(text[i])
+                    i += 1
+        params[key] = "".join(value)
+
+
+def _parse_uri(text: str) -> dict:
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    parts = urlsplit(text)
+    if "," in parts.netloc or "[" in parts.netloc:
+        raise ValueError("multi-host and IPv6 URIs are left to libpq")
+    params: dict = {}
+    if parts.username:
+        params["user"] = unquote(parts.username)
+    if parts.password is not None:
+        params["password"] = unquote(parts.password)
+    if parts.hostname:
+        params["host"] = unquote(parts.hostname)
+    if parts.port:
+        params["port"] = str(parts.port)
+    if parts.path.strip("/"):
+        params["dbname"] = unquote(parts.path[1:])
+    for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)):
+        params[key] = value
+    return params
+
+
+def make_conninfo(params: dict) -> str:
+    """key='value' pairs with libpq's quoting (backslash before \\ and ')."""
+    def quote(value) -> str:
+        return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return " ".join(f"{key}={quote(value)}" for key, value in params.items() if value is not None)
+
+
 def tool_call(params: dict) -> tuple[str, dict]:
     """A conninfo without the password (it goes into PGPASSWORD, not onto a command line)."""
-    from psycopg.conninfo import make_conninfo
-
-    rest = {k: v for k, v in params.items() if k != "password" and v is not None}
+    rest = {k: v for k, v in params.items() if k != "password"}
     env = {**os.environ, "PGCONNECT_TIMEOUT": str(params.get("connect_timeout") or 10)}
     if params.get("password"):
         env["PGPASSWORD"] = str(params["password"])
-    return make_conninfo(**rest), env
+    return make_conninfo(rest), env
 
 
 def describe(params: dict) -> str:
