@@ -92,7 +92,9 @@ def test_non_breaking_migration_keeps_the_warm_color_ready_and_rollback_flips(mo
     result = json.loads(proc.stdout)
     assert result["result"] == "succeeded" and result["version"] == "v1"
     assert "flip router to warm" in proc.stderr, proc.stderr
-    assert not [s for s in result["steps"] if s["name"] == "warm color"], "the warm color was restarted"
+    warm = [s for s in result["steps"] if s["name"] == "warm color"]
+    assert warm and warm[0]["ok"] is True and "is ready" in warm[0]["detail"], warm   # flipped, not restarted
+    assert not [s for s in result["steps"] if "starting it" in s.get("detail", "")], "the warm color was restarted"
 
 
 def test_breaking_migration_is_refused_cleanly_with_the_gate_message_recorded(moved_stack):
