@@ -94,6 +94,7 @@ def test_down_leaves_no_process_and_up_restores():
     from tests.integration.conftest import _start_stack
 
     stack = _start_stack(server_tmpdir("stack"))
+    stack.cli("deploy", "--version", "v2", "--yes", check=True, timeout=240)   # green v2 is live now
     status = stack.json("status")
     pids = [c["pid"] for c in status["colors"] if c["pid"]]
     run_dir = stack.state_dir / "run"
@@ -109,9 +110,12 @@ def test_down_leaves_no_process_and_up_restores():
         assert not os.path.exists(f"/proc/{pid}") or _zombie(pid), f"process {pid} survived `ragops down`"
     assert not any(run_dir.glob("*.pid"))
     assert (data["primary"] / "PG_VERSION").exists(), "data must be kept"
-    # a second up brings it back with the data
-    stack.cli("up", check=True, timeout=120)
-    assert stack.json("status")["router"]["weights"] == {"blue": 100}
+    # a second up brings back what was live (green v2, not service.version v1), with the data, and says so
+    up = stack.cli("up", check=True, timeout=120)
+    assert "start green v2 (it was live)" in up.stdout + up.stderr, up.stdout + up.stderr
+    status = stack.json("status")
+    assert status["router"]["weights"] == {"green": 100}
+    assert {c["color"]: c["version"] for c in status["colors"] if c["running"]}.get("green") == "v2"
     stack.cli("down", "--purge", "--yes", check=True)
     assert not stack.state_dir.exists() and not data["primary"].exists()
 
