@@ -343,6 +343,8 @@ class LocalPlatform(Platform):
             if state.running or (skip_stopped and self.stopped_on_purpose(color)):
                 continue
             version = state.version or self.config.service.version
+            if state.version:
+                progress(f"restoring {color} ({version}): it was live before")
             self.start_color(color, version, deploy_id=state.deploy_id or f"up-{uuid.uuid4().hex[:8]}",
                              env=state.env, progress=progress)
             steps.append(f"start {color} {version}" + (" (it was live)" if state.version else ""))

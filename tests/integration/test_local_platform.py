@@ -112,7 +112,7 @@ def test_down_leaves_no_process_and_up_restores():
     assert (data["primary"] / "PG_VERSION").exists(), "data must be kept"
     # a second up brings back what was live (green v2, not service.version v1), with the data, and says so
     up = stack.cli("up", check=True, timeout=120)
-    assert "start green v2 (it was live)" in up.stdout + up.stderr, up.stdout + up.stderr
+    assert "restoring green (v2): it was live before" in up.stderr, up.stderr
     status = stack.json("status")
     assert status["router"]["weights"] == {"green": 100}
     assert {c["color"]: c["version"] for c in status["colors"] if c["running"]}.get("green") == "v2"
