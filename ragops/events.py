@@ -42,6 +42,15 @@ class Event:
 Progress = Callable[[Event], None]
 """The one progress callback type engines receive."""
 
+# Engines that still report plain status lines (platforms, database, backups, DNS, failover) take a Say;
+# the one definition, so that every module means the same callback.
+Say = Callable[[str], None]
+MaybeSay = Say | None
+
+
+def quiet(_message: str) -> None:
+    """The Say that says nothing (a default)."""
+
 
 def say(progress: Progress | None, message: str) -> None:
     """Report a plain status line (a `status` event); a missing callback is fine."""

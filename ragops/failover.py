@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, overload
 
 from ragops.errors import OperationFailed, UsageError
+from ragops.events import MaybeSay as Progress
 from ragops.secrets import redact
 
 if TYPE_CHECKING:
     from ragops.platforms.base import Platform
 
-Progress = Callable[[str], None] | None
 
 
 def _now() -> datetime:

@@ -17,13 +17,12 @@ import hashlib
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Protocol
 
 from ragops.errors import OperationFailed
-
-Progress = Callable[[str], None] | None
+from ragops.events import MaybeSay as Progress
 
 PIPE_SIZE = 1024 * 1024
 

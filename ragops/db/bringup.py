@@ -5,15 +5,9 @@ Used by platforms that own the database's data directories (local); idempotent l
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ragops.config import Config
-
-Progress = Callable[[str], None]
-
-
-def _noop(_: str) -> None:
-    pass
+from ragops.events import Say as Progress
+from ragops.events import quiet as _noop
 
 
 def database_up(config: Config, progress: Progress = _noop) -> list[str]:

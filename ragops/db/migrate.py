@@ -9,11 +9,12 @@ A transaction-level advisory lock keeps two runners from applying the same file 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragops.errors import OperationFailed
+from ragops.events import Say as Progress
 from ragops.resources import shipped_dir
 from ragops.secrets import redact
 
@@ -25,7 +26,6 @@ BREAKING_MARK = "-- ragops: breaking"
 BREAKING_SCAN_LINES = 5
 LOCK_KEY = 7_265_616_730   # pg_advisory_lock key shared by every ragops migration runner
 
-Progress = Callable[[str], None]
 
 
 def default_migrations_dir() -> Path:

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,10 +22,9 @@ from pathlib import Path
 from ragops.config import Config, DbNode
 from ragops.db.connect import all_nodes, find_node, node_dsn
 from ragops.errors import GateFailed, OperationFailed, UsageError
+from ragops.events import MaybeSay as Progress
 from ragops.platforms import platform_class
 from ragops.secrets import redact
-
-Progress = Callable[[str], None] | None
 
 ADMIN_DB = "postgres"          # ragops' own bookkeeping lives in the always-present database
 HEARTBEAT_TABLE = "ragops_heartbeat"

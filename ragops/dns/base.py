@@ -20,9 +20,8 @@ from typing import Any
 
 from ragops import journal
 from ragops.errors import ConfigError, UsageError
+from ragops.events import MaybeSay as Progress
 from ragops.secrets import redact
-
-Progress = Callable[[str], None] | None
 
 JOURNAL = "dns-changes.jsonl"
 

@@ -7,12 +7,13 @@ annotations); files under the state directory are a journal and a cache.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ragops.errors import OperationFailed
+from ragops.events import Say as Progress
+from ragops.events import quiet as _noop
 
 if TYPE_CHECKING:
     import httpx
@@ -21,11 +22,8 @@ if TYPE_CHECKING:
 
 COLORS = ("blue", "green")
 
-Progress = Callable[[str], None]
 
 
-def _noop(_: str) -> None:
-    pass
 
 
 def other_color(color: str) -> str:

@@ -28,9 +28,10 @@ from pathlib import Path
 
 from ragops.config import Config
 from ragops.errors import OperationFailed
+from ragops.events import quiet as _noop
 from ragops.netutil import split_host_port
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, probe_color, with_weights
-from ragops.platforms.docker_host import LABEL, DockerHost, _error_text, _noop, _now
+from ragops.platforms.docker_host import LABEL, DockerHost, _error_text, _now
 from ragops.platforms.service_env import service_env
 
 

@@ -13,11 +13,8 @@ from dataclasses import dataclass, field
 
 from ragops.config import Config
 from ragops.errors import OperationFailed
+from ragops.events import quiet as _noop
 from ragops.platforms.base import Progress
-
-
-def _noop(_: str) -> None:
-    pass
 
 
 @dataclass

@@ -23,10 +23,6 @@ ROUTER_ROOT = "/etc/traefik"         # where <dir>/router is mounted in the rout
 LABEL = "ragops"
 
 
-def _noop(_: str) -> None:
-    pass
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

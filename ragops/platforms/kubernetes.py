@@ -35,13 +35,10 @@ from typing import Any
 
 from ragops.config import Config
 from ragops.errors import ConfigError, OperationFailed
+from ragops.events import quiet as _noop
 from ragops.platforms import k8s_manifests as m
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, other_color, probe_color, with_weights
 from ragops.routing import traefik_crd as crd
-
-
-def _noop(_: str) -> None:
-    pass
 
 
 def _now() -> str:

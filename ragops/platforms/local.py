@@ -25,15 +25,12 @@ from pathlib import Path
 
 from ragops.config import Config
 from ragops.errors import OperationFailed
+from ragops.events import quiet as _noop
 from ragops.netutil import port_open, split_host_port
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, TokenFileLock, probe_color, with_weights
 from ragops.platforms.service_env import service_env
 from ragops.process import ManagedProcess
 from ragops.routing import FileStore, Router, get_router
-
-
-def _noop(_: str) -> None:
-    pass
 
 
 class FileLock(TokenFileLock):
