@@ -45,7 +45,7 @@ from pydantic import (
     model_validator,
 )
 
-from ragops.config import Duration
+from ragops.config_types import Duration
 from ragops.durations import parse_duration
 from ragops.errors import ConfigError
 from ragops.resources import shipped_dir
