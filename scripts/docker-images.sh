@@ -10,7 +10,10 @@
 #   5. ragops/rag-service:src-<hash of service/>  from service/Dockerfile with
 #                                BASE_IMAGE=ragops/base:bookworm (also :latest); skipped when the
 #                                image for the current sources exists
-# It prints the three image names as KEY=VALUE lines on stdout (status goes to stderr).
+#   6. ragops/postgres:16        FROM the base image: the pgserver wheel's PostgreSQL 16 + pgvector
+#                                (scripts/postgres-image/), non-root, HEALTHCHECK; also tagged
+#                                :16-<hash of that folder>, skipped when that image exists
+# It prints the four image names as KEY=VALUE lines on stdout (status goes to stderr).
 # No registry is used or needed. Run as root (apt, dockerd, debootstrap).
 #
 #   scripts/docker-images.sh            everything above
@@ -22,6 +25,8 @@ CACHE="${RAGOPS_DOCKER_CACHE:-/var/cache/ragops-docker}"
 BASE_IMAGE="${RAGOPS_BASE_IMAGE:-ragops/base:bookworm}"
 SERVICE_REPO="${RAGOPS_SERVICE_IMAGE:-ragops/rag-service}"
 TRAEFIK_REPO="${RAGOPS_TRAEFIK_IMAGE:-ragops/traefik}"
+POSTGRES_REPO="${RAGOPS_POSTGRES_IMAGE:-ragops/postgres}"
+PGSERVER_VERSION="${RAGOPS_PGSERVER_VERSION:-0.1.4}"   # the pgserver wheel ragops itself pins
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CA_BUNDLE="${RAGOPS_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 export DOCKER_BUILDKIT=0          # the legacy builder: no buildx plugin, no registry for the frontend
@@ -43,11 +48,16 @@ service_hash() {
         ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-12
 }
 
+postgres_hash() {
+    (cd "$REPO/scripts/postgres-image" && sha256sum Dockerfile entrypoint.sh; echo "$PGSERVER_VERSION $BASE_IMAGE") \
+        | sha256sum | cut -c1-12
+}
+
 if [[ "${1:-}" == "--check" ]]; then
     "$DOCKER" info >/dev/null 2>&1 || exit 1
     traefik_version="$("$(find_traefik)" version | awk '/^Version:/ {print $2}')"
     have_image "$BASE_IMAGE" && have_image "$TRAEFIK_REPO:$traefik_version" \
-        && have_image "$SERVICE_REPO:src-$(service_hash)"
+        && have_image "$SERVICE_REPO:src-$(service_hash)" && have_image "$POSTGRES_REPO:16-$(postgres_hash)"
     exit $?
 fi
 
@@ -132,7 +142,20 @@ fi
 { "$DOCKER" images "$SERVICE_REPO" --format '{{.Tag}}' | grep '^src-' | grep -vx "src-$hash" || true; } \
     | while read -r tag; do "$DOCKER" rmi "$SERVICE_REPO:$tag" >/dev/null 2>&1 || true; done
 
+# ---- 6. PostgreSQL 16 image ---------------------------------------------------------------------
+pg_hash="$(postgres_hash)"
+if ! have_image "$POSTGRES_REPO:16-$pg_hash"; then
+    log "building $POSTGRES_REPO:16-$pg_hash (pgserver $PGSERVER_VERSION FROM $BASE_IMAGE)"
+    "$DOCKER" build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        --build-arg "PGSERVER_VERSION=$PGSERVER_VERSION" --label "ragops.image=postgres" \
+        --label "ragops.source_hash=$pg_hash" -t "$POSTGRES_REPO:16-$pg_hash" "$REPO/scripts/postgres-image" >&2
+fi
+"$DOCKER" tag "$POSTGRES_REPO:16-$pg_hash" "$POSTGRES_REPO:16"
+{ "$DOCKER" images "$POSTGRES_REPO" --format '{{.Tag}}' | grep '^16-' | grep -vx "16-$pg_hash" || true; } \
+    | while read -r tag; do "$DOCKER" rmi "$POSTGRES_REPO:$tag" >/dev/null 2>&1 || true; done
+
 log "ready in $(( $(date +%s) - start ))s"
 echo "BASE_IMAGE=$BASE_IMAGE"
 echo "TRAEFIK_IMAGE=$TRAEFIK_REPO:$traefik_version"
 echo "SERVICE_IMAGE=$SERVICE_REPO:src-$hash"
+echo "POSTGRES_IMAGE=$POSTGRES_REPO:16"
