@@ -23,6 +23,7 @@ from pydantic import (
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
 from ragops.errors import ConfigError
+from ragops.platforms.docker_db_settings import DockerDatabaseSettings
 from ragops.yamlfile import config_error, load_file_text
 
 DEFAULT_CONFIG = "ragops.yaml"
@@ -85,6 +86,7 @@ class DatabaseConfig(Strict):
     bin_dir: str | None = None                   # PostgreSQL binaries; default: the pgserver wheel's
     synchronous: bool = False                    # synchronous_standby_names on the primary
     dsn: SecretRef | None = None                 # external database instead of managed nodes
+    accessories: bool | None = None              # docker: nodes as containers (default: when no dsn)
 
     @model_validator(mode="after")
     def _unique_names(self) -> DatabaseConfig:
@@ -249,6 +251,7 @@ class DockerSettings(Strict):
     push: bool = False                           # `ragops build`: push <service.image>:<version>
     host_settings: dict[str, DockerHostSettings] = {}
     accessories: dict[str, Accessory] = {}
+    database: DockerDatabaseSettings = DockerDatabaseSettings()
 
 
 class KubernetesSettings(Strict):

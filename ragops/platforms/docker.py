@@ -24,7 +24,9 @@ verified ssh connection; Traefik's API (router.api, also 127.0.0.1) is reached t
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragops.config import Config
 from ragops.errors import OperationFailed
@@ -34,9 +36,15 @@ from ragops.platforms.base import COLORS, ColorState, Platform, Progress, probe_
 from ragops.platforms.docker_host import LABEL, DockerHost, _error_text, _now
 from ragops.platforms.service_env import service_env
 
+if TYPE_CHECKING:
+    from ragops.platforms.docker_db import DockerDatabase
+
 
 class DockerPlatform(Platform):
     name = "docker"
+    #: an unset database password / API key / backup key is generated under the state dir (and the
+    #: database containers get it as a mounted file), as on local
+    generates_local_secrets = True
 
     def __init__(self, config: Config):
         self.config = config
@@ -44,6 +52,13 @@ class DockerPlatform(Platform):
             raise OperationFailed(f"environments.{config.env_name}.hosts: no docker host configured")
         self.hosts = [DockerHost(self, spec, index) for index, spec in enumerate(config.env.hosts)]
         self.primary = self.hosts[0]
+
+    @cached_property
+    def database(self) -> DockerDatabase | None:
+        """The database containers (database.accessories), on the first host; None with database.dsn."""
+        from ragops.platforms.docker_db import DockerDatabase, enabled
+
+        return DockerDatabase(self.config, self.primary) if enabled(self.config) else None
 
     def __del__(self):
         for host in getattr(self, "hosts", []):
@@ -141,6 +156,8 @@ class DockerPlatform(Platform):
         """Start `color` on every host; if one host fails, the color is removed from all of them."""
         image = self.image_ref(version)
         full_env = service_env(self.config, color, version, env)
+        if self.database is not None and "RAG_DATABASE_URL" not in (env or {}):
+            full_env["RAG_DATABASE_URL"] = self.database.app_dsn()   # the nodes by name on the network
         labels = {f"{LABEL}.version": version, f"{LABEL}.deploy_id": deploy_id, f"{LABEL}.started_at": _now(),
                   f"{LABEL}.image": image, f"{LABEL}.overrides": json.dumps(env or {}, sort_keys=True)}
         for host in self.hosts:
@@ -246,7 +263,10 @@ class DockerPlatform(Platform):
             host = next(h for h in self.hosts if h.spec == (spec.host or self.primary.spec))
             if host.start_accessory(name, spec, progress):
                 steps.append(f"accessory {name} on {host.label}")
-        steps += [f"migrate {name}" for name in self._migrate(progress)]
+        if self.database is not None:
+            steps += self.database.up(progress)
+        else:
+            steps += [f"migrate {name}" for name in self._migrate(progress)]
         for host in self.hosts:
             if host.start_router(progress):
                 steps.append(f"router on {host.label}")
@@ -275,8 +295,13 @@ class DockerPlatform(Platform):
         lines = [f"network {host.instance} on {host.label}" for host in self.hosts]
         for name, spec in config.env.docker.accessories.items():
             lines.append(f"accessory {name} ({spec.image}) on {spec.host or self.primary.label}")
-        lines.append(f"database: migrations from {config.service.path}/migrations applied through database.dsn"
-                     if config.database.dsn else "database: no database.dsn; migrations are left to its owner")
+        if self.database is not None:
+            lines += self.database.plan()
+            lines.append(f"database: migrations from {config.service.path}/migrations applied on the primary")
+        else:
+            lines.append(f"database: migrations from {config.service.path}/migrations applied through "
+                         f"database.dsn" if config.database.dsn else
+                         "database: no database.dsn; migrations are left to its owner")
         lines += [f"router: {config.router.image} on {host.label}, listening on {host.router_listen}"
                   for host in self.hosts]
         lines.append(f"service: blue {self.image_ref(config.service.version)} on "
@@ -288,10 +313,10 @@ class DockerPlatform(Platform):
         steps: list[str] = []
         for host in self.hosts:
             owned = host.owned()
-            order = {"worker": 0, "color": 1, "router": 2, "accessory": 3}
+            order = {"worker": 0, "color": 1, "router": 2, "accessory": 3, "database": 4}
             for container in sorted(owned, key=lambda c: order.get(c.labels.get(f"{LABEL}.role"), 9)):
                 role = container.labels.get(f"{LABEL}.role")
-                timeout = self.config.deploy.drain_timeout if role == "color" else 10
+                timeout = self.config.deploy.drain_timeout if role == "color" else 30 if role == "database" else 10
                 progress(f"{host.label}: removing {container.name}")
                 host._stop(container, timeout)
                 steps.append(f"remove {container.name} ({host.label})")

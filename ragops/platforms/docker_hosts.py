@@ -263,6 +263,17 @@ class LocalDir:
     def unlink(self, name: str) -> None:
         (self.root / name).unlink(missing_ok=True)
 
+    def write_secret(self, name: str, text: str) -> None:
+        """A file a container mounts read-only: mode 0444 inside a 0700 folder only its owner enters."""
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+
     def remove_tree(self) -> None:
         import shutil
 
@@ -368,6 +379,14 @@ class SftpDir:
             self.sftp.remove(self.path(name))
         except FileNotFoundError:
             pass
+
+    def write_secret(self, name: str, text: str) -> None:
+        """As LocalDir.write_secret, on the ssh host: 0444 inside a 0700 folder."""
+        folder = posixpath.dirname(name) or "."
+        self.makedirs(folder)
+        self.sftp.chmod(self.path(folder), 0o700)
+        self.write_bytes_atomic(name, text.encode())
+        self.sftp.chmod(self.path(name), 0o444)
 
     def remove_tree(self) -> None:
         import stat

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 CAPABILITIES = {
     "local": {"generates_local_secrets": True, "owns_database_files": True,
               "runs_migrations_in_preflight": True, "supports_regions": True},
-    "docker": {"generates_local_secrets": False, "owns_database_files": False,
+    "docker": {"generates_local_secrets": True, "owns_database_files": False,
                "runs_migrations_in_preflight": False, "supports_regions": False},
     "kubernetes": {"generates_local_secrets": False, "owns_database_files": False,
                    "runs_migrations_in_preflight": False, "supports_regions": False},
@@ -72,9 +72,12 @@ def test_secrets_follow_the_capability_not_the_name(tmp_path):
     local = _config(tmp_path / "local", "local")
     assert db_password(local) == db_password(local)          # generated once, then read back
     assert api_keys(local)
-    docker = _config(tmp_path, "docker")
-    with pytest.raises(ConfigError, match=r"environments\.e\.database\.password: required for the docker platform"):
-        db_password(docker)
+    (tmp_path / "docker").mkdir()
+    docker = _config(tmp_path / "docker", "docker")    # docker generates them too (database containers)
+    assert db_password(docker) == db_password(docker) and api_keys(docker)
+    kubernetes = _config(tmp_path, "kubernetes")
+    with pytest.raises(ConfigError, match=r"environments\.e\.database\.password: required for the kubernetes"):
+        db_password(kubernetes)
 
 
 def test_regions_only_where_supported(tmp_path):

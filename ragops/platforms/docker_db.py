@@ -1,0 +1,234 @@
+"""The docker platform's PostgreSQL: the configured primary and replicas as containers.
+
+With `database.accessories: true` (the default of a docker environment without `database.dsn`),
+`ragops up` runs every node of `database` as a container of `docker.database.image` (built by
+scripts/docker-images.sh: the pgserver wheel's PostgreSQL 16, as on the local platform) on the
+first host:
+
+  <instance>-db-<node>        labels ragops.role=database, ragops.node=<node>; joins the
+                              environment's network (bridge) under its container name
+  <instance>-db-<node>-data   its named volume (kept by `down`, removed by `down --purge`)
+
+The superuser password (database.password, or the generated state secret) reaches the containers
+as a mounted file (<host dir>/secrets/pg-password, mode 0444 in a 0700 folder), never as an
+environment value or a label. The primary is initialised by the image's entrypoint (initdb);
+replicas clone it with pg_basebackup -R over the network and stream from their replication slot.
+Role, database and migrations are applied by ragops through the node's published port
+(127.0.0.1:<node.port>), with the same functions as on the local platform (ragops.db.bringup).
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ragops.errors import OperationFailed
+from ragops.events import Say as Progress
+from ragops.events import quiet as _noop
+
+if TYPE_CHECKING:
+    from ragops.config import Config, DbNode
+    from ragops.platforms.docker_host import DockerHost
+
+PG_PORT = 5432                       # inside the container, in bridge mode
+PGDATA_ROOT = "/var/lib/postgresql"  # the image's pg home; the volume is mounted here
+PASSWORD_FILE = "/run/secrets/pg-password"
+SECRET_NAME = "secrets/pg-password"
+
+
+def enabled(config: Config) -> bool:
+    """Whether ragops runs the database as containers for this docker environment."""
+    flag = config.database.accessories
+    return (not config.database.dsn) if flag is None else flag
+
+
+class DockerDatabase:
+    """The database nodes of one docker environment, on its first host."""
+
+    def __init__(self, config: Config, host: DockerHost):
+        self.config = config
+        self.host = host
+        self.settings = config.env.docker.database
+
+    # ---- names ----------------------------------------------------------------------------------
+    def part(self, node: DbNode) -> str:
+        return f"db-{node.name}"
+
+    def address(self, node: DbNode) -> tuple[str, int]:
+        """How the colors and the other nodes reach `node`."""
+        if self.host.host_network:
+            return "127.0.0.1", node.port
+        return self.host.name(self.part(node)), PG_PORT
+
+    def nodes(self) -> list[DbNode]:
+        from ragops.db.connect import all_nodes
+
+        return all_nodes(self.config)
+
+    def app_dsn(self) -> str:
+        """The colors' conninfo: every node by its address on the environment's network."""
+        from ragops.db.connect import db_password
+
+        db = self.config.database
+        addresses = [self.address(node) for node in self.nodes()]
+        return (f"host={','.join(a[0] for a in addresses)} port={','.join(str(a[1]) for a in addresses)} "
+                f"dbname={db.name} user={db.user} password={db_password(self.config)} "
+                f"target_session_attrs=read-write connect_timeout=3 application_name=ragservice")
+
+    def plan(self) -> list[str]:
+        image = self.settings.image
+        return [f"database node {node.name}: container {self.host.name(self.part(node))} ({image}), volume "
+                f"{self.host.name(self.part(node) + '-data')}, 127.0.0.1:{node.port}" for node in self.nodes()]
+
+    # ---- up -------------------------------------------------------------------------------------
+    def up(self, progress: Progress = _noop) -> list[str]:
+        """Start every node (creating the missing ones), then role, database and migrations."""
+        from ragops.db.bringup import _role_and_database
+        from ragops.db.connect import db_password
+
+        password = db_password(self.config)
+        self.host.require_image(self.settings.image, "docker.database.image")
+        self.host.dir.write_secret(SECRET_NAME, password + "\n")
+        if not self.host.host_network:
+            self.host.ensure_network(progress)
+        steps: list[str] = []
+        db = self.config.database
+        initialised = {node.name: self._has_volume(node) for node in self.nodes()}
+        fresh = not any(initialised.values())
+        for node in self.nodes():      # nodes with data first: one of them is the primary
+            replica = node is not db.primary
+            if initialised[node.name] and self._start(node, "replica" if replica else "primary", progress,
+                                                      source=db.primary if replica else None):
+                steps.append(f"start database node {node.name}")
+        if fresh and self._start(db.primary, "primary", progress):
+            steps.append(f"create database node {db.primary.name} (primary)")
+        primary = self._wait_primary(progress)
+        steps += _role_and_database(self.config, primary.name, password)
+        for node in db.replicas:
+            if not initialised[node.name]:
+                self._drop_stale_slot(primary, node)
+                if self._start(node, "replica", progress, source=primary):
+                    steps.append(f"create database node {node.name} (replica of {primary.name})")
+        for node in db.replicas:
+            self._wait_reachable(node)
+        steps += [f"migrate {name}" for name in self._migrate(primary, progress)]
+        return steps
+
+    def _has_volume(self, node: DbNode) -> bool:
+        import docker
+
+        try:
+            self.host.client.volumes.get(self.host.name(self.part(node) + "-data"))
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    def _start(self, node: DbNode, role: str, progress: Progress, source: DbNode | None = None) -> bool:
+        """Run the node's container unless it runs; False when it was already running."""
+        import docker
+
+        from ragops.db.pgctl import BASE_SETTINGS
+
+        host = self.host
+        found = host.container(self.part(node))
+        if found is not None and found.status == "running":
+            return False
+        if found is not None:
+            found.remove(force=True)
+        volume = host.name(self.part(node) + "-data")
+        try:
+            host.client.volumes.get(volume)
+        except docker.errors.NotFound:
+            host.client.volumes.create(volume, labels=host.labels("volume", node=node.name))
+        settings = {**BASE_SETTINGS, "unix_socket_directories": "'/tmp'"}
+        settings["listen_addresses"] = "'127.0.0.1'" if host.host_network else "'*'"
+        command = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value.strip(chr(39))}")]
+        env = {"RAGOPS_PG_ROLE": role, "RAGOPS_PG_SUPERUSER": self.config.database.superuser,
+               "RAGOPS_PG_PASSWORD_FILE": PASSWORD_FILE, "RAGOPS_PG_NAME": node.name}
+        if source is not None:
+            from ragops.db.replication import slot_name
+
+            source_host, source_port = self.address(source)
+            env.update(RAGOPS_PG_PRIMARY=f"{source_host}:{source_port}", RAGOPS_PG_SLOT=slot_name(node.name))
+        kwargs: dict = dict(
+            image=self.settings.image, name=host.name(self.part(node)), detach=True, environment=env,
+            command=command, labels=host.labels("database", node=node.name), shm_size=self.settings.shm_size,
+            volumes={volume: {"bind": PGDATA_ROOT, "mode": "rw"},
+                     host.dir.path(SECRET_NAME): {"bind": PASSWORD_FILE, "mode": "ro"}},
+            restart_policy={"Name": "unless-stopped"}, stop_signal="SIGINT")
+        if host.host_network:
+            kwargs["network_mode"] = "host"
+            kwargs["command"] = command + ["-c", f"port={node.port}"]
+        else:
+            kwargs["network"] = host.instance
+            kwargs["ports"] = {f"{PG_PORT}/tcp": ("127.0.0.1", node.port)}
+        progress(f"{host.label}: starting database node {host.name(self.part(node))} ({role}) "
+                 f"on 127.0.0.1:{node.port}")
+        try:
+            host.client.containers.run(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - docker API errors: one line naming the node
+            from ragops.platforms.docker_host import _error_text
+
+            raise OperationFailed(f"host {host.label}: could not start database node {node.name}: "
+                                  f"{_error_text(exc)}") from None
+        return True
+
+    def _wait_reachable(self, node: DbNode) -> None:
+        from ragops.db.connect import connect, node_dsn
+        from ragops.secrets import redact
+
+        deadline = time.monotonic() + self.settings.start_timeout
+        error = ""
+        while time.monotonic() < deadline:
+            found = self.host.container(self.part(node))
+            if found is None or found.status in ("exited", "dead"):
+                tail = found.logs(tail=3).decode(errors="replace").strip() if found else "no container"
+                raise OperationFailed(f"database node {node.name} stopped while starting: {redact(tail)}",
+                                      hint=f"docker logs {self.host.name(self.part(node))}")
+            try:
+                with connect(node_dsn(self.config, node, dbname="postgres", connect_timeout=2)):
+                    return
+            except Exception as exc:  # noqa: BLE001 - not up yet
+                error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            time.sleep(0.3)
+        raise OperationFailed(f"database node {node.name} did not accept connections within "
+                              f"{self.settings.start_timeout:.0f}s: {redact(error)}")
+
+    def _wait_primary(self, progress: Progress) -> DbNode:
+        """The node that accepts writes now (a promoted replica after a failover)."""
+        from ragops.db.connect import find_node
+        from ragops.db.replication import primary_status, topology
+
+        for node in self.nodes():
+            if self.host.container(self.part(node)) is not None:
+                self._wait_reachable(node)
+        live = primary_status(topology(self.config))
+        if live is None:
+            raise OperationFailed("no database node accepts writes (every node is a replica or down)",
+                                  hint="ragops db status; promote one with `ragops db promote NODE`")
+        progress(f"database: {live.name} is the primary")
+        return find_node(self.config, live.name)
+
+    def _drop_stale_slot(self, primary: DbNode, replica: DbNode) -> None:
+        from ragops.db.connect import connect, node_dsn
+        from ragops.db.replication import slot_name
+
+        with connect(node_dsn(self.config, primary, dbname="postgres")) as conn:
+            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                         "WHERE slot_name = %s AND NOT active", (slot_name(replica.name),))
+
+    def _migrate(self, primary: DbNode, progress: Progress) -> list[str]:
+        from ragops.db.connect import node_dsn
+        from ragops.db.migrate import apply_migrations
+
+        migrations = self.config.resolve_path(self.config.service.path) / "migrations"
+        return apply_migrations(node_dsn(self.config, primary), migrations, app_user=self.config.database.user,
+                                progress=progress)
+
+    # ---- fencing --------------------------------------------------------------------------------
+    def stop_node(self, name: str, timeout: float = 30) -> bool:
+        """Stop a node's container (the fence of an old primary); False when none was running."""
+        found = self.host.container(f"db-{name}")
+        if found is None or found.status != "running":
+            return False
+        found.stop(timeout=int(timeout))
+        return True

@@ -1,0 +1,56 @@
+"""The docker platform's database containers, without an engine: when they are used, how the
+colors reach them, what `up --dry-run` says, and the mounted password file's modes."""
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import yaml
+
+from ragops.config import load_config
+from ragops.platforms.docker import DockerPlatform
+from ragops.platforms.docker_db import enabled
+from ragops.platforms.docker_hosts import LocalDir
+
+
+def _config(tmp_path: Path, **body):
+    path = tmp_path / "ragops.yaml"
+    env = {"platform": "docker", "state_dir": str(tmp_path / "state"),
+           "database": {"primary": {"name": "primary", "port": 9620},
+                        "replicas": [{"name": "replica1", "port": 9621}]}}
+    env.update(body)
+    path.write_text(yaml.safe_dump({"project": "demo", "default_env": "d", "environments": {"d": env}}))
+    return load_config(path)
+
+
+def test_containers_by_default_unless_an_external_dsn_or_switched_off(tmp_path):
+    assert enabled(_config(tmp_path))
+    assert not enabled(_config(tmp_path, database={"dsn": "${env:DSN}"}))
+    assert not enabled(_config(tmp_path, database={"accessories": False}))
+
+
+def test_colors_reach_every_node_by_container_name_on_the_bridge_network(tmp_path):
+    platform = DockerPlatform(_config(tmp_path))
+    assert platform.database is not None
+    dsn = platform.database.app_dsn()
+    assert "host=demo-d-db-primary,demo-d-db-replica1 port=5432,5432" in dsn
+    assert "target_session_attrs=read-write" in dsn
+    host_mode = DockerPlatform(_config(tmp_path, docker={"network_mode": "host"}))
+    assert "host=127.0.0.1,127.0.0.1 port=9620,9621" in host_mode.database.app_dsn()
+
+
+def test_plan_names_containers_volumes_and_ports_without_an_engine(tmp_path):
+    lines = DockerPlatform(_config(tmp_path)).plan_up()
+    assert ("database node replica1: container demo-d-db-replica1 (ragops/postgres:16), volume "
+            "demo-d-db-replica1-data, 127.0.0.1:9621") in lines
+
+
+def test_password_file_is_readable_by_the_container_only_through_its_mount(tmp_path):
+    directory = LocalDir(tmp_path / "host")
+    directory.write_secret("secrets/pg-password", "s3cret\n")
+    directory.write_secret("secrets/pg-password", "again\n")      # replaced atomically
+    path = tmp_path / "host" / "secrets" / "pg-password"
+    assert path.read_text() == "again\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert [p.name for p in path.parent.iterdir()] == ["pg-password"]
