@@ -45,13 +45,30 @@ class DockerPlatform(Platform):
     #: an unset database password / API key / backup key is generated under the state dir (and the
     #: database containers get it as a mounted file), as on local
     generates_local_secrets = True
+    #: a failover region with its own `router` runs its own router and colors (<instance>-<region>)
+    #: on the environment's network, in front of the same database containers
+    supports_regions = True
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, region: str | None = None):
         self.config = config
+        self.region = region if region and self._is_secondary(region) else None
         if not config.env.hosts:
             raise OperationFailed(f"environments.{config.env_name}.hosts: no docker host configured")
         self.hosts = [DockerHost(self, spec, index) for index, spec in enumerate(config.env.hosts)]
         self.primary = self.hosts[0]
+
+    def _is_secondary(self, region: str) -> bool:
+        """As on local: the first configured region (or one without its own router) is the default."""
+        regions = self.config.env.regions
+        if region not in regions:
+            from ragops.errors import ConfigError
+
+            raise ConfigError(f"unknown region {region!r} (regions: {', '.join(regions) or 'none configured'})")
+        return regions[region].router is not None and region != next(iter(regions))
+
+    def secondary_regions(self) -> list[str]:
+        regions = self.config.env.regions
+        return [name for name in regions if regions[name].router is not None and name != next(iter(regions))]
 
     @cached_property
     def database(self) -> DockerDatabase | None:
@@ -84,7 +101,8 @@ class DockerPlatform(Platform):
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
     def journal_dir(self) -> Path:
-        path = self.config.state_dir / "deploy"
+        base = self.config.state_dir / f"region-{self.region}" if self.region else self.config.state_dir
+        path = base / "deploy"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -94,6 +112,13 @@ class DockerPlatform(Platform):
         return MultiHostLock([(host.label, DirLock(host.dir)) for host in self.hosts])
 
     # ---- router -------------------------------------------------------------------------------
+    def start_router(self, progress: Progress = _noop) -> None:
+        """Start each host's router when it is not running (failover starts a region's this way)."""
+        for host in self.hosts:
+            if not host.host_network:
+                host.ensure_network(progress)
+            host.start_router(progress)
+
     def router_running(self) -> bool:
         return all(host.router_running() for host in self.hosts)
 
@@ -309,8 +334,12 @@ class DockerPlatform(Platform):
         return lines
 
     def down(self, purge: bool = False, progress: Progress = _noop) -> list[str]:
-        """Remove what ragops created (found by its labels) and nothing else."""
+        """Remove what ragops created (found by its labels) and nothing else; the secondary regions'
+        routers and colors first (they share the environment's network)."""
         steps: list[str] = []
+        if self.region is None:
+            for region in self.secondary_regions():
+                steps += DockerPlatform(self.config, region=region).down(purge=False, progress=progress)
         for host in self.hosts:
             owned = host.owned()
             order = {"worker": 0, "color": 1, "router": 2, "accessory": 3, "database": 4}
@@ -320,6 +349,10 @@ class DockerPlatform(Platform):
                 progress(f"{host.label}: removing {container.name}")
                 host._stop(container, timeout)
                 steps.append(f"remove {container.name} ({host.label})")
+            if self.region is not None:
+                if purge:
+                    host.dir.remove_tree()
+                continue
             for network in host.client.networks.list(filters=host.filters()):
                 network.remove()
                 steps.append(f"remove network {network.name} ({host.label})")

@@ -57,7 +57,7 @@ class DockerDatabase:
         """How the colors and the other nodes reach `node`."""
         if self.host.host_network:
             return "127.0.0.1", node.port
-        return self.host.name(self.part(node)), PG_PORT
+        return f"{self.host.network}-{self.part(node)}", PG_PORT   # a region's host shares the network
 
     def nodes(self) -> list[DbNode]:
         from ragops.db.connect import all_nodes
@@ -94,14 +94,15 @@ class DockerDatabase:
         db = self.config.database
         initialised = {node.name: self._has_volume(node) for node in self.nodes()}
         fresh = not any(initialised.values())
-        for node in self.nodes():      # nodes with data first: one of them is the primary
-            replica = node is not db.primary
+        expected = self.expected_primary()
+        for node in self.nodes():      # nodes with data: the expected primary, the others only as replicas
+            replica = node is not expected
             if initialised[node.name] and self._start(node, "replica" if replica else "primary", progress,
-                                                      source=db.primary if replica else None):
+                                                      source=expected if replica else None):
                 steps.append(f"start database node {node.name}")
         if fresh and self._start(db.primary, "primary", progress):
             steps.append(f"create database node {db.primary.name} (primary)")
-        primary = self._wait_primary(progress)
+        primary = self._wait_primary(expected, steps, progress)
         steps += _role_and_database(self.config, primary.name, password)
         for node in db.replicas:
             if not initialised[node.name]:
@@ -109,9 +110,23 @@ class DockerDatabase:
                 if self._start(node, "replica", progress, source=primary):
                     steps.append(f"create database node {node.name} (replica of {primary.name})")
         for node in db.replicas:
-            self._wait_reachable(node)
+            if not initialised[node.name]:
+                self._wait_reachable(node)
         steps += [f"migrate {name}" for name in self._migrate(primary, progress)]
         return steps
+
+    def expected_primary(self) -> DbNode:
+        """The node to start as the primary: the last promotion's (state_dir/topology.json), else the
+        configured one. The image refuses to start any other node on a primary's data."""
+        from ragops.db.connect import find_node
+        from ragops.db.replication import read_topology
+        from ragops.errors import ConfigError
+
+        recorded = read_topology(self.config).get("primary")
+        try:
+            return find_node(self.config, recorded) if recorded else self.config.database.primary
+        except ConfigError:
+            return self.config.database.primary
 
     def _has_volume(self, node: DbNode) -> bool:
         import docker
@@ -180,7 +195,7 @@ class DockerDatabase:
         error = ""
         while time.monotonic() < deadline:
             found = self.host.container(self.part(node))
-            if found is None or found.status in ("exited", "dead"):
+            if found is None or found.status in ("exited", "dead", "restarting"):
                 tail = found.logs(tail=3).decode(errors="replace").strip() if found else "no container"
                 raise OperationFailed(f"database node {node.name} stopped while starting: {redact(tail)}",
                                       hint=f"docker logs {self.host.name(self.part(node))}")
@@ -193,14 +208,23 @@ class DockerDatabase:
         raise OperationFailed(f"database node {node.name} did not accept connections within "
                               f"{self.settings.start_timeout:.0f}s: {redact(error)}")
 
-    def _wait_primary(self, progress: Progress) -> DbNode:
-        """The node that accepts writes now (a promoted replica after a failover)."""
+    def _wait_primary(self, expected: DbNode, steps: list[str], progress: Progress) -> DbNode:
+        """The node that accepts writes now (a promoted replica after a failover). A node other than
+        the expected primary that does not start (a former primary's data) is stopped and reported."""
         from ragops.db.connect import find_node
         from ragops.db.replication import primary_status, topology
 
         for node in self.nodes():
-            if self.host.container(self.part(node)) is not None:
+            if self.host.container(self.part(node)) is None:
+                continue
+            try:
                 self._wait_reachable(node)
+            except OperationFailed as exc:
+                if node is expected:
+                    raise
+                self.stop_node(node.name, timeout=5)
+                progress(f"database node {node.name} left stopped: {exc.message}")
+                steps.append(f"left {node.name} stopped (not a replica of {expected.name}; rebuild it)")
         live = primary_status(topology(self.config))
         if live is None:
             raise OperationFailed("no database node accepts writes (every node is a replica or down)",
@@ -228,7 +252,7 @@ class DockerDatabase:
     def stop_node(self, name: str, timeout: float = 30) -> bool:
         """Stop a node's container (the fence of an old primary); False when none was running."""
         found = self.host.container(f"db-{name}")
-        if found is None or found.status != "running":
+        if found is None or found.status not in ("running", "restarting"):
             return False
         found.stop(timeout=int(timeout))
         return True

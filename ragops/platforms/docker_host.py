@@ -46,6 +46,16 @@ class DockerHost:
         self.router_listen = settings.router_listen if settings and settings.router_listen else router.listen
         self.router_api = settings.router_api if settings and settings.router_api else router.api
         self.service_port = settings.service_port if settings and settings.service_port else self.config.service.port
+        # a failover region (DockerPlatform(config, region)): its own router, colors and ports under
+        # <instance>-<region>, on the environment's network, beside the same database containers
+        self.network = self.instance
+        region = platform.region
+        if region:
+            settings_r = self.config.env.regions[region]
+            self.instance = f"{self.instance}-{region}"
+            self.router_listen = settings_r.router or self.router_listen
+            self.router_api = settings_r.router_api or self.router_api
+            self.service_port = settings_r.service_port or self.service_port
         self.is_ssh = spec.startswith("ssh://")
         self._ssh: paramiko.SSHClient | None = None
         self._tunnels: dict[int, Tunnel] = {}
@@ -181,13 +191,14 @@ class DockerHost:
         import docker
 
         try:
-            network = self.client.networks.get(self.instance)
-            if network.attrs.get("Labels", {}).get(f"{LABEL}.instance") != self.instance:
-                raise OperationFailed(f"host {self.label}: network {self.instance} exists but was not created by ragops")
+            network = self.client.networks.get(self.network)
+            if network.attrs.get("Labels", {}).get(f"{LABEL}.instance") != self.network:
+                raise OperationFailed(f"host {self.label}: network {self.network} exists but was not created by ragops")
             return False
         except docker.errors.NotFound:
-            progress(f"{self.label}: creating network {self.instance}")
-            self.client.networks.create(self.instance, driver="bridge", labels=self.labels("network"))
+            progress(f"{self.label}: creating network {self.network}")
+            self.client.networks.create(self.network, driver="bridge",
+                                        labels={**self.labels("network"), f"{LABEL}.instance": self.network})
             return True
 
     # ---- router -------------------------------------------------------------------------------
@@ -225,7 +236,7 @@ class DockerHost:
         if self.host_network:
             kwargs["network_mode"] = "host"
         else:
-            kwargs["network"] = self.instance
+            kwargs["network"] = self.network
             web_host, web_port = split_host_port(self.router_listen)
             api_host, api_port = split_host_port(self.router_api)
             kwargs["ports"] = {f"{ROUTER_WEB}/tcp": (web_host, web_port), f"{ROUTER_API}/tcp": (api_host, api_port)}
@@ -287,11 +298,11 @@ class DockerHost:
                          f"urlopen('{probe}', timeout=2).status == 200 else 1)"],
                 "interval": 10 * 10**9, "timeout": 3 * 10**9, "retries": 3, "start_period": 10 * 10**9})
         else:
-            extra = dict(network=self.instance, ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)})
+            extra = dict(network=self.network, ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)})
         self.client.containers.run(name=self.name(color), labels={**self.labels("color", color=color), **labels},
                                    **common, **extra)
         for index in range(self.config.service.workers):
-            worker_extra = {"network_mode": "host"} if self.host_network else {"network": self.instance}
+            worker_extra = {"network_mode": "host"} if self.host_network else {"network": self.network}
             self.client.containers.run(
                 name=self.name(f"{color}-worker-{index + 1}"), command=["python", "-m", "ragservice.worker",
                                                                          "--name", f"{color}-worker-{index + 1}"],
@@ -347,7 +358,7 @@ class DockerHost:
             kwargs["network_mode"] = "host"
         else:
             self.ensure_network(progress)
-            kwargs["network"] = self.instance
+            kwargs["network"] = self.network
             kwargs["hostname"] = name
             if spec.port:
                 kwargs["ports"] = {f"{spec.container_port or spec.port}/tcp": ("127.0.0.1", spec.port)}
@@ -358,7 +369,7 @@ class DockerHost:
             raise OperationFailed(f"host {self.label}: could not start accessory {name}: {_error_text(exc)}") from None
         if not self.host_network:
             # reachable by its accessory name on the environment's network
-            network = self.client.networks.get(self.instance)
+            network = self.client.networks.get(self.network)
             try:
                 network.disconnect(container)
                 network.connect(container, aliases=[name])

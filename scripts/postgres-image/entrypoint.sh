@@ -4,7 +4,8 @@
 #                           RAGOPS_PG_PASSWORD_FILE (a mounted file; never an environment value)
 #   RAGOPS_PG_ROLE=replica  pg_basebackup -R from RAGOPS_PG_PRIMARY (host:port on the network),
 #                           replication slot RAGOPS_PG_SLOT, walreceiver named RAGOPS_PG_NAME
-# An existing $PGDATA is kept as it is (a promoted replica stays a primary). Every argument is
+# An existing $PGDATA is kept as it is (a promoted replica stays a primary), except that a node
+# expected to be a replica refuses to start on a primary's data (exit 3). Every argument is
 # passed to postgres (ragops gives its settings as -c options).
 set -eu
 : "${PGDATA:=/var/lib/postgresql/data}"
@@ -33,5 +34,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
         # the environment's network reaches the server with a password; nothing else does
         printf 'host all all 0.0.0.0/0 scram-sha-256\nhost replication all 0.0.0.0/0 scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
     fi
+elif [ "${RAGOPS_PG_ROLE:-primary}" = replica ] && [ ! -f "$PGDATA/standby.signal" ]; then
+    # a former primary (before a failover) must not come back as a second primary
+    echo "ragops-postgres: refusing to start: $PGDATA holds a primary's data but this node is expected to be a replica (rebuild it from the current primary)" >&2
+    exit 3
 fi
 exec postgres -D "$PGDATA" "$@"

@@ -24,7 +24,7 @@ CAPABILITIES = {
     "local": {"generates_local_secrets": True, "owns_database_files": True,
               "runs_migrations_in_preflight": True, "supports_regions": True},
     "docker": {"generates_local_secrets": True, "owns_database_files": False,
-               "runs_migrations_in_preflight": False, "supports_regions": False},
+               "runs_migrations_in_preflight": False, "supports_regions": True},
     "kubernetes": {"generates_local_secrets": False, "owns_database_files": False,
                    "runs_migrations_in_preflight": False, "supports_regions": False},
 }
@@ -86,8 +86,12 @@ def test_regions_only_where_supported(tmp_path):
         "secondary": {"database_node": "primary", "router": "127.0.0.1:18080"}})
     assert get_platform(config, region="secondary").region == "secondary"
     assert get_platform(config).region is None
-    docker = _config(tmp_path, "docker")
-    assert get_platform(docker, region="secondary").region is None    # regions are a local-platform feature
+    kubernetes = _config(tmp_path, "kubernetes")
+    assert get_platform(kubernetes, region="secondary").region is None    # no regions on kubernetes
+    docker = _config(tmp_path, "docker", regions={
+        "primary": {"database_node": "primary"},
+        "secondary": {"database_node": "primary", "router": "127.0.0.1:18080"}})
+    assert get_platform(docker, region="secondary").region == "secondary"
 
 
 def test_replication_slot_names_are_one_function():
