@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 SCRIPT = REPO / "scripts" / "docker-images.sh"
 SERVICE_IMAGE = "ragops/rag-service:latest"
 REPOSITORY = "ragsa/rag"
-VERSIONS = ("v1", "v2")
+VERSIONS = ("v1", "v2", "drill-rollback")
 PROJECT = "ragsa"
 
 
@@ -169,6 +169,15 @@ def test_blue_green_under_load_has_no_failed_request(env):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert stats.requests > 200 and stats.failed == 0, (stats.statuses, stats.errors)
     assert {"v1", "v2"} <= stats.versions_seen
+
+
+def test_deploy_rollback_drill_rolls_back_on_containers(env, tmp_path):
+    report_dir = tmp_path / "rollback"
+    proc = env.cli("drill", "run", "deploy-rollback", "--report", str(report_dir), "--yes", check=False)
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["status"] == "succeeded", report["steps"]
+    assert httpx.get(env.router_url + "/version", timeout=5).json()["version"] == "v2"
 
 
 def test_backup_create_and_verify_restore(env):
