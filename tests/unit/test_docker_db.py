@@ -54,3 +54,18 @@ def test_password_file_is_readable_by_the_container_only_through_its_mount(tmp_p
     assert stat.S_IMODE(path.stat().st_mode) == 0o444
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert [p.name for p in path.parent.iterdir()] == ["pg-password"]
+
+
+def test_a_secondary_region_has_its_own_names_and_ports_on_the_same_network(tmp_path):
+    config = _config(tmp_path, regions={
+        "primary": {"database_node": "primary"},
+        "secondary": {"database_node": "replica1", "router": "127.0.0.1:9602", "router_api": "127.0.0.1:9603",
+                      "service_port": 9612}})
+    default, region = DockerPlatform(config), DockerPlatform(config, region="secondary")
+    assert default.region is None and default.secondary_regions() == ["secondary"]
+    host = region.primary
+    assert (host.instance, host.network) == ("demo-d-secondary", "demo-d")
+    assert host.name("blue") == "demo-d-secondary-blue" and host.color_port("green") == 9613
+    assert region.router_url() == "http://127.0.0.1:9602"
+    assert region.database.app_dsn() == default.database.app_dsn()    # the same database containers
+    assert DockerPlatform(config, region="primary").region is None   # the first region is the default
