@@ -24,6 +24,7 @@ from ragops.loadgen import LoadRunner
 from ragops.netutil import free_port
 from tests.conftest import REPO, REQUIRED, need
 from tests.integration.conftest import _pair_port
+from tests.integration.test_docker import Sshd, sshd  # noqa: F401 - the loopback sshd fixture
 
 pytestmark = pytest.mark.integration
 
@@ -95,13 +96,11 @@ def engine():
     client.close()
 
 
-@pytest.fixture(scope="module")
-def env(engine, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("dstandalone")
+def make_env(directory: Path, host: str = "local", server: Sshd | None = None) -> Env:
     name = f"s{uuid.uuid4().hex[:6]}"
     router, secondary = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     body = {
-        "platform": "docker", "hosts": ["local"], "state_dir": str(directory / "state"),
+        "platform": "docker", "hosts": [host], "state_dir": str(directory / "state"),
         "service": {"path": str(REPO / "service"), "image": REPOSITORY, "version": "v1", "port": _pair_port(),
                     "workers": 0, "rate_limit_per_minute": 100000, "startup_timeout": "60s"},
         "router": {"listen": router, "api": f"127.0.0.1:{free_port()}", "image": "ragops/traefik:local"},
@@ -114,10 +113,18 @@ def env(engine, tmp_path_factory):
                     "secondary": {"database_node": "replica1", "router": secondary,
                                   "router_api": f"127.0.0.1:{free_port()}", "service_port": _pair_port()}},
     }
+    if server is not None:
+        body.update(known_hosts=str(server.known_hosts),
+                    docker={"ssh_key": str(server.key), "remote_dir": str(directory / "remote")})
     path = directory / "ragops.yaml"
     path.write_text(yaml.safe_dump({"project": PROJECT, "default_env": name, "environments": {name: body}},
                                    sort_keys=False))
-    environment = Env(name, path, directory / "state", f"http://{router}", f"http://{secondary}")
+    return Env(name, path, directory / "state", f"http://{router}", f"http://{secondary}")
+
+
+@pytest.fixture(scope="module")
+def env(engine, tmp_path_factory):
+    environment = make_env(tmp_path_factory.mktemp("dstandalone"))
     yield environment
     environment.cli("down", "--purge", "--yes", check=False)
 
@@ -250,3 +257,22 @@ def test_down_purge_leaves_nothing_of_the_environment(engine, env):
     finally:
         volume.remove(force=True)
         network.remove()
+
+
+def test_the_same_stack_over_ssh(engine, sshd, tmp_path_factory):  # noqa: F811 - the imported fixture
+    """Database containers, router and colors on an engine reached over ssh (the loopback sshd)."""
+    remote = make_env(tmp_path_factory.mktemp("dssh"), host=sshd.url, server=sshd)
+    try:
+        remote.cli("up")
+        roles = {n["name"]: n["role"] for n in remote.json("status")["database"]}
+        assert roles == {"primary": "primary", "replica1": "replica"}
+        with httpx.Client(base_url=remote.router_url, timeout=15) as client:
+            created = client.post("/api/v1/documents", headers=remote.headers, json=DOC)
+            assert created.status_code == 201, created.text
+            assert client.get(f"/api/v1/documents/{created.json()['id']}", headers=remote.headers).status_code == 200
+        secret = Path(remote.config_path.parent / "remote" / remote.instance / "secrets" / "pg-password")
+        assert oct(secret.stat().st_mode & 0o777) == "0o444" and oct(secret.parent.stat().st_mode & 0o777) == "0o700"
+    finally:
+        remote.cli("down", "--purge", "--yes", check=False)
+    for kind in ("containers", "volumes", "networks"):
+        assert labelled(engine, remote, kind) == [], kind
