@@ -38,6 +38,11 @@ SECRET_NAME = "secrets/pg-password"
 def enabled(config: Config) -> bool:
     """Whether ragops runs the database as containers for this docker environment."""
     flag = config.database.accessories
+    if flag and config.database.dsn:
+        from ragops.errors import ConfigError
+
+        raise ConfigError(f"environments.{config.env_name}.database.accessories: true runs the database as "
+                          f"containers, but database.dsn names an external one; keep one of them")
     return (not config.database.dsn) if flag is None else flag
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ragops.config import load_config
+from ragops.errors import ConfigError
 from ragops.platforms.docker import DockerPlatform
 from ragops.platforms.docker_db import enabled
 from ragops.platforms.docker_hosts import LocalDir
@@ -27,6 +29,8 @@ def test_containers_by_default_unless_an_external_dsn_or_switched_off(tmp_path):
     assert enabled(_config(tmp_path))
     assert not enabled(_config(tmp_path, database={"dsn": "${env:DSN}"}))
     assert not enabled(_config(tmp_path, database={"accessories": False}))
+    with pytest.raises(ConfigError, match=r"environments\.d\.database\.accessories: true .* database\.dsn"):
+        enabled(_config(tmp_path, database={"accessories": True, "dsn": "${env:DSN}"}))
 
 
 def test_colors_reach_every_node_by_container_name_on_the_bridge_network(tmp_path):
