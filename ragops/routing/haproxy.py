@@ -310,11 +310,11 @@ class HAProxyRouter(Router):
         return parse(self.snapshot())
 
     def ready(self) -> bool:
-        import httpx
+        from ragops import loopback
 
         try:
-            return httpx.get(f"http://{self.api_address()}/ping", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
+            return loopback.get(f"http://{self.api_address()}/ping", timeout=1.0).status_code == 200
+        except loopback.HttpError:
             return False
 
     def snapshot(self) -> str | None:

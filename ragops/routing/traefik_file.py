@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ragops import loopback
 from ragops.errors import OperationFailed
 from ragops.routing.base import Router, RouterState
 
@@ -115,33 +116,27 @@ def _weights_of(body: dict) -> dict[str, int]:
 
 def live_weights(api: str, timeout: float = 1.0) -> dict[str, int] | None:
     """The weights Traefik is serving right now, from its API (None if it does not answer)."""
-    import httpx
-
     try:
-        resp = httpx.get(f"http://{api}/api/http/services/{SERVICE}@file", timeout=timeout)
-    except httpx.HTTPError:
+        resp = loopback.get(f"http://{api}/api/http/services/{SERVICE}@file", timeout=timeout)
+        if resp.status_code == 404:
+            return {}
+        return _weights_of(resp.json()) if resp.status_code == 200 else None
+    except (loopback.HttpError, ValueError):
         return None
-    if resp.status_code == 404:
-        return {}
-    if resp.status_code != 200:
-        return None
-    return _weights_of(resp.json())
 
 
-def served(client: Any, api: str) -> tuple[dict[str, int], str | None] | None:
+def served(client: loopback.Client, api: str) -> tuple[dict[str, int], str | None] | None:
     """(weights, the service the public router `rag` points at) as Traefik's API reports them now;
-    None when the API does not answer. `client`: an httpx.Client."""
-    import httpx
-
+    None when the API does not answer."""
     try:
         service = client.get(f"http://{api}/api/http/services/{SERVICE}@file")
         router = client.get(f"http://{api}/api/http/routers/{SERVICE}@file")
-    except httpx.HTTPError:
+        if service.status_code not in (200, 404) or router.status_code not in (200, 404):
+            return None
+        weights = _weights_of(service.json()) if service.status_code == 200 else {}
+        target = str(router.json().get("service", "")).split("@")[0] if router.status_code == 200 else None
+    except (loopback.HttpError, ValueError, AttributeError):
         return None
-    if service.status_code not in (200, 404) or router.status_code not in (200, 404):
-        return None
-    weights = _weights_of(service.json()) if service.status_code == 200 else {}
-    target = str(router.json().get("service", "")).split("@")[0] if router.status_code == 200 else None
     return weights, target
 
 
@@ -151,12 +146,10 @@ def wait_for_weights(api: str, expected: dict[str, int], timeout: float, mainten
     page when `maintenance` or no weight; see dynamic_config). Weights alone are not enough: turning
     maintenance off leaves them unchanged, so they "confirm" before Traefik reloads the file and the
     next request still gets the maintenance 503. Seconds it took."""
-    import httpx
-
     want = {c: w for c, w in expected.items() if w > 0}
     target = MAINTENANCE if maintenance or not want else SERVICE
     start = time.monotonic()
-    with httpx.Client(timeout=1.0) as client:
+    with loopback.Client(timeout=1.0) as client:
         while True:
             live = served(client, api)
             if live is not None and live == (want, target):
@@ -170,11 +163,9 @@ def wait_for_weights(api: str, expected: dict[str, int], timeout: float, mainten
 
 
 def router_ready(api: str, timeout: float = 1.0) -> bool:
-    import httpx
-
     try:
-        return httpx.get(f"http://{api}/ping", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
+        return loopback.get(f"http://{api}/ping", timeout=timeout).status_code == 200
+    except loopback.HttpError:
         return False
 
 
