@@ -260,6 +260,8 @@ def main() -> int:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ragops-backup-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    if not args.workdir:
+        work.chmod(0o755)   # mkdtemp makes it 0700: as root, the PostgreSQL account must reach it
     password = "bench-" + secrets.token_hex(8)
     node = pgctl.Node("bench", work / "pgdata", free_port(), work / "logs" / "bench.log")
     pgctl.prepare_dir(work)

@@ -14,7 +14,6 @@ from functools import partial
 from typing import Any, NoReturn
 
 from ragops.config import Config
-from ragops.deploy.analysis import in_flight
 from ragops.deploy.history import Journal, now_iso
 from ragops.deploy.lock import DeployLock, describe, whoami
 from ragops.deploy.states import checkpoint, live_matches
@@ -323,19 +322,49 @@ class DeploymentBase:
         checkpoint("journaled:weights")
         return seconds
 
+    def warm_check(self, color: str, version: str) -> str | None:
+        """None when `color` runs `version` and every host's copy answers ready with that version
+        (asked straight at its own address); else what is wrong, for the journal."""
+        from ragops import loopback
+
+        state = self.platform.color_state(color, probe=False)
+        if not state.running:
+            return "is not running"
+        if state.version != version:
+            return f"runs {state.version or 'an unknown version'}, not {version}"
+        service = self.config.service
+        with loopback.Client(timeout=1.5) as client:
+            for where, url in self.platform.color_urls(color):
+                at = f" on host {where}" if where else ""
+                try:
+                    ready = client.get(url + service.readiness_path)
+                    if ready.status_code != 200:
+                        return f"is not ready{at} ({service.readiness_path} -> {ready.status_code})"
+                    answer = client.get(url + "/version")
+                    said = answer.json().get("version") if answer.status_code == 200 else None
+                except (loopback.HttpError, ValueError, AttributeError) as exc:
+                    return f"does not answer{at} ({exc})"
+                if said != version:
+                    return f"answers version {said}{at}, not {version}"
+        return None
+
     def drain(self, color: str) -> None:
-        """Wait until the old color has no request in flight, then keep it warm or stop it."""
+        """Keep the old color warm (nothing to wait for: it is not stopped, and what it has in flight
+        finishes), or wait until it has no request in flight and stop it (deploy.keep_previous 0)."""
+        if self.config.deploy.keep_previous >= 1:
+            self.step(f"drain {color}", True, "kept warm for instant rollback (not stopped: its requests in "
+                                              "flight finish)")
+            return
+        from ragops.deploy.analysis import in_flight
+
         deadline = time.monotonic() + self.config.deploy.drain_timeout
         for _, url in self.platform.color_urls(color):
             while time.monotonic() < deadline:
                 if not in_flight(url):
                     break
                 time.sleep(0.1)
-        if self.config.deploy.keep_previous >= 1:
-            self.step(f"drain {color}", True, "no request in flight; kept warm for instant rollback")
-        else:
-            self._discard(color, drain_timeout=self.config.deploy.drain_timeout)
-            self.step(f"drain {color}", True, "no request in flight; stopped (deploy.keep_previous is 0)")
+        self._discard(color, drain_timeout=self.config.deploy.drain_timeout)
+        self.step(f"drain {color}", True, "no request in flight; stopped (deploy.keep_previous is 0)")
 
     def aborted_by_request(self) -> bool:
         return (self.journal.pending_request() or {}).get("action") == "abort"

@@ -22,7 +22,7 @@ from ragops.durations import format_duration
 from ragops.errors import GateFailed, LockHeld, OperationFailed, UsageError
 from ragops.events import Event, Progress, ignore, say
 from ragops.platforms import get_platform
-from ragops.platforms.base import other_color
+from ragops.platforms.base import COLORS, other_color, with_weights
 
 # the sections whose secret references a deploy or rollback resolves (service keys, database password/DSN)
 NEEDED_SECRETS = ("service", "database")
@@ -150,11 +150,11 @@ class Deployment(DeploymentBase):
         Resumed, it finishes the rollback (never a preflight or a deploy onto the other color)."""
         new, old = self.record["to_color"], self.record["from_color"]
         version = self.options.version
-        warm = self.platform.color_state(new, probe=True)
-        if warm.running and warm.ready and warm.version == version:
+        not_warm = self.warm_check(new, version)   # only the color switched to is probed
+        if not_warm is None:
             self.step("warm color", True, f"{new} runs {version} and is ready")
         else:
-            self.step("warm color", None, f"{new} is not running {version}: starting it")
+            self.step("warm color", None, f"{new} {not_warm}: starting it")
             self.start_new(new)
         self.phase("flip")
         started = time.monotonic()
@@ -371,7 +371,10 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
     if unfinished:
         raise UsageError(f"{_kind(unfinished)} {unfinished['id']} is in progress or interrupted",
                          hint=next_step(unfinished))
-    states = {c.color: c for c in platform.colors()}
+    # what each color runs and the router's live weights; no color is probed here (the rollback
+    # probes only the warm color it switches to: every probe is HTTP calls on the path to the flip)
+    weights = platform.router_weights() if platform.router_running() else {}
+    states = {c.color: c for c in with_weights([platform.color_state(c, probe=False) for c in COLORS], weights)}
     live = max(states.values(), key=lambda c: c.weight)
     if live.weight == 0:
         raise UsageError("no color serves traffic; nothing to roll back from")

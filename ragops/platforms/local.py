@@ -188,10 +188,12 @@ class LocalPlatform(Platform):
         return self.router.confirm(weights, confirm_timeout)
 
     def set_maintenance(self, on: bool) -> None:
-        """Maintenance on: the router answers 503 to everything, weights are kept for later."""
+        """Maintenance on: the router answers 503 to everything, weights are kept for later.
+        Returns once the running router serves the change (either way: the next request after
+        maintenance off must reach the service, and none may reach it after maintenance on)."""
         weights = self.router.desired().weights
         self._write_router(weights, maintenance=on)
-        if not on and weights:
+        if self.router_running():
             self.router.confirm(weights, 10)
 
     def refresh_backends(self) -> None:

@@ -272,16 +272,32 @@ class HAProxyRouter(Router):
             time.sleep(0.005)
 
     def confirm(self, weights: dict[str, int], timeout: float) -> float:
-        want = {c: int(w) for c, w in weights.items() if int(w) > 0}
+        """Until the running haproxy serves what was written: `weights` AND the maintenance flag the
+        config file records (the runtime map answers for it; a reload re-reads the map file)."""
+        want = ({c: int(w) for c, w in weights.items() if int(w) > 0}, self.desired().maintenance)
         start = time.monotonic()
         while True:
-            live = self.live_weights()
+            live = self.served()
             if live == want:
                 return time.monotonic() - start
             if time.monotonic() - start > timeout:
-                raise OperationFailed(f"router did not apply weights {json.dumps(want)} within {timeout:.0f}s "
-                                      f"(it serves {json.dumps(live)})")
+                seen = (f"it serves {json.dumps(live[0])}{' in maintenance' if live[1] else ''}" if live
+                        else "its runtime API does not answer")
+                raise OperationFailed(f"router did not apply weights {json.dumps(want[0])}"
+                                      f"{' in maintenance' if want[1] else ''} within {timeout:.0f}s ({seen})")
             time.sleep(0.002)
+
+    def served(self) -> tuple[dict[str, int], bool] | None:
+        """(weights > 0, maintenance on) as the running haproxy serves them; None if it does not answer."""
+        try:
+            text = runtime(self.socket_path, f"show servers state {BACKEND};show map {self.root}/{MAP_FILE}",
+                          timeout=1.0)
+        except OSError:
+            return None
+        flags = [f[2] for f in (line.split() for line in text.splitlines()) if len(f) == 3 and f[1] == "maintenance"]
+        if not flags:
+            return None
+        return {c: w for c, w in parse_servers_state(text).items() if w > 0}, flags[-1] == "on"
 
     def live_weights(self) -> dict[str, int] | None:
         try:
@@ -294,11 +310,11 @@ class HAProxyRouter(Router):
         return parse(self.snapshot())
 
     def ready(self) -> bool:
-        import httpx
+        from ragops import loopback
 
         try:
-            return httpx.get(f"http://{self.api_address()}/ping", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
+            return loopback.get(f"http://{self.api_address()}/ping", timeout=1.0).status_code == 200
+        except loopback.HttpError:
             return False
 
     def snapshot(self) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ragops import loopback
 from ragops.errors import OperationFailed
 from ragops.routing.base import Router, RouterState
 
@@ -104,50 +105,67 @@ def parse_dynamic(data: dict) -> tuple[dict[str, str], dict[str, int], bool]:
     return backends, weights, maintenance
 
 
-def live_weights(api: str, timeout: float = 1.0) -> dict[str, int] | None:
-    """The weights Traefik is serving right now, from its API (None if it does not answer)."""
-    import httpx
-
-    try:
-        resp = httpx.get(f"http://{api}/api/http/services/{SERVICE}@file", timeout=timeout)
-    except httpx.HTTPError:
-        return None
-    if resp.status_code == 404:
-        return {}
-    if resp.status_code != 200:
-        return None
-    body = resp.json()
-    weighted = body.get("weighted")
-    if not weighted:
-        return {}
+def _weights_of(body: dict) -> dict[str, int]:
     weights = {}
-    for entry in weighted.get("services", []):
+    for entry in (body.get("weighted") or {}).get("services", []):
         name = entry.get("name", "").split("@")[0]
         if name.startswith(SERVICE + "-"):
             weights[name[len(SERVICE) + 1:]] = int(entry.get("weight", 0))
     return weights
 
 
-def wait_for_weights(api: str, expected: dict[str, int], timeout: float) -> float:
-    """Poll the API until it serves `expected` (zero weights omitted); seconds it took."""
+def live_weights(api: str, timeout: float = 1.0) -> dict[str, int] | None:
+    """The weights Traefik is serving right now, from its API (None if it does not answer)."""
+    try:
+        resp = loopback.get(f"http://{api}/api/http/services/{SERVICE}@file", timeout=timeout)
+        if resp.status_code == 404:
+            return {}
+        return _weights_of(resp.json()) if resp.status_code == 200 else None
+    except (loopback.HttpError, ValueError):
+        return None
+
+
+def served(client: loopback.Client, api: str) -> tuple[dict[str, int], str | None] | None:
+    """(weights, the service the public router `rag` points at) as Traefik's API reports them now;
+    None when the API does not answer."""
+    try:
+        service = client.get(f"http://{api}/api/http/services/{SERVICE}@file")
+        router = client.get(f"http://{api}/api/http/routers/{SERVICE}@file")
+        if service.status_code not in (200, 404) or router.status_code not in (200, 404):
+            return None
+        weights = _weights_of(service.json()) if service.status_code == 200 else {}
+        target = str(router.json().get("service", "")).split("@")[0] if router.status_code == 200 else None
+    except (loopback.HttpError, ValueError, AttributeError):
+        return None
+    return weights, target
+
+
+def wait_for_weights(api: str, expected: dict[str, int], timeout: float, maintenance: bool = False) -> float:
+    """Poll the API until Traefik serves what was written: the weighted service has `expected` (zero
+    weights omitted) AND the public router points at the service written with them (the maintenance
+    page when `maintenance` or no weight; see dynamic_config). Weights alone are not enough: turning
+    maintenance off leaves them unchanged, so they "confirm" before Traefik reloads the file and the
+    next request still gets the maintenance 503. Seconds it took."""
     want = {c: w for c, w in expected.items() if w > 0}
+    target = MAINTENANCE if maintenance or not want else SERVICE
     start = time.monotonic()
-    while True:
-        live = live_weights(api)
-        if live is not None and live == want:
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise OperationFailed(f"router did not apply weights {json.dumps(want)} within {timeout:.0f}s "
-                                  f"(it serves {json.dumps(live)})")
-        time.sleep(0.01)
+    with loopback.Client(timeout=1.0) as client:
+        while True:
+            live = served(client, api)
+            if live is not None and live == (want, target):
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                seen = (f"it serves {json.dumps(live[0])} through {live[1]}" if live else "its API does not answer")
+                raise OperationFailed(f"router did not apply weights {json.dumps(want)}"
+                                      f"{' in maintenance' if target == MAINTENANCE and want else ''} "
+                                      f"within {timeout:.0f}s ({seen})")
+            time.sleep(0.01)
 
 
 def router_ready(api: str, timeout: float = 1.0) -> bool:
-    import httpx
-
     try:
-        return httpx.get(f"http://{api}/ping", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
+        return loopback.get(f"http://{api}/ping", timeout=timeout).status_code == 200
+    except loopback.HttpError:
         return False
 
 
@@ -159,11 +177,21 @@ class TraefikFileRouter(Router):
     def _write(self, name: str, data: dict) -> None:
         self.store.write_text(name, yaml.safe_dump(data, sort_keys=False))
 
+    _written_maintenance: bool | None = None   # what this object's last apply() wrote
+
     def apply(self, backends: dict[str, str], weights: dict[str, int], maintenance: bool) -> None:
         self._write(DYNAMIC_FILE, dynamic_config(backends, weights, maintenance=maintenance,
                                                  health_path=self.health_path))
+        self._written_maintenance = maintenance
 
     def confirm(self, weights: dict[str, int], timeout: float) -> float:
+        """Until Traefik serves what was written: `weights` and the router's target (the maintenance
+        page or the weighted service) as the last apply() wrote it (else as the file says)."""
+        maintenance = self._written_maintenance
+        if maintenance is None:
+            maintenance = self.desired().maintenance
+        if maintenance:   # the usual call takes three arguments (as test doubles of it do)
+            return wait_for_weights(self.api_address(), weights, timeout, maintenance=True)
         return wait_for_weights(self.api_address(), weights, timeout)
 
     def live_weights(self) -> dict[str, int] | None:

