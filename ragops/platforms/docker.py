@@ -167,8 +167,13 @@ class DockerPlatform(Platform):
                                   f"config restored on {', '.join(restored) or 'no host'}") from None
 
     def set_maintenance(self, on: bool) -> None:
+        """Returns once every running router serves the change, as on local: the next request
+        after maintenance off must reach the service, and none may reach it after maintenance on."""
         for host in self.hosts:
             host.write_router(host.router.desired().weights, maintenance=on)
+        for host in self.hosts:
+            if host.router_running():
+                host.router.confirm(host.router.desired().weights, 10)
 
     def refresh_backends(self) -> None:
         for host in self.hosts:
