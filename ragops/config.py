@@ -22,11 +22,14 @@ from pydantic import (
 
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
+from ragops.deploy.analysis.settings import MetricSpec, OnInconclusive, Provider
 from ragops.errors import ConfigError
+from ragops.monitoring.settings import MonitoringSettings
 from ragops.yamlfile import config_error, load_file_text
 
 DEFAULT_CONFIG = "ragops.yaml"
-SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks")
+SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks",
+            "monitoring")
 
 
 class ServiceConfig(Strict):
@@ -175,6 +178,9 @@ class AnalysisConfig(Strict):
     min_requests: int = Field(5, ge=0)
     no_data_retries: int = Field(3, ge=0)
     probe_rps: float = Field(5.0, ge=0, le=100)       # synthetic requests to the new color per second
+    provider: Provider = "builtin"                    # builtin | prometheus (ragops/deploy/analysis/)
+    metrics: list[MetricSpec] = []                    # prometheus: PromQL metrics (default: the guide's two)
+    on_inconclusive: OnInconclusive = "pause"         # canary: pause (exit 3) or fail when no verdict
 
 
 class DeployConfig(Strict):
@@ -219,6 +225,7 @@ class Sections(Strict):
     slo: SloConfig = SloConfig()
     regions: dict[str, RegionConfig] = {}
     runbooks: RunbooksConfig = RunbooksConfig()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
 
 class DockerHostSettings(Strict):
@@ -365,6 +372,7 @@ class ConfigFile(Strict):
     slo: dict[str, Any] = {}
     regions: dict[str, Any] = {}
     runbooks: dict[str, Any] = {}
+    monitoring: dict[str, Any] = {}
 
 
 class Config:

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any, NoReturn
 
 from ragops.config import Config
-from ragops.deploy.analysis import in_flight
+from ragops.deploy.analysis.builtin import in_flight
 from ragops.deploy.history import Journal, now_iso
 from ragops.deploy.lock import DeployLock, describe, whoami
 from ragops.deploy.states import checkpoint, live_matches
@@ -48,6 +48,7 @@ class DeployOptions:
     step_pause: float
     pause_at: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    on_inconclusive: str = "pause"     # canary: an analysis without a verdict pauses (or fails)
 
 
 def _shown(weights: dict[str, int]) -> str:
@@ -71,7 +72,8 @@ class DeploymentBase:
             "version": options.version, "strategy": options.strategy, "who": whoami(),
             "started": now_iso(), "phase": "lock", "steps": [], "gates": {},
             "options": {"steps": options.steps, "step_pause": options.step_pause,
-                        "pause_at": options.pause_at, "env": options.env},
+                        "pause_at": options.pause_at, "env": options.env,
+                        "on_inconclusive": options.on_inconclusive},
         }
         self.lock = DeployLock(self.platform.lock_backend(), config.deploy.lock_ttl, command,
                                deploy_id=self.record["id"])

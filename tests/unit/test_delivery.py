@@ -1,0 +1,51 @@
+"""Progressive delivery: metric specs, the prometheus provider's verdicts, baseline comparison."""
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ragops.deploy.analysis.prometheus import judge, promql_duration, render
+from ragops.deploy.analysis.settings import MetricSpec, default_metrics, holds
+
+
+def spec(**kw) -> MetricSpec:
+    return MetricSpec.model_validate({"name": "m", "query": "q", **kw})
+
+
+def test_conditions_are_a_comparison_with_a_number():
+    assert holds("result <= 0.05", 0.05) and not holds("result <= 0.05", 0.051)
+    assert holds("result>1e-3", 0.01)
+    with pytest.raises(ValidationError, match=r"is not a condition like 'result <= 0\.05'"):
+        spec(success="result <= 0.05; import os")
+    with pytest.raises(ValidationError, match="needs a success condition"):
+        spec()
+    with pytest.raises(ValidationError, match="compare: baseline needs max_ratio or max_difference"):
+        spec(compare="baseline")
+
+
+def test_verdicts_pass_fail_inconclusive():
+    s = spec(success="result <= 0.05", inconclusive=[0.04, 0.05])
+    assert judge(s, 0.01, None, "").passed
+    failed = judge(s, 0.2, None, "")
+    assert not failed.passed and not failed.inconclusive and "breaks result <= 0.05" in failed.why
+    near = judge(s, 0.045, None, "")
+    assert near.inconclusive and not near.passed
+    none = judge(s, None, None, "no data")
+    assert none.inconclusive and none.why == "no data"
+
+
+def test_baseline_compares_with_the_stable_color():
+    s = spec(compare="baseline", max_difference=0.05)
+    assert judge(s, 0.30, 0.30, "").passed                  # as bad as stable: not the canary's fault
+    worse = judge(s, 0.50, 0.0, "")
+    assert not worse.passed and "vs stable 0" in worse.why
+    assert judge(s, 0.1, None, "").inconclusive             # no baseline value: no verdict
+    ratio = spec(compare="baseline", max_ratio=1.5)
+    assert judge(ratio, 0.03, 0.02, "").passed and not judge(ratio, 0.04, 0.02, "").passed
+
+
+def test_default_metrics_are_the_guides_two_as_promql():
+    error_rate, p95 = default_metrics(0.05, 2000)
+    assert error_rate.success == "result <= 0.05" and p95.success == "result <= 2"
+    q = render(error_rate.query, "green", "v2", promql_duration(9.2))
+    assert 'color="green"' in q and "[10s]" in q and "{{" not in q
