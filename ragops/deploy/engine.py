@@ -36,7 +36,9 @@ NEEDED_SECRETS = ("service", "database")
 class Deployment(DeploymentBase):
     """The strategies: blue-green, canary and rollback, each idempotent against the platform on resume."""
 
-    def watch(self, color: str, window: float, label: str, gate: str | None = None) -> AnalysisResult:
+    def watch(self, color: str, window: float, label: str, gate: str | None = None,
+              baseline: str | None = None) -> AnalysisResult:
+        """`baseline`: the stable color sharing the traffic (canary steps), for `compare: baseline` metrics."""
         if gate and self.gate_passed(gate):
             self.step(label, True, "passed before the interruption (journaled)")
             return AnalysisResult(color=color, passed=True, requests=0, window_s=0.0)
@@ -60,9 +62,8 @@ class Deployment(DeploymentBase):
                                   {**limits, "requests": r.requests, "error_rate": r.error_rate,
                                    "p95_ms": r.p95_ms, "elapsed_s": r.window_s}))
 
-        stable = self.record.get("from_color")
         target = Target(color=color, version=self.options.version, url=self.platform.color_url(color),
-                        baseline_color=stable if stable and stable != color else None)
+                        baseline_color=baseline)
         result = provider.analyze(target, window=window, on_sample=on_sample, should_stop=self.aborted_by_request)
         if gate and result.passed:
             self.pass_gate(gate)
@@ -122,7 +123,7 @@ class Deployment(DeploymentBase):
             if weight >= 100:
                 break
             self.switch({new: weight, old: 100 - weight}, f"canary {new} at {weight}%")
-            result = self.watch(new, window, f"analysis at {weight}%", gate=f"analysis:{new}@{weight}")
+            result = self.watch(new, window, f"analysis at {weight}%", gate=f"analysis:{new}@{weight}", baseline=old)
             if self.aborted_by_request():
                 return self._abort_canary(new, old, "aborted on request")
             if result.inconclusive and self.options.on_inconclusive == "pause":

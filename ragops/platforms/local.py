@@ -304,6 +304,10 @@ class LocalPlatform(Platform):
                 self.start_router(progress)
                 steps.append("start router")
         steps += self.restore_live(progress)
+        if not self.region:
+            from ragops.monitoring import local as monitoring
+
+            steps += monitoring.ensure(self, progress)      # monitoring.prometheus: local
         if self.supervised and not self.region:
             from ragops.supervisor import ensure_supervisor
 
@@ -369,6 +373,10 @@ class LocalPlatform(Platform):
 
         if stop_supervisor(self):    # first, or it would restart what is stopped next
             steps.append("stop supervisor")
+        from ragops.monitoring import local as monitoring
+
+        if monitoring.stop(self):
+            steps.append("stop prometheus")
         regions = [None] + [r for r in self.config.env.regions if LocalPlatform(self.config, r).region]
         for region in regions:
             platform = LocalPlatform(self.config, region)

@@ -55,6 +55,8 @@ def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None 
     if alias_headers:
         for entry_point in config["entryPoints"].values():
             entry_point["http"] = {"aliasHeadersStrategy": alias_headers}
+        # request counts per service for a local Prometheus (monitoring.prometheus: local), on the API port
+        config["metrics"] = {"prometheus": {"entryPoint": "traefik", "addServicesLabels": True}}
     return config
 
 

@@ -31,7 +31,7 @@ def test_verdicts_pass_fail_inconclusive():
     near = judge(s, 0.045, None, "")
     assert near.inconclusive and not near.passed
     none = judge(s, None, None, "no data")
-    assert none.inconclusive and none.why == "no data"
+    assert none.inconclusive and none.why == "m: no data"
 
 
 def test_baseline_compares_with_the_stable_color():

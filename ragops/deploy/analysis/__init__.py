@@ -81,8 +81,9 @@ class PrometheusProvider:
     def describe(self) -> str:
         parts = []
         for m in self.metrics:
-            rule = (f"vs stable (max ratio {m.max_ratio}, max difference {m.max_difference})"
-                    if m.compare == "baseline" else m.success)
+            limits = [f"max ratio {m.max_ratio:g}" if m.max_ratio is not None else "",
+                      f"max difference {m.max_difference:g}" if m.max_difference is not None else ""]
+            rule = (f"vs stable ({' or '.join(x for x in limits if x)})" if m.compare == "baseline" else m.success)
             parts.append(f"{m.name} {rule}")
         return f"Prometheus {self.url}: " + "; ".join(parts)
 

@@ -92,11 +92,11 @@ class PrometheusClient:
 def judge(spec: MetricSpec, value: float | None, baseline: float | None, why: str) -> Measurement:
     m = Measurement(spec.name, value=value, baseline=baseline)
     if value is None:
-        m.inconclusive, m.why = True, why or "no data"
+        m.inconclusive, m.why = True, f"{spec.name}: {why or 'no data'}"
         return m
     if spec.compare == "baseline":
         if baseline is None:
-            m.inconclusive, m.why = True, "no data for the baseline (stable color)"
+            m.inconclusive, m.why = True, f"{spec.name}: no data for the baseline (stable color)"
             return m
         checks = []
         if spec.max_difference is not None:
@@ -121,6 +121,9 @@ def judge(spec: MetricSpec, value: float | None, baseline: float | None, why: st
 
 
 def measure(client: PrometheusClient, spec: MetricSpec, target: Target) -> Measurement:
+    if spec.compare == "baseline" and not target.baseline_color:
+        # blue-green, or a canary at 100 %: the stable color takes no traffic to compare with
+        return Measurement(spec.name, passed=True, why=f"{spec.name}: skipped (no stable color with traffic)")
     value, why = client.query(render(spec.query, target.color, target.version, target.window_text))
     baseline = None
     if spec.compare == "baseline" and target.baseline_color:

@@ -73,7 +73,9 @@ def default_metrics(max_error_rate: float, max_p95_ms: float) -> list[MetricSpec
     buckets = f'rag_http_request_duration_seconds_bucket{{color="{{{{color}}}}",{NOT_TRAFFIC}}}'
     return [
         MetricSpec(name="error_rate", success=f"result <= {max_error_rate:g}",
-                   query=f"sum(increase({errors}[{{{{window}}}}])) / sum(increase({requests}[{{{{window}}}}]))"),
+                   # `or vector(0)`: a color that never answered a 5xx has no such series at all
+                   query=f"(sum(increase({errors}[{{{{window}}}}])) or vector(0)) "
+                         f"/ sum(increase({requests}[{{{{window}}}}]))"),
         MetricSpec(name="p95_latency_s", success=f"result <= {max_p95_ms / 1000:g}",
                    query=f"histogram_quantile(0.95, sum by (le) (rate({buckets}[{{{{window}}}}])))"),
     ]

@@ -1,0 +1,120 @@
+"""Progressive delivery against real components: a local Prometheus (Debian's binary) scraping real
+colors behind real Traefik, PromQL analysis with inconclusive pauses and baseline comparison."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import httpx
+import pytest
+import yaml
+
+from ragops.loadgen import LoadRunner
+from ragops.monitoring import local as monitoring
+from ragops.netutil import free_port
+from tests.conftest import need, server_tmpdir
+from tests.integration.conftest import _start_stack
+
+pytestmark = pytest.mark.integration
+
+ERRORS = ('(sum(increase(rag_http_requests_total{color="{{color}}",status=~"5..",route!~"/metrics|/healthz|/readyz"}'
+          '[{{window}}])) or vector(0)) / sum(increase(rag_http_requests_total{color="{{color}}",route!~"/metrics|/healthz|/readyz"}'
+          '[{{window}}]))')
+
+
+@pytest.fixture(scope="module")
+def stack():
+    need(monitoring.binary() is not None, "the prometheus binary (apt-get install prometheus)")
+    directory = server_tmpdir("delivery")
+    prom = f"127.0.0.1:{free_port()}"
+    s = _start_stack(directory, analysis_window="4s", extra={
+        "monitoring": {"prometheus": "local", "listen": prom, "scrape_interval": "1s"},
+        "deploy": {"analysis": {"provider": "prometheus", "interval": "1s"}}})
+    s.prometheus = prom
+    yield s
+    s.cli("down", "--purge", "--yes", timeout=120)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def set_analysis(stack, **analysis) -> None:
+    """Change deploy.analysis of the stack's environment (each CLI run reads the file again)."""
+    data = yaml.safe_load(stack.config_path.read_text())
+    data["environments"]["test"]["deploy"]["analysis"].update(analysis)
+    stack.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def serving_version(stack) -> str:
+    return httpx.get(stack.router_url + "/version", timeout=5).json()["version"]
+
+
+def load(stack, rps: float = 40, seconds: float = 60) -> LoadRunner:
+    return LoadRunner(stack.router_url + "/version", rps=rps, seconds=seconds, max_in_flight=32)
+
+
+def scraped(stack) -> dict:
+    """job, color -> the `up` value, once Prometheus has scraped every target (polled, up to 15 s)."""
+    deadline = time.monotonic() + 15
+    while True:
+        body = httpx.get(f"http://{stack.prometheus}/api/v1/query", params={"query": "up"}, timeout=5).json()
+        up = {(r["metric"]["job"], r["metric"].get("color")): r["value"][1] for r in body["data"]["result"]}
+        if len(up) == 3 or time.monotonic() > deadline:
+            return up
+        time.sleep(0.2)
+
+
+def test_up_runs_a_prometheus_that_scrapes_the_colors_and_the_router(stack):
+    up = scraped(stack)
+    assert up[("rag-colors", "blue")] == "1" and up[("router", None)] == "1"
+    assert ("rag-colors", "green") in up     # scraped (down until a deploy starts it)
+    status = stack.cli("status", check=True).stdout
+    assert "v1" in status
+
+
+def test_bad_version_fails_a_promql_metric_and_is_rolled_back(stack):
+    set_analysis(stack, metrics=[])          # the guide's two, as PromQL
+    with load(stack) as stats:
+        proc = stack.cli("deploy", "--version", "v2-errors", "--set", "RAG_FAULT_ERROR_RATE=0.5",
+                         "--set", "RAG_FAULT_AFTER_S=2", "--yes")
+    assert proc.returncode == 3, proc.stderr
+    assert "rolled back automatically" in proc.stderr
+    assert "error_rate" in proc.stderr and "breaks result <= 0.05" in proc.stderr
+    assert serving_version(stack) == "v1"
+    assert stats.requests > 0
+
+
+def test_a_metric_without_data_pauses_the_canary_then_abort(stack):
+    set_analysis(stack, metrics=[{"name": "ghost", "success": "result <= 1",
+                                  "query": 'sum(rate(no_such_metric{color="{{color}}"}[{{window}}]))'}])
+    proc = stack.cli("deploy", "--version", "v3-nodata", "--strategy", "canary", "--steps", "30,100",
+                     "--step-pause", "3s", "--yes")
+    assert proc.returncode == 3, proc.stderr
+    assert "paused at 30%" in proc.stderr and "inconclusive: ghost" in proc.stderr
+    status = stack.json("status")
+    assert sorted(status["router"]["weights"].values()) == [30, 70]     # the canary stays at its weight
+    stack.cli("abort", "--yes", check=True)
+    assert serving_version(stack) == "v1"
+    # --on-inconclusive fail: the same deploy is aborted instead of paused
+    proc = stack.cli("deploy", "--version", "v3-nodata", "--strategy", "canary", "--steps", "30,100",
+                     "--step-pause", "3s", "--on-inconclusive", "fail", "--yes")
+    assert proc.returncode == 3 and "aborted at 30%" in proc.stderr, proc.stderr
+    assert stack.json("status")["router"]["weights"] in ({"blue": 100}, {"green": 100})
+
+
+def test_baseline_passes_a_canary_as_bad_as_stable_and_fails_a_worse_one(stack):
+    flaky = ["--set", "RAG_FAULT_ERROR_RATE=0.3", "--set", "RAG_FAULT_AFTER_S=2"]
+    canary = ["--strategy", "canary", "--steps", "50,100", "--step-pause", "4s", "--yes"]
+    vs_stable = {"name": "errors_vs_stable", "query": ERRORS, "compare": "baseline"}
+    with load(stack, seconds=120):
+        # a stable version that already errors (admitted with a generous allowance)
+        set_analysis(stack, metrics=[{**vs_stable, "max_difference": 0.6}])
+        stack.cli("deploy", "--version", "v4-flaky", *flaky, *canary, check=True)
+        set_analysis(stack, metrics=[{**vs_stable, "max_difference": 0.15}])
+        same = stack.cli("deploy", "--version", "v5-flaky", *flaky, *canary)
+        worse = stack.cli("deploy", "--version", "v6-worse", "--set", "RAG_FAULT_ERROR_RATE=0.9",
+                          "--set", "RAG_FAULT_AFTER_S=2", *canary)
+    assert same.returncode == 0, same.stderr
+    assert worse.returncode == 3, worse.stderr
+    assert "aborted at 50%" in worse.stderr and "vs stable" in worse.stderr
+    explain = stack.cli("status", "--explain", check=True).stdout
+    assert "errors_vs_stable" in explain and "baseline" in explain
+    assert serving_version(stack) == "v5-flaky"
