@@ -25,11 +25,12 @@ from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Wei
 from ragops.deploy.analysis.settings import MetricSpec, OnInconclusive, Provider
 from ragops.errors import ConfigError
 from ragops.monitoring.settings import MonitoringSettings
+from ragops.notify.settings import NotifySettings
 from ragops.yamlfile import config_error, load_file_text
 
 DEFAULT_CONFIG = "ragops.yaml"
 SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks",
-            "monitoring")
+            "monitoring", "notify")
 
 
 class ServiceConfig(Strict):
@@ -226,6 +227,7 @@ class Sections(Strict):
     regions: dict[str, RegionConfig] = {}
     runbooks: RunbooksConfig = RunbooksConfig()
     monitoring: MonitoringSettings = MonitoringSettings()
+    notify: NotifySettings = NotifySettings()
 
 
 class DockerHostSettings(Strict):
@@ -373,6 +375,7 @@ class ConfigFile(Strict):
     regions: dict[str, Any] = {}
     runbooks: dict[str, Any] = {}
     monitoring: dict[str, Any] = {}
+    notify: dict[str, Any] = {}
 
 
 class Config:

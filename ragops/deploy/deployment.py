@@ -131,7 +131,20 @@ class DeploymentBase:
         r = self.record
         self.report(Event("done", f"deploy {r['id']} {result}" + (f": {reason}" if reason else ""),
                           {"id": r["id"], "result": result, "reason": reason, "seconds": r["seconds"]}))
+        self.notify(result, reason)
         return self.result()
+
+    def notify(self, event: str, detail: str | None = None) -> None:
+        """notify.webhook: one event of this deploy or rollback; a failed delivery changes nothing."""
+        from ragops import notify
+
+        r = self.record
+        kind = "rollback" if r["strategy"] == "rollback" else "deploy"
+        message = (f"{kind} of {r['version']} to {self.config.env_name}: {event.replace('_', ' ')}"
+                   + (f" ({detail})" if detail else ""))
+        notify.event(self.config, kind, event, message, progress=self.progress,
+                     fields={"deploy_id": r["id"], "version": r["version"], "strategy": r["strategy"],
+                             "from_version": r.get("from_version"), "who": r.get("who")})
 
     def result(self) -> DeployResult:
         r = self.record

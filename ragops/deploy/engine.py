@@ -154,6 +154,7 @@ class Deployment(DeploymentBase):
                   + "continue with `ragops promote`, undo with `ragops abort`")
         self.lock.pause()
         self.record["result"] = "paused"
+        self.notify("paused", why or f"at {weight}%")
         return self.result()
 
     def _abort_canary(self, new: str, old: str, reason: str) -> DeployResult:
@@ -190,8 +191,11 @@ class Deployment(DeploymentBase):
             if take_over:
                 self.reconcile()
             if self.options.strategy == "rollback":
+                if not take_over:
+                    self.notify("start")
                 return self.rollback_flow()
             if self.record.get("phase") in (None, "lock", "preflight"):
+                self.notify("start")
                 self.preflight()
             if self.options.strategy == "canary":
                 result = self.canary()
@@ -209,6 +213,7 @@ class Deployment(DeploymentBase):
             self.step("error", False, exc.message)
             self.record["phase_failed"] = self.record.get("phase")
             self.journal.save(self.record)
+            self.notify("failed", f"stopped at {self.record.get('phase')}: {exc.message}")
             raise OperationFailed(f"deploy {self.record['id']} stopped at {self.record.get('phase')}: {exc.message}",
                                   hint="the router still points at a color that passed its checks; "
                                        "`ragops deploy --resume` retries, `ragops abort` undoes") from None

@@ -2,8 +2,12 @@
 colors behind real Traefik, PromQL analysis with inconclusive pauses and baseline comparison."""
 from __future__ import annotations
 
+import json
 import shutil
+import threading
 import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -36,11 +40,38 @@ def stack():
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def set_analysis(stack, **analysis) -> None:
-    """Change deploy.analysis of the stack's environment (each CLI run reads the file again)."""
+def set_analysis(stack, notify: dict | None = None, **analysis) -> None:
+    """Change deploy.analysis (and notify) of the stack's environment (each CLI run reads the file again)."""
     data = yaml.safe_load(stack.config_path.read_text())
-    data["environments"]["test"]["deploy"]["analysis"].update(analysis)
+    env = data["environments"]["test"]
+    env["deploy"]["analysis"].update(analysis)
+    env["notify"] = notify or {}
     stack.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@contextmanager
+def webhook_receiver():
+    """A local Slack-style webhook: collects the JSON bodies POSTed to it."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def serving_version(stack) -> str:
@@ -71,11 +102,17 @@ def test_up_runs_a_prometheus_that_scrapes_the_colors_and_the_router(stack):
 
 
 def test_bad_version_fails_a_promql_metric_and_is_rolled_back(stack):
-    set_analysis(stack, metrics=[])          # the guide's two, as PromQL
-    with load(stack) as stats:
+    # the guide's two metrics, as PromQL; notifications to a local webhook
+    set_analysis(stack, metrics=[], notify={"webhook": "${env:DELIVERY_WEBHOOK}"})
+    with webhook_receiver() as (url, received), load(stack) as stats:
         proc = stack.cli("deploy", "--version", "v2-errors", "--set", "RAG_FAULT_ERROR_RATE=0.5",
-                         "--set", "RAG_FAULT_AFTER_S=2", "--yes")
+                         "--set", "RAG_FAULT_AFTER_S=2", "--yes", env={"DELIVERY_WEBHOOK": url})
     assert proc.returncode == 3, proc.stderr
+    events = [body["ragops"]["event"] for body in received]
+    assert events == ["start", "rolled_back"], received
+    last = received[-1]
+    assert last["ragops"]["kind"] == "deploy" and last["ragops"]["version"] == "v2-errors"
+    assert last["text"].startswith("[critical] deploy rolled back") and last["attachments"][0]["fields"]
     assert "rolled back automatically" in proc.stderr
     assert "error_rate" in proc.stderr and "breaks result <= 0.05" in proc.stderr
     assert serving_version(stack) == "v1"
@@ -83,12 +120,18 @@ def test_bad_version_fails_a_promql_metric_and_is_rolled_back(stack):
 
 
 def test_a_metric_without_data_pauses_the_canary_then_abort(stack):
+    # and a dead webhook (nothing listens on its port): reported, counted, the outcome unchanged
     set_analysis(stack, metrics=[{"name": "ghost", "success": "result <= 1",
-                                  "query": 'sum(rate(no_such_metric{color="{{color}}"}[{{window}}]))'}])
+                                  "query": 'sum(rate(no_such_metric{color="{{color}}"}[{{window}}]))'}],
+                 notify={"webhook": "${env:DELIVERY_WEBHOOK}", "timeout": 1})
+    dead = {"DELIVERY_WEBHOOK": f"http://127.0.0.1:{free_port()}/hook"}
     proc = stack.cli("deploy", "--version", "v3-nodata", "--strategy", "canary", "--steps", "30,100",
-                     "--step-pause", "3s", "--yes")
+                     "--step-pause", "3s", "--yes", env=dead)
     assert proc.returncode == 3, proc.stderr
     assert "paused at 30%" in proc.stderr and "inconclusive: ghost" in proc.stderr
+    assert "notify: deploy.start not delivered (notify: ConnectError)" in proc.stderr
+    assert dead["DELIVERY_WEBHOOK"] not in proc.stderr + proc.stdout       # the URL is a secret
+    assert json.loads((stack.state_dir / "notify.json").read_text())["failed"] == 2    # start, paused
     status = stack.json("status")
     assert sorted(status["router"]["weights"].values()) == [30, 70]     # the canary stays at its weight
     stack.cli("abort", "--yes", check=True)
