@@ -138,6 +138,8 @@ class DeploymentBase:
         """notify.webhook: one event of this deploy or rollback; a failed delivery changes nothing."""
         from ragops import notify
 
+        if not notify.wanted(self.config, event):
+            return
         r = self.record
         kind = "rollback" if r["strategy"] == "rollback" else "deploy"
         message = (f"{kind} of {r['version']} to {self.config.env_name}: {event.replace('_', ' ')}"

@@ -45,12 +45,17 @@ def post(url: str, payload: dict, timeout: float) -> int:
     return response.status_code
 
 
+def wanted(config, name: str) -> bool:
+    settings = config.env.notify
+    return bool(settings.webhook) and name in settings.on
+
+
 def event(config, kind: str, name: str, message: str, *, fields: dict | None = None,
           progress: Callable[[str], None] | None = None) -> bool:
     """Send `kind` (deploy | rollback | failover) event `name` if notify.on lists it; True when sent.
     Never raises: a failure is reported through `progress` and counted."""
     settings = config.env.notify
-    if not settings.webhook or name not in settings.on:
+    if not wanted(config, name):
         return False
     from ragops.secrets import redact
 

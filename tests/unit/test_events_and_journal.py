@@ -141,7 +141,10 @@ def _deployment(tmp_path, events):
 
     analysis = SimpleNamespace(max_error_rate=0.05, max_p95_latency_ms=2000.0, min_requests=5, no_data_retries=1,
                                probe_rps=0, interval=1.0, window=30.0, provider="builtin")
-    config = SimpleNamespace(deploy=SimpleNamespace(lock_ttl=60, history_limit=50, analysis=analysis))
+    from ragops.notify.settings import NotifySettings
+
+    config = SimpleNamespace(deploy=SimpleNamespace(lock_ttl=60, history_limit=50, analysis=analysis),
+                             env=SimpleNamespace(notify=NotifySettings()))
     options = DeployOptions(version="v2", strategy="canary", steps=[10, 100], step_pause=30.0)
     return Deployment(config, options, events.append, platform=_Platform(tmp_path))
 
