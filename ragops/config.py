@@ -193,6 +193,8 @@ class DeployConfig(Strict):
     keep_previous: int = Field(1, ge=0, le=5)        # old colors kept warm for instant rollback
     lock_ttl: Duration = 120.0
     history_limit: int = Field(200, ge=1)
+    canary_header: str = Field("X-Canary", pattern=r"^[A-Za-z0-9-]{1,64}$")  # `always` / `never` pick a side
+    sticky: bool = False                             # a cookie keeps each client on the color it first got
 
 
 class SloConfig(Strict):

@@ -31,6 +31,7 @@ from ragops.platforms.base import COLORS, ColorState, Platform, Progress, TokenF
 from ragops.platforms.service_env import service_env
 from ragops.process import ManagedProcess
 from ragops.routing import FileStore, Router, get_router
+from ragops.routing.base import PeopleRouting
 
 
 class FileLock(TokenFileLock):
@@ -108,7 +109,8 @@ class LocalPlatform(Platform):
     def router(self) -> Router:
         return get_router(self.config.router.kind, listen=self.router_listen, api=self.router_api,
                           store=FileStore(self.router_dir), health_path=self.config.service.readiness_path,
-                          log_dir=self.log_dir, colors={c: self.color_url(c) for c in COLORS}, bundled=True)
+                          log_dir=self.log_dir, colors={c: self.color_url(c) for c in COLORS}, bundled=True,
+                          people=PeopleRouting(self.config.deploy.canary_header, self.config.deploy.sticky))
 
     def proc(self, name: str) -> ManagedProcess:
         return ManagedProcess(name, self.run_dir, self.log_dir)

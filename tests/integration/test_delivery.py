@@ -40,11 +40,12 @@ def stack():
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def set_analysis(stack, notify: dict | None = None, **analysis) -> None:
-    """Change deploy.analysis (and notify) of the stack's environment (each CLI run reads the file again)."""
+def set_analysis(stack, notify: dict | None = None, deploy: dict | None = None, **analysis) -> None:
+    """Change deploy.analysis (and notify, deploy) of the stack's environment (each CLI run reads the file)."""
     data = yaml.safe_load(stack.config_path.read_text())
     env = data["environments"]["test"]
     env["deploy"]["analysis"].update(analysis)
+    env["deploy"].update(deploy or {})
     env["notify"] = notify or {}
     stack.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
 
@@ -76,6 +77,12 @@ def webhook_receiver():
 
 def serving_version(stack) -> str:
     return httpx.get(stack.router_url + "/version", timeout=5).json()["version"]
+
+
+def versions(stack, n: int, headers: dict | None = None) -> set[str]:
+    """The versions that answered n requests, each from a new client (no cookie kept)."""
+    return {httpx.get(stack.router_url + "/version", headers=headers, timeout=5).json()["version"]
+            for _ in range(n)}
 
 
 def load(stack, rps: float = 40, seconds: float = 60) -> LoadRunner:
@@ -134,6 +141,10 @@ def test_a_metric_without_data_pauses_the_canary_then_abort(stack):
     assert json.loads((stack.state_dir / "notify.json").read_text())["failed"] == 2    # start, paused
     status = stack.json("status")
     assert sorted(status["router"]["weights"].values()) == [30, 70]     # the canary stays at its weight
+    # routing for people: the header picks a side whatever the weights, without it the split holds
+    assert versions(stack, 20, {"X-Canary": "always"}) == {"v3-nodata"}
+    assert versions(stack, 20, {"X-Canary": "never"}) == {"v1"}
+    assert versions(stack, 60) == {"v1", "v3-nodata"}
     stack.cli("abort", "--yes", check=True)
     assert serving_version(stack) == "v1"
     # --on-inconclusive fail: the same deploy is aborted instead of paused
@@ -161,3 +172,21 @@ def test_baseline_passes_a_canary_as_bad_as_stable_and_fails_a_worse_one(stack):
     explain = stack.cli("status", "--explain", check=True).stdout
     assert "errors_vs_stable" in explain and "baseline" in explain
     assert serving_version(stack) == "v5-flaky"
+
+
+def test_sticky_keeps_each_client_on_its_version_at_50_percent(stack):
+    set_analysis(stack, metrics=[], deploy={"sticky": True})
+    try:
+        proc = stack.cli("deploy", "--version", "v7-sticky", "--strategy", "canary", "--steps", "50,100",
+                         "--step-pause", "3s", "--pause-at", "50", "--yes")
+        assert proc.returncode in (0, 3), proc.stderr          # paused at 50 % (by request, or no verdict yet)
+        assert sorted(stack.json("status")["router"]["weights"].values()) == [50, 50]
+        for _ in range(6):                                      # six clients, each keeps its cookie
+            with httpx.Client(base_url=stack.router_url, timeout=5) as client:
+                mine = {client.get("/version").json()["version"] for _ in range(50)}
+            assert len(mine) == 1, mine
+        assert versions(stack, 40) == {"v1", "v7-sticky"}       # without the cookie: the 50 % split
+    finally:
+        set_analysis(stack, metrics=[], deploy={"sticky": False})
+        stack.cli("abort", "--yes", check=True)
+    assert serving_version(stack) == "v1"

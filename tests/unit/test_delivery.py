@@ -49,3 +49,20 @@ def test_default_metrics_are_the_guides_two_as_promql():
     assert error_rate.success == "result <= 0.05" and p95.success == "result <= 2"
     q = render(error_rate.query, "green", "v2", promql_duration(9.2))
     assert 'color="green"' in q and "[10s]" in q and "{{" not in q
+
+
+def test_traefik_header_routes_and_sticky_cookie():
+    from ragops.routing.base import PeopleRouting
+    from ragops.routing.traefik_file import dynamic_config, parse_dynamic
+
+    backends = {"blue": "http://127.0.0.1:1", "green": "http://127.0.0.1:2"}
+    config = dynamic_config(backends, {"blue": 90, "green": 10}, people=PeopleRouting("X-Tester", sticky=True))
+    routers = config["http"]["routers"]
+    assert routers["rag-always"]["service"] == "rag-green" and routers["rag-never"]["service"] == "rag-blue"
+    assert routers["rag-always"]["rule"] == "Header(`X-Tester`, `always`)"
+    assert config["http"]["services"]["rag"]["weighted"]["sticky"]["cookie"]["name"] == "ragops_color"
+    assert parse_dynamic(config)[1] == {"blue": 90, "green": 10}            # read back unchanged
+    # the canary at weight 0 is still reachable with the header; maintenance drops the header routes
+    assert dynamic_config(backends, {"blue": 100, "green": 0})["http"]["routers"]["rag-always"]["service"] == "rag-green"
+    assert set(dynamic_config(backends, {"blue": 100}, maintenance=True)["http"]["routers"]) == {"rag"}
+    assert "sticky" not in dynamic_config(backends, {"blue": 100})["http"]["services"]["rag"]["weighted"]
