@@ -66,3 +66,21 @@ def test_traefik_header_routes_and_sticky_cookie():
     assert dynamic_config(backends, {"blue": 100, "green": 0})["http"]["routers"]["rag-always"]["service"] == "rag-green"
     assert set(dynamic_config(backends, {"blue": 100}, maintenance=True)["http"]["routers"]) == {"rag"}
     assert "sticky" not in dynamic_config(backends, {"blue": 100})["http"]["services"]["rag"]["weighted"]
+
+
+def test_kubernetes_traefik_service_carries_the_sticky_cookie():
+    from ragops.routing.base import PeopleRouting
+    from ragops.routing.traefik_crd import TraefikCrdRouter, member_weights
+
+    applied: list[dict] = []
+    router = TraefikCrdRouter(metadata={"name": "rag", "namespace": "rag"}, services={"blue": "rag-blue", "green": "rag-green"},
+                              port=8000, apply_object=applied.append, read_object=lambda kind, name: None,
+                              people=PeopleRouting(sticky=True))
+    router.apply({}, {"blue": 50, "green": 50}, maintenance=False)
+    weighted = applied[-1]["spec"]["weighted"]
+    assert weighted["sticky"] == {"cookie": {"name": "ragops_color", "httpOnly": True, "sameSite": "lax"}}
+    assert member_weights(applied[-1]) == {"rag-blue": 50, "rag-green": 50}
+    plain = TraefikCrdRouter(metadata={"name": "rag"}, services={"blue": "rag-blue"}, port=8000,
+                             apply_object=applied.append, read_object=lambda kind, name: None)
+    plain.apply({}, {"blue": 100}, maintenance=False)
+    assert "sticky" not in applied[-1]["spec"]["weighted"]
