@@ -85,7 +85,7 @@ def versions(stack, n: int, headers: dict | None = None) -> set[str]:
             for _ in range(n)}
 
 
-def load(stack, rps: float = 40, seconds: float = 60) -> LoadRunner:
+def load(stack, rps: float = 20, seconds: float = 60) -> LoadRunner:
     return LoadRunner(stack.router_url + "/version", rps=rps, seconds=seconds, max_in_flight=32)
 
 
@@ -126,32 +126,35 @@ def test_bad_version_fails_a_promql_metric_and_is_rolled_back(stack):
     assert stats.requests > 0
 
 
-def test_a_metric_without_data_pauses_the_canary_then_abort(stack):
-    # and a dead webhook (nothing listens on its port): reported, counted, the outcome unchanged
+def test_a_metric_without_data_pauses_the_canary_header_and_sticky_routing(stack):
+    # a dead webhook too (nothing listens on its port): reported, counted, the outcome unchanged
     set_analysis(stack, metrics=[{"name": "ghost", "success": "result <= 1",
                                   "query": 'sum(rate(no_such_metric{color="{{color}}"}[{{window}}]))'}],
-                 notify={"webhook": "${env:DELIVERY_WEBHOOK}", "timeout": 1})
+                 notify={"webhook": "${env:DELIVERY_WEBHOOK}", "timeout": 1}, deploy={"sticky": True})
     dead = {"DELIVERY_WEBHOOK": f"http://127.0.0.1:{free_port()}/hook"}
-    proc = stack.cli("deploy", "--version", "v3-nodata", "--strategy", "canary", "--steps", "30,100",
-                     "--step-pause", "3s", "--yes", env=dead)
-    assert proc.returncode == 3, proc.stderr
-    assert "paused at 30%" in proc.stderr and "inconclusive: ghost" in proc.stderr
-    assert "notify: deploy.start not delivered (notify: ConnectError)" in proc.stderr
-    assert dead["DELIVERY_WEBHOOK"] not in proc.stderr + proc.stdout       # the URL is a secret
-    assert json.loads((stack.state_dir / "notify.json").read_text())["failed"] == 2    # start, paused
-    status = stack.json("status")
-    assert sorted(status["router"]["weights"].values()) == [30, 70]     # the canary stays at its weight
-    # routing for people: the header picks a side whatever the weights, without it the split holds
-    assert versions(stack, 20, {"X-Canary": "always"}) == {"v3-nodata"}
-    assert versions(stack, 20, {"X-Canary": "never"}) == {"v1"}
-    assert versions(stack, 60) == {"v1", "v3-nodata"}
-    stack.cli("abort", "--yes", check=True)
+    try:
+        proc = stack.cli("deploy", "--version", "v3-nodata", "--strategy", "canary", "--steps", "50,100",
+                         "--step-pause", "3s", "--yes", env=dead)
+        assert proc.returncode == 3, proc.stderr
+        assert "paused at 50%" in proc.stderr and "inconclusive: ghost" in proc.stderr
+        assert "notify: deploy.start not delivered (notify: ConnectError)" in proc.stderr
+        assert dead["DELIVERY_WEBHOOK"] not in proc.stderr + proc.stdout       # the URL is a secret
+        assert json.loads((stack.state_dir / "notify.json").read_text())["failed"] == 2    # start, paused
+        status = stack.json("status")
+        assert sorted(status["router"]["weights"].values()) == [50, 50]     # the canary stays at its weight
+        # routing for people: the header picks a side whatever the weights
+        assert versions(stack, 20, {"X-Canary": "always"}) == {"v3-nodata"}
+        assert versions(stack, 20, {"X-Canary": "never"}) == {"v1"}
+        # sticky: each client keeps the version it first got over 50 requests; new clients split
+        for _ in range(4):
+            with httpx.Client(base_url=stack.router_url, timeout=5) as client:
+                mine = {client.get("/version").json()["version"] for _ in range(50)}
+            assert len(mine) == 1, mine
+        assert versions(stack, 40) == {"v1", "v3-nodata"}
+    finally:
+        set_analysis(stack, metrics=[], deploy={"sticky": False})
+        stack.cli("abort", "--yes", check=True)
     assert serving_version(stack) == "v1"
-    # --on-inconclusive fail: the same deploy is aborted instead of paused
-    proc = stack.cli("deploy", "--version", "v3-nodata", "--strategy", "canary", "--steps", "30,100",
-                     "--step-pause", "3s", "--on-inconclusive", "fail", "--yes")
-    assert proc.returncode == 3 and "aborted at 30%" in proc.stderr, proc.stderr
-    assert stack.json("status")["router"]["weights"] in ({"blue": 100}, {"green": 100})
 
 
 def test_baseline_passes_a_canary_as_bad_as_stable_and_fails_a_worse_one(stack):
@@ -160,9 +163,9 @@ def test_baseline_passes_a_canary_as_bad_as_stable_and_fails_a_worse_one(stack):
     vs_stable = {"name": "errors_vs_stable", "query": ERRORS, "compare": "baseline"}
     with load(stack, seconds=120):
         # a stable version that already errors (admitted with a generous allowance)
-        set_analysis(stack, metrics=[{**vs_stable, "max_difference": 0.6}])
-        stack.cli("deploy", "--version", "v4-flaky", *flaky, *canary, check=True)
+        # (blue-green: baseline metrics are skipped without a stable color taking traffic)
         set_analysis(stack, metrics=[{**vs_stable, "max_difference": 0.15}])
+        stack.cli("deploy", "--version", "v4-flaky", *flaky, "--yes", check=True)
         same = stack.cli("deploy", "--version", "v5-flaky", *flaky, *canary)
         worse = stack.cli("deploy", "--version", "v6-worse", "--set", "RAG_FAULT_ERROR_RATE=0.9",
                           "--set", "RAG_FAULT_AFTER_S=2", *canary)
@@ -171,22 +174,5 @@ def test_baseline_passes_a_canary_as_bad_as_stable_and_fails_a_worse_one(stack):
     assert "aborted at 50%" in worse.stderr and "vs stable" in worse.stderr
     explain = stack.cli("status", "--explain", check=True).stdout
     assert "errors_vs_stable" in explain and "baseline" in explain
-    assert serving_version(stack) == "v5-flaky"
-
-
-def test_sticky_keeps_each_client_on_its_version_at_50_percent(stack):
-    set_analysis(stack, metrics=[], deploy={"sticky": True})
-    try:
-        proc = stack.cli("deploy", "--version", "v7-sticky", "--strategy", "canary", "--steps", "50,100",
-                         "--step-pause", "3s", "--pause-at", "50", "--yes")
-        assert proc.returncode in (0, 3), proc.stderr          # paused at 50 % (by request, or no verdict yet)
-        assert sorted(stack.json("status")["router"]["weights"].values()) == [50, 50]
-        for _ in range(6):                                      # six clients, each keeps its cookie
-            with httpx.Client(base_url=stack.router_url, timeout=5) as client:
-                mine = {client.get("/version").json()["version"] for _ in range(50)}
-            assert len(mine) == 1, mine
-        assert versions(stack, 40) == {"v1", "v7-sticky"}       # without the cookie: the 50 % split
-    finally:
-        set_analysis(stack, metrics=[], deploy={"sticky": False})
-        stack.cli("abort", "--yes", check=True)
-    assert serving_version(stack) == "v1"
+    live = [c for c in stack.json("status")["colors"] if c.get("weight")]
+    assert [c["version"] for c in live] == ["v5-flaky"], live
