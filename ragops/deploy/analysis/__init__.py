@@ -92,8 +92,11 @@ class PrometheusProvider:
 
         target.window_text = prometheus.promql_duration(window)
         client = prometheus.PrometheusClient(self.url or "", timeout=self.timeout)
-        return prometheus.analyze(target, self.metrics, client, window=window, interval=self.a.interval,
-                                  probe_rps=self.a.probe_rps, on_sample=on_sample, should_stop=should_stop)
+        try:
+            return prometheus.analyze(target, self.metrics, client, window=window, interval=self.a.interval,
+                                      probe_rps=self.a.probe_rps, on_sample=on_sample, should_stop=should_stop)
+        finally:
+            client.close()
 
 
 PROVIDERS: dict[str, type] = {"builtin": BuiltinProvider, "prometheus": PrometheusProvider}

@@ -56,16 +56,25 @@ def promql_duration(seconds: float) -> str:
 
 
 class PrometheusClient:
+    """One keep-alive connection for a whole analysis: a new httpx client per query (TLS context,
+    pool, connect) cost 20x the query itself (bench/analysis_bench.py)."""
+
     def __init__(self, url: str, timeout: float = 5.0):
+        import httpx
+
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.http = httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
 
     def query(self, promql: str) -> tuple[float | None, str]:
         """The query's single value (None when it has no data) and why when there is none."""
         import httpx
 
         try:
-            resp = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=self.timeout)
+            resp = self.http.get(f"{self.url}/api/v1/query", params={"query": promql})
         except httpx.HTTPError as exc:
             return None, f"Prometheus at {self.url} not reachable ({type(exc).__name__})"
         try:
