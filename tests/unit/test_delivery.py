@@ -84,3 +84,18 @@ def test_kubernetes_traefik_service_carries_the_sticky_cookie():
                              apply_object=applied.append, read_object=lambda kind, name: None)
     plain.apply({}, {"blue": 100}, maintenance=False)
     assert "sticky" not in applied[-1]["spec"]["weighted"]
+
+
+def test_on_inconclusive_comes_from_the_flag_or_the_config(capsys):
+    from pathlib import Path
+
+    from ragops.cli.main import main
+    from ragops.config import load_config
+    from ragops.deploy.engine import _options
+    from tests.conftest import REPO
+
+    config = load_config(Path(REPO / "ragops.yaml"), "local")
+    assert _options(config, "v2", "canary", None, None, None, None).on_inconclusive == "pause"
+    assert _options(config, "v2", "canary", None, None, None, None, "fail").on_inconclusive == "fail"
+    code = main(["-c", str(REPO / "ragops.yaml"), "deploy", "--version", "v2", "--on-inconclusive", "maybe", "--plan"])
+    assert code == 2 and "--on-inconclusive: expected pause or fail, got 'maybe'" in capsys.readouterr().err
