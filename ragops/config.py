@@ -22,12 +22,16 @@ from pydantic import (
 
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
+from ragops.deploy.analysis.settings import MetricSpec, OnInconclusive, Provider
 from ragops.errors import ConfigError
+from ragops.monitoring.settings import MonitoringSettings
+from ragops.notify.settings import NotifySettings
 from ragops.platforms.docker_db_settings import DockerDatabaseSettings
 from ragops.yamlfile import config_error, load_file_text
 
 DEFAULT_CONFIG = "ragops.yaml"
-SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks")
+SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks",
+            "monitoring", "notify")
 
 
 class ServiceConfig(Strict):
@@ -177,6 +181,9 @@ class AnalysisConfig(Strict):
     min_requests: int = Field(5, ge=0)
     no_data_retries: int = Field(3, ge=0)
     probe_rps: float = Field(5.0, ge=0, le=100)       # synthetic requests to the new color per second
+    provider: Provider = "builtin"                    # builtin | prometheus (ragops/deploy/analysis/)
+    metrics: list[MetricSpec] = []                    # prometheus: PromQL metrics (default: the guide's two)
+    on_inconclusive: OnInconclusive = "pause"         # canary: pause (exit 3) or fail when no verdict
 
 
 class DeployConfig(Strict):
@@ -188,6 +195,8 @@ class DeployConfig(Strict):
     keep_previous: int = Field(1, ge=0, le=5)        # old colors kept warm for instant rollback
     lock_ttl: Duration = 120.0
     history_limit: int = Field(200, ge=1)
+    canary_header: str = Field("X-Canary", pattern=r"^[A-Za-z0-9-]{1,64}$")  # `always` / `never` pick a side
+    sticky: bool = False                             # a cookie keeps each client on the color it first got
 
 
 class SloConfig(Strict):
@@ -221,6 +230,8 @@ class Sections(Strict):
     slo: SloConfig = SloConfig()
     regions: dict[str, RegionConfig] = {}
     runbooks: RunbooksConfig = RunbooksConfig()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    notify: NotifySettings = NotifySettings()
 
 
 class DockerHostSettings(Strict):
@@ -368,6 +379,8 @@ class ConfigFile(Strict):
     slo: dict[str, Any] = {}
     regions: dict[str, Any] = {}
     runbooks: dict[str, Any] = {}
+    monitoring: dict[str, Any] = {}
+    notify: dict[str, Any] = {}
 
 
 class Config:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, overload
 
-from ragops.errors import OperationFailed, UsageError
+from ragops.errors import OperationFailed, RagopsError, UsageError
 from ragops.events import MaybeSay as Progress
 from ragops.secrets import redact
 
@@ -144,15 +144,27 @@ def region_failover(config, to: str | None = None, failure_time=None, *, confirm
                     skip_service: bool = False, progress: Progress = None) -> FailoverReport:
     """Fence the old primary, promote the target region's replica, move DNS, start and smoke-test the
     service there; journal the report after every step and measure RTO/RPO against the SLO."""
+    from ragops import notify
+
     run = _RegionFailover(config, to, _parse_time(failure_time), confirm_down, progress)
-    run.fence()
-    run.promote()
-    run.dns()
-    if skip_service:
-        run.report.notes.append("service steps skipped on request")
-    else:
-        run.service()
-    return run.finish()
+    what = f"failover of {config.env_name} to {run.region} ({run.node})"
+    notify.event(config, "failover", "start", what, progress=progress)
+    try:
+        run.fence()
+        run.promote()
+        run.dns()
+        if skip_service:
+            run.report.notes.append("service steps skipped on request")
+        else:
+            run.service()
+        report = run.finish()
+    except (RagopsError, OSError) as exc:
+        why = exc.message if isinstance(exc, RagopsError) else type(exc).__name__
+        notify.event(config, "failover", "failed", f"{what}: {redact(why)}", progress=progress)
+        raise
+    notify.event(config, "failover", "succeeded", f"{what}: RTO {report.rto_seconds}s",
+                 fields={"rto_seconds": report.rto_seconds, "rpo_seconds": report.rpo_seconds}, progress=progress)
+    return report
 
 
 class _RegionFailover:

@@ -95,6 +95,10 @@ class Supervisor:
         platform = self.platform
         if not platform.router_running():
             self.heal("router", lambda: self.start_router())
+        from ragops.monitoring import local as monitoring
+
+        if platform.config.env.monitoring.prometheus == "local" and not platform.proc(monitoring.PROC).running():
+            self.heal("prometheus", lambda: monitoring.ensure(platform, lambda _line: None))
         for color in platform.was_live():
             if platform.color_state(color, probe=False).running or platform.stopped_on_purpose(color):
                 continue

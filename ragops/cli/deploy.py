@@ -144,6 +144,9 @@ def deploy(ctx: typer.Context,
            plan_only: bool = typer.Option(False, "--plan", "--dry-run",
                                           help="Print the ordered steps, gates and timeouts; change nothing."),
            resume_: bool = typer.Option(False, "--resume", help="Finish an interrupted deploy from its journal."),
+           on_inconclusive: str | None = typer.Option(
+               None, "--on-inconclusive",
+               help="pause (default: the canary stays at its weight, exit 3, then promote/abort) or fail."),
            ) -> None:
     """Deploy a new version: blue-green (default) or canary, with health gates, smoke tests,
     metric analysis and automatic rollback.
@@ -154,6 +157,7 @@ def deploy(ctx: typer.Context,
       ragops deploy --version v2 --yes
       ragops deploy --version v2 --strategy canary --steps 10,50,100 --step-pause 30s --pause-at 50
       ragops deploy --version v3 --set RAG_FAULT_ERROR_RATE=0.3 --yes   (fault injection: refused by its smoke test)
+      ragops deploy --version v2 --strategy canary --on-inconclusive fail --yes   (no data fails instead of pausing)
     """
     env = ctx.obj
     from ragops.deploy import engine
@@ -181,6 +185,8 @@ def deploy(ctx: typer.Context,
             pause = parse_duration(step_pause)
         except ValueError as exc:
             raise UsageError(f"--step-pause: {exc}") from None
+    if on_inconclusive not in (None, "pause", "fail"):
+        raise UsageError(f"--on-inconclusive: expected pause or fail, got {on_inconclusive!r}")
     overrides = _parse_env(set_env)
     plan = engine.plan(config, version, strategy, weights, pause, pause_at, overrides)
     if plan_only:
@@ -191,7 +197,8 @@ def deploy(ctx: typer.Context,
     title = f"deploy {version} to {config.env_name} ({plan.strategy}, {plan.from_color or 'none'} -> {plan.to_color})"
     env.confirm(f"Deploy {version} to {config.env_name} with {plan.strategy}?", destructive=True)
     with LiveView(env, title) as progress:
-        result = engine.deploy(config, version, strategy, weights, pause, pause_at, overrides, progress=progress)
+        result = engine.deploy(config, version, strategy, weights, pause, pause_at, overrides, progress=progress,
+                               on_inconclusive=on_inconclusive)
     env.emit(result, _render_result)
 
 

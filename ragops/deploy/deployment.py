@@ -47,6 +47,7 @@ class DeployOptions:
     step_pause: float
     pause_at: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    on_inconclusive: str = "pause"     # canary: an analysis without a verdict pauses (or fails)
 
 
 def _shown(weights: dict[str, int]) -> str:
@@ -70,7 +71,8 @@ class DeploymentBase:
             "version": options.version, "strategy": options.strategy, "who": whoami(),
             "started": now_iso(), "phase": "lock", "steps": [], "gates": {},
             "options": {"steps": options.steps, "step_pause": options.step_pause,
-                        "pause_at": options.pause_at, "env": options.env},
+                        "pause_at": options.pause_at, "env": options.env,
+                        "on_inconclusive": options.on_inconclusive},
         }
         self.lock = DeployLock(self.platform.lock_backend(), config.deploy.lock_ttl, command,
                                deploy_id=self.record["id"])
@@ -128,7 +130,22 @@ class DeploymentBase:
         r = self.record
         self.report(Event("done", f"deploy {r['id']} {result}" + (f": {reason}" if reason else ""),
                           {"id": r["id"], "result": result, "reason": reason, "seconds": r["seconds"]}))
+        self.notify(result, reason)
         return self.result()
+
+    def notify(self, event: str, detail: str | None = None) -> None:
+        """notify.webhook: one event of this deploy or rollback; a failed delivery changes nothing."""
+        from ragops import notify
+
+        if not notify.wanted(self.config, event):
+            return
+        r = self.record
+        kind = "rollback" if r["strategy"] == "rollback" else "deploy"
+        message = (f"{kind} of {r['version']} to {self.config.env_name}: {event.replace('_', ' ')}"
+                   + (f" ({detail})" if detail else ""))
+        notify.event(self.config, kind, event, message, progress=self.progress,
+                     fields={"deploy_id": r["id"], "version": r["version"], "strategy": r["strategy"],
+                             "from_version": r.get("from_version"), "who": r.get("who")})
 
     def result(self) -> DeployResult:
         r = self.record

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from ragops.config import Config
-from ragops.deploy.analysis import AnalysisResult, analyze
+from ragops.deploy.analysis import AnalysisResult, Target, get_provider
 from ragops.deploy.deployment import DeploymentBase, DeployOptions, DeployResult
 from ragops.deploy.history import Journal
 from ragops.deploy.lock import describe, owner_alive, whoami
@@ -24,6 +24,11 @@ from ragops.events import Event, Progress, ignore, say
 from ragops.platforms import get_platform
 from ragops.platforms.base import COLORS, other_color, with_weights
 
+
+class AnalysisInconclusive(GateFailed):
+    """A canary step's analysis had no verdict: the deploy is paused at that weight (exit 3)."""
+
+
 # the sections whose secret references a deploy or rollback resolves (service keys, database password/DSN)
 NEEDED_SECRETS = ("service", "database")
 
@@ -31,29 +36,35 @@ NEEDED_SECRETS = ("service", "database")
 class Deployment(DeploymentBase):
     """The strategies: blue-green, canary and rollback, each idempotent against the platform on resume."""
 
-    def watch(self, color: str, window: float, label: str, gate: str | None = None) -> AnalysisResult:
+    def watch(self, color: str, window: float, label: str, gate: str | None = None,
+              baseline: str | None = None) -> AnalysisResult:
+        """`baseline`: the stable color sharing the traffic (canary steps), for `compare: baseline` metrics."""
         if gate and self.gate_passed(gate):
             self.step(label, True, "passed before the interruption (journaled)")
             return AnalysisResult(color=color, passed=True, requests=0, window_s=0.0)
         a = self.config.deploy.analysis
+        provider = get_provider(self.config)
         limits = {"color": color, "window_s": window, "max_error_rate": a.max_error_rate,
-                  "max_p95_ms": a.max_p95_latency_ms}
-        self.report(Event("analysis", f"analysing {color} for {format_duration(window)} "
-                                      f"(max error rate {a.max_error_rate:.0%}, max p95 {a.max_p95_latency_ms:.0f}ms)",
+                  "max_p95_ms": a.max_p95_latency_ms, "provider": provider.name}
+        self.report(Event("analysis", f"analysing {color} for {format_duration(window)} ({provider.describe()})",
                           limits))
 
         def on_sample(r: AnalysisResult) -> None:
-            if r.requests:
+            if r.metrics:
+                shown = ", ".join(f"{m['name']} {m['value']}" + (f" (stable {m['baseline']})"
+                                                                  if m.get("baseline") is not None else "")
+                                  for m in r.metrics)
+                self.report(Event("analysis", f"  {color}: {shown}, {r.window_s:.0f}/{window:.0f}s",
+                                  {**limits, "metrics": r.metrics, "elapsed_s": r.window_s}))
+            elif r.requests:
                 self.report(Event("analysis", f"  {color}: {r.requests} req, errors {r.error_rate or 0:.1%}, "
                                               f"p95 {r.p95_ms or 0:.0f}ms, {r.window_s:.0f}/{window:.0f}s",
                                   {**limits, "requests": r.requests, "error_rate": r.error_rate,
                                    "p95_ms": r.p95_ms, "elapsed_s": r.window_s}))
 
-        result = analyze(color, self.platform.color_url(color), window=window,
-                         max_error_rate=a.max_error_rate, max_p95_ms=a.max_p95_latency_ms,
-                         min_requests=a.min_requests, no_data_retries=a.no_data_retries,
-                         probe_rps=a.probe_rps, interval=a.interval, on_sample=on_sample,
-                         should_stop=self.aborted_by_request)
+        target = Target(color=color, version=self.options.version, url=self.platform.color_url(color),
+                        baseline_color=baseline)
+        result = provider.analyze(target, window=window, on_sample=on_sample, should_stop=self.aborted_by_request)
         if gate and result.passed:
             self.pass_gate(gate)
         self.step(label, result.passed, "; ".join(result.breaches) or "within thresholds",
@@ -112,9 +123,14 @@ class Deployment(DeploymentBase):
             if weight >= 100:
                 break
             self.switch({new: weight, old: 100 - weight}, f"canary {new} at {weight}%")
-            result = self.watch(new, window, f"analysis at {weight}%", gate=f"analysis:{new}@{weight}")
+            result = self.watch(new, window, f"analysis at {weight}%", gate=f"analysis:{new}@{weight}", baseline=old)
             if self.aborted_by_request():
                 return self._abort_canary(new, old, "aborted on request")
+            if result.inconclusive and self.options.on_inconclusive == "pause":
+                self._pause(index, weight, "; ".join(result.breaches))
+                raise AnalysisInconclusive(f"canary {self.options.version} paused at {weight}%: "
+                                           + "; ".join(result.breaches),
+                                           hint="`ragops promote` continues, `ragops abort` undoes")
             if not result.passed:
                 reason = f"at {weight}%: " + "; ".join(result.breaches)
                 self._abort_canary(new, old, reason)
@@ -132,11 +148,13 @@ class Deployment(DeploymentBase):
         self.drain(old)
         return self.finish("succeeded")
 
-    def _pause(self, index: int, weight: int) -> DeployResult:
+    def _pause(self, index: int, weight: int, why: str = "") -> DeployResult:
         self.phase("paused", step_index=index + 1)
-        self.step(f"paused at {weight}%", None, "continue with `ragops promote`, undo with `ragops abort`")
+        self.step(f"paused at {weight}%", None, (f"{why}; " if why else "")
+                  + "continue with `ragops promote`, undo with `ragops abort`")
         self.lock.pause()
         self.record["result"] = "paused"
+        self.notify("paused", why or f"at {weight}%")
         return self.result()
 
     def _abort_canary(self, new: str, old: str, reason: str) -> DeployResult:
@@ -173,14 +191,20 @@ class Deployment(DeploymentBase):
             if take_over:
                 self.reconcile()
             if self.options.strategy == "rollback":
+                if not take_over:
+                    self.notify("start")
                 return self.rollback_flow()
             if self.record.get("phase") in (None, "lock", "preflight"):
+                self.notify("start")
                 self.preflight()
             if self.options.strategy == "canary":
                 result = self.canary()
                 paused = result.result == "paused"
                 return result
             return self.blue_green()
+        except AnalysisInconclusive:
+            paused = True      # the lock stays, marked paused: promote or abort goes on from here
+            raise
         except GateFailed:
             if "result" not in self.record or self.record.get("result") in (None, "paused"):
                 self.finish("failed", self.record["steps"][-1]["detail"] if self.record["steps"] else None)
@@ -189,6 +213,7 @@ class Deployment(DeploymentBase):
             self.step("error", False, exc.message)
             self.record["phase_failed"] = self.record.get("phase")
             self.journal.save(self.record)
+            self.notify("failed", f"stopped at {self.record.get('phase')}: {exc.message}")
             raise OperationFailed(f"deploy {self.record['id']} stopped at {self.record.get('phase')}: {exc.message}",
                                   hint="the router still points at a color that passed its checks; "
                                        "`ragops deploy --resume` retries, `ragops abort` undoes") from None
@@ -200,7 +225,8 @@ class Deployment(DeploymentBase):
 # ---- module-level operations (the CLI and runbooks call these) --------------------------------
 
 def _options(config: Config, version: str, strategy: str | None, steps: list[int] | None,
-             step_pause: float | None, pause_at: int | None, env: dict | None) -> DeployOptions:
+             step_pause: float | None, pause_at: int | None, env: dict | None,
+             on_inconclusive: str | None = None) -> DeployOptions:
     strategy = strategy or config.deploy.strategy
     if strategy not in ("blue-green", "canary"):
         raise UsageError(f"--strategy: expected blue-green or canary, got {strategy!r}")
@@ -218,7 +244,8 @@ def _options(config: Config, version: str, strategy: str | None, steps: list[int
         raise UsageError("--pause-at only applies to --strategy canary")
     return DeployOptions(version=version, strategy=strategy, steps=steps,
                          step_pause=config.deploy.canary.step_pause if step_pause is None else step_pause,
-                         pause_at=pause_at, env=dict(env or {}))
+                         pause_at=pause_at, env=dict(env or {}),
+                         on_inconclusive=on_inconclusive or config.deploy.analysis.on_inconclusive)
 
 
 def plan(config: Config, version: str, strategy: str | None = None, steps: list[int] | None = None,
@@ -235,8 +262,7 @@ def plan(config: Config, version: str, strategy: str | None = None, steps: list[
     from_text = (f"{live_color.color} {live_color.version}" if live_color
                  else f"unknown ({unknown})" if unknown else "none (first deploy)")
     a = d.analysis
-    gates = (f"error rate <= {a.max_error_rate:.0%}, p95 <= {a.max_p95_latency_ms:.0f}ms, "
-             f">= {a.min_requests} requests (no data: {a.no_data_retries} retries, then fail)")
+    gates = get_provider(config).describe()
     lines = [f"take the deploy lock (lease {format_duration(d.lock_ttl)}, heartbeat)",
              f"preflight: live color {from_text} healthy; "
              "pending migrations must not be marked breaking",
@@ -262,8 +288,8 @@ def plan(config: Config, version: str, strategy: str | None = None, steps: list[
 
 def deploy(config: Config, version: str, strategy: str | None = None, steps: list[int] | None = None,
            step_pause: float | None = None, pause_at: int | None = None, env: dict | None = None,
-           progress: Progress = ignore) -> DeployResult:
-    opts = _options(config, version, strategy, steps, step_pause, pause_at, env)
+           progress: Progress = ignore, on_inconclusive: str | None = None) -> DeployResult:
+    opts = _options(config, version, strategy, steps, step_pause, pause_at, env, on_inconclusive)
     config.resolve_references(*NEEDED_SECRETS)   # before anything is stopped or written
     platform = get_platform(config)
     interrupted = Journal(platform.journal_dir()).current()
@@ -283,7 +309,8 @@ def _journaled(config: Config, progress: Progress, command: str) -> Deployment:
         raise UsageError("no deploy is in progress, paused or interrupted (ragops history shows past ones)")
     o = record.get("options", {})
     opts = DeployOptions(version=record["version"], strategy=record["strategy"], steps=o.get("steps") or [100],
-                         step_pause=o.get("step_pause") or 0, pause_at=o.get("pause_at"), env=o.get("env") or {})
+                         step_pause=o.get("step_pause") or 0, pause_at=o.get("pause_at"), env=o.get("env") or {},
+                         on_inconclusive=o.get("on_inconclusive") or config.deploy.analysis.on_inconclusive)
     return Deployment(config, opts, progress, platform, record=record, command=command)
 
 

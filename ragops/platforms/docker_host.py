@@ -11,6 +11,7 @@ from ragops.errors import OperationFailed
 from ragops.netutil import split_host_port
 from ragops.platforms.base import COLORS, Platform, Progress
 from ragops.routing import Router, get_router
+from ragops.routing.base import PeopleRouting
 
 if TYPE_CHECKING:
     import paramiko
@@ -212,7 +213,8 @@ class DockerHost:
         else:
             listen, api = f":{ROUTER_WEB}", f":{ROUTER_API}"
         return get_router(self.config.router.kind, listen=listen, api=api, store=SubDir(self.dir, "router"),
-                          health_path=self.config.service.readiness_path, reach=self.api)
+                          health_path=self.config.service.readiness_path, reach=self.api,
+                          people=PeopleRouting(self.config.deploy.canary_header, self.config.deploy.sticky))
 
     def router_running(self) -> bool:
         found = self.container("router")

@@ -31,6 +31,7 @@ import math
 
 from ragops.platforms.base import COLORS
 from ragops.routing import traefik_crd as crd
+from ragops.routing.base import PeopleRouting
 
 CONTAINER_PORT = 8000          # the service image's port (service/Dockerfile: EXPOSE 8000)
 SERVICE_PORT = 80
@@ -324,7 +325,8 @@ def secret(config, values: dict[str, str]) -> dict:
 
 def weighted_service(config, weights: dict[str, int]) -> dict:
     return crd.weighted_service(meta(config, router_name(config)),
-                                [(color_name(config, c), SERVICE_PORT, int(weights.get(c, 0))) for c in COLORS])
+                                [(color_name(config, c), SERVICE_PORT, int(weights.get(c, 0))) for c in COLORS],
+                                sticky_cookie=PeopleRouting().cookie if config.deploy.sticky else None)
 
 
 def weights_of(traefik_service: dict | None, config) -> dict[str, int]:

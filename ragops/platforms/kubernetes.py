@@ -39,6 +39,7 @@ from ragops.events import quiet as _noop
 from ragops.platforms import k8s_manifests as m
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, other_color, probe_color, with_weights
 from ragops.routing import traefik_crd as crd
+from ragops.routing.base import PeopleRouting
 
 
 def _now() -> str:
@@ -313,7 +314,8 @@ class KubernetesPlatform(Platform):
     def router(self) -> crd.TraefikCrdRouter:
         return crd.TraefikCrdRouter(metadata=m.meta(self.config, m.router_name(self.config)),
                                     services={c: m.color_name(self.config, c) for c in COLORS},
-                                    port=m.SERVICE_PORT, apply_object=self._apply, read_object=self._read)
+                                    port=m.SERVICE_PORT, apply_object=self._apply, read_object=self._read,
+                                    people=PeopleRouting(self.config.deploy.canary_header, self.config.deploy.sticky))
 
     def router_running(self) -> bool:
         return self.router.ready()

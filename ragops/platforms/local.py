@@ -31,6 +31,7 @@ from ragops.platforms.base import COLORS, ColorState, Platform, Progress, TokenF
 from ragops.platforms.service_env import service_env
 from ragops.process import ManagedProcess
 from ragops.routing import FileStore, Router, get_router
+from ragops.routing.base import PeopleRouting
 
 
 class FileLock(TokenFileLock):
@@ -108,7 +109,8 @@ class LocalPlatform(Platform):
     def router(self) -> Router:
         return get_router(self.config.router.kind, listen=self.router_listen, api=self.router_api,
                           store=FileStore(self.router_dir), health_path=self.config.service.readiness_path,
-                          log_dir=self.log_dir, colors={c: self.color_url(c) for c in COLORS}, bundled=True)
+                          log_dir=self.log_dir, colors={c: self.color_url(c) for c in COLORS}, bundled=True,
+                          people=PeopleRouting(self.config.deploy.canary_header, self.config.deploy.sticky))
 
     def proc(self, name: str) -> ManagedProcess:
         return ManagedProcess(name, self.run_dir, self.log_dir)
@@ -306,6 +308,10 @@ class LocalPlatform(Platform):
                 self.start_router(progress)
                 steps.append("start router")
         steps += self.restore_live(progress)
+        if not self.region:
+            from ragops.monitoring import local as monitoring
+
+            steps += monitoring.ensure(self, progress)      # monitoring.prometheus: local
         if self.supervised and not self.region:
             from ragops.supervisor import ensure_supervisor
 
@@ -371,6 +377,10 @@ class LocalPlatform(Platform):
 
         if stop_supervisor(self):    # first, or it would restart what is stopped next
             steps.append("stop supervisor")
+        from ragops.monitoring import local as monitoring
+
+        if monitoring.stop(self):
+            steps.append("stop prometheus")
         regions = [None] + [r for r in self.config.env.regions if LocalPlatform(self.config, r).region]
         for region in regions:
             platform = LocalPlatform(self.config, region)

@@ -67,6 +67,16 @@ def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class PeopleRouting:
+    """Routing for people during a canary: a header that picks a side whatever the weights
+    (`X-Canary: always` -> the canary, `never` -> the stable color), and sticky sessions (a cookie
+    keeps each client on the color it first got)."""
+    header: str = "X-Canary"
+    sticky: bool = False
+    cookie: str = "ragops_color"
+
+
 @dataclass
 class RouterState:
     """What a router's config file says: color -> URL, color -> weight (0..100), maintenance."""
@@ -83,8 +93,10 @@ class Router(ABC):
 
     def __init__(self, *, listen: str, api: str, store: ConfigStore, health_path: str = "/readyz",
                  reach: str | Callable[[], str] | None = None, log_dir: Path | None = None,
-                 colors: dict[str, str] | None = None, bundled: bool = False):
+                 colors: dict[str, str] | None = None, bundled: bool = False,
+                 people: PeopleRouting | None = None):
         self.listen = listen
+        self.people = people or PeopleRouting()
         # True when the platform runs `binary()` (local), whose version ragops knows: config keys a
         # user-chosen router image (docker's router.image) might not know can then be used
         self.bundled = bundled

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ragops.errors import OperationFailed
-from ragops.routing.base import Router, RouterState
+from ragops.routing.base import PeopleRouting, Router, RouterState
 
 GROUP = "traefik.io"
 VERSION = "v1alpha1"
@@ -23,11 +23,14 @@ API_VERSION = f"{GROUP}/{VERSION}"
 PLURALS = {"TraefikService": "traefikservices", "IngressRoute": "ingressroutes", "Middleware": "middlewares"}
 
 
-def weighted_service(metadata: dict, members: list[tuple[str, int, int]]) -> dict:
-    """`members`: (Service name, port, weight); weight-0 members are left out."""
+def weighted_service(metadata: dict, members: list[tuple[str, int, int]], sticky_cookie: str | None = None) -> dict:
+    """`members`: (Service name, port, weight); weight-0 members are left out. `sticky_cookie`: Traefik's
+    sticky cookie on the weighted service (deploy.sticky), so a client keeps the color it first got."""
     services = [{"name": name, "port": port, "weight": int(weight)} for name, port, weight in members if int(weight) > 0]
-    return {"apiVersion": API_VERSION, "kind": "TraefikService", "metadata": metadata,
-            "spec": {"weighted": {"services": services}}}
+    weighted: dict = {"services": services}
+    if sticky_cookie:
+        weighted["sticky"] = {"cookie": {"name": sticky_cookie, "httpOnly": True, "sameSite": "lax"}}
+    return {"apiVersion": API_VERSION, "kind": "TraefikService", "metadata": metadata, "spec": {"weighted": weighted}}
 
 
 def member_weights(traefik_service: dict | None) -> dict[str, int]:
@@ -62,8 +65,10 @@ class TraefikCrdRouter(Router):
     kind = "traefik-crd"
 
     def __init__(self, *, metadata: dict, services: dict[str, str], port: int,
-                 apply_object: Callable[[dict], object], read_object: Callable[[str, str], dict | None]):
+                 apply_object: Callable[[dict], object], read_object: Callable[[str, str], dict | None],
+                 people: PeopleRouting | None = None):
         self.metadata = metadata
+        self.people = people or PeopleRouting()
         self.name = metadata["name"]
         self.services = services            # color -> Service name
         self.port = port
@@ -72,7 +77,8 @@ class TraefikCrdRouter(Router):
 
     def build(self, weights: dict[str, int]) -> dict:
         return weighted_service(dict(self.metadata),
-                                [(self.services[c], self.port, int(weights.get(c, 0))) for c in self.services])
+                                [(self.services[c], self.port, int(weights.get(c, 0))) for c in self.services],
+                                sticky_cookie=self.people.cookie if self.people.sticky else None)
 
     def apply(self, backends: dict[str, str], weights: dict[str, int], maintenance: bool) -> None:
         if maintenance:

@@ -18,7 +18,7 @@ import yaml
 
 from ragops import loopback
 from ragops.errors import OperationFailed
-from ragops.routing.base import Router, RouterState
+from ragops.routing.base import PeopleRouting, Router, RouterState
 
 SERVICE = "rag"            # the weighted service the public router points at
 MAINTENANCE = "rag-maintenance"
@@ -56,16 +56,44 @@ def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None 
     if alias_headers:
         for entry_point in config["entryPoints"].values():
             entry_point["http"] = {"aliasHeadersStrategy": alias_headers}
+        # request counts per service for a local Prometheus (monitoring.prometheus: local), on the API port
+        config["metrics"] = {"prometheus": {"entryPoint": "traefik", "addServicesLabels": True}}
     return config
 
 
+def sides(backends: dict[str, str], weights: dict[str, int]) -> tuple[str, str] | None:
+    """(stable, other) when two colors run: the stable one carries the larger weight; the other is the
+    canary during a deploy (at any weight, 0 included) and the warm previous version after one."""
+    running = sorted(backends)
+    if len(running) != 2:
+        return None
+    stable = max(running, key=lambda c: (weights.get(c, 0), c == running[0]))
+    return stable, next(c for c in running if c != stable)
+
+
+def people_routers(backends: dict[str, str], weights: dict[str, int], people: PeopleRouting) -> dict:
+    """`<header>: always` -> the other color, `never` -> the stable one, whatever the weights."""
+    pair = sides(backends, weights)
+    if pair is None or weights.get(pair[0], 0) <= 0:
+        return {}
+    stable, other = pair
+    routers = {}
+    for value, color in (("always", other), ("never", stable)):
+        routers[f"{SERVICE}-{value}"] = {"entryPoints": ["web"], "priority": 10_000,
+                                         "rule": f"Header(`{people.header}`, `{value}`)",
+                                         "service": color_service(color), "middlewares": ["retry"]}
+    return routers
+
+
 def dynamic_config(backends: dict[str, str], weights: dict[str, int], *, maintenance: bool = False,
-                   health_path: str = "/readyz") -> dict:
+                   health_path: str = "/readyz", people: PeopleRouting | None = None) -> dict:
     """`backends`: color -> URL of running colors; `weights`: color -> share (0..100).
 
     Only colors with weight > 0 enter the weighted service; each color keeps its own
     load-balancer service (with a health check) so it can be previewed and weighted later.
+    `people`: the canary header routes and the sticky cookie (routing/base.py PeopleRouting).
     """
+    people = people or PeopleRouting()
     services: dict = {}
     for color, url in sorted(backends.items()):
         services[color_service(color)] = {"loadBalancer": {
@@ -79,10 +107,16 @@ def dynamic_config(backends: dict[str, str], weights: dict[str, int], *, mainten
     services[MAINTENANCE] = {"loadBalancer": {"servers": []}}
     if weighted:
         services[SERVICE] = {"weighted": {"services": weighted, "healthCheck": {}}}
+        if people.sticky:
+            services[SERVICE]["weighted"]["sticky"] = {"cookie": {"name": people.cookie, "httpOnly": True,
+                                                                  "sameSite": "lax"}}
     target = MAINTENANCE if maintenance or not weighted else SERVICE
+    routers = {SERVICE: {"entryPoints": ["web"], "rule": "PathPrefix(`/`)", "service": target,
+                         "middlewares": ["retry"]}}
+    if target == SERVICE:
+        routers.update(people_routers(backends, weights, people))
     return {"http": {
-        "routers": {SERVICE: {"entryPoints": ["web"], "rule": "PathPrefix(`/`)", "service": target,
-                              "middlewares": ["retry"]}},
+        "routers": routers,
         "middlewares": {"retry": {"retry": {"attempts": 3, "initialInterval": "50ms"}}},
         "services": services,
     }}
@@ -181,7 +215,7 @@ class TraefikFileRouter(Router):
 
     def apply(self, backends: dict[str, str], weights: dict[str, int], maintenance: bool) -> None:
         self._write(DYNAMIC_FILE, dynamic_config(backends, weights, maintenance=maintenance,
-                                                 health_path=self.health_path))
+                                                 health_path=self.health_path, people=self.people))
         self._written_maintenance = maintenance
 
     def confirm(self, weights: dict[str, int], timeout: float) -> float:

@@ -140,14 +140,16 @@ def _deployment(tmp_path, events):
     from ragops.deploy.engine import Deployment, DeployOptions
 
     analysis = SimpleNamespace(max_error_rate=0.05, max_p95_latency_ms=2000.0, min_requests=5, no_data_retries=1,
-                               probe_rps=0, interval=1.0, window=30.0)
-    config = SimpleNamespace(deploy=SimpleNamespace(lock_ttl=60, history_limit=50, analysis=analysis))
+                               probe_rps=0, interval=1.0, window=30.0, provider="builtin")
+    from ragops.notify.settings import NotifySettings
+
+    config = SimpleNamespace(deploy=SimpleNamespace(lock_ttl=60, history_limit=50, analysis=analysis),
+                             env=SimpleNamespace(notify=NotifySettings()))
     options = DeployOptions(version="v2", strategy="canary", steps=[10, 100], step_pause=30.0)
     return Deployment(config, options, events.append, platform=_Platform(tmp_path))
 
 
 def test_the_engine_reports_weights_switch_analysis_and_done_as_data(tmp_path, monkeypatch):
-    from ragops.deploy import engine
     from ragops.deploy.analysis import AnalysisResult
 
     def fake_analyze(color, url, *, on_sample, **kw):
@@ -156,7 +158,7 @@ def test_the_engine_reports_weights_switch_analysis_and_done_as_data(tmp_path, m
         return AnalysisResult(color=color, passed=False, requests=90, error_rate=0.1, p95_ms=200.0, window_s=20.0,
                               breaches=["error_rate 10.0% > max_error_rate 5.0%"])
 
-    monkeypatch.setattr(engine, "analyze", fake_analyze)
+    monkeypatch.setattr("ragops.deploy.analysis.builtin.analyze", fake_analyze)
     events: list[Event] = []
     d = _deployment(tmp_path, events)
     d.phase("canary-step", step_index=0)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ragops.errors import GateFailed, OperationFailed
+from ragops.notify import post, slack_body
 from ragops.runbook.operations.common import duration, router_url, truncate, with_outputs
 from ragops.runbook.operations.registry import Context, operation
 
@@ -74,23 +75,6 @@ def _json_mismatch(expected: Any, actual: Any, path: str = "$") -> str | None:
     return None
 
 
-SEVERITY_COLORS = {"info": "#2eb886", "warning": "#daa038", "critical": "#a30200", "error": "#a30200"}
-
-
-def slack_body(message: str, *, severity: str = "info", title: str | None = None, fields: dict | None = None,
-               footer: str | None = None) -> dict:
-    """A Slack-compatible incoming-webhook body (also accepted by Mattermost and Rocket.Chat)."""
-    attachment = {"color": SEVERITY_COLORS.get(severity, "#439fe0"), "title": title or f"[{severity}]",
-                  "text": message, "ts": int(time.time()), "mrkdwn_in": ["text"]}
-    if fields:
-        attachment["fields"] = [{"title": str(k), "value": str(v), "short": len(str(v)) < 40}
-                                for k, v in fields.items()]
-    if footer:
-        attachment["footer"] = footer
-    return {"text": f"[{severity}] {title + ': ' if title else ''}{message}", "username": "ragops",
-            "attachments": [attachment]}
-
-
 @operation("notify")
 def notify(ctx: Context, *, message: str, severity: str = "info", title: str | None = None,
            fields: dict | None = None, url: str | None = None) -> dict:
@@ -98,8 +82,6 @@ def notify(ctx: Context, *, message: str, severity: str = "info", title: str | N
 
     url: default runbooks.notify_webhook; severity: info, warning or critical.
     """
-    import httpx
-
     config = ctx.config
     if not url and config is not None and config.env.runbooks.notify_webhook:
         url = config.reveal(config.env.runbooks.notify_webhook, "runbooks.notify_webhook")
@@ -115,13 +97,8 @@ def notify(ctx: Context, *, message: str, severity: str = "info", title: str | N
         footer = (f"ragops · {config.project}/{config.env_name} · runbook {ctx.engine.runbook_name} "
                   f"run {ctx.engine.run_id}")
     payload = slack_body(str(message), severity=str(severity or "info"), title=title, fields=fields, footer=footer)
-    try:
-        response = httpx.post(str(url), json=payload, timeout=ctx.remaining(10.0) or 10.0)
-    except httpx.HTTPError as exc:
-        raise OperationFailed(f"notify: {type(exc).__name__}: {exc}") from None
-    if response.status_code >= 300:
-        raise OperationFailed(f"notify: webhook answered {response.status_code}: {response.text[:200]}")
-    return {"sent": True, "status": response.status_code}
+    status = post(str(url), payload, ctx.remaining(10.0) or 10.0)
+    return {"sent": True, "status": status}
 
 
 @operation("tls", gate=True)

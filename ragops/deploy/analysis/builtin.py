@@ -1,4 +1,4 @@
-"""Metric analysis of one color from its own Prometheus /metrics.
+"""The `builtin` metric provider: analysis of one color from its own Prometheus /metrics.
 
 Two scrapes bracket a window; the deltas give the request count, the 5xx share and the p95
 latency (interpolated in the histogram). Light synthetic probes go to the color during the
@@ -37,9 +37,11 @@ class AnalysisResult:
     window_s: float = 0.0
     attempts: int = 1
     breaches: list[str] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)   # the prometheus provider: one entry per metric
 
     def summary(self) -> dict:
-        return {"requests": self.requests,
+        extra = {"metrics": self.metrics} if self.metrics else {}
+        return {**extra, "requests": self.requests,
                 "error_rate": None if self.error_rate is None else round(self.error_rate, 4),
                 "p95_ms": None if self.p95_ms is None else round(self.p95_ms, 1),
                 "window_s": round(self.window_s, 1), "passed": self.passed,

@@ -1,0 +1,1 @@
+"""Monitoring: the Prometheus server that the prometheus analysis provider reads."""
