@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from ragops.notify.settings import NotifySettings
 from ragops.platforms.base import ColorState
 
 
@@ -92,7 +93,8 @@ def test_rollback_asks_only_the_warm_color_and_leaves_the_old_one_alone(two_colo
     config = SimpleNamespace(
         resolve_references=lambda *sections: None,
         service=SimpleNamespace(readiness_path="/readyz", health_path="/healthz"),
-        deploy=SimpleNamespace(lock_ttl=30, history_limit=50, keep_previous=1, drain_timeout=10))
+        deploy=SimpleNamespace(lock_ttl=30, history_limit=50, keep_previous=1, drain_timeout=10),
+        env=SimpleNamespace(notify=NotifySettings()))
     monkeypatch.setattr(engine, "get_platform", lambda cfg: platform)
     result = engine.rollback(config)   # type: ignore[arg-type]
     assert (result.result, result.version, result.from_version) == ("succeeded", "v1", "v2")
