@@ -23,6 +23,7 @@ from pydantic import (
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
 from ragops.errors import ConfigError
+from ragops.ha.settings import PatroniSettings
 from ragops.yamlfile import config_error, load_file_text
 
 DEFAULT_CONFIG = "ragops.yaml"
@@ -85,6 +86,8 @@ class DatabaseConfig(Strict):
     bin_dir: str | None = None                   # PostgreSQL binaries; default: the pgserver wheel's
     synchronous: bool = False                    # synchronous_standby_names on the primary
     dsn: SecretRef | None = None                 # external database instead of managed nodes
+    ha: Literal["manual", "patroni"] = "manual"  # who promotes: a person/ragops, or Patroni + etcd (ragops/ha)
+    patroni: PatroniSettings = PatroniSettings()  # with ha: patroni
 
     @model_validator(mode="after")
     def _unique_names(self) -> DatabaseConfig:
