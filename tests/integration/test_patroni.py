@@ -1,0 +1,186 @@
+"""database.ha: patroni on the local platform against real etcd (three members) and Patroni, with
+Patroni at its floor (ttl 20, loop_wait 1, retry_timeout 3). One cluster for the whole module."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+
+import httpx
+import psycopg
+import pytest
+
+from ragops.netutil import port_open
+from tests.conftest import need, server_tmpdir
+from tests.integration.conftest import _pair_port, _start_stack
+
+pytestmark = pytest.mark.integration
+
+
+def _free_block(size: int) -> int:
+    """`size` consecutive free loopback ports."""
+    import random
+
+    for _ in range(200):
+        base = random.randint(20000, 60000)
+        if not any(port_open("127.0.0.1", base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+@pytest.fixture(scope="module")
+def ha_stack():
+    import importlib.util
+
+    need(importlib.util.find_spec("patroni") is not None, "Patroni (pip install -e '.[ha]')")
+    from ragops.ha.etcd import etcd_binary
+
+    try:
+        etcd_binary()
+    except Exception as exc:  # noqa: BLE001
+        need(False, f"etcd ({exc})")
+    directory = server_tmpdir("patroni")
+    extra = {"database": {"ha": "patroni",
+                          "patroni": {"ttl": 20, "loop_wait": 1, "retry_timeout": 3,
+                                      "rest_port": _pair_port(), "etcd_port": _free_block(6)}}}
+    stack = _start_stack(directory, extra=extra)
+    try:
+        yield stack
+    finally:
+        stack.cli("down", "--purge", "--yes", timeout=180)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _ha(stack) -> dict:
+    return stack.json("db", "status")["ha"]
+
+
+def _member(ha: dict, name: str) -> dict:
+    return next(m for m in ha["members"] if m["name"] == name)
+
+
+def _write(stack, title: str, timeout: float = 5) -> str | None:
+    try:
+        r = httpx.post(f"{stack.router_url}/api/v1/documents", headers={"X-API-Key": stack.api_key},
+                       json={"title": title, "content": title}, timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    return r.json()["id"] if r.status_code in (200, 201) else None
+
+
+def _count_on(stack, port: int, ids: list[str]) -> int:
+    password = (stack.state_dir / "secrets" / "db-password").read_text().strip()
+    with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres password={password} dbname=rag "
+                         "connect_timeout=3", autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM documents WHERE id = ANY(%s::uuid[])", (ids,)).fetchone()[0]
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:  # noqa: BLE001 - the cluster is changing: look again
+            value = None
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Writer:
+    """Writes through the router in a loop; records acknowledged ids."""
+
+    def __init__(self, stack):
+        self.stack, self.acked, self.failed = stack, [], 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            doc = _write(self.stack, f"load {n}", timeout=3)
+            if doc:
+                self.acked.append(doc)
+            else:
+                self.failed += 1
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_cluster_forms_and_replica_streams(ha_stack):
+    ha = _ha(ha_stack)
+    assert ha["leader"] == "primary" and not ha["paused"]
+    assert _member(ha, "replica1")["state"] == "streaming"
+    assert ha["dcs"]["healthy"] == 3 and ha["dcs"]["quorum"]
+    doc = _write(ha_stack, "formed")
+    assert doc
+    from ragops.config import load_config
+
+    replica_port = load_config(ha_stack.config_path).database.replicas[0].port
+    _wait(lambda: _count_on(ha_stack, replica_port, [doc]) == 1, 10, "the row on the replica")
+
+
+def test_promote_refused_with_healthy_leader(ha_stack):
+    proc = ha_stack.cli("--yes", "db", "promote", "replica1")
+    assert proc.returncode == 3, proc.stderr
+    assert "healthy leader" in proc.stderr
+    assert _ha(ha_stack)["leader"] == "primary"
+
+
+def test_switchover_loses_nothing_with_one_etcd_member_frozen(ha_stack):
+    """One of three etcd members frozen for longer than the ttl changes nothing; a switchover under
+    write load loses no acknowledged row."""
+    etcd2 = int((ha_stack.state_dir / "run" / "etcd2.pid").read_text().split('"pid": ')[1].split(",")[0])
+    os.kill(etcd2, signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    try:
+        with Writer(ha_stack) as writer:
+            time.sleep(1)
+            result = ha_stack.json("--yes", "db", "switchover", "replica1", timeout=120)
+            assert result["node"] == "replica1" and result["previous_leader"] == "primary"
+            _wait(lambda: _member(_ha(ha_stack), "primary")["state"] == "streaming", 60, "primary to follow")
+            while time.monotonic() - frozen_at < 22:   # longer than the ttl: the leader key is renewed
+                assert _ha(ha_stack)["leader"] == "replica1"
+                time.sleep(1)
+        assert writer.acked, "no write was accepted"
+        from ragops.config import load_config
+
+        replica_port = load_config(ha_stack.config_path).database.replicas[0].port
+        assert _count_on(ha_stack, replica_port, writer.acked) == len(writer.acked)
+    finally:
+        os.kill(etcd2, signal.SIGCONT)
+
+
+def test_kill9_leader_node_fails_over_and_returns_as_replica(ha_stack):
+    from ragops.config import load_config
+    from ragops.db import pgctl
+    from ragops.ha import patroni
+
+    config = load_config(ha_stack.config_path)
+    old = _ha(ha_stack)["leader"]
+    other = "primary" if old == "replica1" else "replica1"
+    node = patroni.find(config, old)
+    postmaster = node.node.pid()
+    os.kill(node.proc.pid(), signal.SIGKILL)
+    os.kill(postmaster, signal.SIGKILL)
+    killed = time.monotonic()
+    doc = _wait(lambda: _write(ha_stack, "after kill"), 90, "a write through the router")
+    print(f"writes accepted {time.monotonic() - killed:.1f}s after kill -9 of {old}")
+    ha = _ha(ha_stack)
+    assert ha["leader"] == other
+    # the supervisor restarts the killed node's Patroni once the other leads: it rejoins as a replica
+    _wait(lambda: _member(_ha(ha_stack), old)["state"] == "streaming", 120, f"{old} back as a replica")
+    print(f"{old} streams again {time.monotonic() - killed:.1f}s after the kill")
+    port = pgctl.managed_node(config, old).port
+    _wait(lambda: _count_on(ha_stack, port, [doc]) == 1, 10, "the new row on the rejoined node")
