@@ -1,0 +1,102 @@
+"""database.ha: patroni without processes: settings, the Patroni config ragops writes, the
+supervisor's restart rule, the verbs' refusals (the real cluster: tests/integration/test_patroni.py)."""
+from __future__ import annotations
+
+import pytest
+
+from ragops.config import load_config
+from ragops.devstack import write_local_config
+from ragops.errors import ConfigError, GateFailed
+
+
+def _config(tmp_path, **patroni):
+    extra = {"database": {"ha": "patroni", "patroni": {"rest_port": 9440, "etcd_port": 9450, **patroni}}}
+    return load_config(write_local_config(tmp_path, extra=extra))
+
+
+def test_ttl_below_patronis_floor_is_a_config_error_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"database\.patroni\.ttl"):
+        _config(tmp_path, ttl=10)
+
+
+def test_default_is_manual(tmp_path):
+    from ragops.db.bringup import database_manager
+
+    assert database_manager(load_config(write_local_config(tmp_path))) is None
+    assert database_manager(_config(tmp_path)).kind == "patroni"
+
+
+def test_patroni_config_loopback_authenticated_three_etcd_members(tmp_path, monkeypatch):
+    from ragops.db import pgctl
+    from ragops.ha import patroni
+
+    monkeypatch.setattr(pgctl.Node, "pg", lambda self, name: f"/opt/pg/bin/{name}")
+    config = _config(tmp_path, ttl=20, loop_wait=1, retry_timeout=3)
+    node = patroni.find(config, "replica1")
+    data = patroni.node_config(config, node, "pw")
+    assert data["restapi"]["listen"] == "127.0.0.1:9441"
+    assert data["restapi"]["authentication"]["username"] == "ragops"
+    assert data["restapi"]["authentication"]["password"]
+    assert data["etcd3"]["hosts"] == ["127.0.0.1:9450", "127.0.0.1:9452", "127.0.0.1:9454"]
+    assert data["bootstrap"]["dcs"]["ttl"] == 20 and data["bootstrap"]["dcs"]["loop_wait"] == 1
+    assert data["postgresql"]["listen"] == f"127.0.0.1:{config.database.replicas[0].port}"
+    assert data["postgresql"]["bin_dir"] == "/opt/pg/bin"
+    assert all(rule.endswith("scram-sha-256") for rule in data["postgresql"]["pg_hba"])
+
+
+def test_supervisor_waits_while_the_leader_key_names_the_dead_node(tmp_path, monkeypatch):
+    from ragops.ha import manager as manager_mod
+    from ragops.ha import patroni
+    from ragops.process import ManagedProcess
+
+    config = _config(tmp_path)
+    m = manager_mod.PatroniDatabase(config)
+    running = {"etcd1", "etcd2", "etcd3", "patroni-replica1"}
+    monkeypatch.setattr(ManagedProcess, "running", lambda self: self.name in running)
+    view = {"members": [{"name": "primary", "role": "leader"}, {"name": "replica1", "role": "replica"}]}
+    monkeypatch.setattr(patroni, "cluster", lambda c: view)
+    assert m.dead_components() == []                       # its key still lives: no restart yet
+    view["members"] = [{"name": "replica1", "role": "leader"}]
+    assert [name for name, _ in m.dead_components()] == ["patroni-primary"]   # another leads: rejoin
+    running.discard("etcd2")
+    assert [name for name, _ in m.dead_components()] == ["etcd2", "patroni-primary"]
+
+
+def test_promote_refused_while_a_healthy_leader_runs(tmp_path, monkeypatch):
+    from ragops.ha import patroni, verbs
+
+    config = _config(tmp_path)
+    monkeypatch.setattr(patroni, "leader", lambda c: "primary")
+    calls = []
+    monkeypatch.setattr(patroni, "any_rest", lambda c: calls.append(c))
+    with pytest.raises(GateFailed, match="healthy leader"):
+        verbs.failover(config, "replica1")
+    assert calls == []
+    with pytest.raises(ConfigError, match="already the leader"):
+        verbs.failover(config, "primary", force=True)
+
+
+@pytest.mark.parametrize("pairs, message", [
+    (["ttl=10"], "ttl"), (["wal_level=minimal"], "KEY one of"), (["loop_wait=x"], "integer"),
+    (["synchronous_mode=yes"], "true or false"), (["ttl"], "KEY=VALUE")])
+def test_ha_config_changes_are_validated_before_anything_changes(pairs, message):
+    from ragops.ha.verbs import parse_changes
+
+    with pytest.raises(ConfigError, match=message):
+        parse_changes(pairs)
+
+
+def test_ha_config_changes_parse():
+    from ragops.ha.verbs import parse_changes
+
+    assert parse_changes(["ttl=25", "synchronous_mode=true"]) == {"ttl": 25, "synchronous_mode": True}
+
+
+def test_db_ha_needs_patroni(tmp_path):
+    import subprocess
+    import sys
+
+    path = write_local_config(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "ragops.cli.main", "-c", str(path), "db", "ha", "config"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "database.ha" in proc.stderr
