@@ -3,6 +3,7 @@
     python bench/auto_failover_bench.py                  # 5 kill -9 runs at Patroni's floor
     python bench/auto_failover_bench.py --runs 3 --steady 600   # plus 10 minutes of steady load
     python bench/auto_failover_bench.py --sync           # synchronous_mode: true (0 acknowledged writes lost)
+    python bench/auto_failover_bench.py --fast-release   # database.ha_fast_release: true (goal <= 10 s)
 
 Starts its own throwaway stack (three etcd members, Patroni on a primary and a replica, Traefik, the
 service) on free loopback ports with ttl 20, loop_wait 1, retry_timeout 3. Each run: write load
@@ -57,13 +58,15 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=0, help="seconds of steady load counting leader changes")
     parser.add_argument("--sync", action="store_true", help="synchronous_mode: true")
     parser.add_argument("--ttl", type=int, default=20)
+    parser.add_argument("--fast-release", action="store_true", help="database.ha_fast_release: true")
     args = parser.parse_args()
 
     directory = Path(tempfile.mkdtemp(prefix="ragops-autofailover-"))
     directory.chmod(0o755)   # as root, the PostgreSQL account must reach the data directories in it
     patroni = {"ttl": args.ttl, "loop_wait": 1, "retry_timeout": 3, "synchronous_mode": args.sync,
                "rest_port": pair_port(), "etcd_port": free_block(6)}
-    config_path = write_local_config(directory, extra={"database": {"ha": "patroni", "patroni": patroni}})
+    config_path = write_local_config(directory, extra={"database": {"ha": "patroni", "patroni": patroni,
+                                                                    "ha_fast_release": args.fast_release}})
     from ragops.config import load_config
     from ragops.ha import patroni as patroni_mod
     from ragops.ha.drill import leader_changes, measure_auto_failover
@@ -79,7 +82,8 @@ def main() -> None:
             patroni_mod.wait_for(lambda: patroni_mod.leader(config), 60, "a leader")
         accepted = [r["writes_accepted_seconds"] for r in runs]
         rejoined = [r["rejoined_seconds"] for r in runs]
-        print(f"\nPatroni ttl {args.ttl}, loop_wait 1, retry_timeout 3, synchronous_mode {args.sync}")
+        print(f"\nPatroni ttl {args.ttl}, loop_wait 1, retry_timeout 3, synchronous_mode {args.sync}, "
+              f"fast release {args.fast_release}")
         print(f"kill -9 leader -> writes accepted through the router: {spread(accepted)}")
         print(f"  ratio to the ttl floor: {statistics.median(accepted) / args.ttl:.2f}; "
               f"to the goal ({GOAL_SECONDS:.0f} s): {statistics.median(accepted) / GOAL_SECONDS:.2f}")

@@ -88,6 +88,7 @@ class DatabaseConfig(Strict):
     dsn: SecretRef | None = None                 # external database instead of managed nodes
     ha: Literal["manual", "patroni"] = "manual"  # who promotes: a person/ragops, or Patroni + etcd (ragops/ha)
     patroni: PatroniSettings = PatroniSettings()  # with ha: patroni
+    ha_fast_release: bool = False                # release a leader key once its processes are proven gone
 
     @model_validator(mode="after")
     def _unique_names(self) -> DatabaseConfig:

@@ -70,12 +70,16 @@ class PatroniDatabase:
         return steps
 
     def dead_components(self) -> list[tuple[str, object]]:
-        """What the supervisor should restart now: dead etcd members, and a dead Patroni unless the
-        leader key still names it (restarted then, it would take its leadership back instead of
-        letting a replica lead: it comes back once another node leads, as a replica)."""
+        """What the supervisor should restart now: dead etcd members, and a dead Patroni once another
+        node leads (restarted while the leader key still names it, or while no node leads, it could
+        take the leadership back instead of a healthy replica: it comes back as a replica)."""
         from ragops.db.connect import db_password
 
         found: list[tuple[str, object]] = []
+        if self.config.database.ha_fast_release:   # before the restarts: a dead leader's key goes first
+            from ragops.ha.fast_release import release_dead_leader
+
+            release_dead_leader(self.config, self.etcd)
         for member in self.etcd.members:
             if not member.proc.running():
                 found.append((member.name, lambda m=member: self.etcd.start_member(m)))
@@ -84,8 +88,10 @@ class PatroniDatabase:
             return found
         holder = (patroni.cluster(self.config) or {}).get("members", [])
         leader = next((m["name"] for m in holder if m.get("role") == "leader"), None)
+        everything_down = len(dead) == len(patroni.nodes(self.config))
         for node in dead:
-            if node.name != leader:
+            # another node leads: it rejoins as a replica; nobody runs: a cold start; otherwise wait
+            if (leader is not None and node.name != leader) or (leader is None and everything_down):
                 found.append((f"patroni-{node.name}",
                               lambda n=node: patroni.start_node(self.config, n, db_password(self.config))))
         return found

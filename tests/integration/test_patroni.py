@@ -1,5 +1,7 @@
 """database.ha: patroni on the local platform against real etcd (three members) and Patroni, with
-Patroni at its floor (ttl 20, loop_wait 1, retry_timeout 3). One cluster for the whole module."""
+Patroni at its floor (ttl 20, loop_wait 1, retry_timeout 3) and database.ha_fast_release on (the
+supervisor releases a leader key once the leader's processes are proven gone). One cluster for the
+whole module. The failover time without fast release (the ttl path) is bench/auto_failover_bench.py's."""
 from __future__ import annotations
 
 import os
@@ -42,7 +44,7 @@ def ha_stack():
     except Exception as exc:  # noqa: BLE001
         need(False, f"etcd ({exc})")
     directory = server_tmpdir("patroni")
-    extra = {"database": {"ha": "patroni",
+    extra = {"database": {"ha": "patroni", "ha_fast_release": True,
                           "patroni": {"ttl": 20, "loop_wait": 1, "retry_timeout": 3,
                                       "rest_port": _pair_port(), "etcd_port": _free_block(6)}}}
     stack = _start_stack(directory, extra=extra)
@@ -162,6 +164,42 @@ def test_switchover_loses_nothing_with_one_etcd_member_frozen(ha_stack):
         os.kill(etcd2, signal.SIGCONT)
 
 
+def test_frozen_leader_is_never_released_and_no_second_primary(ha_stack):
+    """SIGSTOP of the leader's Patroni and postmaster: unreachable but not gone. The fast-release
+    watcher (it would act within a supervisor tick) releases nothing and the replica stays a replica."""
+    from ragops.config import load_config
+    from ragops.ha import patroni
+    from ragops.ha.etcd import EtcdCluster
+    from ragops.ha.fast_release import read_leader, release_dead_leader
+
+    config = load_config(ha_stack.config_path)
+    leader = _ha(ha_stack)["leader"]
+    other = next(n for n in patroni.nodes(config) if n.name != leader)
+    node = patroni.find(config, leader)
+    pids = [node.proc.pid(), node.node.pid()]
+    key_before = read_leader(config, EtcdCluster(config))
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(8):   # 8 s: a release would come within 0.25 s, Patroni's own ttl is 20 s
+            assert release_dead_leader(config) is None
+            assert read_leader(config, EtcdCluster(config)) == key_before
+            assert _in_recovery(ha_stack, other.port) is True
+            time.sleep(1)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert _ha(ha_stack)["leader"] == leader
+    assert _wait(lambda: _write(ha_stack, "after thaw"), 30, "writes after the thaw")
+
+
+def _in_recovery(stack, port: int) -> bool:
+    password = (stack.state_dir / "secrets" / "db-password").read_text().strip()
+    with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres "
+                         "connect_timeout=3", autocommit=True) as conn:
+        return conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+
+
 def test_kill9_leader_node_fails_over_and_returns_as_replica(ha_stack):
     from ragops.config import load_config
     from ragops.db import pgctl
@@ -176,9 +214,11 @@ def test_kill9_leader_node_fails_over_and_returns_as_replica(ha_stack):
     os.kill(postmaster, signal.SIGKILL)
     killed = time.monotonic()
     doc = _wait(lambda: _write(ha_stack, "after kill"), 90, "a write through the router")
-    print(f"writes accepted {time.monotonic() - killed:.1f}s after kill -9 of {old}")
+    accepted = time.monotonic() - killed
+    print(f"writes accepted {accepted:.1f}s after kill -9 of {old}")
     ha = _ha(ha_stack)
     assert ha["leader"] == other
+    assert accepted < 20, "fast release: the dead leader's key was not released before its ttl"
     # the supervisor restarts the killed node's Patroni once the other leads: it rejoins as a replica
     _wait(lambda: _member(_ha(ha_stack), old)["state"] == "streaming", 120, f"{old} back as a replica")
     print(f"{old} streams again {time.monotonic() - killed:.1f}s after the kill")

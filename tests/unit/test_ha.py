@@ -56,6 +56,8 @@ def test_supervisor_waits_while_the_leader_key_names_the_dead_node(tmp_path, mon
     view = {"members": [{"name": "primary", "role": "leader"}, {"name": "replica1", "role": "replica"}]}
     monkeypatch.setattr(patroni, "cluster", lambda c: view)
     assert m.dead_components() == []                       # its key still lives: no restart yet
+    view["members"] = [{"name": "replica1", "role": "replica"}]
+    assert m.dead_components() == []                       # key expired, nobody leads yet: still wait
     view["members"] = [{"name": "replica1", "role": "leader"}]
     assert [name for name, _ in m.dead_components()] == ["patroni-primary"]   # another leads: rejoin
     running.discard("etcd2")
@@ -100,3 +102,34 @@ def test_db_ha_needs_patroni(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ragops.cli.main", "-c", str(path), "db", "ha", "config"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "database.ha" in proc.stderr
+
+
+def test_fast_release_needs_both_processes_gone(tmp_path, monkeypatch):
+    from ragops.db import pgctl
+    from ragops.ha import fast_release
+    from ragops.process import ManagedProcess
+
+    config = _config(tmp_path)
+    calls = []
+
+    def post(etcd, path, body):
+        calls.append(path)
+        if path == "/v3/kv/range":
+            return {"kvs": [{"value": fast_release._b64("primary"), "mod_revision": "7"}]}
+        return {"succeeded": True}
+
+    monkeypatch.setattr(fast_release, "_post", post)
+    alive = {"patroni": 1, "postmaster": 2}
+    monkeypatch.setattr(ManagedProcess, "pid", lambda self: alive["patroni"])
+    monkeypatch.setattr(pgctl.Node, "pid", lambda self: alive["postmaster"])
+    assert fast_release.release_dead_leader(config) is None          # running (or frozen): no proof
+    alive["patroni"] = None
+    assert fast_release.release_dead_leader(config) is None          # its postmaster still exists
+    assert calls == ["/v3/kv/range", "/v3/kv/range"]
+    alive["postmaster"] = None
+    assert fast_release.release_dead_leader(config) == "primary"
+    assert calls[-1] == "/v3/kv/txn"
+
+
+def test_fast_release_is_off_by_default(tmp_path):
+    assert _config(tmp_path).database.ha_fast_release is False
