@@ -143,7 +143,7 @@ def test_promote_refused_with_healthy_leader(ha_stack):
 def test_switchover_loses_nothing_with_one_etcd_member_frozen(ha_stack):
     """One of three etcd members frozen for longer than the ttl changes nothing; a switchover under
     write load loses no acknowledged row."""
-    etcd2 = int((ha_stack.state_dir / "run" / "etcd2.pid").read_text().split('"pid": ')[1].split(",")[0])
+    etcd2 = _etcd_pid(ha_stack, "etcd2")
     os.kill(etcd2, signal.SIGSTOP)
     frozen_at = time.monotonic()
     try:
@@ -200,6 +200,47 @@ def _in_recovery(stack, port: int) -> bool:
         return conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
 
 
+def _etcd_pid(stack, name: str) -> int:
+    import json
+
+    return json.loads((stack.state_dir / "run" / f"{name}.pid").read_text())["pid"]
+
+
+def test_dcs_quorum_lost_never_two_primaries(ha_stack):
+    """Two of three etcd members frozen: no quorum. Patroni's leader cannot renew its key and demotes
+    itself after retry_timeout (read-only), the replica stays a replica: no primary, never two. With the
+    quorum back a leader is elected and the service writes again."""
+    from ragops.config import load_config
+    from ragops.ha import patroni
+
+    config = load_config(ha_stack.config_path)
+    ports = [n.port for n in patroni.nodes(config)]
+    pids = [_etcd_pid(ha_stack, "etcd2"), _etcd_pid(ha_stack, "etcd3")]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 45
+        while True:
+            primaries = [p for p in ports if _in_recovery_or_none(ha_stack, p) is False]
+            assert len(primaries) <= 1, "two primaries without a DCS quorum"
+            if not primaries:
+                break   # the leader demoted itself
+            assert time.monotonic() < deadline, "the leader kept accepting writes without a DCS quorum"
+            time.sleep(0.5)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert _wait(lambda: _write(ha_stack, "quorum back"), 60, "writes once the quorum is back")
+    assert len([p for p in ports if _in_recovery_or_none(ha_stack, p) is False]) == 1
+
+
+def _in_recovery_or_none(stack, port: int) -> bool | None:
+    try:
+        return _in_recovery(stack, port)
+    except psycopg.Error:
+        return None   # restarting (demotion): not a primary
+
+
 def test_kill9_leader_node_fails_over_and_returns_as_replica(ha_stack):
     from ragops.config import load_config
     from ragops.db import pgctl
@@ -220,7 +261,14 @@ def test_kill9_leader_node_fails_over_and_returns_as_replica(ha_stack):
     assert ha["leader"] == other
     assert accepted < 20, "fast release: the dead leader's key was not released before its ttl"
     # the supervisor restarts the killed node's Patroni once the other leads: it rejoins as a replica
-    _wait(lambda: _member(_ha(ha_stack), old)["state"] == "streaming", 120, f"{old} back as a replica")
+    try:
+        _wait(lambda: _member(_ha(ha_stack), old)["state"] == "streaming", 240, f"{old} back as a replica")
+    except AssertionError:
+        from ragops.process import tail
+
+        supervisor = (ha_stack.state_dir / "deploy" / "supervisor.json").read_text()
+        raise AssertionError(f"{old} did not rejoin; supervisor: {supervisor}\n"
+                             f"{tail(ha_stack.state_dir / 'logs' / f'patroni-{old}.log', 40)}") from None
     print(f"{old} streams again {time.monotonic() - killed:.1f}s after the kill")
     port = pgctl.managed_node(config, old).port
     _wait(lambda: _count_on(ha_stack, port, [doc]) == 1, 10, "the new row on the rejoined node")
