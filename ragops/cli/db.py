@@ -19,8 +19,10 @@ def _ha(env):
 
 
 def _render_ha_result(r) -> str:
-    return (f"{r.action}: {r.node} leads now (was {r.previous_leader or 'none'}, {r.seconds:.1f}s)"
-            + ("" if r.action == "rejoin" else "; Patroni makes the old leader follow it"))
+    if r.action == "rejoin":
+        return f"rejoin: {r.node} streams from the leader {r.previous_leader} ({r.seconds:.1f}s)"
+    return (f"{r.action}: {r.node} leads now (was {r.previous_leader or 'none'}, {r.seconds:.1f}s); "
+            "Patroni makes the old leader follow it")
 
 
 def _fmt(value, unit: str = "") -> str:

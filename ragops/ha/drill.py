@@ -74,6 +74,13 @@ def _member_state(config, name: str) -> str | None:
     return None
 
 
+def _member_role(config, name: str) -> str | None:
+    for m in (patroni.cluster(config) or {}).get("members", []):
+        if m["name"] == name:
+            return m.get("role")
+    return None
+
+
 def _missing(config, leader: str, ids: list[str]) -> int:
     from ragops.db.connect import connect, node_dsn
 
@@ -116,6 +123,9 @@ def measure_auto_failover(config, *, timeout: float = 120, rejoin_timeout: float
         patroni.wait_for(lambda: _member_state(config, old) == "streaming", rejoin_timeout,
                          f"{old} to stream again as a replica", interval=0.5)
         rejoined = time.monotonic()
+        if config.database.patroni.synchronous_mode:   # only a synchronous standby may be promoted
+            patroni.wait_for(lambda: _member_role(config, old) == "sync_standby", rejoin_timeout,
+                             f"{old} to be the synchronous standby", interval=0.5)
         progress(f"{old} streams again as a replica {rejoined - killed:.1f}s after the kill")
         before = [(answered, doc) for sent, answered, doc in writes.acked if answered <= killed]
         failed = writes.failed

@@ -4,6 +4,8 @@ primary first, so it is the one that bootstraps), and the reverse on the way dow
 """
 from __future__ import annotations
 
+import time
+
 from ragops.errors import OperationFailed
 from ragops.events import Say
 from ragops.events import quiet as _noop
@@ -11,6 +13,7 @@ from ragops.ha import patroni
 from ragops.ha.etcd import EtcdCluster
 
 BOOTSTRAP_TIMEOUT = 120.0
+_LEADERLESS_SINCE: dict[str, float] = {}
 JOIN_TIMEOUT = 180.0
 
 
@@ -71,8 +74,8 @@ class PatroniDatabase:
 
     def dead_components(self) -> list[tuple[str, object]]:
         """What the supervisor should restart now: dead etcd members, and a dead Patroni once another
-        node leads (restarted while the leader key still names it, or while no node leads, it could
-        take the leadership back instead of a healthy replica: it comes back as a replica)."""
+        node leads (restarted while its leader key still lives it would take the leadership back
+        instead of a healthy replica), or once no node has taken the expired key for a few loops."""
         from ragops.db.connect import db_password
 
         found: list[tuple[str, object]] = []
@@ -89,12 +92,24 @@ class PatroniDatabase:
         holder = (patroni.cluster(self.config) or {}).get("members", [])
         leader = next((m["name"] for m in holder if m.get("role") == "leader"), None)
         everything_down = len(dead) == len(patroni.nodes(self.config))
+        leaderless = self._leaderless_for(leader is None)
         for node in dead:
-            # another node leads: it rejoins as a replica; nobody runs: a cold start; otherwise wait
-            if (leader is not None and node.name != leader) or (leader is None and everything_down):
+            # another node leads: it rejoins as a replica; nobody runs: a cold start; no node took the
+            # expired key within a few loops (none may: synchronous_mode, maximum_lag_on_failover): it
+            # comes back and Patroni decides; otherwise (its key still lives) wait
+            if ((leader is not None and node.name != leader) or (leader is None and everything_down)
+                    or leaderless > max(5.0, 3.0 * self.config.database.patroni.loop_wait)):
                 found.append((f"patroni-{node.name}",
                               lambda n=node: patroni.start_node(self.config, n, db_password(self.config))))
         return found
+
+    def _leaderless_for(self, leaderless: bool) -> float:
+        """Seconds the cluster has had no leader key (the supervisor's ticks share this record)."""
+        scope = patroni.scope(self.config)
+        if not leaderless:
+            _LEADERLESS_SINCE.pop(scope, None)
+            return 0.0
+        return time.monotonic() - _LEADERLESS_SINCE.setdefault(scope, time.monotonic())
 
     def status(self) -> dict:
         data = patroni.cluster(self.config)

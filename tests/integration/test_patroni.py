@@ -140,6 +140,22 @@ def test_promote_refused_with_healthy_leader(ha_stack):
     assert _ha(ha_stack)["leader"] == "primary"
 
 
+def test_ha_pause_resume_and_config_plan_then_change(ha_stack):
+    ha_stack.cli("--yes", "db", "ha", "pause", check=True)
+    assert _ha(ha_stack)["paused"] is True
+    ha_stack.cli("db", "ha", "resume", check=True)
+    assert _ha(ha_stack)["paused"] is False
+    plan = ha_stack.json("db", "ha", "config", "ttl=25", "--dry-run")
+    assert plan == {"plan": [{"key": "ttl", "from": 20, "to": 25}], "applied": False}
+    assert ha_stack.json("db", "ha", "config")["ttl"] == 20
+    assert ha_stack.json("--yes", "db", "ha", "config", "ttl=25")["applied"] == {"ttl": 25}
+    assert ha_stack.json("db", "ha", "config")["ttl"] == 25
+    ha_stack.cli("--yes", "db", "ha", "config", "ttl=20", check=True)
+    refused = ha_stack.cli("--yes", "db", "ha", "config", "ttl=5")
+    assert refused.returncode == 2 and "ttl" in refused.stderr
+    assert ha_stack.json("db", "ha", "config")["ttl"] == 20
+
+
 def test_switchover_loses_nothing_with_one_etcd_member_frozen(ha_stack):
     """One of three etcd members frozen for longer than the ttl changes nothing; a switchover under
     write load loses no acknowledged row."""

@@ -58,6 +58,8 @@ def test_supervisor_waits_while_the_leader_key_names_the_dead_node(tmp_path, mon
     assert m.dead_components() == []                       # its key still lives: no restart yet
     view["members"] = [{"name": "replica1", "role": "replica"}]
     assert m.dead_components() == []                       # key expired, nobody leads yet: still wait
+    manager_mod._LEADERLESS_SINCE[patroni.scope(config)] -= 31   # nobody took it for 3 loops
+    assert [name for name, _ in m.dead_components()] == ["patroni-primary"]
     view["members"] = [{"name": "replica1", "role": "leader"}]
     assert [name for name, _ in m.dead_components()] == ["patroni-primary"]   # another leads: rejoin
     running.discard("etcd2")
