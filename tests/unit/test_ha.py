@@ -135,3 +135,29 @@ def test_fast_release_needs_both_processes_gone(tmp_path, monkeypatch):
 
 def test_fast_release_is_off_by_default(tmp_path):
     assert _config(tmp_path).database.ha_fast_release is False
+
+
+def test_region_failover_with_patroni_leaves_fencing_and_promotion_to_it(tmp_path, monkeypatch):
+    """`ragops failover` when Patroni already promoted the target by itself: no ragops fencing or
+    pg_promote, the promote step says so (DNS and service steps are the usual ones)."""
+    from ragops import failover
+    from ragops.db import replication as repl
+    from ragops.db.replication import NodeStatus
+    from ragops.ha import patroni
+
+    extra = {"database": {"ha": "patroni"}, "regions": {"primary": {"database_node": "primary"},
+                                                        "secondary": {"database_node": "replica1"}}}
+    config = load_config(write_local_config(tmp_path, extra=extra))
+    statuses = [NodeStatus("primary", "127.0.0.1", 1, "unreachable"),
+                NodeStatus("replica1", "127.0.0.1", 2, "primary", reachable=True, timeline=2, current_lsn="0/1")]
+    monkeypatch.setattr(repl, "topology", lambda c: statuses)
+    monkeypatch.setattr(failover, "measure_rpo", lambda c, t, o: (None, None, "not measured"))
+    monkeypatch.setattr(patroni, "leader", lambda c: "replica1")
+    monkeypatch.setattr(repl, "fence", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ragops fenced")))
+    monkeypatch.setattr(repl, "promote", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ragops promoted")))
+    run = failover._RegionFailover(config, "secondary", None, False, None)
+    run.fence()
+    run.promote()
+    steps = {s.name: s.detail for s in run.report.steps}
+    assert "Patroni fences" in steps["fence old primary"]
+    assert steps["promote replica"] == "replica1 already leads (Patroni failed over by itself)"
