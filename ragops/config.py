@@ -24,6 +24,7 @@ from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
 from ragops.deploy.analysis.settings import MetricSpec, OnInconclusive, Provider
 from ragops.errors import ConfigError
+from ragops.ha.settings import PatroniSettings
 from ragops.monitoring.settings import MonitoringSettings
 from ragops.notify.settings import NotifySettings
 from ragops.platforms.docker_db_settings import DockerDatabaseSettings
@@ -91,6 +92,9 @@ class DatabaseConfig(Strict):
     synchronous: bool = False                    # synchronous_standby_names on the primary
     dsn: SecretRef | None = None                 # external database instead of managed nodes
     accessories: bool | None = None              # docker: nodes as containers (default: when no dsn)
+    ha: Literal["manual", "patroni"] = "manual"  # who promotes: a person/ragops, or Patroni + etcd (ragops/ha)
+    patroni: PatroniSettings = PatroniSettings()  # with ha: patroni
+    ha_fast_release: bool = False                # release a leader key once its processes are proven gone
 
     @model_validator(mode="after")
     def _unique_names(self) -> DatabaseConfig:

@@ -178,7 +178,10 @@ class _RegionFailover:
         statuses = repl.topology(config)
         self.region, self.node = choose_target(config, to, statuses)
         target = next(s for s in statuses if s.name == self.node)
-        if target.role == "primary" and not target.fenced:
+        from ragops.db.bringup import database_manager
+
+        self.ha = database_manager(config)   # Patroni in charge: it fences and promotes, ragops asks it
+        if target.role == "primary" and not target.fenced and self.ha is None:
             raise UsageError(f"{self.node} (region {self.region}) is already the primary; nothing to fail over",
                              hint="ragops db status")
         if not target.reachable:
@@ -232,6 +235,11 @@ class _RegionFailover:
     def fence(self) -> None:
         from ragops.db import replication as repl
 
+        if self.ha is not None:
+            self.step("fence old primary", lambda: "Patroni fences: a leader that cannot renew its key in etcd "
+                                                   "demotes itself, and a dead node holds nothing", lambda: "")
+            return
+
         def do_fence() -> str:
             old = self.old
             if old is None:
@@ -248,6 +256,12 @@ class _RegionFailover:
     def promote(self) -> None:
         from ragops.db import replication as repl
 
+        if self.ha is not None:
+            self.step("promote replica", self._patroni_promote,
+                      lambda: f"check `ragops db status`; Patroni's failover: `ragops db promote {self.node} --force`")
+            self.writes_at = self.dns_at = _now()
+            return
+
         def do_promote() -> str:
             result = repl.promote(self.config, self.node, fence_old=False, confirm_down=True, progress=self.progress)
             self.state["promoted"] = True
@@ -257,6 +271,19 @@ class _RegionFailover:
                   lambda: f"{self.old_name} is fenced and no node accepts writes: check `ragops db status`, then "
                           f"`ragops db promote {self.node} --confirm-down`")
         self.writes_at = self.dns_at = _now()
+
+    def _patroni_promote(self) -> str:
+        from ragops.ha import patroni
+        from ragops.ha.verbs import failover
+
+        if patroni.leader(self.config) == self.node:
+            detail = f"{self.node} already leads (Patroni failed over by itself)"
+        else:
+            failover(self.config, self.node, force=True, progress=self.say)
+            detail = f"{self.node} leads (Patroni failover)"
+        self.state["promoted"] = True
+        self.report.writes_accepted_at = _now().isoformat(timespec="milliseconds")
+        return detail
 
     def dns(self) -> None:
         from ragops.dns.base import DnsChange

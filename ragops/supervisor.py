@@ -103,6 +103,11 @@ class Supervisor:
             if platform.color_state(color, probe=False).running or platform.stopped_on_purpose(color):
                 continue
             self.heal(color, lambda: platform.restore_live(skip_stopped=True))
+        from ragops.db.bringup import database_manager
+
+        manager = database_manager(platform.config)   # an HA engine's processes (etcd, Patroni)
+        for name, restart in manager.dead_components() if manager is not None else []:
+            self.heal(name, restart)
 
     def start_router(self) -> None:
         with restoring(self.platform):

@@ -11,6 +11,20 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
 
 
+def _ha(env):
+    """The HA engine in charge (database.ha: patroni), or None: ragops promotes itself (manual)."""
+    from ragops.db.bringup import database_manager
+
+    return database_manager(env.config)
+
+
+def _render_ha_result(r) -> str:
+    if r.action == "rejoin":
+        return f"rejoin: {r.node} streams from the leader {r.previous_leader} ({r.seconds:.1f}s)"
+    return (f"{r.action}: {r.node} leads now (was {r.previous_leader or 'none'}, {r.seconds:.1f}s); "
+            "Patroni makes the old leader follow it")
+
+
 def _fmt(value, unit: str = "") -> str:
     return "-" if value is None else f"{value}{unit}"
 
@@ -33,6 +47,11 @@ def _render_status(data: dict):
     return table
 
 
+from ragops.cli.ha import ha_app  # noqa: E402 - `db ha pause|resume|config`
+
+db_app.add_typer(ha_app, name="ha")
+
+
 @db_app.command("status")
 def status(ctx: typer.Context) -> None:
     """Every node: role, timeline, WAL positions, lag in bytes and seconds, slots, sync state.
@@ -46,6 +65,15 @@ def status(ctx: typer.Context) -> None:
     live = primary_status(statuses)
     data = {"primary": live.name if live else None, "nodes": [s.to_dict() for s in statuses],
             "journal": {k: v for k, v in read_topology(env.config).items() if k != "history"}}
+    from ragops.db.bringup import database_manager
+
+    manager = database_manager(env.config)
+    if manager is not None:   # the HA engine's view: leader, members, DCS health
+        from ragops.cli.ha import render_ha
+
+        data["ha"] = manager.status()
+        env.emit(data, lambda d: render_ha(d["ha"], _render_status(d)))
+        return
     env.emit(data, _render_status)
 
 
@@ -73,6 +101,16 @@ def promote_cmd(
     Example: ragops db promote replica1 --max-lag 1048576 --yes
     """
     env = ctx.obj
+    if _ha(env) is not None:   # Patroni promotes: its failover, refused while a healthy leader runs
+        from ragops.ha.verbs import failover
+
+        if dry_run:
+            env.emit({"node": node, "steps": [f"Patroni failover to {node} (POST /failover)"]},
+                     lambda d: "plan:\n  1. " + d["steps"][0])
+            return
+        env.confirm(f"Ask Patroni to promote {node}?")
+        env.emit(failover(env.config, node, force=force, progress=env.progress("promote")), _render_ha_result)
+        return
     from ragops.db.replication import check_promotion, promote
 
     if dry_run:  # the same checks as the real run, so a dry run fails exactly where the run would
@@ -106,6 +144,17 @@ def switchover_cmd(
     Example: ragops db switchover replica1 --rejoin --yes
     """
     env = ctx.obj
+    if _ha(env) is not None:   # Patroni's switchover: clean stop of the leader, the old leader follows
+        from ragops.ha.verbs import switchover as ha_switchover
+
+        if dry_run:
+            env.emit({"node": node, "steps": [f"Patroni switchover to {node} (POST /switchover)"]},
+                     lambda d: "plan:\n  1. " + d["steps"][0])
+            return
+        env.confirm(f"Switch the primary over to {node} (writes stop briefly)?")
+        env.emit(ha_switchover(env.config, node, timeout=timeout, progress=env.progress("switchover")),
+                 _render_ha_result)
+        return
     from ragops.db.standby import switchover
 
     if dry_run:
@@ -135,6 +184,15 @@ def rejoin_cmd(
     Example: ragops db rejoin primary --yes
     """
     env = ctx.obj
+    if _ha(env) is not None:   # Patroni rejoins by itself (pg_rewind); its Patroni is started if down
+        from ragops.ha.verbs import rejoin as ha_rejoin
+
+        if dry_run:
+            env.emit({"node": node, "steps": [f"start Patroni for {node} if down; wait until it streams"]},
+                     lambda d: "plan:\n  1. " + d["steps"][0])
+            return
+        env.emit(ha_rejoin(env.config, node, progress=env.progress("rejoin")), _render_ha_result)
+        return
     from ragops.db.standby import rejoin
 
     if dry_run:

@@ -10,8 +10,28 @@ from ragops.events import Say as Progress
 from ragops.events import quiet as _noop
 
 
+def database_manager(config: Config):
+    """Who runs the nodes, chosen by `database.ha`: None for ragops itself (manual), else the HA
+    engine's manager (ragops/ha/manager.py: Patroni + etcd) with up/down/status/dead_components."""
+    if config.database.ha == "patroni":
+        from ragops.ha.manager import PatroniDatabase
+
+        return PatroniDatabase(config)
+    return None
+
+
 def database_up(config: Config, progress: Progress = _noop) -> list[str]:
     """Start (creating when missing) the primary, the replicas, the app role and database."""
+    from ragops.db.connect import db_password
+
+    manager = database_manager(config)
+    if manager is not None:   # the HA engine starts the nodes, clones and promotes
+        steps, leader = manager.up(progress)
+        return steps + _role_and_database(config, leader, db_password(config))
+    return _manual_up(config, progress)
+
+
+def _manual_up(config: Config, progress: Progress) -> list[str]:
     from ragops.db import pgctl
     from ragops.db.connect import db_password
 
@@ -118,6 +138,9 @@ def database_down(config: Config, progress: Progress = _noop) -> list[str]:
     """Stop every running managed node, replicas first (data kept)."""
     from ragops.db import pgctl
 
+    manager = database_manager(config)
+    if manager is not None:
+        return manager.down(progress)
     steps = []
     for node in reversed(pgctl.managed_nodes(config)):
         if node.running():

@@ -11,6 +11,7 @@ from ragops.runbook.operations import (  # noqa: F401 - imported for their @oper
     deploy,
     failover,
     flow,
+    ha,
     http,
     monitoring,
     platform,
