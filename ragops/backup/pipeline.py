@@ -8,8 +8,10 @@ a physical backup is `pg_basebackup -Ft -D -` through the same CommandReader, an
 segment could be a file reader. A sink is the reverse: `pg_restore`'s stdin today.
 
 The crypter pumps (age's STREAM API reads a reader and writes a writer), so the compressor
-is a reader wrapper on the way in and a writer wrapper on the way out: no extra thread, no
-extra copy. Pipes between us and the PostgreSQL tools are 1 MiB so they can run ahead.
+is a reader wrapper on the way in and a writer wrapper on the way out. On the way in the
+compressor runs on its own thread (Pump: 1 MiB chunks through a bounded queue), so that
+compression and encryption + hashing + writing overlap on two cores as `pg_dump | zstd | age`
+does. Pipes between us and the PostgreSQL tools are 1 MiB so they can run ahead.
 """
 from __future__ import annotations
 
