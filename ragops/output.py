@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,24 +43,52 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+_EMOJI_LIKE = re.compile(r":\S+:")
+
+
+def _print_plain(stream, text: str) -> bool:
+    """Write `text` as rich would print it unstyled to a pipe or file, without importing rich
+    (about a tenth of a short command's start-up). Only for what rich would print unchanged:
+    not a terminal, printable characters, nothing like an :emoji: code. False: use rich."""
+    try:
+        if stream.isatty():
+            return False
+    except (AttributeError, ValueError):
+        return False
+    if _EMOJI_LIKE.search(text) or not all(line.isprintable() for line in text.split("\n")):
+        return False
+    stream.write(text + "\n")
+    stream.flush()
+    return True
+
+
 class Env:
     def __init__(self, *, env_name: str | None, config_path: str | None, output: str,
                  verbosity: int, yes: bool, color: bool):
-        from rich.console import Console
-
         self.env_name = env_name
         self.config_path = config_path
         self.output = output
         self.verbosity = verbosity
         self.yes = yes
-        no_color = not color or bool(os.environ.get("NO_COLOR"))
+        self.no_color = not color or bool(os.environ.get("NO_COLOR"))
         # piped output (CI logs, files) gets wide lines instead of rich's 80-column default,
         # so tables are not truncated with ellipses
-        out_width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 160))
-        err_width = None if sys.stderr.isatty() else int(os.environ.get("COLUMNS", 160))
-        self.out = Console(no_color=no_color, highlight=False, soft_wrap=True, width=out_width)
-        self.err = Console(stderr=True, no_color=no_color, highlight=False, soft_wrap=True, width=err_width)
+        self.out_width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 160))
+        self.err_width = None if sys.stderr.isatty() else int(os.environ.get("COLUMNS", 160))
         self._config: Config | None = None
+
+    # ---- consoles: rich is imported on first use (a piped plain line never needs it) ----------
+    @cached_property
+    def out(self):
+        from rich.console import Console
+
+        return Console(no_color=self.no_color, highlight=False, soft_wrap=True, width=self.out_width)
+
+    @cached_property
+    def err(self):
+        from rich.console import Console
+
+        return Console(stderr=True, no_color=self.no_color, highlight=False, soft_wrap=True, width=self.err_width)
 
     # ---- configuration -------------------------------------------------------------------
     @property
@@ -95,7 +125,9 @@ class Env:
     def status(self, message: str, style: str | None = None) -> None:
         """A status line on stderr (hidden by -q)."""
         if self.verbosity >= 0:
-            self.err.print(redact(message), style=style, markup=False)
+            text = redact(message)
+            if style is not None or not _print_plain(sys.stderr, text):
+                self.err.print(text, style=style, markup=False)
 
     def print_json(self, data: Any) -> None:
         text = json.dumps(redact_data(to_jsonable(data)), indent=2, sort_keys=False, default=str)
@@ -113,7 +145,9 @@ class Env:
         if rendered is None:
             return
         if isinstance(rendered, str):
-            self.out.print(redact(rendered), markup=False, highlight=False)
+            text = redact(rendered)
+            if not _print_plain(sys.stdout, text):
+                self.out.print(text, markup=False, highlight=False)
         else:
             self.out.print(rendered)
 

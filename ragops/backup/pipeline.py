@@ -8,8 +8,10 @@ a physical backup is `pg_basebackup -Ft -D -` through the same CommandReader, an
 segment could be a file reader. A sink is the reverse: `pg_restore`'s stdin today.
 
 The crypter pumps (age's STREAM API reads a reader and writes a writer), so the compressor
-is a reader wrapper on the way in and a writer wrapper on the way out: no extra thread, no
-extra copy. Pipes between us and the PostgreSQL tools are 1 MiB so they can run ahead.
+is a reader wrapper on the way in and a writer wrapper on the way out. On the way in the
+compressor runs on its own thread (Pump: 1 MiB chunks through a bounded queue), so that
+compression and encryption + hashing + writing overlap on two cores as `pg_dump | zstd | age`
+does. Pipes between us and the PostgreSQL tools are 1 MiB so they can run ahead.
 """
 from __future__ import annotations
 
@@ -284,6 +286,88 @@ class CommandSink(_Command):
             raise OperationFailed(error)
 
 
+class Pump:
+    """The compressing half of `store` on its own thread: PIPE_SIZE chunks of `source` (a reader of
+    compressed bytes) through a bounded queue, read(n) on the other side (age asks for 8 KiB at a
+    time). zstandard and the pipe reads release the GIL, so compression runs on one core while
+    age, SHA-256 and the storage writer run on the other, as `pg_dump | zstd | age` does with three
+    processes. Memory: at most QUEUE chunks in flight. A failure here ends the stream early and
+    is raised by join(); stop() (the consumer failed or finished) makes the thread drop out."""
+
+    QUEUE = 4
+
+    def __init__(self, source, name: str):
+        import queue
+        import threading
+
+        self.source = source
+        self.name = name
+        self.queue: queue.Queue = queue.Queue(self.QUEUE)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"ragops-{name}", daemon=True)
+        self.error: BaseException | None = None
+        self.chunk = b""
+        self.pos = 0
+        self.ended = False
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _put(self, item) -> bool:
+        import queue
+
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while True:
+                chunk = self.source.read(PIPE_SIZE)
+                if not chunk:
+                    break
+                if not self._put(chunk):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread by join()
+            self.error = exc
+        self._put(None)
+
+    def read(self, size: int = -1) -> bytes:
+        if self.pos >= len(self.chunk):
+            if self.ended:
+                return b""
+            chunk = self.queue.get()
+            if chunk is None:
+                self.ended = True
+                return b""
+            self.chunk, self.pos = chunk, 0
+        if size is None or size < 0:
+            size = len(self.chunk) - self.pos
+        out = self.chunk[self.pos:self.pos + size]
+        self.pos += len(out)
+        return out
+
+    def stop(self) -> None:
+        """The consumer is done (or failed): let the thread drop out of a blocked put."""
+        import queue
+
+        self.stopped.set()
+        try:
+            while True:
+                self.queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 # ---- the two directions -----------------------------------------------------------------------
 
 @dataclass
@@ -294,14 +378,25 @@ class Stored:
 
 
 def store(reader: Reader, compressor, crypter, storage, key: str, progress: Progress = None) -> Stored:
-    """reader -> compressor -> crypter -> hasher -> storage writer. The object is committed only
-    when every stage finished cleanly (the reader's exit status included)."""
-    with reader:
-        compressed = compressor.compress(reader.stream)
-        with storage.writer(key) as out:
-            hasher = Hasher(out, Meter(progress, "stored"))
-            crypter.encrypt(compressed, hasher)
-            reader.finish()          # raising here aborts the upload
+    """reader -> compressor | crypter -> hasher -> storage writer, the two halves on two threads.
+    The object is committed only when every stage finished cleanly (the reader's exit status
+    included); the first failure, in either thread, is the one raised."""
+    pump: Pump | None = None
+    try:
+        with reader:
+            pump = Pump(compressor.compress(reader.stream), compressor.name)
+            with storage.writer(key) as out:
+                hasher = Hasher(out, Meter(progress, "stored"))
+                pump.start()
+                try:
+                    crypter.encrypt(pump, hasher)
+                finally:
+                    pump.stop()
+                pump.join()              # raises the compressing thread's failure, if any
+                reader.finish()          # raising here aborts the upload
+    finally:
+        if pump is not None:
+            pump.stop()
     return Stored(reader.stream.count, hasher.count, hasher.digest.hexdigest())
 
 
