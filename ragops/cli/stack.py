@@ -108,8 +108,10 @@ def _purge_plan(config, platform, purge_backups: bool) -> dict:
 
 def _render_down(d: dict) -> str:
     """Count what was stopped; deletions are said apart (a purge of a stopped stack stopped nothing)."""
-    stopped = [s for s in d["steps"] if s.startswith("stop ")]
-    deleted = [s.removeprefix("delete ") for s in d["steps"] if s.startswith("delete ")]
+    kept_apart = ("remove network ", "remove volume ")   # docker: removing a container stops it; these stop nothing
+    stopped = [s for s in d["steps"] if s.startswith("stop ") or (s.startswith("remove ") and not s.startswith(kept_apart))]
+    deleted = [s.removeprefix("delete ").removeprefix("remove ") for s in d["steps"]
+               if s.startswith(("delete ", "remove volume "))]
     text = f"{d['environment']} is down" + (f" ({len(stopped)} stopped)" if stopped else " (nothing was running)")
     return text + (f"; deleted {', '.join(deleted)}" if deleted else "")
 

@@ -23,7 +23,8 @@ from ragops.config import Config, DbNode
 from ragops.db.connect import all_nodes, find_node, node_dsn
 from ragops.errors import GateFailed, OperationFailed, UsageError
 from ragops.events import MaybeSay as Progress
-from ragops.platforms import platform_class
+from ragops.events import quiet
+from ragops.platforms import get_platform, platform_class
 from ragops.secrets import redact
 
 ADMIN_DB = "postgres"          # ragops' own bookkeeping lives in the always-present database
@@ -320,6 +321,9 @@ def fence(config: Config, name: str, *, confirm_down: bool = False, progress: Pr
     else make it refuse writes by SQL; an unreachable node needs `confirm_down`."""
     node = find_node(config, name)
     status = status or _probe(config, node)
+    platform = get_platform(config)   # first: a platform that can stop the node for certain (docker)
+    if not (status.reachable and status.role == "replica") and platform.fence_database_node(name, progress or quiet):
+        return FenceResult(name, "stopped", f"stopped by the {platform.name} platform")
     managed = _managed(config, name)
     if managed is not None:
         if _alive(managed):

@@ -31,7 +31,8 @@ from ragops.db.replication import (
     topology,
 )
 from ragops.errors import OperationFailed, UsageError
-from ragops.platforms import platform_class
+from ragops.events import quiet
+from ragops.platforms import get_platform, platform_class
 from ragops.secrets import redact
 
 # ---- switchover ------------------------------------------------------------------------------
@@ -177,9 +178,6 @@ def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeo
     started = time.monotonic()
     find_node(config, node)
     managed = _managed(config, node)
-    if managed is None:
-        raise UsageError(f"rejoin needs {node}'s local data directory; the {platform_class(config).name} platform "
-                         f"has none here. Rebuild the replica with the platform's tooling (a fresh base backup)")
     statuses = topology(config)
     primary = primary_status(statuses)
     if primary is None:
@@ -187,6 +185,8 @@ def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeo
                               hint="promote a replica first: ragops db promote NODE")
     if primary.name == node:
         raise UsageError(f"{node} is the current primary; promote another node before rejoining it")
+    if managed is None:   # no local data directory: the platform's own rebuild (docker: a fresh clone)
+        return _rejoin_by_platform(config, node, primary.name, primary.timeline, started, progress)
     primary_node = find_node(config, primary.name)
     slot = slot_name(node)
     conninfo = replica_conninfo(config, primary_node, node)
@@ -219,6 +219,22 @@ def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeo
     return RejoinResult(node=node, primary=primary.name, method=method, recovered_crash=recovered, streaming=True,
                         slot=slot, lag_bytes=after.lag_bytes, seconds=round(time.monotonic() - started, 3),
                         detail=detail)
+
+
+def _rejoin_by_platform(config: Config, node: str, primary: str, timeline: int | None, started: float,
+                        progress: Progress) -> RejoinResult:
+    method = get_platform(config).rejoin_database_node(node, primary, progress or quiet)
+    if method is None:
+        raise UsageError(f"rejoin needs {node}'s local data directory; the {platform_class(config).name} platform "
+                         f"has none here. Rebuild the replica with the platform's tooling (a fresh base backup)")
+    if config.database.synchronous:
+        configure_sync(config, progress)
+    after = next(s for s in topology(config) if s.name == node)
+    record_topology(config, primary=primary, timeline=timeline, event="rejoin", rejoined=node)
+    _say(progress, f"{node}: streaming from {primary}, lag {after.lag_bytes} bytes")
+    return RejoinResult(node=node, primary=primary, method=method, recovered_crash=False,
+                        streaming=bool(after.streaming), slot=slot_name(node), lag_bytes=after.lag_bytes,
+                        seconds=round(time.monotonic() - started, 3))
 
 
 def _stop_cleanly(config: Config, managed, node: str, role: str, progress: Progress) -> bool:

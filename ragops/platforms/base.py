@@ -207,6 +207,19 @@ class Platform(abc.ABC):
         """Maintenance on: the router answers 503 to everything, weights are kept for later."""
         raise OperationFailed(f"the {self.name} platform has no maintenance mode")
 
+    # ---- database nodes -------------------------------------------------------------------
+    def fence_database_node(self, node: str, progress: Progress = _noop) -> bool:
+        """Stop database node `node` for certain (fencing an old primary, `ragops.db.replication.fence`).
+        True when the platform stopped it or knows it is stopped; False (the default) when it cannot
+        say, and the caller fences by SQL or asks for --confirm-down."""
+        return False
+
+    def rejoin_database_node(self, node: str, primary: str, progress: Progress = _noop) -> str | None:
+        """Rebuild `node` as a streaming replica of `primary` with the platform's own means (its old
+        data kept aside, never deleted) and return once it streams; returns the method used, or None
+        (the default) when the platform has none and the caller rejoins a local data directory."""
+        return None
+
     # ---- state ------------------------------------------------------------------------------
     @abc.abstractmethod
     def lock_backend(self) -> LockBackend: ...

@@ -84,6 +84,15 @@ class DockerPlatform(Platform):
             except Exception:  # noqa: BLE001
                 pass
 
+    # ---- database nodes -------------------------------------------------------------------------
+    def fence_database_node(self, node: str, progress: Progress = _noop) -> bool:
+        """The node's container stopped, its restart policy taken away (database containers only)."""
+        return self.database is not None and self.database.fence(node, progress)
+
+    def rejoin_database_node(self, node: str, primary: str, progress: Progress = _noop) -> str | None:
+        """A fresh clone of `primary` in the node's container; its former data kept aside in its volume."""
+        return None if self.database is None else self.database.rejoin(node, primary, progress)
+
     # ---- addresses ----------------------------------------------------------------------------
     def image_ref(self, version: str) -> str:
         repo = self.config.service.image or f"{self.config.project}/rag-service"

@@ -253,7 +253,7 @@ class DockerDatabase:
         return apply_migrations(node_dsn(self.config, primary), migrations, app_user=self.config.database.user,
                                 progress=progress)
 
-    # ---- fencing --------------------------------------------------------------------------------
+    # ---- fencing and rejoining ------------------------------------------------------------------
     def stop_node(self, name: str, timeout: float = 30) -> bool:
         """Stop a node's container (the fence of an old primary); False when none was running."""
         found = self.host.container(f"db-{name}")
@@ -261,3 +261,78 @@ class DockerDatabase:
             return False
         found.stop(timeout=int(timeout))
         return True
+
+    def fence(self, name: str, progress: Progress = _noop) -> bool:
+        """Make sure node `name` runs no postmaster: stop its container (docker stop: SIGINT, a fast
+        shutdown) and take away its restart policy, so neither a crash nor a dockerd restart brings it
+        back (the next `up` starts it again, as a replica only). False when it has no container."""
+        found = self.host.container(f"db-{name}")
+        if found is None:
+            return False
+        if found.status in ("running", "restarting", "paused"):
+            progress(f"{name}: stopping container {found.name}")
+            self.stop_node(name)
+        found.update(restart_policy={"Name": "no"})
+        found.reload()
+        if found.status in ("running", "restarting", "paused"):
+            progress(f"{name}: container {found.name} did not stop; killing it")
+            found.kill()
+            found.reload()
+        return found.status not in ("running", "restarting", "paused")
+
+    def rejoin(self, name: str, primary_name: str, progress: Progress = _noop) -> str:
+        """Rebuild node `name` as a streaming replica of `primary_name`: fence its container, move its
+        data directory aside inside its volume (data.before-rejoin-<time>, never deleted: `down --purge`
+        removes it with the volume), clone the primary with pg_basebackup -R into a fresh container,
+        and wait until it streams. Returns the method."""
+        from ragops.db.connect import find_node
+
+        node, primary = find_node(self.config, name), find_node(self.config, primary_name)
+        self.fence(name, progress)
+        found = self.host.container(self.part(node))
+        if found is not None:
+            found.remove(force=True)
+        kept = self._move_data_aside(node, progress) if self._has_volume(node) else None
+        self._drop_stale_slot(primary, node)
+        self._start(node, "replica", progress, source=primary)
+        self._wait_reachable(node)
+        self._wait_streaming(node)
+        where = f"; its former data kept as {kept}" if kept else ""
+        return f"pg_basebackup from {primary.name} into a new container{where}"
+
+    def _move_data_aside(self, node: DbNode, progress: Progress) -> str | None:
+        """data -> data.before-rejoin-<UTC time> inside the node's volume (a rename: no copy, no delete),
+        in a one-shot container of the database image as its own user. Returns `volume:/dir`."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        volume = self.host.name(self.part(node) + "-data")
+        aside = f"data.before-rejoin-{stamp}"
+        script = 'cd "$1" && if [ -e data ]; then mv data "$2" && echo moved; fi'
+        progress(f"{node.name}: keeping its data aside in volume {volume} as {aside}")
+        try:
+            out = self.host.client.containers.run(
+                self.settings.image, entrypoint=["/bin/sh", "-c", script, "sh", PGDATA_ROOT, aside],
+                volumes={volume: {"bind": PGDATA_ROOT, "mode": "rw"}}, network_mode="none", remove=True,
+                labels=self.host.labels("database-tool", node=node.name),
+                name=self.host.name(f"{self.part(node)}-rejoin"))
+        except Exception as exc:  # noqa: BLE001 - docker API errors: one line naming the node
+            from ragops.platforms.docker_host import _error_text
+
+            raise OperationFailed(f"database node {node.name}: could not move its data aside in volume {volume}: "
+                                  f"{_error_text(exc)}; nothing was deleted") from None
+        return f"{volume}:{PGDATA_ROOT}/{aside}" if b"moved" in (out or b"") else None
+
+    def _wait_streaming(self, node: DbNode) -> None:
+        from ragops.db.connect import connect, node_dsn
+
+        deadline = time.monotonic() + self.settings.start_timeout
+        while time.monotonic() < deadline:
+            try:
+                with connect(node_dsn(self.config, node, dbname="postgres", connect_timeout=2)) as conn:
+                    row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+                if row and row[0] == "streaming":
+                    return
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            time.sleep(0.3)
+        raise OperationFailed(f"database node {node.name} started but is not streaming after "
+                              f"{self.settings.start_timeout:.0f}s", hint=f"docker logs {self.host.name(self.part(node))}")

@@ -3,7 +3,8 @@ replica as containers (ragops/postgres:16 from scripts/docker-images.sh), no dat
 suite. One environment for the module, driven through the real CLI, in this order: up from
 nothing, documents through the router, blue-green under load, backup + verify, the backup-restore
 drill, secrets nowhere they should not be, kill the primary then fail over to the secondary
-region, down/up keeps the data, down --purge leaves nothing of the environment.
+region (the fence stops the container), rejoin the old primary, switch back with no row lost, rejoin
+the other, down/up keeps the data, down --purge leaves nothing of the environment.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -223,12 +225,80 @@ def test_no_secret_in_inspect_labels_or_logs(engine, env):
 def test_kill_primary_then_failover_keeps_acknowledged_documents(engine, env):
     doc_id = (env.state_dir.parent / "doc-id").read_text()
     engine.containers.get(f"{env.instance}-db-primary").kill()
-    report = env.json("failover", "--yes", "--confirm-down", timeout=180)
+    # no --confirm-down: the fence is stopping the old primary's container, which docker can do for certain
+    report = env.json("failover", "--yes", timeout=180)
     assert report["new_primary"] == "replica1" and report["passed"] is True
+    fence = next(step for step in report["steps"] if step["name"] == "fence old primary")
+    assert fence["detail"].startswith("primary: stopped"), fence
+    old = engine.containers.get(f"{env.instance}-db-primary")
+    assert old.status == "exited" and old.attrs["HostConfig"]["RestartPolicy"]["Name"] == "no"
     with httpx.Client(base_url=env.secondary_url, timeout=15) as client:
         got = client.get(f"/api/v1/documents/{doc_id}", headers=env.headers)
         assert got.status_code == 200 and got.json()["content"] == DOC["content"]
     assert f"{env.instance}-secondary-router" in {c.name for c in labelled(engine, env, "containers")}
+
+
+def _roles(env: Env) -> dict[str, tuple[str, bool | None]]:
+    return {n["name"]: (n["role"], n["streaming"]) for n in env.json("db", "status")["nodes"]}
+
+
+class Writer(threading.Thread):
+    """Inserts rows into the primary (whichever node it is) and remembers the acknowledged ones."""
+
+    def __init__(self, env: Env):
+        super().__init__(daemon=True)
+        body = yaml.safe_load(env.config_path.read_text())["environments"][env.name]["database"]
+        ports = f"{body['primary']['port']},{body['replicas'][0]['port']}"
+        self.dsn = (f"host=127.0.0.1,127.0.0.1 port={ports} dbname=postgres user=postgres connect_timeout=2 "
+                    f"target_session_attrs=read-write password={env.secret('db-password')}")
+        self.acknowledged: list[int] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS switchover_rows (id int PRIMARY KEY)")
+        n = 0
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(self.dsn, autocommit=True) as conn:
+                    while not self.stop.is_set():
+                        n += 1
+                        conn.execute("INSERT INTO switchover_rows VALUES (%s)", (n,))
+                        self.acknowledged.append(n)
+                        time.sleep(0.01)
+            except psycopg.Error:
+                time.sleep(0.1)
+
+
+def _until(condition, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_rejoin_the_killed_primary_then_switch_back_without_losing_a_row(engine, env):
+    rejoined = env.json("db", "rejoin", "primary", "--yes", timeout=180)
+    assert rejoined["primary"] == "replica1" and rejoined["streaming"] is True, rejoined
+    assert "data.before-rejoin-" in rejoined["method"]          # the old data is kept aside, not deleted
+    writer = Writer(env)
+    writer.start()
+    _until(lambda: len(writer.acknowledged) > 5)
+    switched = env.json("db", "switchover", "primary", "--yes", timeout=180)
+    before = len(writer.acknowledged)
+    _until(lambda: len(writer.acknowledged) > before + 5)         # writes go on, on the new primary
+    writer.stop.set()
+    writer.join(10)
+    assert switched["previous_primary"] == "replica1" and len(writer.acknowledged) > 10
+    import psycopg
+
+    with psycopg.connect(writer.dsn) as conn:
+        present = {row[0] for row in conn.execute("SELECT id FROM switchover_rows")}
+    assert set(writer.acknowledged) <= present, f"{len(set(writer.acknowledged) - present)} rows lost"
+    env.json("db", "rejoin", "replica1", "--yes", timeout=180)     # the fenced, still running old primary
+    assert _roles(env) == {"primary": ("primary", None), "replica1": ("replica", True)}
 
 
 def test_down_then_up_keeps_the_data(engine, env):
@@ -239,7 +309,7 @@ def test_down_then_up_keeps_the_data(engine, env):
     env.cli("up")
     print(f"\nragops up with existing volumes: {time.monotonic() - started:.1f}s")
     roles = {n["name"]: n["role"] for n in env.json("status")["database"]}
-    assert roles["replica1"] == "primary" and roles["primary"] != "primary"   # no second primary
+    assert roles == {"primary": "primary", "replica1": "replica"}   # as left by the switchover and rejoin
     with httpx.Client(base_url=env.router_url, timeout=15) as client:
         assert client.get(f"/api/v1/documents/{doc_id}", headers=env.headers).status_code == 200
 
