@@ -179,7 +179,10 @@ def rejoin_cmd(
     no_fallback: bool = typer.Option(False, "--no-fallback", help="Fail instead of re-cloning when pg_rewind fails."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the steps; change nothing."),
 ) -> None:
-    """Turn NODE into a streaming replica of the current primary with pg_rewind (local platform).
+    """Turn NODE into a streaming replica of the current primary.
+
+    local: pg_rewind (a fresh clone if that fails); docker: its old data is moved aside inside its
+    volume and the node is re-cloned with pg_basebackup; with Patroni in charge, Patroni rejoins it.
 
     Example: ragops db rejoin primary --yes
     """
@@ -214,7 +217,8 @@ def fence_cmd(
     node: str = typer.Argument(..., help="The node that must stop accepting writes."),
     confirm_down: bool = typer.Option(False, "--confirm-down", help="It is unreachable and I confirm it is down."),
 ) -> None:
-    """Make NODE refuse writes: stop it (local platform) or set it read-only and end its sessions.
+    """Make NODE refuse writes: stop it (local process; docker: its container, restart policy no)
+    or set it read-only and end its sessions.
 
     Example: ragops db fence primary --yes
     """
