@@ -23,6 +23,7 @@ from pydantic import (
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
 from ragops.errors import ConfigError
+from ragops.pitr.settings import WalSettings
 from ragops.yamlfile import config_error, load_file_text
 
 DEFAULT_CONFIG = "ragops.yaml"
@@ -136,6 +137,8 @@ class BackupsConfig(Strict):
     lifecycle: list[LifecycleRule] = []
     s3: S3Settings = S3Settings()
     tables: list[str] = ["documents", "chunks"]  # counted into the manifest and checked on verify
+    max_wal_lag: Duration = 60.0                 # `backup wal check`: exit 3 when the newest segment is older
+    wal: WalSettings = WalSettings()             # the continuous WAL archive (ragops/pitr/settings.py)
 
 
 class DnsConfig(Strict):

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from ragops.backup.catalog import LOCK, MANIFEST, lock_alive, manifests, now_utc, parse_iso, safe_json, scan, storages
 from ragops.backup.pipeline import Progress, say
 
+WAL_DIR = "wal"                      # ragops.pitr.wal.WAL_DIR: pruned by its own rule, never as orphans
+
 
 @dataclass
 class PruneAction:
@@ -84,7 +86,7 @@ def _orphans(store, scanned: dict[str, set[str]], now: datetime, skipped: list[s
             if LOCK in names and lock_alive(safe_json(store, f"{backup_id}/{LOCK}"), now)}
     actions = []
     for backup_id, names in sorted(scanned.items()):
-        if MANIFEST in names:
+        if MANIFEST in names or backup_id == WAL_DIR:   # the WAL archive is not a backup (ragops/pitr)
             continue
         if backup_id in live:
             skipped.append(f"{store.url} {backup_id}: in progress")
@@ -92,7 +94,7 @@ def _orphans(store, scanned: dict[str, set[str]], now: datetime, skipped: list[s
         for name in sorted(names):
             actions.append(PruneAction("orphan", f"{backup_id}/{name}", store.url, "no manifest"))
     for pending in store.pending_uploads():
-        if pending.key.split("/", 1)[0] in live:
+        if pending.key.split("/", 1)[0] in live or pending.key.startswith(WAL_DIR + "/"):
             continue
         actions.append(PruneAction("pending-upload", pending.key, store.url,
                                    "unfinished upload" + (f" {pending.upload_id[:12]}" if pending.upload_id else "")))
