@@ -13,6 +13,33 @@ def register(backup_app: typer.Typer) -> None:
     backup_app.add_typer(wal_app, name="wal")
 
 
+def register_db(db_app: typer.Typer) -> None:
+    db_app.command("recover")(recover)
+
+
+def recover(ctx: typer.Context,
+            to_time: str = typer.Option(..., "--to-time", help="ISO 8601 with a zone: the moment before the damage."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="The coverage check and the plan; change nothing.")) -> None:
+    """Rebuild the environment's database as it was at a moment (local): maintenance on, primary kept aside
+    and restored from the archive, replicas re-cloned, maintenance off; reports RPO and RTO.
+
+    Example: ragops db recover --to-time 2026-11-29T18:40:00Z --yes
+    """
+    env = ctx.obj
+    from ragops.pitr.recover import recover as run_recover
+
+    if not dry_run:
+        env.confirm(f"Rebuild the database as of {to_time} (the service answers 503 meanwhile; the current data "
+                    "directories are kept aside)?")
+    result = run_recover(env.config, to_time, dry_run=dry_run, progress=env.progress("recover"))
+    if dry_run:
+        env.emit(result, _steps)
+        return
+    env.emit(result, lambda r: (f"recovered to {r.target} from {r.base_backup} ({r.segments} WAL segments): last "
+                                f"transaction {r.recovered_to or '-'}, RPO {r.rpo_seconds}s, RTO {r.rto_seconds}s; "
+                                f"kept aside: {', '.join(r.kept_aside) or '-'}"))
+
+
 def _steps(plan) -> str:
     return "would:\n" + "\n".join(f"  {i}. {s}" for i, s in enumerate(plan.steps, 1))
 

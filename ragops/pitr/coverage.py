@@ -79,13 +79,23 @@ def find_gaps(segments: list[Segment]) -> list[str]:
     return gaps
 
 
+def newest_chain(segments: list[Segment]) -> list[Segment]:
+    """The history that leads to the newest timeline: its segments, and an older timeline's only
+    below the point where a newer one branched off (what the old timeline wrote after that point
+    was left behind by a recovery)."""
+    kept: list[Segment] = []
+    floor = None
+    for timeline in sorted({s.timeline for s in segments}, reverse=True):
+        mine = [s for s in segments if s.timeline == timeline and (floor is None or s.segno < floor)]
+        kept += mine
+        if mine:
+            floor = min(s.segno for s in mine)
+    return sorted(kept, key=lambda s: s.segno)
+
+
 def coverage(storage) -> Coverage:
     segments, histories = scan_wal(storage)
-    # a segment archived on two timelines (the switch point) counts once, on the newer timeline
-    unique: dict[int, Segment] = {}
-    for segment in segments:
-        unique[segment.segno] = segment
-    ordered = [unique[k] for k in sorted(unique)]
+    ordered = newest_chain(segments)
     bases = [m for m, _v in manifests(storage) if m.kind == "physical" and m.physical]
     return Coverage(ordered, histories, find_gaps(ordered), bases)
 

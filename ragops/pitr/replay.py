@@ -30,12 +30,13 @@ def extract_base(config, storage, base, compressor, crypter, directory: Path) ->
         (directory / name).unlink(missing_ok=True)
 
 
-def prepare_recovery(directory: Path, wal_dir: Path, target) -> None:
+def prepare_recovery(directory: Path, wal_dir: Path, target, archive: bool = False) -> None:
     """recovery.signal and the recovery settings (postgresql.auto.conf overrides postgresql.conf);
     archiving off: a restored copy must never write into the live environment's archive."""
     settings = {"restore_command": f"cp {wal_dir}/%f %p", "recovery_target_action": "promote",
-                "recovery_target_timeline": "latest", "archive_mode": "off", "primary_conninfo": "",
-                "primary_slot_name": ""}
+                "recovery_target_timeline": "latest", "primary_conninfo": "", "primary_slot_name": ""}
+    if not archive:
+        settings["archive_mode"] = "off"
     if target.time:
         moment = parse_iso(target.time)   # PostgreSQL's own format: no "T", no "Z"
         settings["recovery_target_time"] = moment.strftime("%Y-%m-%d %H:%M:%S.%f+00")
@@ -63,13 +64,13 @@ def _give_to_server_account(directory: Path) -> None:
     os.lchown(directory, entry.pw_uid, entry.pw_gid)
 
 
-def replay(config, directory: Path, port: int | None, progress: Progress):
+def replay(config, directory: Path, port: int | None, progress: Progress, name: str = "pitr-restore"):
     """Start the restored server on a loopback port; wait until it left recovery. Returns (node,
     commit time of the last replayed transaction)."""
     from ragops.db import pgctl
     from ragops.netutil import free_port
 
-    node = pgctl.Node("pitr-restore", directory, port or free_port(), directory.parent / f"{directory.name}.log",
+    node = pgctl.Node(name, directory, port or free_port(), directory.parent / f"{directory.name}.log",
                       bin=config.database.bin_dir, home=pgctl.server_home(config))
     say(progress, f"replaying WAL on 127.0.0.1:{node.port} (log {node.log_file})")
     try:

@@ -160,7 +160,10 @@ def _check_key(storage, base: Manifest, crypter) -> None:
 
 
 def restore_physical(config, backup_id: str, target: Target, target_dir: str, *, port: int | None = None,
-                     keep_running: bool = False, progress: Progress = None, dry_run: bool = False):
+                     keep_running: bool = False, progress: Progress = None, dry_run: bool = False,
+                     archive: bool = False):
+    """`archive`: keep the source's archive settings (an in-place recovery: the rebuilt primary archives its
+    new timeline into the same archive); else archiving is off in the copy."""
     from ragops.backup.catalog import CreatePlan
 
     started = time.monotonic()
@@ -185,8 +188,8 @@ def restore_physical(config, backup_id: str, target: Target, target_dir: str, *,
     wal_dir = directory / WAL_SUBDIR
     wal_dir.mkdir(mode=0o700)
     fetched = _fetch_all(config, storage, crypter, segments, cov, wal_dir, progress)
-    prepare_recovery(directory, wal_dir, target)
-    node, recovered_to = replay(config, directory, port, progress)
+    prepare_recovery(directory, wal_dir, target, archive=archive)
+    node, recovered_to = replay(config, directory, port, progress, name="primary" if archive else "pitr-restore")
     rpo = None
     if target.time and recovered_to:
         rpo = round((parse_iso(target.time) - parse_iso(recovered_to)).total_seconds(), 3)

@@ -268,3 +268,41 @@ def test_kill_shipper_loses_no_segment(archived_primary, write_config, capsys, t
     code, check, err = cli(capsys, config, "backup", "wal", "check")
     assert code == 0, err
     assert check["gaps"] == [] and check["newest_segment"] >= last
+
+
+def test_db_recover_local_serves_recovered_data_with_replica_streaming(local_stack):
+    import httpx
+
+    stack = local_stack
+    headers = {"X-API-Key": stack.api_key}
+    base = stack.json("backup", "physical", "create")
+    assert base["kind"] == "physical"
+    with httpx.Client(base_url=stack.router_url, timeout=10) as client:
+        kept = client.post("/api/v1/documents", headers=headers, json={"title": "kept", "content": "written before"})
+        assert kept.status_code == 201
+        time.sleep(1.2)
+        target = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() % 1 * 1e6):06d}Z"
+        time.sleep(1.2)
+        lost = client.post("/api/v1/documents", headers=headers, json={"title": "lost", "content": "the damage"})
+        assert lost.status_code == 201
+
+        plan = stack.json("db", "recover", "--to-time", target, "--dry-run")
+        assert plan["dry_run"] and any("maintenance on" in s for s in plan["steps"])
+        refused = stack.cli("db", "recover", "--to-time", target)          # no terminal, no --yes
+        assert refused.returncode != 0
+        result = stack.json("db", "recover", "--to-time", target, "--yes")
+        assert result["recovered_to"] <= target and result["rpo_seconds"] >= 0 and result["rto_seconds"] > 0
+        assert any("primary.before-recover-" in p for p in result["kept_aside"])
+        assert all(Path(p).is_dir() for p in result["kept_aside"])    # kept, never deleted
+
+        assert client.get(f"/api/v1/documents/{kept.json()['id']}", headers=headers).status_code == 200
+        assert client.get(f"/api/v1/documents/{lost.json()['id']}", headers=headers).status_code == 404
+    deadline = time.monotonic() + 30
+    while True:
+        nodes = {n["name"]: n for n in stack.json("db", "status")["nodes"]}
+        if nodes["replica1"]["streaming"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert nodes["replica1"]["streaming"] and nodes["primary"]["timeline"] == nodes["replica1"]["timeline"] >= 2
+    check = stack.json("backup", "wal", "check")
+    assert check["gaps"] == []

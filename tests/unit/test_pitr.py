@@ -34,6 +34,13 @@ def _segments(*segnos: int, timeline: int = 1) -> list[Segment]:
     return [Segment(segment_name(timeline, n), timeline, n, T0 + timedelta(seconds=10 * n)) for n in segnos]
 
 
+def test_the_newest_timeline_wins_after_its_branch_point():
+    from ragops.pitr.coverage import newest_chain
+
+    chain = newest_chain(_segments(1, 2, 3, 4, 5) + _segments(3, 4, timeline=2))
+    assert [(s.timeline, s.segno) for s in chain] == [(1, 1), (1, 2), (2, 3), (2, 4)]
+
+
 def test_gaps_are_named():
     assert find_gaps(_segments(1, 2, 3)) == []
     assert find_gaps(_segments(1, 2, 5)) == [segment_name(1, 3), segment_name(1, 4)]
