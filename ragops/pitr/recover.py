@@ -57,7 +57,10 @@ def close_and_wait(config, node, timeout: float = 60.0, progress: Progress = Non
     return segment
 
 
-def recover(config, to_time: str, *, dry_run: bool = False, progress: Progress = None) -> RecoverResult | CreatePlan:
+def recover(config, to_time: str, *, dry_run: bool = False, progress: Progress = None,
+            manage_service: bool = True) -> RecoverResult | CreatePlan:
+    """`manage_service` False (a runbook that already set maintenance and stopped the colors): only the
+    database is rebuilt; maintenance and the colors are left to the runbook's own steps."""
     from ragops.db import pgctl
     from ragops.db.bringup import live_primary
     from ragops.pitr.coverage import coverage
@@ -85,7 +88,7 @@ def recover(config, to_time: str, *, dry_run: bool = False, progress: Progress =
                                  f"replay to {target.time} and promote",
                                  *[f"re-clone replica {r.name} (its data directory moved aside)" for r in replicas],
                                  "maintenance off; report RPO and RTO"])
-    return _rebuild(config, platform, primary, replicas, base.id, target, progress)
+    return _rebuild(config, platform, primary, replicas, base.id, target, progress, manage_service)
 
 
 def _aside(node) -> str:
@@ -95,7 +98,8 @@ def _aside(node) -> str:
     return str(aside)
 
 
-def _rebuild(config, platform, primary, replicas, base_id: str, target, progress: Progress) -> RecoverResult:
+def _rebuild(config, platform, primary, replicas, base_id: str, target, progress: Progress,
+             manage_service: bool = True) -> RecoverResult:
     from ragops.db.bringup import database_up
     from ragops.events import quiet
     from ragops.pitr.archive import ensure_shipper
@@ -104,8 +108,9 @@ def _rebuild(config, platform, primary, replicas, base_id: str, target, progress
 
     started = time.monotonic()
     kept: list[str] = []
-    say(progress, "maintenance on")
-    platform.set_maintenance(True)
+    if manage_service:
+        say(progress, "maintenance on")
+        platform.set_maintenance(True)
     try:
         for node in [*replicas, primary]:
             if node.running():
@@ -118,12 +123,14 @@ def _rebuild(config, platform, primary, replicas, base_id: str, target, progress
         say(progress, "re-cloning replicas from the rebuilt primary")
         database_up(config, progress or quiet)
         ensure_shipper(platform, progress or quiet)
-        for color in platform.was_live():
+        for color in platform.was_live() if manage_service else []:
             wait_ready(platform, color, config.service.startup_timeout, progress or quiet)
     finally:
-        platform.set_maintenance(False)
-        say(progress, "maintenance off")
-    _wait_serving(platform, config.service.startup_timeout)
+        if manage_service:
+            platform.set_maintenance(False)
+            say(progress, "maintenance off")
+    if manage_service:
+        _wait_serving(platform, config.service.startup_timeout)
     rto = round(time.monotonic() - started, 2)
     rpo = None
     if result.recovered_to:

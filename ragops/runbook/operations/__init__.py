@@ -13,6 +13,7 @@ from ragops.runbook.operations import (  # noqa: F401 - imported for their @oper
     flow,
     http,
     monitoring,
+    pitr,
     platform,
     shell,
     sql,
