@@ -184,6 +184,22 @@ def test_pitr_file_storage(archived_primary, write_config, capsys, tmp_path):
     config = write_config(f"file://{tmp_path}/store")
     _pitr_between_two_writes(archived_primary, capsys, config, archived_primary["base"])
 
+    code, verified, err = cli(capsys, config, "backup", "physical", "verify", "latest")
+    assert code == 0, err
+    assert verified["ok"] and {c["name"] for c in verified["checks"]} >= {"restore", "service sanity", "amcheck"}
+    code, listing, _ = cli(capsys, config, "backup", "list")
+    assert listing["backups"][0]["verified"] is True
+
+    # retention: WAL older than the kept base backup's first segment goes, a dry run unless --yes
+    start = listing["backups"][0]["id"]
+    first = json.loads((tmp_path / "store" / start / "manifest.json").read_text())["physical"]["start_wal_file"]
+    code, plan, _ = cli(capsys, config, "backup", "prune")
+    wal = [a["target"] for a in plan["delete"] if a["kind"] == "wal"]
+    assert all(Path(key).name.split(".")[0] < first for key in wal)
+    assert all((tmp_path / "store" / key).exists() for key in wal)
+    code, check, err = cli(capsys, config, "backup", "wal", "check")
+    assert code == 0, err
+
 
 def test_pitr_s3_storage(archived_primary, write_config, capsys, moto_server, aws_env):
     import boto3

@@ -117,3 +117,21 @@ def test_check_gates_on_lag_and_gap(monkeypatch, tmp_path):
     monkeypatch.setattr(cov_mod, "coverage", lambda storage: Coverage(_segments(1, 3), [], find_gaps(_segments(1, 3)), []))
     with pytest.raises(GateFailed, match=segment_name(1, 2)):
         cov_mod.check_archive(Config(), now=now)
+
+
+def test_wal_retention_keeps_what_the_oldest_kept_base_needs(tmp_path):
+    from ragops.backup.storage import FileStorage
+    from ragops.pitr.retention import expired_wal
+
+    store = FileStorage(f"file://{tmp_path}", tmp_path)
+    for segno in range(1, 6):
+        name = segment_name(1, segno)
+        store.put_bytes(object_key(name), b"x")
+        store.put_bytes(sidecar_key(name), b"{}")
+    store.put_bytes(sidecar_key("00000002.history"), b"{}")
+    base = _Base()
+    base.physical["start_wal_file"] = segment_name(1, 3)
+    expired = [key for key, _reason in expired_wal(store, [base])]
+    assert expired == [sidecar_key(segment_name(1, 1)), sidecar_key(segment_name(1, 2)),
+                       object_key(segment_name(1, 1)), object_key(segment_name(1, 2))]
+    assert expired_wal(store, []) == []            # no kept base backup: the archive is all there is
