@@ -83,9 +83,14 @@ def stop_archive(platform, progress: Progress = _noop) -> list[str]:
     proc.stop(timeout=10)
     if not was_running:
         return []
+    from ragops.errors import RagopsError
     from ragops.pitr.wal import Shipper
 
-    result = Shipper(platform.config).ship_once()
+    try:
+        result = Shipper(platform.config).ship_once()
+    except RagopsError as exc:   # down goes on; the spool keeps the segments for the next shipper
+        progress(f"the WAL spool was not drained: {exc.message}")
+        return ["stop wal-shipper"]
     for name, error in result.failed.items():
         progress(f"WAL segment {name} stays in the spool: {error}")
     return ["stop wal-shipper"]
