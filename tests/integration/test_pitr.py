@@ -344,3 +344,13 @@ def test_db_corruption_runbook_recovers_to_when_the_damage_began(local_stack):
             assert f"✓ {step} " in proc.stderr, proc.stderr[-3000:]
         assert proc.returncode == 0 or "failed at step 'notify'" in proc.stderr, proc.stderr[-3000:]
         assert client.get(f"/api/v1/documents/{kept.json()['id']}", headers=headers).status_code == 200
+
+
+def test_pitr_drill_reports_rpo_and_rto(local_stack, tmp_path):
+    report_dir = tmp_path / "report"
+    proc = local_stack.cli("-o", "json", "drill", "run", "pitr", "--report", str(report_dir), timeout=600)
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]     # 3: a measured RTO/RPO above the SLO
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["status"] == "succeeded", report
+    assert report["rto"]["seconds"] > 0 and report["rpo"]["seconds"] is not None
+    assert {p.name for p in report_dir.iterdir()} == {"report.json", "report.md", "report.html"}

@@ -41,3 +41,11 @@ def db_restore_point(ctx: Context, *, damage_began: str | None = None, backup_id
                                                 create=True, progress=ctx.progress))
     outputs.update({"row_counts": manifest.get("row_counts") or {}, "mode": "logical"})
     return outputs
+
+
+@operation("backup.physical_create")
+def backup_physical_create(ctx: Context, *, label: str | None = None) -> dict:
+    """A physical base backup of the primary (pg_basebackup through the backup pipeline)."""
+    from ragops.pitr.basebackup import create_physical
+
+    return to_outputs(create_physical(ctx.require_config(), label=label, progress=ctx.progress))
