@@ -9,11 +9,15 @@ wal_app = typer.Typer(help="The continuous WAL archive: health check, shipping."
 
 
 def register(backup_app: typer.Typer) -> None:
+    if any(group.typer_instance is physical_app for group in backup_app.registered_groups):
+        return   # main() registers the command modules on every call
     backup_app.add_typer(physical_app, name="physical")
     backup_app.add_typer(wal_app, name="wal")
 
 
 def register_db(db_app: typer.Typer) -> None:
+    if any(command.name == "recover" for command in db_app.registered_commands):
+        return
     db_app.command("recover")(recover)
 
 

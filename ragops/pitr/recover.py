@@ -121,7 +121,11 @@ def _rebuild(config, platform, primary, replicas, base_id: str, target, progress
         result = restore_physical(config, base_id, target, str(primary.data_dir), port=primary.port,
                                   keep_running=True, progress=progress, archive=True)
         say(progress, "re-cloning replicas from the rebuilt primary")
-        database_up(config, progress or quiet)
+        try:
+            database_up(config, progress or quiet)
+        except OperationFailed as exc:   # seen on a loaded machine: a second pg_basebackup has worked
+            say(progress, f"re-cloning failed ({exc.message}); once more")
+            database_up(config, progress or quiet)
         ensure_shipper(platform, progress or quiet)
         for color in platform.was_live() if manage_service else []:
             wait_ready(platform, color, config.service.startup_timeout, progress or quiet)

@@ -11,6 +11,7 @@ from ragops.backup.catalog import iso, parse_iso
 from ragops.backup.pipeline import CommandSink, Meter, Progress, say
 from ragops.errors import OperationFailed
 
+MARK = "# ragops point-in-time restore (removed after the promotion)"
 RECOVERY_TIMEOUT = float(os.environ.get("RAGOPS_PITR_RECOVERY_TIMEOUT", "600"))
 
 
@@ -44,7 +45,7 @@ def prepare_recovery(directory: Path, wal_dir: Path, target, archive: bool = Fal
         settings["recovery_target_lsn"] = target.lsn
     lines = "".join(f"{key} = '{value}'\n" for key, value in settings.items())
     with open(directory / "postgresql.auto.conf", "a") as handle:
-        handle.write("\n# ragops point-in-time restore\n" + lines)
+        handle.write(f"\n{MARK}\n" + lines)
     (directory / "recovery.signal").write_text("")
     _give_to_server_account(directory)
 
@@ -87,7 +88,19 @@ def replay(config, directory: Path, port: int | None, progress: Progress, name: 
     import shutil
 
     shutil.rmtree(directory / "pg_ragops_restore", ignore_errors=True)
+    _drop_recovery_settings(directory)
     return node, recovered_time(node.log_file.read_text(errors="replace"))
+
+
+def _drop_recovery_settings(directory: Path) -> None:
+    """Once promoted, the recovery settings leave postgresql.auto.conf: a replica cloned from this
+    server (pg_basebackup copies the file) must never replay to the old target and promote itself."""
+    from ragops.db.pgctl import write_server_file
+
+    auto = directory / "postgresql.auto.conf"
+    text = auto.read_text()
+    if MARK in text:
+        write_server_file(auto, text.split("\n" + MARK, 1)[0].rstrip("\n") + "\n")
 
 
 def recovered_time(log_text: str) -> str | None:
@@ -108,6 +121,8 @@ def _log_errors(node) -> str:
     except OSError:
         return node.last_log_line()
     errors = [ln.strip() for ln in lines if re.search(r"\b(FATAL|ERROR|PANIC):|invalid|syntax error", ln)]
+    restored = [ln.strip() for ln in lines if "restored log file" in ln or "redo done at" in ln]
     if not errors:
         return node.last_log_line()
-    return errors[0] if len(errors) == 1 else f"{errors[0]} ... {errors[-1]}"
+    text = errors[-1] if "recovery ended before" in errors[-1] else errors[0]
+    return text + (f" (last: {restored[-1]})" if restored else "")

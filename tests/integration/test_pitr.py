@@ -313,13 +313,19 @@ def test_db_recover_local_serves_recovered_data_with_replica_streaming(local_sta
 
         assert client.get(f"/api/v1/documents/{kept.json()['id']}", headers=headers).status_code == 200
         assert client.get(f"/api/v1/documents/{lost.json()['id']}", headers=headers).status_code == 404
+        # a write after the recovery: the re-cloned replica follows it (it must not replay to the old
+        # target and promote itself, which a copied recovery setting would make it do)
+        assert client.post("/api/v1/documents", headers=headers,
+                           json={"title": "after", "content": "written after the recovery"}).status_code == 201
+        time.sleep(1.0)
     deadline = time.monotonic() + 30
     while True:
         nodes = {n["name"]: n for n in stack.json("db", "status")["nodes"]}
         if nodes["replica1"]["streaming"] or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert nodes["replica1"]["streaming"] and nodes["primary"]["timeline"] == nodes["replica1"]["timeline"] >= 2
+    assert nodes["replica1"]["role"] == "replica" and nodes["replica1"]["streaming"]
+    assert nodes["primary"]["timeline"] == nodes["replica1"]["timeline"] >= 2
     check = stack.json("backup", "wal", "check")
     assert check["gaps"] == []
 
