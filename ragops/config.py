@@ -27,6 +27,7 @@ from ragops.errors import ConfigError
 from ragops.ha.settings import PatroniSettings
 from ragops.monitoring.settings import MonitoringSettings
 from ragops.notify.settings import NotifySettings
+from ragops.pitr.settings import WalSettings
 from ragops.platforms.docker_db_settings import DockerDatabaseSettings
 from ragops.yamlfile import config_error, load_file_text
 
@@ -146,6 +147,8 @@ class BackupsConfig(Strict):
     lifecycle: list[LifecycleRule] = []
     s3: S3Settings = S3Settings()
     tables: list[str] = ["documents", "chunks"]  # counted into the manifest and checked on verify
+    max_wal_lag: Duration = 60.0                 # `backup wal check`: exit 3 when the newest segment is older
+    wal: WalSettings = WalSettings()             # the continuous WAL archive (ragops/pitr/settings.py)
 
 
 class DnsConfig(Strict):

@@ -99,6 +99,8 @@ class Manifest:
     dump_format: str = "pg_dump custom (-Fc -Z0)"
     copies: list = field(default_factory=list)   # second storages holding the same object
     format_version: int = FORMAT_VERSION
+    kind: str = "logical"            # "logical" (pg_dump) | "physical" (pg_basebackup, ragops/pitr)
+    physical: dict | None = None     # physical only: start/stop LSN and time, timeline, first WAL segment
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,6 +151,7 @@ class BackupSummary:
     verified: bool | None            # None: never verified
     verified_at: str | None
     restore_tested: bool
+    kind: str = "logical"
 
 
 @dataclass
@@ -204,12 +207,12 @@ def manifests(storage) -> list[tuple[Manifest, dict | None]]:
     return found
 
 
-def resolve(storage, backup_id: str) -> Manifest:
-    """The manifest of `backup_id` ('latest': the newest)."""
+def resolve(storage, backup_id: str, kind: str | None = None) -> Manifest:
+    """The manifest of `backup_id` ('latest': the newest, of `kind` when given)."""
     if backup_id == "latest":
-        entries = manifests(storage)
+        entries = [e for e in manifests(storage) if kind is None or e[0].kind == kind]
         if not entries:
-            raise OperationFailed(f"no backups in {storage.url}")
+            raise OperationFailed(f"no {kind + ' ' if kind else ''}backups in {storage.url}")
         return entries[-1][0]
     if not ID_RE.match(backup_id):
         raise UsageError(f"backup id {backup_id!r}: expected 'latest' or an id like 20250131T235959.123Z")
@@ -259,7 +262,8 @@ def _summary(manifest: Manifest, verification: dict | None, now: datetime) -> Ba
         database=manifest.database,
         verified=None if verification is None else bool(verification.get("ok")),
         verified_at=None if verification is None else verification.get("checked_at"),
-        restore_tested=bool(verification and verification.get("ok") and verification.get("restore")))
+        restore_tested=bool(verification and verification.get("ok") and verification.get("restore")),
+        kind=manifest.kind)
 
 
 def list_backups(config) -> list[BackupSummary]:

@@ -53,7 +53,9 @@ def restore_backup(config, backup_id: str = "latest", target_dsn: str | None = N
     With dry_run, runs those read-only checks and returns the plan without touching the target."""
     target = _target(config, target_dsn, to_env)
     storage, _copy = storages(config)
-    manifest = resolve(storage, backup_id)
+    manifest = resolve(storage, backup_id, kind="logical")
+    if manifest.kind == "physical":
+        raise UsageError(f"backup {manifest.id} is a physical base backup: use `ragops backup physical restore`")
     compressor, crypter = stages_of(config, manifest)
     for check in (lambda: check_key(storage, manifest, crypter), lambda: check_object(storage, manifest, progress)):
         result = check()

@@ -8,11 +8,14 @@ from datetime import datetime, timedelta
 
 from ragops.backup.catalog import LOCK, MANIFEST, lock_alive, manifests, now_utc, parse_iso, safe_json, scan, storages
 from ragops.backup.pipeline import Progress, say
+from ragops.pitr.retention import expired_wal
+
+WAL_DIR = "wal"                      # ragops.pitr.wal.WAL_DIR: pruned by its own rule, never as orphans
 
 
 @dataclass
 class PruneAction:
-    kind: str                        # "backup" | "orphan" | "pending-upload"
+    kind: str                        # "backup" | "orphan" | "pending-upload" | "wal"
     target: str                      # backup id, or storage object
     storage: str
     reason: str
@@ -66,9 +69,11 @@ def prune_backups(config, apply: bool = False, progress: Progress = None, now: d
     actions = [PruneAction("backup", backup_id, storage.url, "outside the retention policy")
                for backup_id in delete_ids]
     skipped: list[str] = []
+    kept_bases = [m for m, _v in manifests(storage) if m.kind == "physical" and m.id in keep]
     for store in [s for s in (storage, copy) if s is not None]:
         scanned = scan(store)
         actions += _orphans(store, scanned, now, skipped)
+        actions += [PruneAction("wal", key, store.url, reason) for key, reason in expired_wal(store, kept_bases)]
         if store is copy:
             copy_ids = {b for b, names in scanned.items() if MANIFEST in names}
             actions += [PruneAction("backup", backup_id, copy.url, "outside the retention policy")
@@ -84,7 +89,7 @@ def _orphans(store, scanned: dict[str, set[str]], now: datetime, skipped: list[s
             if LOCK in names and lock_alive(safe_json(store, f"{backup_id}/{LOCK}"), now)}
     actions = []
     for backup_id, names in sorted(scanned.items()):
-        if MANIFEST in names:
+        if MANIFEST in names or backup_id == WAL_DIR:   # the WAL archive is not a backup (ragops/pitr)
             continue
         if backup_id in live:
             skipped.append(f"{store.url} {backup_id}: in progress")
@@ -92,7 +97,7 @@ def _orphans(store, scanned: dict[str, set[str]], now: datetime, skipped: list[s
         for name in sorted(names):
             actions.append(PruneAction("orphan", f"{backup_id}/{name}", store.url, "no manifest"))
     for pending in store.pending_uploads():
-        if pending.key.split("/", 1)[0] in live:
+        if pending.key.split("/", 1)[0] in live or pending.key.startswith(WAL_DIR + "/"):
             continue
         actions.append(PruneAction("pending-upload", pending.key, store.url,
                                    "unfinished upload" + (f" {pending.upload_id[:12]}" if pending.upload_id else "")))
@@ -106,7 +111,7 @@ def _apply(actions: list[PruneAction], stores: list, progress: Progress) -> None
         store = by_url[action.storage]
         if action.kind == "backup":
             _delete_backup(store, action.target)
-        elif action.kind == "orphan":
+        elif action.kind in ("orphan", "wal"):
             store.delete(action.target)
         else:
             pending = pending_by[store.url].get(action.target)

@@ -36,7 +36,7 @@ def verify_backup(config, backup_id: str = "latest", restore: bool = False,
     """Digest of every stored copy; with restore, a scratch restore and data checks. The result is
     recorded next to the manifest; `ok` says whether it passed."""
     storage, copy = storages(config)
-    manifest = resolve(storage, backup_id)
+    manifest = resolve(storage, backup_id, kind=None if backup_id != "latest" or not restore else "logical")
     started = time.monotonic()
     checks = [check_object(storage, manifest, progress)]
     if copy is not None:
@@ -47,7 +47,9 @@ def verify_backup(config, backup_id: str = "latest", restore: bool = False,
     compressor, crypter = stages_of(config, manifest)
     if checks[0].ok:
         checks.append(check_key(storage, manifest, crypter))
-    if restore and all(c.ok for c in checks):
+    if restore and manifest.kind == "physical":
+        checks.append(Check("restore", False, f"{manifest.id} is physical: `ragops backup physical restore` tests it"))
+    elif restore and all(c.ok for c in checks):
         checks.extend(_scratch_restore(config, storage, manifest, compressor, crypter, progress))
     result = VerifyResult(manifest.id, all(c.ok for c in checks), restore, iso(now_utc()),
                           round(time.monotonic() - started, 3), checks)

@@ -9,6 +9,9 @@ app = typer.Typer(help="PostgreSQL backups: create, list, verify, restore, prune
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="backup")
+    from ragops.cli.pitr import register as register_pitr  # backup physical / backup wal (ragops/pitr)
+
+    register_pitr(app)
 
 
 def _size(n) -> str:

@@ -9,6 +9,9 @@ db_app = typer.Typer(help="PostgreSQL topology: status, promotion, switchover, r
 
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
+    from ragops.cli.pitr import register_db as register_recover  # db recover (ragops/pitr)
+
+    register_recover(db_app)
 
 
 def _ha(env):

@@ -38,6 +38,16 @@ BASE_SETTINGS = {
 }
 
 
+def archive_settings(spool: Path, timeout_seconds: float) -> dict[str, str]:
+    """The primary's WAL archive settings (postgresql.conf syntax): every finished segment is copied
+    into `spool` by coreutils alone (no interpreter per segment), fsynced, then renamed into place;
+    ragops's shipper takes it from there. Also used by Patroni-managed nodes (its `parameters`)."""
+    target = str(spool).replace("'", "")
+    command = (f"cp %p {target}/.%f.tmp && sync {target}/.%f.tmp && mv -f {target}/.%f.tmp {target}/%f")
+    return {"archive_mode": "on", "archive_command": command,
+            "archive_timeout": str(max(1, int(timeout_seconds)))}
+
+
 def bin_dir(configured: str | None = None) -> Path:
     """The directory holding initdb/pg_ctl/pg_dump: configured, else the pgserver wheel's."""
     if configured:

@@ -301,7 +301,10 @@ class LocalPlatform(Platform):
 
         steps = database_up(self.config, progress)
         steps += [f"migrate {name}" for name in migrate(self.config, progress)]
+        from ragops.pitr.archive import start_archive
         from ragops.supervisor import restoring
+
+        steps += start_archive(self, progress) if not self.region else []   # the WAL archive (ragops/pitr)
 
         with restoring(self):     # the supervisor may be restarting it right now
             if not self.router_running():
@@ -396,6 +399,9 @@ class LocalPlatform(Platform):
                 platform.stop_router()
                 steps.append(f"stop router{where}")
         steps += database_down(self.config, progress)
+        from ragops.pitr.archive import stop_archive
+
+        steps += stop_archive(self, progress)   # after the database: its last segments are shipped
         if purge:
             from ragops.db.pgctl import remove_server_home
 

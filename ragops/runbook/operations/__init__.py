@@ -14,6 +14,7 @@ from ragops.runbook.operations import (  # noqa: F401 - imported for their @oper
     ha,
     http,
     monitoring,
+    pitr,
     platform,
     shell,
     sql,

@@ -1,0 +1,96 @@
+"""Turning the WAL archive on for a platform that owns the database (local): the primary's archive
+settings (ragops.db.pgctl.archive_settings) and the shipper process, at `up`; a last drain at `down`.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ragops.events import Say as Progress
+from ragops.events import quiet as _noop
+
+SHIPPER = "wal-shipper"
+
+
+def configure_primary(config, node, progress: Progress = _noop) -> list[str]:
+    """ALTER SYSTEM the archive settings on `node` (a running managed primary); restart it when
+    archive_mode changed (it needs a restart), reload otherwise. Idempotent."""
+    from ragops.db import pgctl
+    from ragops.db.connect import connect, node_dsn
+    from ragops.pitr.wal import spool_dir
+
+    spool = spool_dir(config)
+    pgctl.prepare_dir(spool)
+    wanted = pgctl.archive_settings(spool, config.backups.wal.archive_timeout)
+    with connect(node_dsn(config, node.name, dbname="postgres")) as conn:
+        current = {name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] for name in wanted}
+        changed = [name for name, value in wanted.items() if _normal(name, current[name]) != _normal(name, value)]
+        for name in changed:
+            conn.execute(f"ALTER SYSTEM SET {name} = {_literal(wanted[name])}")
+        if changed and "archive_mode" not in changed:
+            conn.execute("SELECT pg_reload_conf()")
+    if "archive_mode" in changed:
+        progress(f"turning on the WAL archive on {node.name} (a restart: archive_mode)")
+        node.stop()
+        node.start()
+    return [f"archive WAL of {node.name} into {spool}"] if changed else []
+
+
+def _normal(name: str, value: str) -> str:
+    if name == "archive_timeout":
+        from ragops.durations import parse_duration
+
+        text = value.strip()
+        try:
+            return str(int(parse_duration(text if not text.isdigit() else text + "s")))
+        except (ValueError, TypeError):
+            return text
+    return value.strip()
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ensure_shipper(platform, progress: Progress = _noop) -> list[str]:
+    proc = platform.proc(SHIPPER)
+    if proc.running():
+        return []
+    config_path = str(Path(platform.config.path).resolve())
+    progress("starting the WAL shipper (spool -> zstd -> age -> backup storage)")
+    proc.start([sys.executable, "-m", "ragops.pitr.wal", config_path, platform.config.env_name],
+               marker=f"ragops.pitr.wal {config_path}")
+    return ["start wal-shipper"]
+
+
+def start_archive(platform, progress: Progress = _noop) -> list[str]:
+    """At `up`: archive settings on the live primary, then the shipper."""
+    config = platform.config
+    if not config.backups.wal.enabled or config.database.dsn or getattr(config.database, "ha", "manual") != "manual":
+        return []
+    from ragops.db.bringup import live_primary
+    from ragops.db.pgctl import managed_node
+
+    node = live_primary(config) or managed_node(config, config.database.primary.name)
+    steps = configure_primary(config, node, progress)
+    return steps + ensure_shipper(platform, progress)
+
+
+def stop_archive(platform, progress: Progress = _noop) -> list[str]:
+    """At `down` (after the database stopped): ship what is left in the spool, then stop the shipper."""
+    proc = platform.proc(SHIPPER)
+    was_running = proc.running()
+    proc.stop(timeout=10)
+    if not was_running:
+        return []
+    from ragops.errors import RagopsError
+    from ragops.pitr.wal import Shipper
+
+    try:
+        result = Shipper(platform.config).ship_once()
+    except RagopsError as exc:   # down goes on; the spool keeps the segments for the next shipper
+        progress(f"the WAL spool was not drained: {exc.message}")
+        return ["stop wal-shipper"]
+    for name, error in result.failed.items():
+        progress(f"WAL segment {name} stays in the spool: {error}")
+    return ["stop wal-shipper"]

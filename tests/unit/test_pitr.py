@@ -1,0 +1,137 @@
+"""Point-in-time recovery: WAL names, coverage and gaps, targets, archive settings (no server)."""
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ragops.errors import GateFailed, OperationFailed, UsageError
+from ragops.pitr import coverage as cov_mod
+from ragops.pitr.coverage import Coverage, Segment, find_gaps
+from ragops.pitr.replay import recovered_time
+from ragops.pitr.restore import needed_segments, parse_target
+from ragops.pitr.wal import object_key, parse_lsn, parse_segment, segment_name, segment_of_lsn, sidecar_key
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_segment_names_round_trip_and_lsn():
+    assert segment_name(1, 3) == "000000010000000000000003"
+    assert segment_name(2, 0x100 + 5) == "000000020000000100000005"
+    assert parse_segment("000000020000000100000005") == (2, 0x105)
+    assert parse_lsn("0/3000028") == 0x3000028
+    assert parse_lsn("1/A") == (1 << 32) | 10
+    assert segment_of_lsn(1, parse_lsn("0/3000028")) == "000000010000000000000003"
+    with pytest.raises(ValueError):
+        parse_lsn("nope")
+    assert object_key("000000010000000000000003") == "wal/00000001/000000010000000000000003.zst.age"
+    assert sidecar_key("00000002.history") == "wal/00000002/00000002.history.json"
+
+
+def _segments(*segnos: int, timeline: int = 1) -> list[Segment]:
+    return [Segment(segment_name(timeline, n), timeline, n, T0 + timedelta(seconds=10 * n)) for n in segnos]
+
+
+def test_the_newest_timeline_wins_after_its_branch_point():
+    from ragops.pitr.coverage import newest_chain
+
+    chain = newest_chain(_segments(1, 2, 3, 4, 5) + _segments(3, 4, timeline=2))
+    assert [(s.timeline, s.segno) for s in chain] == [(1, 1), (1, 2), (2, 3), (2, 4)]
+
+
+def test_gaps_are_named():
+    assert find_gaps(_segments(1, 2, 3)) == []
+    assert find_gaps(_segments(1, 2, 5)) == [segment_name(1, 3), segment_name(1, 4)]
+
+
+class _Base:
+    id = "20260101T000000.000Z"
+    kind = "physical"
+
+    def __init__(self):
+        self.physical = {"start_wal_file": segment_name(1, 2), "stop_wal_file": segment_name(1, 2), "timeline": 1,
+                         "stop_time": "2026-01-01T00:00:20Z", "stop_lsn": "0/2000100"}
+
+
+def test_needed_segments_stop_at_the_target_and_name_a_missing_one():
+    base = _Base()
+    cov = Coverage(_segments(2, 3, 4, 5, 6), [], [], [base])    # stored at 20, 30, ... 60 s
+    names, _ = needed_segments(cov, base, parse_target("2026-01-01T00:00:35Z", None, False))
+    assert names == [segment_name(1, n) for n in (2, 3, 4)]      # the first stored after the target: 4 (40 s)
+    names, _ = needed_segments(cov, base, parse_target(None, None, True))
+    assert names[-1] == segment_name(1, 6)
+    with pytest.raises(OperationFailed, match=r"outside the archive's coverage.*covers"):
+        needed_segments(cov, base, parse_target("2026-01-01T01:00:00Z", None, False))
+    holey = Coverage(_segments(2, 3, 5, 6), [], [], [base])
+    with pytest.raises(OperationFailed, match=f"{segment_name(1, 4)} is missing"):
+        needed_segments(holey, base, parse_target(None, None, True))
+
+
+def test_targets_are_validated():
+    with pytest.raises(UsageError, match="exactly one"):
+        parse_target(None, None, False)
+    with pytest.raises(UsageError, match="exactly one"):
+        parse_target("2026-01-01T00:00:00Z", None, True)
+    with pytest.raises(UsageError, match="time zone"):
+        parse_target("2026-01-01T00:00:00", None, False)
+    with pytest.raises(UsageError, match="LSN"):
+        parse_target(None, "zz", False)
+    assert parse_target("2026-01-01T01:00:00+01:00", None, False).time == "2026-01-01T00:00:00Z"
+
+
+def test_recovered_time_from_the_server_log():
+    log = ("LOG:  recovery stopping before commit of transaction 745, time 2026-11-29 18:53:40.1+00\n"
+           "LOG:  last completed transaction was at log time 2026-11-29 18:53:38.585443+00\n")
+    assert recovered_time(log) == "2026-11-29T18:53:38.585443Z"
+    assert recovered_time("nothing") is None
+
+
+def test_archive_command_uses_no_interpreter(tmp_path):
+    from ragops.db.pgctl import archive_settings
+
+    settings = archive_settings(tmp_path / "spool", 30)
+    assert settings["archive_mode"] == "on" and settings["archive_timeout"] == "30"
+    words = {w for part in settings["archive_command"].split("&&") for w in shlex.split(part)[:1]}
+    assert words == {"cp", "sync", "mv"}
+
+
+def test_check_gates_on_lag_and_gap(monkeypatch, tmp_path):
+    class Config:
+        env_name, project = "test", "p"
+        backups = type("B", (), {"max_wal_lag": 60.0})()
+
+        def resolve_path(self, value):
+            return Path(value)
+
+    monkeypatch.setattr("ragops.backup.catalog.storages", lambda config: (type("S", (), {"url": "file://x"})(), None))
+    fresh = Coverage(_segments(1, 2, 3), [], [], [])
+    monkeypatch.setattr(cov_mod, "coverage", lambda storage: fresh)
+    now = T0 + timedelta(seconds=40)
+    result = cov_mod.check_archive(Config(), metrics_file=str(tmp_path / "wal.prom"), now=now)
+    assert result.ok and result.newest_age_seconds == 10
+    assert "ragops_wal_check_ok{" in (tmp_path / "wal.prom").read_text()
+    with pytest.raises(GateFailed, match="old"):
+        cov_mod.check_archive(Config(), now=now + timedelta(seconds=120))
+    monkeypatch.setattr(cov_mod, "coverage", lambda storage: Coverage(_segments(1, 3), [], find_gaps(_segments(1, 3)), []))
+    with pytest.raises(GateFailed, match=segment_name(1, 2)):
+        cov_mod.check_archive(Config(), now=now)
+
+
+def test_wal_retention_keeps_what_the_oldest_kept_base_needs(tmp_path):
+    from ragops.backup.storage import FileStorage
+    from ragops.pitr.retention import expired_wal
+
+    store = FileStorage(f"file://{tmp_path}", tmp_path)
+    for segno in range(1, 6):
+        name = segment_name(1, segno)
+        store.put_bytes(object_key(name), b"x")
+        store.put_bytes(sidecar_key(name), b"{}")
+    store.put_bytes(sidecar_key("00000002.history"), b"{}")
+    base = _Base()
+    base.physical["start_wal_file"] = segment_name(1, 3)
+    expired = [key for key, _reason in expired_wal(store, [base])]
+    assert expired == [sidecar_key(segment_name(1, 1)), sidecar_key(segment_name(1, 2)),
+                       object_key(segment_name(1, 1)), object_key(segment_name(1, 2))]
+    assert expired_wal(store, []) == []            # no kept base backup: the archive is all there is
