@@ -64,8 +64,9 @@ def _render_status(d: dict) -> str:
 
 
 def _render_setup(p) -> str:
+    notes = "".join(f"\nnote: {n}" for n in p.notes)
     if not p.change_needed:
-        return f"{p.record} {p.type}: health checks and PRIMARY/SECONDARY records in place: nothing to change"
+        return f"{p.record} {p.type}: health checks and PRIMARY/SECONDARY records in place: nothing to change{notes}"
     lines = [("applied" if p.applied else "plan") + f": failover routing for {p.record} {p.type} in zone {p.zone_id}"]
     for c in p.checks:
         cfg = c.config
@@ -79,7 +80,7 @@ def _render_setup(p) -> str:
                      f"  health check {r.health_check or '(new)'}")
     if p.change_id:
         lines.append(f"change {p.change_id} INSYNC")
-    return "\n".join(lines)
+    return "\n".join(lines) + notes
 
 
 @dns_app.command("setup")

@@ -143,7 +143,7 @@ def _value(rrset: dict | None) -> str | None:
 
 # ---- the plan -----------------------------------------------------------------------------------
 
-def _check_plans(config, client) -> list[CheckPlan]:
+def _check_plans(config, client, notes: list[str]) -> list[CheckPlan]:
     wanted = desired_checks(config)
     found = existing_checks(client)
     plans = []
@@ -154,6 +154,10 @@ def _check_plans(config, client) -> list[CheckPlan]:
             continue
         have = match["HealthCheckConfig"]
         same_cfg = all(have.get(k) == v for k, v in cfg.items() if k != "RequestInterval")
+        if have.get("RequestInterval") != cfg["RequestInterval"]:
+            notes.append(f"health check {match['Id']} probes every {have.get('RequestInterval')}s; Route 53 cannot "
+                         f"change the interval of an existing check (delete it and run setup again for "
+                         f"{cfg['RequestInterval']}s)")
         plans.append(CheckPlan(role, _target(cfg)[1], cfg, match["Id"], "keep" if same_cfg else "update"))
     return plans
 
@@ -191,12 +195,13 @@ def setup_plan(provider) -> SetupPlan:
     config = provider.config
     desired_checks(config)                      # validate before the first call
     zone = provider.zone_id()
-    checks = _check_plans(config, provider.client)
+    notes: list[str] = []
+    checks = _check_plans(config, provider.client, notes)
     rrsets = record_sets(provider, zone)
     records, simple = _record_plans(config, checks, rrsets)
     needed = any(c.action != "keep" for c in checks) or any(r.action != "keep" for r in records) or simple is not None
     return SetupPlan(record=record_name(config), type=config.dns.type, zone_id=zone, checks=checks,
-                     records=records, replaces_simple=simple, change_needed=needed)
+                     records=records, replaces_simple=simple, change_needed=needed, notes=notes)
 
 
 # ---- applying -----------------------------------------------------------------------------------

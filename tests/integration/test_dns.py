@@ -121,7 +121,7 @@ def pair(r53, zone):
 
 
 def test_setup_creates_checks_and_pair_then_changes_nothing(failover_config):
-    path, r53, zone, _, (primary, secondary) = failover_config
+    path, r53, zone, doc, (primary, secondary) = failover_config
     checks_before = len(r53.list_health_checks()["HealthChecks"])
     code, out = run("--config", str(path), "dns", "setup", "--plan", "--output", "json")
     plan = json.loads(out)
@@ -151,6 +151,14 @@ def test_setup_creates_checks_and_pair_then_changes_nothing(failover_config):
     assert code == 0 and again["change_needed"] is False and again["change_id"] is None
     assert [c["action"] for c in again["checks"]] == ["keep", "keep"]
     assert len(r53.list_health_checks()["HealthChecks"]) == checks_before + 2
+
+    doc["environments"]["prod"]["dns"]["health_checks"]["path"] = "/readyz"   # a changed setting: updated in place
+    path.write_text(yaml.safe_dump(doc))
+    code, out = run("--config", str(path), "dns", "setup", "--yes", "--output", "json")
+    assert code == 0 and [c["action"] for c in json.loads(out)["checks"]] == ["update", "update"]
+    checks = {c["Id"]: c["HealthCheckConfig"] for c in r53.list_health_checks()["HealthChecks"]}
+    assert len(checks) == checks_before + 2 and checks[records["PRIMARY"]["HealthCheckId"]]["ResourcePath"] == "/readyz"
+    assert json.loads(run("--config", str(path), "dns", "setup", "--plan", "-o", "json")[1])["change_needed"] is False
 
     code, out = run("--config", str(path), "dns", "status", "--output", "json")
     state = json.loads(out)

@@ -72,6 +72,15 @@ def test_everything_in_place_plans_nothing(tmp_path):
     plan = get_provider(config, fake).setup_plan()
     assert not plan.change_needed and plan.replaces_simple is None
     assert [c.action for c in plan.checks] == ["keep", "keep"] and [r.action for r in plan.records] == ["keep", "keep"]
+    assert plan.notes == []
+
+
+def test_an_interval_route53_cannot_change_is_a_note_not_a_change(tmp_path):
+    config = make(tmp_path, health_checks={"enabled": True, "interval": 10})
+    fake = ReadOnlyRoute53(checks=[check("h1", "lb-east.example.com"), check("h2", "lb-west.example.com")],
+                           rrsets=[failover_rr("primary", EAST, "h1"), failover_rr("secondary", WEST, "h2")])
+    plan = get_provider(config, fake).setup_plan()
+    assert not plan.change_needed and len(plan.notes) == 2 and "cannot change the interval" in plan.notes[0]
 
 
 def test_changed_settings_update_the_check_and_a_wrong_ttl_the_record(tmp_path):
