@@ -23,6 +23,7 @@ from pydantic import (
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
 from ragops.deploy.analysis.settings import MetricSpec, OnInconclusive, Provider
+from ragops.dns.settings import HealthCheckSettings
 from ragops.errors import ConfigError
 from ragops.ha.settings import PatroniSettings
 from ragops.monitoring.settings import MonitoringSettings
@@ -163,6 +164,7 @@ class DnsConfig(Strict):
     endpoint_url: str | None = None
     region: str = "us-east-1"
     sync_timeout: Duration = 120.0
+    health_checks: HealthCheckSettings = HealthCheckSettings()   # ragops dns setup (ragops/dns/settings.py)
 
 
 class CanaryConfig(Strict):

@@ -5,6 +5,7 @@
     apply(plan)         send the change once, then wait_insync()
     wait_insync(id)     poll the provider until the change is live everywhere, with a timeout
     history(limit)      the journalled changes
+    setup_plan(), setup_apply(plan), health_status()   optional: health-checked failover records
 
 A provider is a module with one class and one line in ragops.dns.registry.PROVIDERS, chosen by
 `dns.provider` in ragops.yaml. Every submitted change goes through record_change(), the one place that writes the
@@ -89,6 +90,16 @@ class DnsProvider(ABC):
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         return read_history(self.config, limit)
+
+    # Failover routing with health checks (`ragops dns setup`); optional for a provider.
+    def setup_plan(self) -> Any:
+        raise UsageError(f"DNS provider {self.name!r} has no health-checked failover records")
+
+    def setup_apply(self, the_plan: Any) -> Any:
+        raise UsageError(f"DNS provider {self.name!r} has no health-checked failover records")
+
+    def health_status(self) -> list[dict[str, Any]]:
+        raise UsageError(f"DNS provider {self.name!r} has no health checks")
 
 
 # ---- what every provider shares ---------------------------------------------------------------

@@ -64,11 +64,10 @@ class Route53(DnsProvider):
         dns = self.config.dns
         name = fqdn(dns.record)
         out = self.client.list_resource_record_sets(HostedZoneId=zone, StartRecordName=name,
-                                                    StartRecordType=dns.type, MaxItems="1")
-        for rrset in out.get("ResourceRecordSets", []):
-            if same(rrset["Name"], name) and rrset["Type"] == dns.type:
-                return rrset
-        return None
+                                                    StartRecordType=dns.type, MaxItems="2")
+        found = [r for r in out.get("ResourceRecordSets", []) if same(r["Name"], name) and r["Type"] == dns.type]
+        # with a failover pair (`ragops dns setup`), the PRIMARY record is the one that answers
+        return next((r for r in found if r.get("Failover") == "PRIMARY"), found[0] if found else None)
 
     def status(self) -> DnsStatus:
         require(self.config)
@@ -87,6 +86,12 @@ class Route53(DnsProvider):
         old = rrset["ResourceRecords"][0]["Value"] if rrset and rrset.get("ResourceRecords") else None
         new = target_value(self.config, to)
         dns = self.config.dns
+        if rrset is not None and rrset.get("Failover"):     # the pair: PRIMARY takes `to`, SECONDARY the other
+            from ragops.dns.route53_failover import failover_pair, pair_change, record_sets
+
+            old, new, batch, needed = pair_change(self, to, failover_pair(record_sets(self, zone)))
+            return DnsPlan(record=record_name(self.config), type=dns.type, zone_id=zone, old=old, new=new,
+                           ttl=dns.ttl, to=to, change_needed=needed, change_batch=batch)
         batch = change_batch(dns.record, dns.type, new, dns.ttl, f"ragops: {self.config.env_name} DNS to {to}")
         return DnsPlan(record=record_name(self.config), type=dns.type, zone_id=zone, old=old, new=new, ttl=dns.ttl, to=to,
                        change_needed=not (same(old, new) and rrset and rrset.get("TTL") == dns.ttl),
@@ -143,3 +148,20 @@ class Route53(DnsProvider):
         say(progress, f"change {change_id} INSYNC after {seconds:.1f}s ({polls} polls)")
         return DnsChange(plan=the_plan, change_id=change_id, status=state, submitted_at=submitted, insync_at=insync,
                          seconds=seconds, polls=polls)
+
+    # ---- failover routing with health checks (ragops/dns/route53_failover.py) ----
+
+    def setup_plan(self):
+        from ragops.dns.route53_failover import setup_plan
+
+        return setup_plan(self)
+
+    def setup_apply(self, the_plan):
+        from ragops.dns.route53_failover import setup_apply
+
+        return setup_apply(self, the_plan)
+
+    def health_status(self) -> list[dict]:
+        from ragops.dns.route53_failover import health_status
+
+        return health_status(self)
