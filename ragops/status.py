@@ -47,6 +47,11 @@ def status(config: Config) -> dict:
         "last_deploy": last,
         "deploy": deploy_state(last, lock),
     }
+    from ragops.db.bringup import database_manager
+
+    manager = database_manager(config)   # Patroni in charge: its leader, members and etcd quorum
+    if manager is not None:
+        data["ha"] = manager.status()
     from ragops.supervisor import read_status
 
     supervisor = read_status(platform)    # None where no supervisor ever ran (docker, kubernetes)

@@ -152,6 +152,12 @@ def _render_status(data: dict):
     for n in data["database"]:
         db.add_row(n["name"], f"{n['host']}:{n['port']}", n["role"], _num(n.get("lag_bytes")), _num(n.get("lag_seconds")))
     parts: list[Any] = [head, colors, db]   # rich renderables
+    if data.get("ha"):
+        ha, dcs = data["ha"], data["ha"]["dcs"]
+        members = ", ".join(f"{m['name']} {m['role']}/{m['state']}" for m in ha["members"]) or "no member answers"
+        parts.append(Text(f"Patroni: leader {ha['leader'] or 'NONE'}{' (paused)' if ha['paused'] else ''}; "
+                          f"{members}; etcd {dcs['healthy']}/{len(dcs['members'])} healthy"
+                          + ("" if dcs["quorum"] else " (NO QUORUM)")))
     lock = data.get("lock")
     if lock:
         from ragops.deploy.lock import describe
