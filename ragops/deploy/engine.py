@@ -169,7 +169,10 @@ class Deployment(DeploymentBase):
         the lock and lets the interrupt through (exit 130). Nothing else is changed."""
         current = self.journal.current()
         if current is None or current.get("id") != self.record["id"]:    # not journaled yet, or finished
-            self.report(Event("interrupted", interrupted_text(None), {"deploy_id": self.record["id"]}))
+            ended = self.record.get("result")
+            text = (f"interrupted (Ctrl-C) after deploy {self.record['id']} ended ({ended}): nothing to resume"
+                    if ended else interrupted_text(None))
+            self.report(Event("interrupted", text, {"deploy_id": self.record["id"]}))
             return
         self.step("interrupted", None, interrupted_text(self.record), kind="interrupted")
 
