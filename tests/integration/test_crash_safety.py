@@ -390,8 +390,15 @@ def test_up_restores_what_was_live_after_the_router_and_live_color_died(stack):
     assert data["router"]["weights"] == rows, "the header's weights are the rows' weights"
     up = stack.cli("up", check=True, timeout=180)
     assert "already up" not in up.stderr + up.stdout
+    # `up` can return before the restarted Traefik has loaded its file ("no available server" for a
+    # moment; the CLI status this test used to run first hid it): poll, then check
+    _wait_serving(stack, version, timeout=10)
     data = check_consistent(stack)
     assert expected_version(data) == version and served(stack) == version, "up never changes the version"
-    assert data["supervisor"]["running"]
+    # the supervisor's state file names the killed one until the new one writes it: poll, briefly
+    deadline = time.monotonic() + 10
+    while not status(stack)["supervisor"]["running"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status(stack)["supervisor"]["running"]
     workers = [p for p in _stack_processes(stack) if "ragservice.worker" in Path(f"/proc/{p}/cmdline").read_text()]
     assert len(workers) == len([c for c in data["colors"] if c["running"]]), "one worker per running color"
