@@ -16,7 +16,7 @@ from ragops.deploy.analysis import AnalysisResult, Target, get_provider
 from ragops.deploy.deployment import DeploymentBase, DeployOptions, DeployResult
 from ragops.deploy.history import Journal
 from ragops.deploy.lock import describe, owner_alive, whoami
-from ragops.deploy.states import checkpoint, next_step
+from ragops.deploy.states import checkpoint, interrupted_text, next_step
 from ragops.deploy.states import unfinished_kind as _kind
 from ragops.durations import format_duration
 from ragops.errors import GateFailed, LockHeld, OperationFailed, UsageError
@@ -182,11 +182,23 @@ class Deployment(DeploymentBase):
         self.drain(old)
         return self.finish("succeeded")
 
+    def interrupted(self) -> None:
+        """Ctrl-C (SIGINT): journal where it stopped and say what to run next; run() then releases
+        the lock and lets the interrupt through (exit 130). Nothing else is changed."""
+        current = self.journal.current()
+        if current is None or current.get("id") != self.record["id"]:    # not journaled yet, or finished
+            ended = self.record.get("result")
+            text = (f"interrupted (Ctrl-C) after deploy {self.record['id']} ended ({ended}): nothing to resume"
+                    if ended else interrupted_text(None))
+            self.report(Event("interrupted", text, {"deploy_id": self.record["id"]}))
+            return
+        self.step("interrupted", None, interrupted_text(self.record), kind="interrupted")
+
     def run(self, take_over: bool = False) -> DeployResult:
         self.take_lock(take_over=self.record["id"] if take_over else None)
-        checkpoint("lock-taken")
         paused = False
         try:
+            checkpoint("lock-taken")     # inside the try: a Ctrl-C here still releases the lock
             self.journal.save(self.record)
             if take_over:
                 self.reconcile()
@@ -208,6 +220,9 @@ class Deployment(DeploymentBase):
         except GateFailed:
             if "result" not in self.record or self.record.get("result") in (None, "paused"):
                 self.finish("failed", self.record["steps"][-1]["detail"] if self.record["steps"] else None)
+            raise
+        except KeyboardInterrupt:
+            self.interrupted()
             raise
         except OperationFailed as exc:
             self.step("error", False, exc.message)

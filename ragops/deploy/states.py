@@ -43,6 +43,13 @@ color 100 % when it is not already there, stops the new color only when this dep
 (killed between lock and journal) is cleared. A kill before the journal's `start` phase leaves the
 warm color untouched.
 
+Ctrl-C (SIGINT) at any point unwinds instead of dying: run() journals an `interrupted` step (the phase,
+a change it cut short, what to run next), releases the lock, and the CLI exits 130 printing that step.
+What is on disk is then what a SIGKILL at the same point leaves, minus the lock, so `--resume` and
+`abort` continue from it the same way. Stopped before the journal existed (`lock-taken`), nothing
+changed and nothing is left: `--resume`/`abort` refuse with "no deploy is in progress" (exit 2) and
+the deploy is simply run again.
+
 Test hook (tests only, never set in production): with RAGOPS_TEST_STOP_AT=<point> the process
 stops itself right at that named point, with SIGKILL, or with SIGINT when
 RAGOPS_TEST_STOP_SIGNAL=INT (the Ctrl-C path). `<point>#N` stops at its N-th occurrence. Points:
@@ -105,3 +112,15 @@ def next_step(record: dict) -> str:
     if record.get("phase") == "paused":
         return "continue with `ragops promote`, or undo it with `ragops abort`"
     return f"finish it with `ragops {unfinished_kind(record)} --resume`, or undo it with `ragops abort`"
+
+
+def interrupted_text(record: dict | None) -> str:
+    """What a Ctrl-C left behind, for the journal and the user: the phase, a change it may have cut
+    short, and what to run next (None: stopped before the deploy was journaled, nothing changed)."""
+    if record is None:
+        return "interrupted (Ctrl-C) before the deploy was journaled: nothing was changed, the lock is released"
+    intent = record.get("intent")
+    cut = (f", during a {intent.get('action')} change (resume reads the router and the colors to settle it)"
+           if intent else "")
+    return (f"interrupted (Ctrl-C) at phase {record.get('phase')}{cut}; nothing more was changed and the "
+            f"lock is released: {next_step(record)}")

@@ -14,6 +14,22 @@ from ragops.loadgen import LoadRunner
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def local_stack():
+    """The shared local stack with a 12 s readiness timeout (instead of 30 s): the never-ready version
+    waits it out in full, and a healthy color is ready in about 2 s."""
+    import shutil
+
+    from tests.conftest import server_tmpdir
+    from tests.integration.conftest import _start_stack
+
+    directory = server_tmpdir("stack")
+    stack = _start_stack(directory, extra={"deploy": {"health_timeout": "12s"}})
+    yield stack
+    stack.cli("down", "--purge", "--yes", timeout=120)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def live(stack) -> dict:
     data = stack.json("status")
     return {c["color"]: c for c in data["colors"]}, data["router"]["weights"]
