@@ -74,6 +74,16 @@ class ManagedProcess:
                                     env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
         finally:
             log.close()
+        # the kernel shows an empty command line for a moment around exec, and pid() recognises the
+        # process by its marker in it: wait until it is visible (a fast caller saw "not running")
+        deadline = time.monotonic() + 2
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+                    break
+            except OSError:
+                break
+            time.sleep(0.002)
         # its own session: the process group id is its pid (stop() signals the whole group)
         record = {"pid": proc.pid, "pgid": proc.pid, "marker": marker or args[-1], "started": time.time(),
                   "args": args[:6]}

@@ -24,6 +24,7 @@ def configure_primary(config, node, progress: Progress = _noop) -> list[str]:
     wanted = pgctl.archive_settings(spool, config.backups.wal.archive_timeout)
     with connect(node_dsn(config, node.name, dbname="postgres")) as conn:
         current = {name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] for name in wanted}
+        streaming = _streaming(conn)
         changed = [name for name, value in wanted.items() if _normal(name, current[name]) != _normal(name, value)]
         for name in changed:
             conn.execute(f"ALTER SYSTEM SET {name} = {_literal(wanted[name])}")
@@ -33,7 +34,22 @@ def configure_primary(config, node, progress: Progress = _noop) -> list[str]:
         progress(f"turning on the WAL archive on {node.name} (a restart: archive_mode)")
         node.stop()
         node.start()
+        # the replicas reconnect on their own within wal_retrieve_retry_interval (5 s): `up` returns
+        # with them streaming again, as it promises, not with a replica silently behind
+        def caught_up() -> bool:
+            try:
+                with connect(node_dsn(config, node.name, dbname="postgres")) as conn:
+                    return _streaming(conn) >= streaming
+            except Exception:  # noqa: BLE001 - still starting
+                return False
+
+        if streaming and not pgctl.wait_until(caught_up, 20):
+            progress(f"warning: not every replica streams from {node.name} again yet (see `ragops db status`)")
     return [f"archive WAL of {node.name} into {spool}"] if changed else []
+
+
+def _streaming(conn) -> int:
+    return int(conn.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetchone()[0])
 
 
 def _normal(name: str, value: str) -> str:

@@ -164,6 +164,11 @@ class LocalPlatform(Platform):
                 raise OperationFailed(f"router did not start on {self.router_listen}: "
                                       f"{tail(self.proc('router').log_file, 3) or 'no log'}")
             time.sleep(0.1)
+        # its API answers before it has loaded the routes it was restarted with: until then it says
+        # "no available server"; wait until it serves what its config says
+        state = router.desired()
+        if any(state.weights.values()) or state.maintenance:
+            router.confirm(state.weights, 10)
 
     def stop_router(self) -> None:
         self.proc("router").stop(timeout=10)

