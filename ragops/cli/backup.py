@@ -29,12 +29,18 @@ def _age(seconds) -> str:
 @app.command("create")
 def create(ctx: typer.Context,
            label: str | None = typer.Option(None, "--label", help="A label kept in the manifest."),
+           physical: bool = typer.Option(False, "--physical", help="A physical base backup for point-in-time "
+                                         "recovery (same as `backup physical create`)."),
            dry_run: bool = typer.Option(False, "--dry-run", help="Print the steps; change nothing.")) -> None:
-    """Take a streamed, compressed, encrypted backup of the environment's primary.
+    """Take a streamed, compressed, encrypted backup of the environment's primary (logical: pg_dump).
 
     Example: ragops -e production backup create --label pre-deploy
     """
     env = ctx.obj
+    if physical:
+        from ragops.cli.pitr import create as physical_create
+
+        return physical_create(ctx, label=label, dry_run=dry_run)
     from ragops.backup.create import create_backup
 
     result = create_backup(env.config, label=label, dry_run=dry_run, progress=env.progress("backup"))
@@ -47,7 +53,7 @@ def create(ctx: typer.Context,
 
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
-    """List backups (only those with a manifest): age, size, verified or not.
+    """List backups (only those with a manifest): kind (logical or physical), age, size, verified or not.
 
     Example: ragops backup list --output json
     """
@@ -59,12 +65,13 @@ def list_(ctx: typer.Context) -> None:
     def render(rows):
         if not rows:
             return "no backups"
-        lines = [f"{'ID':<22} {'AGE':>7} {'STORED':>10} {'VERIFIED':<16} LABEL"]
+        lines = [f"{'ID':<22} {'KIND':<8} {'AGE':>7} {'STORED':>10} {'VERIFIED':<16} LABEL"]
         for r in rows:
             verified = {None: "no", True: "yes", False: "FAILED"}[r.verified]
             if r.restore_tested:
                 verified += " (restore)"
-            lines.append(f"{r.id:<22} {_age(r.age_seconds):>7} {_size(r.stored_bytes):>10} {verified:<16} {r.label or ''}")
+            lines.append(f"{r.id:<22} {r.kind:<8} {_age(r.age_seconds):>7} "
+                         f"{_size(r.stored_bytes):>10} {verified:<16} {r.label or ''}")
         return "\n".join(lines)
 
     env.emit({"backups": items} if env.json else items, render)
@@ -84,7 +91,10 @@ def show(ctx: typer.Context, backup_id: str = typer.Argument(..., metavar="ID|la
 
 @app.command("verify")
 def verify(ctx: typer.Context, backup_id: str = typer.Argument("latest", metavar="ID|latest"),
-           restore: bool = typer.Option(False, "--restore", help="Also restore into a scratch database and check the data.")) -> None:
+           restore: bool = typer.Option(False, "--restore", help="Also restore into a scratch database and check the data."),
+           physical: bool = typer.Option(False, "--physical", help="Verify a physical base backup by replaying it "
+                                         "in a scratch instance (same as `backup physical verify`)."),
+           to_time: str | None = typer.Option(None, "--to-time", help="With --physical: replay only up to here.")) -> None:
     """Check a backup's digest (every copy); with --restore, a test restore and data checks.
 
     Exit 3 when a check fails.
@@ -92,6 +102,14 @@ def verify(ctx: typer.Context, backup_id: str = typer.Argument("latest", metavar
     Example: ragops backup verify latest --restore
     """
     env = ctx.obj
+    if physical:
+        from ragops.cli.pitr import verify as physical_verify
+
+        return physical_verify(ctx, backup_id=backup_id, to_time=to_time)
+    if to_time:
+        from ragops.errors import UsageError
+
+        raise UsageError("--to-time needs --physical (a logical backup is restored as a whole)")
     from ragops.backup.verify import verify_backup
     from ragops.errors import GateFailed
 
