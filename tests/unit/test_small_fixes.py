@@ -62,3 +62,12 @@ def test_unknown_drill_lists_only_drills(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no drill named 'no-such-drill'" in err and "backup-restore" in err
     assert "pre-deploy" not in err and "post-deploy" not in err
+
+
+def test_backup_create_and_verify_take_physical_as_the_issue_spells_them(tmp_path, capsys):
+    path = write_local_config(tmp_path)
+    assert main(["-c", str(path), "backup", "create", "--physical", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "pg_basebackup -D - -Ft" in out and "manifest" in out
+    assert main(["-c", str(path), "backup", "verify", "--to-time", "2026-11-29T18:00:00Z", "latest"]) == 2
+    assert "--to-time needs --physical" in capsys.readouterr().err
