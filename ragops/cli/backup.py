@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="PostgreSQL backups: create, list, verify, restore, prune, check.",
+app = typer.Typer(help="PostgreSQL backups (logical and physical), the WAL archive, point-in-time restore.",
                   no_args_is_help=True)
 
 
