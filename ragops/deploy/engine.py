@@ -415,7 +415,9 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
                          hint=next_step(unfinished))
     # what each color runs and the router's live weights; no color is probed here (the rollback
     # probes only the warm color it switches to: every probe is HTTP calls on the path to the flip)
-    weights = platform.router_weights() if platform.router_running() else {}
+    # router_weights: the live router's, else its config file's (a router that is down on one host
+    # of several must not hide what serves traffic: the flip itself then reports that host)
+    weights = platform.router_weights()
     states = {c.color: c for c in with_weights([platform.color_state(c, probe=False) for c in COLORS], weights)}
     live = max(states.values(), key=lambda c: c.weight)
     if live.weight == 0:
