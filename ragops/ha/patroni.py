@@ -187,6 +187,15 @@ def any_rest(config) -> Rest:
     raise OperationFailed("no Patroni REST API answers", hint="ragops up (database.ha: patroni)")
 
 
+def rest_of(config, attempt: int) -> Rest:
+    """The REST API to ask on the `attempt`-th try: the nodes that answer, in turn (each Patroni has
+    its own etcd connection, so a retry through another node avoids the member one of them waits on)."""
+    answering = [n for n in nodes(config) if Rest(config, n).get("/cluster") is not None]
+    if not answering:
+        raise OperationFailed("no Patroni REST API answers", hint="ragops db status")
+    return Rest(config, answering[attempt % len(answering)])
+
+
 def cluster(config) -> dict | None:
     for node in nodes(config):
         data = Rest(config, node).get("/cluster")

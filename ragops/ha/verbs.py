@@ -52,12 +52,9 @@ def switchover(config, node: str, timeout: float = 60, progress: Say = _noop) ->
         raise OperationFailed("no running leader to switch over from", hint="ragops db promote NODE --force")
     started = time.monotonic()
     progress(f"asking Patroni to switch over from {leader} to {node}")
-    status, body = patroni.any_rest(config).call("POST", "/switchover", {"leader": leader, "candidate": node},
-                                                 timeout=timeout)
-    if status != 200:
-        raise OperationFailed(f"Patroni refused the switchover ({status}): {body}")
+    answer = _ask(config, "switchover", {"leader": leader, "candidate": node}, node, timeout, progress)
     _wait_leader(config, node, timeout)
-    return HaResult("switchover", node, leader, round(time.monotonic() - started, 2), str(body))
+    return HaResult("switchover", node, leader, round(time.monotonic() - started, 2), str(answer))
 
 
 def failover(config, node: str, *, force: bool = False, timeout: float = 60, progress: Say = _noop) -> HaResult:
@@ -71,19 +68,47 @@ def failover(config, node: str, *, force: bool = False, timeout: float = 60, pro
                          hint=f"a planned change is `ragops db switchover {node}`; --force promotes anyway")
     started = time.monotonic()
     progress(f"asking Patroni to fail over to {node}")
-    status, body = patroni.any_rest(config).call("POST", "/failover", {"candidate": node}, timeout=timeout)
-    if status != 200:
-        raise OperationFailed(f"Patroni refused the failover ({status}): {body}")
+    body = _ask(config, "failover", {"candidate": node}, node, timeout, progress)
     _wait_leader(config, node, timeout)
     return HaResult("failover", node, leader, round(time.monotonic() - started, 2), str(body))
 
 
-def _wait_leader(config, node: str, timeout: float) -> None:
-    def ok():
-        member = _members(config).get(node, {})
-        return member.get("role") == "leader" and member.get("state") == "running"
+def _ask(config, action: str, body: dict, node: str, timeout: float, progress: Say) -> object:
+    """POST /switchover or /failover. A 503 "failed to write failover key into DCS" means the
+    Patroni that answered could not reach etcd in time (one member frozen or partitioned: its client
+    waits on it before moving on), not a refusal: ask again, through the next node's API, until the
+    timeout. Patroni's own refusals (412 and the like) end it at once."""
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        rest = patroni.rest_of(config, attempt)
+        try:
+            status, answer = rest.call("POST", f"/{action}", body, timeout=max(5.0, deadline - time.monotonic()))
+        except OSError as exc:   # that node's API went away mid-call: the next one is asked
+            status, answer = 0, str(exc)
+        if status == 200:
+            return answer
+        if status not in (0, 503):
+            raise OperationFailed(f"Patroni refused the {action} ({status}): {answer}")
+        # 503 also reads "status unknown" when the change outlived Patroni's own wait, and a key
+        # written late by a thawed member acts too: look before asking again
+        try:
+            return patroni.wait_for(lambda: _leads(config, node) and f"{node} leads", 3.0, f"{node} to lead")
+        except OperationFailed:
+            pass
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"Patroni could not {action} within {timeout:.0f}s ({status}): {answer}")
+        attempt += 1
+        progress(f"{action}: Patroni could not write to etcd ({status}: {answer}); asking again")
 
-    patroni.wait_for(ok, timeout, f"{node} to lead")
+
+def _leads(config, node: str) -> bool:
+    member = _members(config).get(node, {})
+    return member.get("role") == "leader" and member.get("state") == "running"
+
+
+def _wait_leader(config, node: str, timeout: float) -> None:
+    patroni.wait_for(lambda: _leads(config, node), timeout, f"{node} to lead")
 
 
 def rejoin(config, node: str, timeout: float = 120, progress: Say = _noop) -> HaResult:

@@ -93,6 +93,26 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def _whole(stack) -> dict | None:
+    ha = _ha(stack)
+    roles = sorted((m["role"], m["state"]) for m in ha["members"])
+    return ha if roles == [("leader", "running"), ("replica", "streaming")] else None
+
+
+def _healthy(stack) -> dict:
+    """Each destructive test starts from a whole cluster (a running leader, the other node streaming):
+    a member an earlier failure left down is rejoined first, so one failure does not fail the rest."""
+    try:
+        return _wait(lambda: _whole(stack), 30, "a running leader and a streaming replica")
+    except AssertionError:
+        ha = _ha(stack)
+        for m in ha["members"]:
+            if (m["role"], m["state"]) not in (("leader", "running"), ("replica", "streaming")):
+                print(f"repairing {m['name']} ({m['role']}, {m['state']}) left by an earlier test")
+                stack.cli("--yes", "db", "rejoin", m["name"], timeout=180)
+        return _wait(lambda: _whole(stack), 60, "the cluster to be whole again")
+
+
 class Writer:
     """Writes through the router in a loop; records acknowledged ids."""
 
@@ -157,16 +177,37 @@ def test_ha_pause_resume_and_config_plan_then_change(ha_stack):
     assert ha_stack.json("db", "ha", "config")["ttl"] == 20
 
 
+def _etcd_member_used_by_leader(stack) -> str:
+    """The etcd member the leader's Patroni has a connection to (its client talks to one at a time)."""
+    import psutil
+
+    from ragops.config import load_config
+    from ragops.ha import patroni
+    from ragops.ha.etcd import EtcdCluster
+
+    config = load_config(stack.config_path)
+    pid = patroni.find(config, _ha(stack)["leader"]).proc.pid()
+    by_port = {m.client_port: m.name for m in EtcdCluster(config).members}
+    used = [by_port[c.raddr.port] for c in psutil.Process(pid).net_connections(kind="tcp")
+            if c.raddr and c.raddr.port in by_port]
+    return used[0] if used else "etcd2"
+
+
 def test_switchover_loses_nothing_with_one_etcd_member_frozen(ha_stack):
     """One of three etcd members frozen for longer than the ttl changes nothing; a switchover under
-    write load loses no acknowledged row."""
-    etcd2 = _etcd_pid(ha_stack, "etcd2")
+    write load loses no acknowledged row. The member frozen is the one the leader's Patroni talks to:
+    its REST API then answers 503 "failed to write failover key into DCS" and ragops asks again."""
+    _healthy(ha_stack)
+    member = _etcd_member_used_by_leader(ha_stack)   # the worst one to lose: the leader's Patroni waits on it
+    etcd2 = _etcd_pid(ha_stack, member)
     os.kill(etcd2, signal.SIGSTOP)
     frozen_at = time.monotonic()
     try:
         with Writer(ha_stack) as writer:
             time.sleep(1)
-            result = ha_stack.json("--yes", "db", "switchover", "replica1", timeout=120)
+            proc = ha_stack.cli("--output", "json", "--yes", "db", "switchover", "replica1", timeout=120, check=True)
+            print(f"frozen {member}; switchover said: {proc.stderr.strip()}")
+            result = json.loads(proc.stdout)
             assert result["node"] == "replica1" and result["previous_leader"] == "primary"
             _wait(lambda: _member(_ha(ha_stack), "primary")["state"] == "streaming", 60, "primary to follow")
             while time.monotonic() - frozen_at < 22:   # longer than the ttl: the leader key is renewed
@@ -184,6 +225,7 @@ def test_switchover_loses_nothing_with_one_etcd_member_frozen(ha_stack):
 def test_frozen_leader_is_never_released_and_no_second_primary(ha_stack):
     """SIGSTOP of the leader's Patroni and postmaster: unreachable but not gone. The fast-release
     watcher (it would act within a supervisor tick) releases nothing and the replica stays a replica."""
+    _healthy(ha_stack)
     from ragops.config import load_config
     from ragops.ha import patroni
     from ragops.ha.etcd import EtcdCluster
@@ -227,6 +269,7 @@ def test_dcs_quorum_lost_never_two_primaries(ha_stack):
     """Two of three etcd members frozen: no quorum. Patroni's leader cannot renew its key and demotes
     itself after retry_timeout (read-only), the replica stays a replica: no primary, never two. With the
     quorum back a leader is elected and the service writes again."""
+    _healthy(ha_stack)
     from ragops.config import load_config
     from ragops.ha import patroni
 
@@ -262,6 +305,7 @@ def test_kill9_leader_node_fails_over_and_returns_as_replica(ha_stack):
     """`ragops drill run auto-failover`: under write load through the router, kill -9 of the leader's
     Patroni and postmaster, no ragops command; the other node leads, the service writes through the
     router, the killed node streams again as a replica by itself."""
+    _healthy(ha_stack)
     from ragops.config import load_config
     from ragops.db import pgctl
 

@@ -161,3 +161,66 @@ def test_region_failover_with_patroni_leaves_fencing_and_promotion_to_it(tmp_pat
     steps = {s.name: s.detail for s in run.report.steps}
     assert "Patroni fences" in steps["fence old primary"]
     assert steps["promote replica"] == "replica1 already leads (Patroni failed over by itself)"
+
+
+class _FakeRest:
+    """One node's REST API answering POSTs from a script; records who was asked."""
+
+    def __init__(self, name, answers, asked):
+        self.name, self.answers, self.asked = name, answers, asked
+
+    def call(self, method, path, body=None, timeout=5):
+        self.asked.append((self.name, path))
+        return self.answers.pop(0)
+
+
+def test_switchover_asks_again_through_the_other_node_when_patroni_cannot_write_to_etcd(tmp_path, monkeypatch):
+    """A frozen etcd member makes the asked Patroni answer 503 "failed to write failover key into DCS":
+    that is not a refusal; the next node's API is asked and the switchover goes through."""
+    from ragops.ha import patroni, verbs
+
+    config = _config(tmp_path)
+    asked: list = []
+    answers = [(503, "failed to write failover key into DCS"), (200, 'Successfully switched over to "replica1"')]
+    monkeypatch.setattr(patroni, "rest_of", lambda c, attempt: _FakeRest(["primary", "replica1"][attempt % 2],
+                                                                        answers, asked))
+    led = {"now": "primary"}
+    monkeypatch.setattr(verbs, "_members", lambda c: {
+        "primary": {"role": "leader" if led["now"] == "primary" else "replica", "state": "running"},
+        "replica1": {"role": "leader" if led["now"] == "replica1" else "replica",
+                     "state": "running" if led["now"] == "replica1" else "streaming"}})
+    monkeypatch.setattr(patroni, "leader", lambda c: led["now"])
+    monkeypatch.setattr(patroni, "find", lambda c, n: n)
+    monkeypatch.setattr(patroni, "wait_for", lambda pred, timeout, what, interval=0.2: pred() or
+                        (_ for _ in ()).throw(verbs.OperationFailed(f"timed out waiting for {what}")))
+    said: list[str] = []
+    real_call = _FakeRest.call
+
+    def call_and_switch(self, method, path, body=None, timeout=5):
+        status, answer = real_call(self, method, path, body, timeout)
+        if status == 200:
+            led["now"] = "replica1"
+        return status, answer
+
+    monkeypatch.setattr(_FakeRest, "call", call_and_switch)
+    result = verbs.switchover(config, "replica1", timeout=30, progress=said.append)
+    assert asked == [("primary", "/switchover"), ("replica1", "/switchover")]
+    assert result.previous_leader == "primary" and "Successfully" in result.detail
+    assert any("could not write to etcd" in line for line in said)
+
+
+def test_switchover_refusal_other_than_503_is_not_retried(tmp_path, monkeypatch):
+    from ragops.errors import OperationFailed
+    from ragops.ha import patroni, verbs
+
+    config = _config(tmp_path)
+    asked: list = []
+    monkeypatch.setattr(patroni, "rest_of", lambda c, attempt: _FakeRest(
+        "primary", [(412, "candidate name does not match with sync_standby")], asked))
+    monkeypatch.setattr(patroni, "leader", lambda c: "primary")
+    monkeypatch.setattr(patroni, "find", lambda c, n: n)
+    monkeypatch.setattr(verbs, "_members", lambda c: {"primary": {"role": "leader", "state": "running"},
+                                                      "replica1": {"role": "replica", "state": "streaming"}})
+    with pytest.raises(OperationFailed, match=r"refused the switchover \(412\)"):
+        verbs.switchover(config, "replica1", timeout=30)
+    assert len(asked) == 1
