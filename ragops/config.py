@@ -355,6 +355,13 @@ def _listening_ports(env: Environment) -> list[tuple[str, int]]:
     if env.platform == "local" and not env.database.dsn:
         ports.append(("database.primary.port", env.database.primary.port))
         ports += [(f"database.replicas[{i}].port", node.port) for i, node in enumerate(env.database.replicas)]
+        if env.database.ha == "patroni":   # node i's REST API on rest_port + i; etcd member i on etcd_port + 2i, +1
+            ha = env.database.patroni
+            ports += [(f"database.patroni.rest_port+{i}", ha.rest_port + i)
+                      for i in range(1 + len(env.database.replicas))]
+            ports += [(f"database.patroni.etcd_port+{i}", ha.etcd_port + i) for i in range(6)]
+    if env.platform == "local" and env.monitoring.prometheus == "local":
+        ports.append(("monitoring.listen", port_of(env.monitoring.listen)))
     for name, region in env.regions.items():
         if region.router:
             ports.append((f"regions.{name}.router", port_of(region.router)))

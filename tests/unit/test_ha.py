@@ -224,3 +224,22 @@ def test_switchover_refusal_other_than_503_is_not_retried(tmp_path, monkeypatch)
     with pytest.raises(OperationFailed, match=r"refused the switchover \(412\)"):
         verbs.switchover(config, "replica1", timeout=30)
     assert len(asked) == 1
+
+
+def test_patroni_and_etcd_ports_are_in_the_collision_check(tmp_path):
+    """Node 1's REST API (rest_port + 1) on the router's port, or an etcd peer on a database port, is
+    a config error naming both keys, before anything starts."""
+    import yaml
+
+    path = write_local_config(tmp_path, extra={"database": {"ha": "patroni"}})
+    data = yaml.safe_load(path.read_text())
+    env = data["environments"][data["default_env"]]
+    router_port = int(env["router"]["listen"].rsplit(":", 1)[1])
+    primary_port = env["database"]["primary"]["port"]
+    for patroni, message in [({"rest_port": router_port - 1}, r"database\.patroni\.rest_port\+1 and router\.listen"),
+                             ({"etcd_port": primary_port - 3},
+                              r"database\.patroni\.etcd_port\+3 and database\.primary\.port")]:
+        env["database"]["patroni"] = patroni
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(ConfigError, match=message):
+            load_config(path)
