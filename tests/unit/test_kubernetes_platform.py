@@ -133,7 +133,7 @@ def test_a_rollout_that_never_becomes_ready_is_scaled_back(cluster):
     cluster.fake.never_ready.add("v9")
     started = time.monotonic()
     state = cluster.platform.start_color("green", "v9", deploy_id="d-9")
-    assert 2.5 < time.monotonic() - started < 10            # kubernetes.rollout_timeout is 3s
+    assert 2.5 < time.monotonic() - started < 60            # rollout_timeout 3s here (else deploy.health_timeout): it gave up, not hung
     assert not state.running
     assert "did not finish: 0/2 ready" in state.detail and "MinimumReplicasUnavailable" in state.detail
     dep = deployment(cluster, "green")
