@@ -115,11 +115,21 @@ def node_config(config, node: PatroniNode, password: str) -> dict:
                                "rewind": {"username": db.superuser, "password": password}},
             "pg_hba": ["host all all 127.0.0.1/32 scram-sha-256",
                        "host replication all 127.0.0.1/32 scram-sha-256"],
-            "parameters": PG_PARAMETERS,
+            "parameters": {**PG_PARAMETERS, **archive_parameters(config)},
             "remove_data_directory_on_rewind_failure": True,
             "remove_data_directory_on_diverged_timelines": True},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
     }
+
+
+def archive_parameters(config) -> dict[str, str]:
+    """The WAL archive on every node (archive_mode=on archives on whichever node leads; a replica
+    only starts archiving once promoted), into the one spool the shipper reads (ragops/pitr)."""
+    if not config.backups.wal.enabled or config.database.dsn:
+        return {}
+    from ragops.pitr.wal import spool_dir
+
+    return pgctl.archive_settings(spool_dir(config), config.backups.wal.archive_timeout)
 
 
 def write_config(config, node: PatroniNode, password: str) -> None:
@@ -143,6 +153,10 @@ def start_node(config, node: PatroniNode, password: str) -> None:
 
     write_config(config, node, password)
     pgctl.prepare_dir(node.node.data_dir.parent)
+    if archive_parameters(config):
+        from ragops.pitr.wal import spool_dir
+
+        pgctl.prepare_dir(spool_dir(config))
     args, env = patroni_command(node.config_file, pgctl.server_home(config))
     node.proc.start(args, env=env, cwd=Path("/"), marker=str(node.config_file))
 

@@ -1,5 +1,6 @@
 """Turning the WAL archive on for a platform that owns the database (local): the primary's archive
-settings (ragops.db.pgctl.archive_settings) and the shipper process, at `up`; a last drain at `down`.
+settings (ragops.db.pgctl.archive_settings; under Patroni its node config carries them) and the
+shipper process, at `up`; a last drain at `down`.
 """
 from __future__ import annotations
 
@@ -82,8 +83,10 @@ def ensure_shipper(platform, progress: Progress = _noop) -> list[str]:
 def start_archive(platform, progress: Progress = _noop) -> list[str]:
     """At `up`: archive settings on the live primary, then the shipper."""
     config = platform.config
-    if not config.backups.wal.enabled or config.database.dsn or getattr(config.database, "ha", "manual") != "manual":
+    if not config.backups.wal.enabled or config.database.dsn:
         return []
+    if config.database.ha != "manual":   # Patroni's config carries the archive settings (ragops/ha/patroni.py)
+        return ensure_shipper(platform, progress)
     from ragops.db.bringup import live_primary
     from ragops.db.pgctl import managed_node
 

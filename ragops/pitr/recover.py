@@ -71,6 +71,10 @@ def recover(config, to_time: str, *, dry_run: bool = False, progress: Progress =
     if not platform.owns_database_files or config.database.dsn:
         raise UsageError("db recover: rebuilds data directories ragops manages (platform: local); elsewhere use "
                          "`ragops backup physical restore --target-dir`")
+    if config.database.ha != "manual":   # rebuilding a node under Patroni's feet would fight its leader election
+        raise UsageError("db recover: Patroni manages the nodes (database.ha: patroni); restore with `ragops backup "
+                         "physical restore --to-time T --target-dir DIR`, then `ragops down` and start from that "
+                         "directory, or set database.ha: manual for the recovery")
     target = parse_target(to_time, None, False)
     primary = live_primary(config) or pgctl.managed_node(config, config.database.primary.name)
     if primary.running():

@@ -330,3 +330,29 @@ def test_kill9_leader_node_fails_over_and_returns_as_replica(ha_stack):
     assert doc
     port = pgctl.managed_node(config, old).port
     _wait(lambda: _count_on(ha_stack, port, [doc]) == 1, 10, "the new row on the rejoined node")
+
+
+def test_wal_archive_follows_the_leader(ha_stack):
+    """The WAL archive is on under Patroni too: whichever node leads archives into the one spool and the
+    shipper sends it on. After the switchover and the kill -9 failover above, the archive holds the
+    newest timeline's segments with no gap, so a point-in-time restore can cross both promotions."""
+    _healthy(ha_stack)
+    leader = _ha(ha_stack)["leader"]
+    timeline = _member(_ha(ha_stack), leader)["timeline"]
+    assert timeline >= 2, "the earlier tests promoted at least once"
+    from ragops.config import load_config
+    from ragops.db import pgctl
+
+    password = (ha_stack.state_dir / "secrets" / "db-password").read_text().strip()
+    port = pgctl.managed_node(load_config(ha_stack.config_path), leader).port
+    with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres "
+                         "connect_timeout=3", autocommit=True) as conn:
+        switched = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+
+    def archived():
+        proc = ha_stack.cli("--output", "json", "backup", "wal", "check")
+        report = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        return report if proc.returncode == 0 and report.get("newest_segment", "") >= switched else None
+
+    report = _wait(archived, 60, f"{switched} in the archive")
+    assert int(report["newest_segment"][:8], 16) == timeline and report["gaps"] == []

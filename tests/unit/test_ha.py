@@ -243,3 +243,17 @@ def test_patroni_and_etcd_ports_are_in_the_collision_check(tmp_path):
         path.write_text(yaml.safe_dump(data))
         with pytest.raises(ConfigError, match=message):
             load_config(path)
+
+
+def test_patroni_nodes_archive_wal_into_the_spool_and_db_recover_is_refused(tmp_path, monkeypatch):
+    from ragops.errors import UsageError
+    from ragops.ha import patroni
+    from ragops.pitr import recover
+    from ragops.pitr.wal import spool_dir
+
+    config = _config(tmp_path)
+    node = patroni.nodes(config)[1]
+    params = patroni.node_config(config, node, "pw")["postgresql"]["parameters"]
+    assert params["archive_mode"] == "on" and str(spool_dir(config)) in params["archive_command"]
+    with pytest.raises(UsageError, match="Patroni manages the nodes"):
+        recover.recover(config, "2026-01-01T00:00:00Z")
