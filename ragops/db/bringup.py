@@ -31,6 +31,19 @@ def database_up(config: Config, progress: Progress = _noop) -> list[str]:
     return _manual_up(config, progress)
 
 
+def _archive_at_initdb(config: Config) -> dict[str, str]:
+    """The WAL archive settings written at initdb (ragops/pitr turns them on for an existing primary
+    later), so a first `up` does not restart the primary just to set archive_mode."""
+    if not config.backups.wal.enabled:
+        return {}
+    from ragops.db import pgctl
+    from ragops.pitr.wal import spool_dir
+
+    spool = spool_dir(config)
+    pgctl.prepare_dir(spool)
+    return pgctl.archive_settings(spool, config.backups.wal.archive_timeout)
+
+
 def _manual_up(config: Config, progress: Progress) -> list[str]:
     from ragops.db import pgctl
     from ragops.db.connect import db_password
@@ -42,7 +55,7 @@ def _manual_up(config: Config, progress: Progress) -> list[str]:
     primary = pgctl.managed_node(config, db.primary.name)
     if not primary.initialized:
         progress(f"initialising PostgreSQL primary {primary.name} (port {primary.port})")
-        primary.init_primary(db.superuser, password)
+        primary.init_primary(db.superuser, password, _archive_at_initdb(config))
         steps.append(f"initdb {primary.name}")
     for node in pgctl.managed_nodes(config):
         if node.initialized and not node.running():

@@ -370,8 +370,9 @@ class Node:
         if pid:
             os.kill(pid, 9)
 
-    def init_primary(self, superuser: str, password: str) -> None:
-        """initdb with checksums and password auth on loopback, plus replication settings."""
+    def init_primary(self, superuser: str, password: str, extra: dict[str, str] | None = None) -> None:
+        """initdb with checksums and password auth on loopback, plus replication settings and `extra`
+        (plain values, quoted here)."""
         prepare_dir(self.data_dir)
         pwfile = self.data_dir.parent / f".{self.name}.pw"
         pwfile.unlink(missing_ok=True)
@@ -383,6 +384,7 @@ class Node:
         finally:
             pwfile.unlink(missing_ok=True)
         settings = "".join(f"{key} = {value}\n" for key, value in BASE_SETTINGS.items())
+        settings += "".join(f"{key} = '{value.replace(chr(39), chr(39) * 2)}'\n" for key, value in (extra or {}).items())
         write_server_file(self.data_dir / "postgresql.conf", "\n# managed by ragops\n" + settings, append=True)
         write_server_file(self.data_dir / "pg_hba.conf", "host replication all 127.0.0.1/32 scram-sha-256\n",
                           append=True)
