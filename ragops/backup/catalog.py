@@ -263,7 +263,7 @@ def _summary(manifest: Manifest, verification: dict | None, now: datetime) -> Ba
         verified=None if verification is None else bool(verification.get("ok")),
         verified_at=None if verification is None else verification.get("checked_at"),
         restore_tested=bool(verification and verification.get("ok") and verification.get("restore")),
-        kind=manifest.kind)
+        kind="incremental" if (manifest.physical or {}).get("incremental") else manifest.kind)
 
 
 def list_backups(config) -> list[BackupSummary]:

@@ -58,6 +58,16 @@ def plan_retention(backups: list[tuple[str, datetime, bool]], now: datetime, kee
     return keep, delete
 
 
+def _keep_chains(storage, keep: dict[str, list[str]], delete_ids: list[str]) -> list[str]:
+    """A kept incremental base backup keeps every backup of its chain (a restore applies them all)."""
+    for manifest, _v in manifests(storage):
+        if manifest.id not in keep:
+            continue
+        for backup_id in ((manifest.physical or {}).get("incremental") or {}).get("chain", []):
+            keep.setdefault(backup_id, []).append(f"in the chain of incremental {manifest.id}")
+    return [backup_id for backup_id in delete_ids if backup_id not in keep]
+
+
 def prune_backups(config, apply: bool = False, progress: Progress = None, now: datetime | None = None) -> PrunePlan:
     """Retention plus orphans (objects without a manifest, unfinished uploads); a plan unless apply."""
     storage, copy = storages(config)
@@ -66,6 +76,7 @@ def prune_backups(config, apply: bool = False, progress: Progress = None, now: d
     items = [(m.id, parse_iso(m.finished_at), bool(v and v.get("ok"))) for m, v in manifests(storage)]
     keep, delete_ids = plan_retention(items, now, retention.keep_last, retention.hourly_hours,
                                       retention.daily_days)
+    delete_ids = _keep_chains(storage, keep, delete_ids)
     actions = [PruneAction("backup", backup_id, storage.url, "outside the retention policy")
                for backup_id in delete_ids]
     skipped: list[str] = []

@@ -31,16 +31,23 @@ def create(ctx: typer.Context,
            label: str | None = typer.Option(None, "--label", help="A label kept in the manifest."),
            physical: bool = typer.Option(False, "--physical", help="A physical base backup for point-in-time "
                                          "recovery (same as `backup physical create`)."),
+           incremental: bool = typer.Option(False, "--incremental", help="With --physical: only the files changed "
+                                            "since the newest base backup (local platform)."),
            dry_run: bool = typer.Option(False, "--dry-run", help="Print the steps; change nothing.")) -> None:
     """Take a streamed, compressed, encrypted backup of the environment's primary (logical: pg_dump).
 
     Example: ragops -e production backup create --label pre-deploy
+    Example: ragops backup create --physical --incremental   (the guide's hourly incremental)
     """
     env = ctx.obj
     if physical:
         from ragops.cli.pitr import create as physical_create
 
-        return physical_create(ctx, label=label, dry_run=dry_run)
+        return physical_create(ctx, label=label, incremental=incremental, dry_run=dry_run)
+    if incremental:
+        from ragops.errors import UsageError
+
+        raise UsageError("--incremental is for physical base backups: ragops backup create --physical --incremental")
     from ragops.backup.create import create_backup
 
     result = create_backup(env.config, label=label, dry_run=dry_run, progress=env.progress("backup"))
@@ -65,12 +72,12 @@ def list_(ctx: typer.Context) -> None:
     def render(rows):
         if not rows:
             return "no backups"
-        lines = [f"{'ID':<22} {'KIND':<8} {'AGE':>7} {'STORED':>10} {'VERIFIED':<16} LABEL"]
+        lines = [f"{'ID':<22} {'KIND':<11} {'AGE':>7} {'STORED':>10} {'VERIFIED':<16} LABEL"]
         for r in rows:
             verified = {None: "no", True: "yes", False: "FAILED"}[r.verified]
             if r.restore_tested:
                 verified += " (restore)"
-            lines.append(f"{r.id:<22} {r.kind:<8} {_age(r.age_seconds):>7} "
+            lines.append(f"{r.id:<22} {r.kind:<11} {_age(r.age_seconds):>7} "
                          f"{_size(r.stored_bytes):>10} {verified:<16} {r.label or ''}")
         return "\n".join(lines)
 

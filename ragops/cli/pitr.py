@@ -51,22 +51,33 @@ def _steps(plan) -> str:
 @physical_app.command("create")
 def create(ctx: typer.Context,
            label: str | None = typer.Option(None, "--label", help="A label kept in the manifest."),
+           incremental: bool = typer.Option(False, "--incremental", help="Only the files changed since the newest "
+                                            "base backup; restores apply the chain (local platform)."),
            dry_run: bool = typer.Option(False, "--dry-run", help="Print the steps; change nothing.")) -> None:
     """Stream a physical base backup (pg_basebackup -Ft, WAL fetched) through zstd and age into the storage.
 
     Example: ragops backup physical create --label nightly
+    Example: ragops backup physical create --incremental   (hourly: the changed files since the newest one)
     """
     env = ctx.obj
     from ragops.backup.pipeline import size_text
     from ragops.pitr.basebackup import create_physical
 
-    result = create_physical(env.config, label=label, dry_run=dry_run, progress=env.progress("backup"))
+    result = create_physical(env.config, label=label, dry_run=dry_run, incremental=incremental,
+                             progress=env.progress("backup"))
     if dry_run:
         env.emit(result, _steps)
         return
-    env.emit(result, lambda m: f"base backup {m.id}: {size_text(m.raw_bytes)} read, {size_text(m.stored_bytes)} "
-                               f"stored, {m.physical['start_lsn']}..{m.physical['stop_lsn']} on timeline "
-                               f"{m.physical['timeline']}, {m.duration_seconds:.1f}s")
+
+    def line(m) -> str:
+        incr = m.physical.get("incremental")
+        what = (f"incremental backup {m.id} ({incr['changed_files']} changed files, chain "
+                f"{' -> '.join([*incr['chain'], m.id])})" if incr else f"base backup {m.id}")
+        return (f"{what}: {size_text(m.raw_bytes)} read, {size_text(m.stored_bytes)} stored, "
+                f"{m.physical['start_lsn']}..{m.physical['stop_lsn']} on timeline {m.physical['timeline']}, "
+                f"{m.duration_seconds:.1f}s")
+
+    env.emit(result, line)
 
 
 @physical_app.command("restore")

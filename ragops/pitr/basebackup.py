@@ -21,13 +21,16 @@ from ragops.backup.catalog import (
     manifest_bytes,
     new_backup_id,
     now_utc,
+    parse_iso,
     storages,
     write_lock,
 )
 from ragops.backup.pipeline import CommandReader, Progress, say, size_text
 from ragops.errors import OperationFailed, UsageError
+from ragops.pitr.incremental import IncrementalReader
 
 DATA = "base.tar.zst.age"
+INCREMENTAL_DATA = "incremental.tar.zst.age"   # ragops.pitr.incremental.DATA
 FORMAT = "pg_basebackup tar (-Ft -X fetch), one tablespace"
 
 
@@ -60,8 +63,9 @@ def basebackup_reader(config, params: dict) -> BaseBackupReader:
 
 
 def create_physical(config, label: str | None = None, progress: Progress = None,
-                    dry_run: bool = False) -> Manifest | CreatePlan:
-    """Stream a base backup of the primary into the backup storage; the manifest is written last."""
+                    dry_run: bool = False, incremental: bool = False) -> Manifest | CreatePlan:
+    """Stream a base backup of the primary into the backup storage; the manifest is written last.
+    `incremental`: only the files changed since the newest base backup (ragops/pitr/incremental.py)."""
     from ragops.backup.compressors import get_compressor
     from ragops.backup.crypters import get_crypter
     from ragops.backup.pg import describe, source_params
@@ -72,6 +76,15 @@ def create_physical(config, label: str | None = None, progress: Progress = None,
     crypter = get_crypter(config, generate=not dry_run) if not dry_run or config.backups.encryption_key else None
     storage, copy = storages(config)
     params = {**source_params(config), "dbname": "postgres"}
+    increment = _incremental_source(config, storage, params) if incremental else None
+    if dry_run and increment:
+        parent, data_dir = increment
+        return CreatePlan(True, [
+            f"pg_backup_start, then the files of {data_dir} changed since base backup {parent.id}, pg_backup_stop",
+            f"  ->  {compressor.name} level {compressor.level}  ->  age  ->  sha256",
+            f"stream into {storage.describe('<id>/' + INCREMENTAL_DATA)}" + (f", copy to {copy.url}" if copy else ""),
+            f"write {storage.describe('<id>/' + MANIFEST)} last (the commit point), chain "
+            f"{' -> '.join(_chain_ids(parent) + ['<id>'])}"])
     if dry_run:
         return CreatePlan(True, [
             f"pg_basebackup -D - -Ft -X fetch --checkpoint=fast from {describe(params)}",
@@ -84,7 +97,8 @@ def create_physical(config, label: str | None = None, progress: Progress = None,
     write_lock(storage, backup_id, started)
     try:
         say(progress, f"{backup_id}: base backup of {describe(params)} into {storage.url}")
-        manifest = _stream(config, storage, backup_id, started, params, compressor, crypter, label, progress)
+        manifest = _stream(config, storage, backup_id, started, params, compressor, crypter, label, progress,
+                           increment)
         if copy:
             from ragops.backup.create import _copy_backup
 
@@ -100,8 +114,38 @@ def create_physical(config, label: str | None = None, progress: Progress = None,
     return manifest
 
 
+def _incremental_source(config, storage, params: dict):
+    """(parent manifest, data directory) for an incremental backup, or a one-line refusal."""
+    from ragops.backup.catalog import manifests
+    from ragops.backup.pg import connect
+    from ragops.db.bringup import live_primary
+    from ragops.platforms import get_platform
+
+    if not get_platform(config).owns_database_files or config.database.dsn:
+        raise UsageError("--incremental reads the primary's data directory: local platform with managed nodes only")
+    bases = [m for m, _v in manifests(storage) if m.kind == "physical" and m.physical]
+    if not bases:
+        raise UsageError(f"--incremental: no base backup in {storage.url} to build on; take a full one first "
+                         "(ragops backup create --physical)")
+    parent = bases[-1]
+    assert parent.physical is not None
+    with connect(params) as conn:
+        timeline = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()[0]
+    if int(timeline) != int(parent.physical["timeline"]):
+        raise UsageError(f"--incremental: the primary is on timeline {timeline} but base backup {parent.id} is on "
+                         f"{parent.physical['timeline']} (a promotion since): take a full base backup first")
+    primary = live_primary(config)
+    if primary is None:
+        raise OperationFailed("--incremental: no managed node accepts writes (ragops db status)")
+    return parent, primary.data_dir
+
+
+def _chain_ids(parent: Manifest) -> list[str]:
+    return [*((parent.physical or {}).get("incremental") or {}).get("chain", []), parent.id]
+
+
 def _stream(config, storage, backup_id: str, started, params: dict, compressor, crypter, label,
-            progress: Progress) -> Manifest:
+            progress: Progress, increment=None) -> Manifest:
     from ragops import __version__
     from ragops.backup import pipeline
     from ragops.backup.pg import connect
@@ -109,9 +153,23 @@ def _stream(config, storage, backup_id: str, started, params: dict, compressor, 
 
     with connect(params) as conn:
         server_version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
-    reader = basebackup_reader(config, params)
-    stored = pipeline.store(reader, compressor, crypter, storage, f"{backup_id}/{DATA}", progress)
-    points = reader.points or {}
+    obj, dump_format = DATA, FORMAT
+    reader: BaseBackupReader | IncrementalReader = basebackup_reader(config, params)
+    if increment:
+        from ragops.pitr import incremental
+
+        parent, data_dir = increment
+        start_ns = int(parse_iso(parent.physical["start_time"]).timestamp() * 1e9)
+        obj, dump_format = incremental.DATA, incremental.FORMAT
+        reader = IncrementalReader(params, data_dir, (parent.physical.get("incremental") or {}).get("files"),
+                                               start_ns, f"ragops {backup_id}")
+    stored = pipeline.store(reader, compressor, crypter, storage, f"{backup_id}/{obj}", progress)
+    points = dict(reader.points or {})
+    if increment:
+        files, changed, changed_bytes = points.pop("files"), points.pop("changed_files"), points.pop("changed_bytes")
+        points["incremental"] = {"parent": increment[0].id, "chain": _chain_ids(increment[0]),
+                                 "changed_files": changed, "changed_bytes": changed_bytes, "files": files}
+        say(progress, f"{backup_id}: {changed} of {len(files)} files changed since {increment[0].id}")
     finished = now_utc()
     physical = {**points, "start_time": iso(started), "stop_time": iso(finished), "tablespaces": ["pg_default"],
                 "start_wal_file": segment_of_lsn(points["timeline"], parse_lsn(points["start_lsn"])),
@@ -122,5 +180,5 @@ def _stream(config, storage, backup_id: str, started, params: dict, compressor, 
         duration_seconds=round((finished - started).total_seconds(), 3), wal_lsn=points["start_lsn"],
         wal_file=physical["start_wal_file"], raw_bytes=stored.raw_bytes, stored_bytes=stored.stored_bytes,
         sha256=stored.sha256, compression=compressor.manifest_fields(), encryption=crypter.manifest_fields(),
-        row_counts={}, ragops_version=__version__, label=label, object=DATA, dump_format=FORMAT,
+        row_counts={}, ragops_version=__version__, label=label, object=obj, dump_format=dump_format,
         kind="physical", physical=physical)

@@ -173,18 +173,28 @@ def restore_physical(config, backup_id: str, target: Target, target_dir: str, *,
     cov = coverage(storage)
     base = choose_base(storage, cov, backup_id, target)
     segments, covered = needed_segments(cov, base, target)
+    from ragops.pitr.incremental import apply_links, chain_of
+
+    links = chain_of(storage, base)       # full first; a broken chain stops here, before any byte is written
     compressor, crypter = stages_of(config, base)
-    _check_key(storage, base, crypter)
+    for link in links:
+        _check_key(storage, link, crypter)
     if dry_run:
-        return CreatePlan(True, [f"checked: {covered}; base backup {base.id} digest and key",
-                                 f"would extract {base.id} into {directory}",
+        return CreatePlan(True, [f"checked: {covered}; base backup {' -> '.join(m.id for m in links)} digest and key",
+                                 f"would extract {' then '.join(m.id for m in links)} into {directory}",
                                  f"would fetch and verify {len(segments)} WAL segment(s) "
                                  f"({segments[0] if segments else '-'} .. {segments[-1] if segments else '-'})",
                                  f"would replay to {target.describe()} and promote"])
     from ragops.pitr.replay import extract_base, prepare_recovery, replay
 
-    say(progress, f"restoring base backup {base.id} into {directory}")
-    extract_base(config, storage, base, compressor, crypter, directory)
+    for link in links:
+        say(progress, f"restoring base backup {link.id} into {directory}"
+                      + (" (incremental)" if link is not links[0] else ""))
+        link_compressor, link_crypter = stages_of(config, link)
+        extract_base(config, storage, link, link_compressor, link_crypter, directory)
+    if len(links) > 1:
+        removed = apply_links(directory, base)
+        say(progress, f"applied {len(links) - 1} incremental backup(s); {removed} file(s) dropped since the full one")
     wal_dir = directory / WAL_SUBDIR
     wal_dir.mkdir(mode=0o700)
     fetched = _fetch_all(config, storage, crypter, segments, cov, wal_dir, progress)
