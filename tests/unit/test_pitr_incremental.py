@@ -1,8 +1,9 @@
 """Incremental base backups without a server: which files are copied, what a restore removes, and
-the chain that retention keeps and a restore checks (the real thing: tests/integration/test_pitr_incremental.py)."""
+the chain that retention keeps and a restore checks (the real thing: tests/integration/test_pitr.py)."""
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import pytest
 
@@ -40,10 +41,8 @@ def test_apply_links_removes_files_the_newest_backup_no_longer_lists(tmp_path):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
 
-    class Newest:
-        physical = {"incremental": {"files": {"base/1/100": [1, 0]}}}
-
-    assert apply_links(tmp_path, Newest()) == 1
+    newest = SimpleNamespace(physical={"incremental": {"files": {"base/1/100": [1, 0]}}})
+    assert apply_links(tmp_path, newest) == 1
     assert (tmp_path / "base/1/100").exists() and not (tmp_path / "base/1/200").exists()
     assert os.listdir(tmp_path / "pg_wal") == []   # the full backup's old WAL: replay reads the archive
 
