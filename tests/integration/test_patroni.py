@@ -356,3 +356,20 @@ def test_wal_archive_follows_the_leader(ha_stack):
 
     report = _wait(archived, 60, f"{switched} in the archive")
     assert int(report["newest_segment"][:8], 16) == timeline and report["gaps"] == []
+
+
+def test_region_failover_goes_through_patroni(ha_stack):
+    """`ragops failover` (the region path) with Patroni in charge: ragops fences nothing and promotes
+    nothing itself; it asks Patroni, then the service writes through the router to the new leader and
+    the old leader follows it."""
+    _healthy(ha_stack)
+    old = _ha(ha_stack)["leader"]
+    other = "primary" if old == "replica1" else "replica1"
+    proc = ha_stack.cli("--output", "json", "--yes", "failover", timeout=300, check=True)
+    report = json.loads(proc.stdout)
+    assert report["old_primary"] == old and report["new_primary"] == other
+    steps = {s["name"]: s["detail"] for s in report["steps"]}
+    assert "Patroni fences" in steps["fence old primary"] and "Patroni failover" in steps["promote replica"]
+    assert _ha(ha_stack)["leader"] == other
+    assert _wait(lambda: _write(ha_stack, "after the region failover"), 30, "writes through the router")
+    _wait(lambda: _whole(ha_stack), 90, f"{old} to follow {other}")
