@@ -176,7 +176,50 @@ class DockerHost:
         return self.service_port + COLORS.index(color)
 
     def color_url(self, color: str) -> str:
-        return f"http://{self.reach(f'127.0.0.1:{self.color_port(color)}')}"
+        return f"http://{self.dial(self.name(color), CONTAINER_PORT, self.color_port(color))}"
+
+    # ---- how ragops reaches a container ----------------------------------------------------------
+    @property
+    def routes_to_containers(self) -> bool:
+        """This process connects to containers at their address on the environment's bridge network:
+        the engine runs on this machine (its unix socket), so the host routes to its bridge networks."""
+        local_engine = self.spec == "local" or self.spec.startswith("unix://")
+        return local_engine and not self.host_network
+
+    @property
+    def publishes_ports(self) -> bool:
+        """Whether colors and database containers publish their port on the host's 127.0.0.1: only
+        in bridge mode on an engine ragops reaches through ssh (the tunnel ends on the host)."""
+        return not self.host_network and not self.routes_to_containers
+
+    def dial(self, container: str, port: int, published: int) -> str:
+        """THE `host:port` this process connects to for `container` (readiness, smoke, /metrics, drain,
+        and every database connection through DockerPlatform.database_address):
+          - bridge network on a local engine: the container's address on the environment's network
+            and its own `port` (nothing published);
+          - otherwise `published` on the host's 127.0.0.1 (host network: the port it listens on; an
+            ssh host: the port published there), through the ssh tunnel for ssh hosts.
+        A container without an address (stopped, not created yet) gets the loopback address, which
+        refuses, as a stopped service would."""
+        if self.routes_to_containers:
+            address = self.bridge_address(container)
+            if address:
+                return f"{address}:{port}"
+        return self.reach(f"127.0.0.1:{published}")
+
+    def bridge_address(self, container: str) -> str | None:
+        """The IP address of ragops' container `container` on the environment's network, or None."""
+        import docker
+
+        try:
+            found = self.client.containers.get(container)
+        except docker.errors.NotFound:
+            return None
+        if (found.labels.get(f"{LABEL}.project"), found.labels.get(f"{LABEL}.env")) != (self.config.project,
+                                                                                       self.config.env_name):
+            return None
+        networks = found.attrs.get("NetworkSettings", {}).get("Networks") or {}
+        return (networks.get(self.network) or {}).get("IPAddress") or None
 
     def backend_url(self, color: str) -> str:
         """How this host's router reaches the color."""
@@ -289,7 +332,8 @@ class DockerHost:
         if not self.host_network:
             self.ensure_network(progress)
         port = self.color_port(color)
-        progress(f"{self.label}: starting {self.name(color)} ({image}) on 127.0.0.1:{port}")
+        where = f"127.0.0.1:{port}" if self.host_network or self.publishes_ports else f"network {self.network}"
+        progress(f"{self.label}: starting {self.name(color)} ({image}) on {where}")
         common = dict(image=image, detach=True, environment=env, read_only=True, tmpfs={"/tmp": ""},
                       restart_policy={"Name": "unless-stopped"}, stop_signal="SIGTERM")
         if self.host_network:
@@ -300,7 +344,9 @@ class DockerHost:
                          f"urlopen('{probe}', timeout=2).status == 200 else 1)"],
                 "interval": 10 * 10**9, "timeout": 3 * 10**9, "retries": 3, "start_period": 10 * 10**9})
         else:
-            extra = dict(network=self.network, ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)})
+            extra = dict(network=self.network)
+            if self.publishes_ports:
+                extra["ports"] = {f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
         self.client.containers.run(name=self.name(color), labels={**self.labels("color", color=color), **labels},
                                    **common, **extra)
         for index in range(self.config.service.workers):

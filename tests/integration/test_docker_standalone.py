@@ -138,6 +138,15 @@ def labelled(client, env: Env, kind: str) -> list:
     return lister({"label": [f"ragops.project={PROJECT}", f"ragops.env={env.name}"]})
 
 
+def published(engine, env: Env, *parts: str) -> dict[str, list[str]]:
+    """The host addresses each container publishes (`docker inspect`: HostConfig.PortBindings)."""
+    found = {}
+    for part in parts:
+        bindings = engine.containers.get(f"{env.instance}-{part}").attrs["HostConfig"].get("PortBindings") or {}
+        found[part] = [f"{b['HostIp']}:{b['HostPort']}" for entries in bindings.values() for b in entries or []]
+    return found
+
+
 DOC = {"title": "standalone", "content": "Streaming replication keeps the standby container close to the primary."}
 
 
@@ -168,9 +177,16 @@ def test_up_from_nothing_serves_documents_through_the_router(engine, env):
     blue = engine.containers.get(f"{env.instance}-blue")
     dsn = next(e for e in blue.attrs["Config"]["Env"] if e.startswith("RAG_DATABASE_URL="))
     assert f"host={env.instance}-db-primary,{env.instance}-db-replica1 port=5432,5432" in dsn
+    # only the router publishes a port: ragops reached the colors and the database at their bridge addresses
+    assert published(engine, env, "blue", "db-primary", "db-replica1") == {"blue": [], "db-primary": [],
+                                                                           "db-replica1": []}
+    router = published(engine, env, "router")["router"]
+    api = yaml.safe_load(env.config_path.read_text())["environments"][env.name]["router"]["api"]
+    assert sorted(router) == sorted([env.router_url.removeprefix("http://"), api])
 
 
-def test_blue_green_under_load_has_no_failed_request(env):
+
+def test_blue_green_under_load_has_no_failed_request(engine, env):
     with LoadRunner(env.router_url + "/version", rps=100, seconds=60, max_in_flight=32) as stats:
         time.sleep(1)
         proc = env.cli("deploy", "--version", "v2", "--yes", check=False)
@@ -178,6 +194,7 @@ def test_blue_green_under_load_has_no_failed_request(env):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert stats.requests > 200 and stats.failed == 0, (stats.statuses, stats.errors)
     assert {"v1", "v2"} <= stats.versions_seen
+    assert published(engine, env, "green") == {"green": []}
 
 
 def test_deploy_rollback_drill_rolls_back_on_containers(env, tmp_path):
@@ -243,13 +260,14 @@ def _roles(env: Env) -> dict[str, tuple[str, bool | None]]:
 
 
 class Writer(threading.Thread):
-    """Inserts rows into the primary (whichever node it is) and remembers the acknowledged ones."""
+    """Inserts rows into the primary (whichever node it is) and remembers the acknowledged ones; it
+    reaches both nodes at their addresses on the environment's network (no port is published)."""
 
-    def __init__(self, env: Env):
+    def __init__(self, engine, env: Env):
         super().__init__(daemon=True)
-        body = yaml.safe_load(env.config_path.read_text())["environments"][env.name]["database"]
-        ports = f"{body['primary']['port']},{body['replicas'][0]['port']}"
-        self.dsn = (f"host=127.0.0.1,127.0.0.1 port={ports} dbname=postgres user=postgres connect_timeout=2 "
+        hosts = ",".join(engine.containers.get(f"{env.instance}-db-{node}").attrs["NetworkSettings"]["Networks"]
+                         [env.instance]["IPAddress"] for node in ("primary", "replica1"))
+        self.dsn = (f"host={hosts} port=5432,5432 dbname=postgres user=postgres connect_timeout=2 "
                     f"target_session_attrs=read-write password={env.secret('db-password')}")
         self.acknowledged: list[int] = []
         self.stop = threading.Event()
@@ -283,7 +301,7 @@ def test_rejoin_the_killed_primary_then_switch_back_without_losing_a_row(engine,
     rejoined = env.json("db", "rejoin", "primary", "--yes", timeout=180)
     assert rejoined["primary"] == "replica1" and rejoined["streaming"] is True, rejoined
     assert "data.before-rejoin-" in rejoined["method"]          # the old data is kept aside, not deleted
-    writer = Writer(env)
+    writer = Writer(engine, env)
     writer.start()
     _until(lambda: len(writer.acknowledged) > 5)
     switched = env.json("db", "switchover", "primary", "--yes", timeout=180)

@@ -46,7 +46,67 @@ def test_colors_reach_every_node_by_container_name_on_the_bridge_network(tmp_pat
 def test_plan_names_containers_volumes_and_ports_without_an_engine(tmp_path):
     lines = DockerPlatform(_config(tmp_path)).plan_up()
     assert ("database node replica1: container demo-d-db-replica1 (ragops/postgres:16), volume "
-            "demo-d-db-replica1-data, 127.0.0.1:9621") in lines
+            "demo-d-db-replica1-data, network demo-d (no port published)") in lines
+    over_ssh = DockerPlatform(_config(tmp_path, hosts=["ssh://root@127.0.0.1:2222"])).plan_up()
+    assert ("database node replica1: container demo-d-db-replica1 (ragops/postgres:16), volume "
+            "demo-d-db-replica1-data, 127.0.0.1:9621") in over_ssh
+
+
+class FakeContainer:
+    def __init__(self, name: str, address: str | None, network: str = "demo-d", project: str = "demo"):
+        self.name = name
+        self.labels = {"ragops.project": project, "ragops.env": "d", "ragops.instance": "demo-d"}
+        self.status = "running" if address else "exited"
+        networks = {network: {"IPAddress": address or ""}}
+        self.attrs = {"NetworkSettings": {"Networks": networks if address is not None else {}}, "State": {}}
+
+
+class FakeEngine:
+    """containers.get of the docker SDK, by name."""
+
+    def __init__(self, *containers: FakeContainer):
+        self.found = {c.name: c for c in containers}
+        self.containers = self
+
+    def get(self, name: str):
+        import docker
+
+        if name not in self.found:
+            raise docker.errors.NotFound(name)
+        return self.found[name]
+
+
+def test_ragops_dials_a_container_at_its_bridge_address_and_publishes_nothing_on_a_local_engine(tmp_path):
+    platform = DockerPlatform(_config(tmp_path))
+    host = platform.primary
+    assert host.routes_to_containers and not host.publishes_ports
+    host.__dict__["client"] = FakeEngine(FakeContainer("demo-d-blue", "172.30.0.5"),
+                                         FakeContainer("demo-d-green", None),                  # stopped
+                                         FakeContainer("demo-d-db-primary", "172.30.0.2", project="other"))
+    assert platform.color_url("blue") == "http://172.30.0.5:8000"
+    assert platform.color_url("green") == "http://127.0.0.1:8101"         # no address: refused, as stopped
+    assert host.dial("demo-d-db-primary", 5432, 9620) == "127.0.0.1:9620"   # not ragops' container
+    state = platform.color_state("blue", probe=False)
+    assert state.running and state.url == "http://172.30.0.5:8000" and state.port is None
+
+
+def test_database_connections_go_through_the_platform(tmp_path):
+    from ragops.db.connect import node_dsn
+    from ragops.platforms.base import Platform
+
+    config = _config(tmp_path)
+    DockerPlatform._shared(config).primary.__dict__["client"] = FakeEngine(
+        FakeContainer("demo-d-db-primary", "172.30.0.2"), FakeContainer("demo-d-db-replica1", "172.30.0.3"))
+    assert "host=172.30.0.3 port=5432 " in node_dsn(config, "replica1")
+    assert DockerPlatform.database_node_at(config, "demo-d-db-primary", 5432) == "primary"
+    assert DockerPlatform.database_node_at(config, "demo-d-db-primary", 9620) is None
+    host_mode = _config(tmp_path, docker={"network_mode": "host"})
+    assert not DockerPlatform(host_mode).primary.publishes_ports
+    assert "host=127.0.0.1 port=9621 " in node_dsn(host_mode, "replica1")        # no engine asked
+    external = _config(tmp_path, database={"dsn": "${env:DSN}", "primary": {"name": "p", "host": "db.example",
+                                                                            "port": 5433}})
+    assert "host=db.example port=5433 " in node_dsn(external)
+    assert Platform.database_address(config, config.database.primary) == ("127.0.0.1", 9620)
 
 
 def test_password_file_is_readable_by_the_container_only_through_its_mount(tmp_path):
