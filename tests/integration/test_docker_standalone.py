@@ -166,6 +166,9 @@ def test_up_from_nothing_serves_documents_through_the_router(engine, env):
     status = env.json("status")
     roles = {n["name"]: n["role"] for n in status["database"]}
     assert roles == {"primary": "primary", "replica1": "replica"}
+    # the replica streams from the primary's container name; status matches it to the node: lag shown
+    replica = next(n for n in status["database"] if n["name"] == "replica1")
+    assert replica["upstream"] == "primary" and replica["lag_bytes"] is not None, replica
     with httpx.Client(base_url=env.router_url, timeout=15) as client:
         created = client.post("/api/v1/documents", headers=env.headers, json=DOC)
         assert created.status_code == 201, created.text
