@@ -234,6 +234,12 @@ class Platform(abc.ABC):
         gives them addresses of its own (docker: container names); None when it does not know it."""
         return None
 
+    @classmethod
+    def rejoins_database_nodes(cls, config: Config) -> bool:
+        """Whether rejoin_database_node rebuilds this environment's nodes (asked before a change that
+        relies on it, as `db switchover --rejoin`); False (the default) with no such means."""
+        return False
+
     # ---- state ------------------------------------------------------------------------------
     @abc.abstractmethod
     def lock_backend(self) -> LockBackend: ...

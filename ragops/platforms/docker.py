@@ -19,12 +19,12 @@ router (Traefik's API, else its dynamic file). The journal under state_dir is a 
 Only the router publishes ports (router.listen and router.api, 127.0.0.1 by default). How ragops
 reaches a color or a database container directly (readiness, smoke, /metrics, drain, db status,
 backups, migrations, failover, drills) is DockerHost.dial, one function:
-  - bridge networking on a local engine (`local`, `unix://`): the container's address on the
-    environment's network (this machine routes to its engine's bridge networks); nothing published;
-  - bridge networking on an ssh host: the container's port published on that host's 127.0.0.1
-    (blue service.port, green service.port+1, database nodes their `port`), through a tunnel over
-    the verified ssh connection;
-  - network_mode: host: those ports, listened on directly (tunnelled for ssh hosts).
+  - bridge networking: the container's address on the environment's network, nothing published:
+    directly on a local engine (`local`, `unix://`: this machine routes to its bridge networks),
+    through a tunnel over the verified ssh connection on an ssh host (its sshd connects to the
+    address: AllowTcpForwarding must not be limited to loopback by PermitOpen);
+  - network_mode: host: the ports the containers listen on, on the host's 127.0.0.1 (blue
+    service.port, green service.port+1, database nodes their `port`; tunnelled for ssh hosts).
 Traefik's API (router.api, 127.0.0.1) is reached through DockerHost.reach (tunnelled for ssh hosts).
 """
 from __future__ import annotations
@@ -97,6 +97,13 @@ class DockerPlatform(Platform):
     def fence_database_node(self, node: str, progress: Progress = _noop) -> bool:
         """The node's container stopped, its restart policy taken away (database containers only)."""
         return self.database is not None and self.database.fence(node, progress)
+
+    @classmethod
+    def rejoins_database_nodes(cls, config: Config) -> bool:
+        """The database containers (database.accessories) are rebuilt by rejoin_database_node."""
+        from ragops.platforms.docker_db import enabled
+
+        return enabled(config)
 
     def rejoin_database_node(self, node: str, primary: str, progress: Progress = _noop) -> str | None:
         """A fresh clone of `primary` in the node's container; its former data kept aside in its volume."""
@@ -258,8 +265,8 @@ class DockerPlatform(Platform):
 
         primary = self.primary.container(color)
         labels = primary.labels if primary else {}
-        published = self.primary.host_network or self.primary.publishes_ports
-        state = ColorState(color=color, running=False, port=self.primary.color_port(color) if published else None,
+        host_port = self.primary.color_port(color) if self.primary.host_network else None   # bridge: none
+        state = ColorState(color=color, running=False, port=host_port,
                            url=self.color_url(color), version=labels.get(f"{LABEL}.version"),
                            deploy_id=labels.get(f"{LABEL}.deploy_id"), started_at=labels.get(f"{LABEL}.started_at"))
         try:

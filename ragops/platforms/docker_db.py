@@ -14,9 +14,9 @@ as a mounted file (<host dir>/secrets/pg-password, mode 0444 in a 0700 folder), 
 environment value or a label. The primary is initialised by the image's entrypoint (initdb);
 replicas clone it with pg_basebackup -R over the network and stream from their replication slot.
 Role, database and migrations are applied by ragops with the same functions as on the local
-platform (ragops.db.bringup), at the address DockerPlatform.database_address gives: the container's
-address on the network on a local engine (no port published), else <node.port> published on the
-ssh host's 127.0.0.1 and reached through the tunnel; with network_mode: host, <node.port> itself.
+platform (ragops.db.bringup), at the address DockerPlatform.database_address gives (DockerHost.dial):
+the container's address on the network, no port published (through the ssh tunnel on an ssh host);
+with network_mode: host, <node.port> on the host's 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -67,8 +67,7 @@ class DockerDatabase:
         return f"{self.host.network}-{self.part(node)}", PG_PORT   # a region's host shares the network
 
     def dial(self, node: DbNode) -> tuple[str, int]:
-        """Where this process connects to `node` (DockerPlatform.database_address): its container's
-        address on the environment's network on a local engine, else its port on the host's 127.0.0.1."""
+        """Where this process connects to `node` (DockerPlatform.database_address): DockerHost.dial."""
         from ragops.netutil import split_host_port
 
         return split_host_port(self.host.dial(f"{self.host.network}-{self.part(node)}", PG_PORT, node.port))
@@ -98,8 +97,7 @@ class DockerDatabase:
     def plan(self) -> list[str]:
         image, host = self.settings.image, self.host
         return [f"database node {node.name}: container {host.name(self.part(node))} ({image}), volume "
-                f"{host.name(self.part(node) + '-data')}, " + (f"127.0.0.1:{node.port}" if host.host_network or
-                                                               host.publishes_ports else
+                f"{host.name(self.part(node) + '-data')}, " + (f"127.0.0.1:{node.port}" if host.host_network else
                                                                f"network {host.network} (no port published)")
                 for node in self.nodes()]
 
@@ -198,10 +196,8 @@ class DockerDatabase:
             kwargs["network_mode"] = "host"
             kwargs["command"] = command + ["-c", f"port={node.port}"]
         else:
-            kwargs["network"] = host.instance
-            if host.publishes_ports:
-                kwargs["ports"] = {f"{PG_PORT}/tcp": ("127.0.0.1", node.port)}
-        where = f"127.0.0.1:{node.port}" if host.host_network or host.publishes_ports else f"network {host.network}"
+            kwargs["network"] = host.instance     # no port published: ragops dials it (DockerHost.dial)
+        where = f"127.0.0.1:{node.port}" if host.host_network else f"network {host.network}"
         progress(f"{host.label}: starting database node {host.name(self.part(node))} ({role}) on {where}")
         try:
             host.client.containers.run(**kwargs)

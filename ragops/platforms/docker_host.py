@@ -59,7 +59,7 @@ class DockerHost:
             self.service_port = settings_r.service_port or self.service_port
         self.is_ssh = spec.startswith("ssh://")
         self._ssh: paramiko.SSHClient | None = None
-        self._tunnels: dict[int, Tunnel] = {}
+        self._tunnels: dict[tuple[str, int], Tunnel] = {}
 
     # ---- connections ---------------------------------------------------------------------------
     @property
@@ -119,17 +119,18 @@ class DockerHost:
         return SftpDir(sftp, base.rstrip("/") + "/" + self.instance)
 
     def reach(self, address: str) -> str:
-        """`host:port` on this host's loopback -> a `host:port` this process can connect to."""
+        """`host:port` as seen from this host (its loopback, or a container's bridge address) -> a
+        `host:port` this process can connect to: itself, or a tunnel's local end for ssh hosts."""
         host, port = split_host_port(address)
         if host in ("0.0.0.0", "", "::"):
             host = "127.0.0.1"
         if not self.is_ssh:
             return f"{host}:{port}"
-        if port not in self._tunnels:
+        if (host, port) not in self._tunnels:
             from ragops.platforms.docker_hosts import Tunnel
 
-            self._tunnels[port] = Tunnel(self._connected_ssh().get_transport(), (host, port))
-        return f"127.0.0.1:{self._tunnels[port].port}"
+            self._tunnels[(host, port)] = Tunnel(self._connected_ssh().get_transport(), (host, port))
+        return f"127.0.0.1:{self._tunnels[(host, port)].port}"
 
     def close(self) -> None:
         for tunnel in self._tunnels.values():
@@ -179,32 +180,19 @@ class DockerHost:
         return f"http://{self.dial(self.name(color), CONTAINER_PORT, self.color_port(color))}"
 
     # ---- how ragops reaches a container ----------------------------------------------------------
-    @property
-    def routes_to_containers(self) -> bool:
-        """This process connects to containers at their address on the environment's bridge network:
-        the engine runs on this machine (its unix socket), so the host routes to its bridge networks."""
-        local_engine = self.spec == "local" or self.spec.startswith("unix://")
-        return local_engine and not self.host_network
-
-    @property
-    def publishes_ports(self) -> bool:
-        """Whether colors and database containers publish their port on the host's 127.0.0.1: only
-        in bridge mode on an engine ragops reaches through ssh (the tunnel ends on the host)."""
-        return not self.host_network and not self.routes_to_containers
-
     def dial(self, container: str, port: int, published: int) -> str:
         """THE `host:port` this process connects to for `container` (readiness, smoke, /metrics, drain,
         and every database connection through DockerPlatform.database_address):
-          - bridge network on a local engine: the container's address on the environment's network
-            and its own `port` (nothing published);
-          - otherwise `published` on the host's 127.0.0.1 (host network: the port it listens on; an
-            ssh host: the port published there), through the ssh tunnel for ssh hosts.
+          - bridge network: the container's address on the environment's network and its own `port`,
+            nothing published. A local engine's host (`local`, `unix://`) routes to its bridge
+            networks; on an ssh host the tunnel's far end, that host's sshd, connects to it;
+          - network_mode: host: `published` (the port it listens on) on the host's 127.0.0.1.
         A container without an address (stopped, not created yet) gets the loopback address, which
         refuses, as a stopped service would."""
-        if self.routes_to_containers:
+        if not self.host_network:
             address = self.bridge_address(container)
             if address:
-                return f"{address}:{port}"
+                return self.reach(f"{address}:{port}")
         return self.reach(f"127.0.0.1:{published}")
 
     def bridge_address(self, container: str) -> str | None:
@@ -332,7 +320,7 @@ class DockerHost:
         if not self.host_network:
             self.ensure_network(progress)
         port = self.color_port(color)
-        where = f"127.0.0.1:{port}" if self.host_network or self.publishes_ports else f"network {self.network}"
+        where = f"127.0.0.1:{port}" if self.host_network else f"network {self.network}"
         progress(f"{self.label}: starting {self.name(color)} ({image}) on {where}")
         common = dict(image=image, detach=True, environment=env, read_only=True, tmpfs={"/tmp": ""},
                       restart_policy={"Name": "unless-stopped"}, stop_signal="SIGTERM")
@@ -344,9 +332,7 @@ class DockerHost:
                          f"urlopen('{probe}', timeout=2).status == 200 else 1)"],
                 "interval": 10 * 10**9, "timeout": 3 * 10**9, "retries": 3, "start_period": 10 * 10**9})
         else:
-            extra = dict(network=self.network)
-            if self.publishes_ports:
-                extra["ports"] = {f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
+            extra = dict(network=self.network)     # no port published: ragops dials it (dial)
         self.client.containers.run(name=self.name(color), labels={**self.labels("color", color=color), **labels},
                                    **common, **extra)
         for index in range(self.config.service.workers):

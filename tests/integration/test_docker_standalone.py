@@ -3,8 +3,8 @@ replica as containers (ragops/postgres:16 from scripts/docker-images.sh), no dat
 suite. One environment for the module, driven through the real CLI, in this order: up from
 nothing, documents through the router, blue-green under load, backup + verify, the backup-restore
 drill, secrets nowhere they should not be, kill the primary then fail over to the secondary
-region (the fence stops the container), rejoin the old primary, switch back with no row lost, rejoin
-the other, down/up keeps the data, down --purge leaves nothing of the environment.
+region (the fence stops the container), rejoin the old primary, switch back with no row lost and
+`--rejoin` the other, down/up keeps the data, down --purge leaves nothing of the environment.
 """
 from __future__ import annotations
 
@@ -307,7 +307,7 @@ def test_rejoin_the_killed_primary_then_switch_back_without_losing_a_row(engine,
     writer = Writer(engine, env)
     writer.start()
     _until(lambda: len(writer.acknowledged) > 5)
-    switched = env.json("db", "switchover", "primary", "--yes", timeout=180)
+    switched = env.json("db", "switchover", "primary", "--rejoin", "--yes", timeout=180)
     before = len(writer.acknowledged)
     _until(lambda: len(writer.acknowledged) > before + 5)         # writes go on, on the new primary
     writer.stop.set()
@@ -318,7 +318,8 @@ def test_rejoin_the_killed_primary_then_switch_back_without_losing_a_row(engine,
     with psycopg.connect(writer.dsn) as conn:
         present = {row[0] for row in conn.execute("SELECT id FROM switchover_rows")}
     assert set(writer.acknowledged) <= present, f"{len(set(writer.acknowledged) - present)} rows lost"
-    env.json("db", "rejoin", "replica1", "--yes", timeout=180)     # the fenced, still running old primary
+    # --rejoin rebuilt the fenced, still running old primary as a replica (a fresh clone, old data kept)
+    assert switched["rejoined"]["streaming"] is True and "data.before-rejoin-" in switched["rejoined"]["method"]
     assert _roles(env) == {"primary": ("primary", None), "replica1": ("replica", True)}
 
 
@@ -357,6 +358,9 @@ def test_the_same_stack_over_ssh(engine, sshd, tmp_path_factory):  # noqa: F811 
         remote.cli("up")
         roles = {n["name"]: n["role"] for n in remote.json("status")["database"]}
         assert roles == {"primary": "primary", "replica1": "replica"}
+        # over ssh too, ragops reached the containers through the tunnel to their bridge addresses
+        assert published(engine, remote, "blue", "db-primary", "db-replica1") == {"blue": [], "db-primary": [],
+                                                                                  "db-replica1": []}
         with httpx.Client(base_url=remote.router_url, timeout=15) as client:
             created = client.post("/api/v1/documents", headers=remote.headers, json=DOC)
             assert created.status_code == 201, created.text

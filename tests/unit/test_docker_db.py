@@ -49,7 +49,10 @@ def test_plan_names_containers_volumes_and_ports_without_an_engine(tmp_path):
             "demo-d-db-replica1-data, network demo-d (no port published)") in lines
     over_ssh = DockerPlatform(_config(tmp_path, hosts=["ssh://root@127.0.0.1:2222"])).plan_up()
     assert ("database node replica1: container demo-d-db-replica1 (ragops/postgres:16), volume "
-            "demo-d-db-replica1-data, 127.0.0.1:9621") in over_ssh
+            "demo-d-db-replica1-data, network demo-d (no port published)") in over_ssh
+    host_mode = DockerPlatform(_config(tmp_path, docker={"network_mode": "host"})).plan_up()
+    assert ("database node replica1: container demo-d-db-replica1 (ragops/postgres:16), volume "
+            "demo-d-db-replica1-data, 127.0.0.1:9621") in host_mode
 
 
 class FakeContainer:
@@ -79,7 +82,6 @@ class FakeEngine:
 def test_ragops_dials_a_container_at_its_bridge_address_and_publishes_nothing_on_a_local_engine(tmp_path):
     platform = DockerPlatform(_config(tmp_path))
     host = platform.primary
-    assert host.routes_to_containers and not host.publishes_ports
     host.__dict__["client"] = FakeEngine(FakeContainer("demo-d-blue", "172.30.0.5"),
                                          FakeContainer("demo-d-green", None),                  # stopped
                                          FakeContainer("demo-d-db-primary", "172.30.0.2", project="other"))
@@ -101,7 +103,6 @@ def test_database_connections_go_through_the_platform(tmp_path):
     assert DockerPlatform.database_node_at(config, "demo-d-db-primary", 5432) == "primary"
     assert DockerPlatform.database_node_at(config, "demo-d-db-primary", 9620) is None
     host_mode = _config(tmp_path, docker={"network_mode": "host"})
-    assert not DockerPlatform(host_mode).primary.publishes_ports
     assert "host=127.0.0.1 port=9621 " in node_dsn(host_mode, "replica1")        # no engine asked
     external = _config(tmp_path, database={"dsn": "${env:DSN}", "primary": {"name": "p", "host": "db.example",
                                                                             "port": 5433}})
@@ -133,3 +134,23 @@ def test_a_secondary_region_has_its_own_names_and_ports_on_the_same_network(tmp_
     assert region.router_url() == "http://127.0.0.1:9602"
     assert region.database.app_dsn() == default.database.app_dsn()    # the same database containers
     assert DockerPlatform(config, region="primary").region is None   # the first region is the default
+
+
+def test_switchover_rejoin_is_refused_before_any_change_where_nothing_can_rebuild_the_old_primary(tmp_path,
+                                                                                                   monkeypatch):
+    from ragops.db import standby
+    from ragops.db.replication import NodeStatus
+    from ragops.errors import UsageError
+
+    nodes = [NodeStatus("primary", "127.0.0.1", 9620, "primary", reachable=True),
+             NodeStatus("replica1", "127.0.0.1", 9621, "replica", reachable=True, streaming=True)]
+    monkeypatch.setattr(standby, "topology", lambda config: nodes)
+    changed: list[str] = []
+    monkeypatch.setattr(standby, "fence_sql", lambda *a, **k: changed.append("fence") or "0/0")
+    external = _config(tmp_path, database={"dsn": "${env:DSN}", "primary": {"name": "primary", "port": 9620},
+                                           "replicas": [{"name": "replica1", "port": 9621}]})
+    with pytest.raises(UsageError, match=r"--rejoin needs primary.s local data directory .*nothing was changed"):
+        standby.switchover(external, "replica1", rejoin_old=True)
+    assert changed == []
+    assert DockerPlatform.rejoins_database_nodes(_config(tmp_path))        # the database containers
+    assert not DockerPlatform.rejoins_database_nodes(external)
