@@ -67,7 +67,8 @@ class DockerDatabase:
         return f"{self.host.network}-{self.part(node)}", PG_PORT   # a region's host shares the network
 
     def dial(self, node: DbNode) -> tuple[str, int]:
-        """Where this process connects to `node` (DockerPlatform.database_address): DockerHost.dial."""
+        """Where this process connects to `node` (DockerPlatform.database_address): DockerHost.dial.
+        A node whose container is not running raises NoAddress (db status shows it as the node's error)."""
         from ragops.netutil import split_host_port
 
         return split_host_port(self.host.dial(f"{self.host.network}-{self.part(node)}", PG_PORT, node.port))

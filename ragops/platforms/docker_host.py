@@ -32,6 +32,10 @@ def _error_text(exc: Exception) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     return " ".join(str(text).split())[:300]
 
+class NoAddress(OperationFailed):
+    """A container ragops would dial has no address on the environment's network (not running)."""
+
+
 class DockerHost:
     """One engine: its client, its ragops directory, its router and color ports."""
 
@@ -177,7 +181,10 @@ class DockerHost:
         return self.service_port + COLORS.index(color)
 
     def color_url(self, color: str) -> str:
-        return f"http://{self.dial(self.name(color), CONTAINER_PORT, self.color_port(color))}"
+        try:
+            return f"http://{self.dial(self.name(color), CONTAINER_PORT, self.color_port(color))}"
+        except NoAddress:
+            return "http://127.0.0.1:0"    # a stopped color: refused at once (never another service's port)
 
     # ---- how ragops reaches a container ----------------------------------------------------------
     def dial(self, container: str, port: int, published: int) -> str:
@@ -187,12 +194,14 @@ class DockerHost:
             nothing published. A local engine's host (`local`, `unix://`) routes to its bridge
             networks; on an ssh host the tunnel's far end, that host's sshd, connects to it;
           - network_mode: host: `published` (the port it listens on) on the host's 127.0.0.1.
-        A container without an address (stopped, not created yet) gets the loopback address, which
-        refuses, as a stopped service would."""
+        Raises NoAddress for a container without an address (stopped, not created yet): never a
+        loopback port that another environment's service may listen on."""
         if not self.host_network:
             address = self.bridge_address(container)
-            if address:
-                return self.reach(f"{address}:{port}")
+            if address is None:
+                raise NoAddress(f"container {container} is not running (no address on network {self.network} "
+                                f"of host {self.label})")
+            return self.reach(f"{address}:{port}")
         return self.reach(f"127.0.0.1:{published}")
 
     def bridge_address(self, container: str) -> str | None:

@@ -12,6 +12,7 @@ from ragops.config import load_config
 from ragops.errors import ConfigError
 from ragops.platforms.docker import DockerPlatform
 from ragops.platforms.docker_db import enabled
+from ragops.platforms.docker_host import NoAddress
 from ragops.platforms.docker_hosts import LocalDir
 
 
@@ -86,8 +87,9 @@ def test_ragops_dials_a_container_at_its_bridge_address_and_publishes_nothing_on
                                          FakeContainer("demo-d-green", None),                  # stopped
                                          FakeContainer("demo-d-db-primary", "172.30.0.2", project="other"))
     assert platform.color_url("blue") == "http://172.30.0.5:8000"
-    assert platform.color_url("green") == "http://127.0.0.1:8101"         # no address: refused, as stopped
-    assert host.dial("demo-d-db-primary", 5432, 9620) == "127.0.0.1:9620"   # not ragops' container
+    assert platform.color_url("green") == "http://127.0.0.1:0"   # stopped: refused, not service.port+1
+    with pytest.raises(NoAddress, match=r"container demo-d-db-primary is not running \(no address on network "):
+        host.dial("demo-d-db-primary", 5432, 9620)                      # not ragops' container either
     state = platform.color_state("blue", probe=False)
     assert state.running and state.url == "http://172.30.0.5:8000" and state.port is None
 
@@ -100,6 +102,9 @@ def test_database_connections_go_through_the_platform(tmp_path):
     DockerPlatform._shared(config).primary.__dict__["client"] = FakeEngine(
         FakeContainer("demo-d-db-primary", "172.30.0.2"), FakeContainer("demo-d-db-replica1", "172.30.0.3"))
     assert "host=172.30.0.3 port=5432 " in node_dsn(config, "replica1")
+    del DockerPlatform._shared(config).primary.client.found["demo-d-db-primary"]      # its container removed
+    with pytest.raises(NoAddress, match="container demo-d-db-primary is not running"):
+        node_dsn(config, "primary")
     assert DockerPlatform.database_node_at(config, "demo-d-db-primary", 5432) == "primary"
     assert DockerPlatform.database_node_at(config, "demo-d-db-primary", 9620) is None
     host_mode = _config(tmp_path, docker={"network_mode": "host"})
