@@ -159,3 +159,13 @@ def test_switchover_rejoin_is_refused_before_any_change_where_nothing_can_rebuil
     assert changed == []
     assert DockerPlatform.rejoins_database_nodes(_config(tmp_path))        # the database containers
     assert not DockerPlatform.rejoins_database_nodes(external)
+
+
+def test_over_ssh_ragops_tunnels_to_the_bridge_address_and_in_host_mode_to_the_loopback_port(tmp_path):
+    remote = DockerPlatform(_config(tmp_path, hosts=["ssh://root@127.0.0.1:2222"])).primary
+    remote.__dict__["client"] = FakeEngine(FakeContainer("demo-d-blue", "172.30.0.5"))
+    tunnels: list[str] = []
+    remote.reach = lambda address: tunnels.append(address) or "127.0.0.1:40001"   # type: ignore[method-assign]
+    assert remote.color_url("blue") == "http://127.0.0.1:40001" and tunnels == ["172.30.0.5:8000"]
+    host_mode = DockerPlatform(_config(tmp_path, docker={"network_mode": "host"})).primary
+    assert host_mode.color_url("green") == "http://127.0.0.1:8101"                  # no engine asked
