@@ -86,7 +86,8 @@ def node_dsn(config: Config, node: DbNode | str | None = None, dbname: str | Non
         node = find_node(config, node)
     node = node or config.database.primary
     db = config.database
-    return (f"host={node.host} port={node.port} dbname={dbname or db.name} user={user or db.superuser} "
+    host, port = platform_class(config).database_address(config, node)   # docker: the container's address
+    return (f"host={host} port={port} dbname={dbname or db.name} user={user or db.superuser} "
             f"password={db_password(config)} connect_timeout={connect_timeout} application_name=ragops")
 
 

@@ -183,7 +183,7 @@ def _node_name_at(config: Config, host: str | None, port: int | None) -> str | N
     for node in all_nodes(config):
         if node.port == port and (node.host == host or {node.host, host} <= {"127.0.0.1", "localhost"}):
             return node.name
-    return None
+    return platform_class(config).database_node_at(config, host, port)   # docker: by container name
 
 
 def topology(config: Config) -> list[NodeStatus]:

@@ -68,9 +68,13 @@ def switchover(config: Config, node: str, *, timeout: float = 60.0, rejoin_old: 
     old_node = find_node(config, old.name)
     if not target.streaming:
         raise OperationFailed(f"{node} is not streaming from {old.name}; it would not receive the final WAL")
+    managed = _managed(config, old.name)
+    rejoin_by_platform = managed is None and platform_class(config).rejoins_database_nodes(config)
+    if rejoin_old and managed is None and not rejoin_by_platform:
+        raise UsageError(f"--rejoin needs {old.name}'s local data directory or a platform that rebuilds it; the "
+                         f"{platform_class(config).name} platform has neither here (nothing was changed)")
     _say(progress, f"stopping writes on {old.name}")
     final = fence_sql(config, old_node, progress)
-    managed = _managed(config, old.name)
     if managed is not None:
         # a clean shutdown sends every WAL record, including the shutdown checkpoint, to the standbys
         _say(progress, f"{old.name}: clean shutdown (pg_ctl stop -m fast)")
@@ -104,7 +108,7 @@ def switchover(config: Config, node: str, *, timeout: float = 60.0, rejoin_old: 
     _say(progress, f"{node} replayed {replayed} (final {final}): promoting")
     result = promote(config, node, fence_old=False, confirm_down=True, progress=progress)
     rejoined = None
-    if rejoin_old and managed is not None:
+    if rejoin_old:   # a local data directory: pg_rewind; else the platform's rebuild (docker: a fresh clone)
         rejoined = asdict(rejoin(config, old.name, progress=progress))
     return SwitchoverResult(node=node, previous_primary=old.name, final_lsn=final, replayed_lsn=replayed,
                             rows_lost=0, promote=result, rejoined=rejoined,

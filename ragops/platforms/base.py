@@ -18,7 +18,7 @@ from ragops.events import quiet as _noop
 if TYPE_CHECKING:
     import httpx
 
-    from ragops.config import Config, ServiceConfig
+    from ragops.config import Config, DbNode, ServiceConfig
 
 COLORS = ("blue", "green")
 
@@ -219,6 +219,26 @@ class Platform(abc.ABC):
         data kept aside, never deleted) and return once it streams; returns the method used, or None
         (the default) when the platform has none and the caller rejoins a local data directory."""
         return None
+
+    @classmethod
+    def database_address(cls, config: Config, node: DbNode) -> tuple[str, int]:
+        """(host, port) this process connects to for database node `node`: every connection of ragops
+        (db status, backups, migrations, failover, drills) goes through ragops.db.connect.node_dsn,
+        which asks here. The default: the configured node.host and node.port. A class method: the
+        local and kubernetes platforms answer without being built."""
+        return node.host, node.port
+
+    @classmethod
+    def database_node_at(cls, config: Config, host: str | None, port: int | None) -> str | None:
+        """The node the database nodes know as `host:port` (a replica's upstream), where the platform
+        gives them addresses of its own (docker: container names); None when it does not know it."""
+        return None
+
+    @classmethod
+    def rejoins_database_nodes(cls, config: Config) -> bool:
+        """Whether rejoin_database_node rebuilds this environment's nodes (asked before a change that
+        relies on it, as `db switchover --rejoin`); False (the default) with no such means."""
+        return False
 
     # ---- state ------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -16,10 +16,16 @@ share one engine, as in the tests). <dir> is state_dir/docker/<instance> for the
 The source of truth for `status` is the engine (container labels and state) and each host's
 router (Traefik's API, else its dynamic file). The journal under state_dir is a cache.
 
-How ragops reaches a color directly (readiness, smoke, /metrics, drain): each color's port is bound
-on 127.0.0.1 of its host (blue service.port, green service.port+1; published from the container in
-bridge mode, listened on directly in host mode). For ssh hosts ragops tunnels to it over the
-verified ssh connection; Traefik's API (router.api, also 127.0.0.1) is reached the same way.
+Only the router publishes ports (router.listen and router.api, 127.0.0.1 by default). How ragops
+reaches a color or a database container directly (readiness, smoke, /metrics, drain, db status,
+backups, migrations, failover, drills) is DockerHost.dial, one function:
+  - bridge networking: the container's address on the environment's network, nothing published:
+    directly on a local engine (`local`, `unix://`: this machine routes to its bridge networks),
+    through a tunnel over the verified ssh connection on an ssh host (its sshd connects to the
+    address: AllowTcpForwarding must not be limited to loopback by PermitOpen);
+  - network_mode: host: the ports the containers listen on, on the host's 127.0.0.1 (blue
+    service.port, green service.port+1, database nodes their `port`; tunnelled for ssh hosts).
+Traefik's API (router.api, 127.0.0.1) is reached through DockerHost.reach (tunnelled for ssh hosts).
 """
 from __future__ import annotations
 
@@ -37,7 +43,10 @@ from ragops.platforms.docker_host import LABEL, DockerHost, _error_text, _now
 from ragops.platforms.service_env import service_env
 
 if TYPE_CHECKING:
+    from ragops.config import DbNode
     from ragops.platforms.docker_db import DockerDatabase
+
+_SHARED: dict[int, tuple[Config, DockerPlatform]] = {}   # DockerPlatform._shared
 
 
 class DockerPlatform(Platform):
@@ -89,11 +98,40 @@ class DockerPlatform(Platform):
         """The node's container stopped, its restart policy taken away (database containers only)."""
         return self.database is not None and self.database.fence(node, progress)
 
+    @classmethod
+    def rejoins_database_nodes(cls, config: Config) -> bool:
+        """The database containers (database.accessories) are rebuilt by rejoin_database_node."""
+        from ragops.platforms.docker_db import enabled
+
+        return enabled(config)
+
     def rejoin_database_node(self, node: str, primary: str, progress: Progress = _noop) -> str | None:
         """A fresh clone of `primary` in the node's container; its former data kept aside in its volume."""
         return None if self.database is None else self.database.rejoin(node, primary, progress)
 
     # ---- addresses ----------------------------------------------------------------------------
+    @classmethod
+    def database_address(cls, config: Config, node: DbNode) -> tuple[str, int]:
+        """Database containers: DockerHost.dial (the container's address on the environment's network
+        on a local engine); an external database (database.dsn): as configured."""
+        database = cls._shared(config).database
+        return (node.host, node.port) if database is None else database.dial(node)
+
+    @classmethod
+    def database_node_at(cls, config: Config, host: str | None, port: int | None) -> str | None:
+        """Replicas stream from `<network>-db-<node>:5432` (bridge mode)."""
+        database = cls._shared(config).database
+        return None if database is None else database.node_at(host, port)
+
+    @classmethod
+    def _shared(cls, config: Config) -> DockerPlatform:
+        """One platform per loaded config for database_address, kept for the process: its engine
+        client and ssh tunnels outlive each connection string they served."""
+        entry = _SHARED.get(id(config))
+        if entry is None or entry[0] is not config:
+            entry = _SHARED[id(config)] = (config, cls(config))
+        return entry[1]
+
     def image_ref(self, version: str) -> str:
         repo = self.config.service.image or f"{self.config.project}/rag-service"
         return f"{repo}:{version}"
@@ -227,7 +265,8 @@ class DockerPlatform(Platform):
 
         primary = self.primary.container(color)
         labels = primary.labels if primary else {}
-        state = ColorState(color=color, running=False, port=self.primary.color_port(color),
+        host_port = self.primary.color_port(color) if self.primary.host_network else None   # bridge: none
+        state = ColorState(color=color, running=False, port=host_port,
                            url=self.color_url(color), version=labels.get(f"{LABEL}.version"),
                            deploy_id=labels.get(f"{LABEL}.deploy_id"), started_at=labels.get(f"{LABEL}.started_at"))
         try:

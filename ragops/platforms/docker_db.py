@@ -13,8 +13,10 @@ The superuser password (database.password, or the generated state secret) reache
 as a mounted file (<host dir>/secrets/pg-password, mode 0444 in a 0700 folder), never as an
 environment value or a label. The primary is initialised by the image's entrypoint (initdb);
 replicas clone it with pg_basebackup -R over the network and stream from their replication slot.
-Role, database and migrations are applied by ragops through the node's published port
-(127.0.0.1:<node.port>), with the same functions as on the local platform (ragops.db.bringup).
+Role, database and migrations are applied by ragops with the same functions as on the local
+platform (ragops.db.bringup), at the address DockerPlatform.database_address gives (DockerHost.dial):
+the container's address on the network, no port published (through the ssh tunnel on an ssh host);
+with network_mode: host, <node.port> on the host's 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -64,6 +66,20 @@ class DockerDatabase:
             return "127.0.0.1", node.port
         return f"{self.host.network}-{self.part(node)}", PG_PORT   # a region's host shares the network
 
+    def dial(self, node: DbNode) -> tuple[str, int]:
+        """Where this process connects to `node` (DockerPlatform.database_address): DockerHost.dial.
+        A node whose container is not running raises NoAddress (db status shows it as the node's error)."""
+        from ragops.netutil import split_host_port
+
+        return split_host_port(self.host.dial(f"{self.host.network}-{self.part(node)}", PG_PORT, node.port))
+
+    def node_at(self, host: str | None, port: int | None) -> str | None:
+        """The node that the other nodes know as `host:port` (a replica's upstream), or None."""
+        for node in self.nodes():
+            if (host, port) == self.address(node):
+                return node.name
+        return None
+
     def nodes(self) -> list[DbNode]:
         from ragops.db.connect import all_nodes
 
@@ -80,9 +96,11 @@ class DockerDatabase:
                 f"target_session_attrs=read-write connect_timeout=3 application_name=ragservice")
 
     def plan(self) -> list[str]:
-        image = self.settings.image
-        return [f"database node {node.name}: container {self.host.name(self.part(node))} ({image}), volume "
-                f"{self.host.name(self.part(node) + '-data')}, 127.0.0.1:{node.port}" for node in self.nodes()]
+        image, host = self.settings.image, self.host
+        return [f"database node {node.name}: container {host.name(self.part(node))} ({image}), volume "
+                f"{host.name(self.part(node) + '-data')}, " + (f"127.0.0.1:{node.port}" if host.host_network else
+                                                               f"network {host.network} (no port published)")
+                for node in self.nodes()]
 
     # ---- up -------------------------------------------------------------------------------------
     def up(self, progress: Progress = _noop) -> list[str]:
@@ -179,10 +197,9 @@ class DockerDatabase:
             kwargs["network_mode"] = "host"
             kwargs["command"] = command + ["-c", f"port={node.port}"]
         else:
-            kwargs["network"] = host.instance
-            kwargs["ports"] = {f"{PG_PORT}/tcp": ("127.0.0.1", node.port)}
-        progress(f"{host.label}: starting database node {host.name(self.part(node))} ({role}) "
-                 f"on 127.0.0.1:{node.port}")
+            kwargs["network"] = host.instance     # no port published: ragops dials it (DockerHost.dial)
+        where = f"127.0.0.1:{node.port}" if host.host_network else f"network {host.network}"
+        progress(f"{host.label}: starting database node {host.name(self.part(node))} ({role}) on {where}")
         try:
             host.client.containers.run(**kwargs)
         except Exception as exc:  # noqa: BLE001 - docker API errors: one line naming the node

@@ -32,6 +32,10 @@ def _error_text(exc: Exception) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     return " ".join(str(text).split())[:300]
 
+class NoAddress(OperationFailed):
+    """A container ragops would dial has no address on the environment's network (not running)."""
+
+
 class DockerHost:
     """One engine: its client, its ragops directory, its router and color ports."""
 
@@ -59,7 +63,7 @@ class DockerHost:
             self.service_port = settings_r.service_port or self.service_port
         self.is_ssh = spec.startswith("ssh://")
         self._ssh: paramiko.SSHClient | None = None
-        self._tunnels: dict[int, Tunnel] = {}
+        self._tunnels: dict[tuple[str, int], Tunnel] = {}
 
     # ---- connections ---------------------------------------------------------------------------
     @property
@@ -119,17 +123,18 @@ class DockerHost:
         return SftpDir(sftp, base.rstrip("/") + "/" + self.instance)
 
     def reach(self, address: str) -> str:
-        """`host:port` on this host's loopback -> a `host:port` this process can connect to."""
+        """`host:port` as seen from this host (its loopback, or a container's bridge address) -> a
+        `host:port` this process can connect to: itself, or a tunnel's local end for ssh hosts."""
         host, port = split_host_port(address)
         if host in ("0.0.0.0", "", "::"):
             host = "127.0.0.1"
         if not self.is_ssh:
             return f"{host}:{port}"
-        if port not in self._tunnels:
+        if (host, port) not in self._tunnels:
             from ragops.platforms.docker_hosts import Tunnel
 
-            self._tunnels[port] = Tunnel(self._connected_ssh().get_transport(), (host, port))
-        return f"127.0.0.1:{self._tunnels[port].port}"
+            self._tunnels[(host, port)] = Tunnel(self._connected_ssh().get_transport(), (host, port))
+        return f"127.0.0.1:{self._tunnels[(host, port)].port}"
 
     def close(self) -> None:
         for tunnel in self._tunnels.values():
@@ -176,7 +181,42 @@ class DockerHost:
         return self.service_port + COLORS.index(color)
 
     def color_url(self, color: str) -> str:
-        return f"http://{self.reach(f'127.0.0.1:{self.color_port(color)}')}"
+        try:
+            return f"http://{self.dial(self.name(color), CONTAINER_PORT, self.color_port(color))}"
+        except NoAddress:
+            return "http://127.0.0.1:0"    # a stopped color: refused at once (never another service's port)
+
+    # ---- how ragops reaches a container ----------------------------------------------------------
+    def dial(self, container: str, port: int, published: int) -> str:
+        """THE `host:port` this process connects to for `container` (readiness, smoke, /metrics, drain,
+        and every database connection through DockerPlatform.database_address):
+          - bridge network: the container's address on the environment's network and its own `port`,
+            nothing published. A local engine's host (`local`, `unix://`) routes to its bridge
+            networks; on an ssh host the tunnel's far end, that host's sshd, connects to it;
+          - network_mode: host: `published` (the port it listens on) on the host's 127.0.0.1.
+        Raises NoAddress for a container without an address (stopped, not created yet): never a
+        loopback port that another environment's service may listen on."""
+        if not self.host_network:
+            address = self.bridge_address(container)
+            if address is None:
+                raise NoAddress(f"container {container} is not running (no address on network {self.network} "
+                                f"of host {self.label})")
+            return self.reach(f"{address}:{port}")
+        return self.reach(f"127.0.0.1:{published}")
+
+    def bridge_address(self, container: str) -> str | None:
+        """The IP address of ragops' container `container` on the environment's network, or None."""
+        import docker
+
+        try:
+            found = self.client.containers.get(container)
+        except docker.errors.NotFound:
+            return None
+        if (found.labels.get(f"{LABEL}.project"), found.labels.get(f"{LABEL}.env")) != (self.config.project,
+                                                                                       self.config.env_name):
+            return None
+        networks = found.attrs.get("NetworkSettings", {}).get("Networks") or {}
+        return (networks.get(self.network) or {}).get("IPAddress") or None
 
     def backend_url(self, color: str) -> str:
         """How this host's router reaches the color."""
@@ -289,7 +329,8 @@ class DockerHost:
         if not self.host_network:
             self.ensure_network(progress)
         port = self.color_port(color)
-        progress(f"{self.label}: starting {self.name(color)} ({image}) on 127.0.0.1:{port}")
+        where = f"127.0.0.1:{port}" if self.host_network else f"network {self.network}"
+        progress(f"{self.label}: starting {self.name(color)} ({image}) on {where}")
         common = dict(image=image, detach=True, environment=env, read_only=True, tmpfs={"/tmp": ""},
                       restart_policy={"Name": "unless-stopped"}, stop_signal="SIGTERM")
         if self.host_network:
@@ -300,7 +341,7 @@ class DockerHost:
                          f"urlopen('{probe}', timeout=2).status == 200 else 1)"],
                 "interval": 10 * 10**9, "timeout": 3 * 10**9, "retries": 3, "start_period": 10 * 10**9})
         else:
-            extra = dict(network=self.network, ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)})
+            extra = dict(network=self.network)     # no port published: ragops dials it (dial)
         self.client.containers.run(name=self.name(color), labels={**self.labels("color", color=color), **labels},
                                    **common, **extra)
         for index in range(self.config.service.workers):

@@ -3,8 +3,8 @@ replica as containers (ragops/postgres:16 from scripts/docker-images.sh), no dat
 suite. One environment for the module, driven through the real CLI, in this order: up from
 nothing, documents through the router, blue-green under load, backup + verify, the backup-restore
 drill, secrets nowhere they should not be, kill the primary then fail over to the secondary
-region (the fence stops the container), rejoin the old primary, switch back with no row lost, rejoin
-the other, down/up keeps the data, down --purge leaves nothing of the environment.
+region (the fence stops the container), rejoin the old primary, switch back with no row lost and
+`--rejoin` the other, down/up keeps the data, down --purge leaves nothing of the environment.
 """
 from __future__ import annotations
 
@@ -138,6 +138,15 @@ def labelled(client, env: Env, kind: str) -> list:
     return lister({"label": [f"ragops.project={PROJECT}", f"ragops.env={env.name}"]})
 
 
+def published(engine, env: Env, *parts: str) -> dict[str, list[str]]:
+    """The host addresses each container publishes (`docker inspect`: HostConfig.PortBindings)."""
+    found = {}
+    for part in parts:
+        bindings = engine.containers.get(f"{env.instance}-{part}").attrs["HostConfig"].get("PortBindings") or {}
+        found[part] = [f"{b['HostIp']}:{b['HostPort']}" for entries in bindings.values() for b in entries or []]
+    return found
+
+
 DOC = {"title": "standalone", "content": "Streaming replication keeps the standby container close to the primary."}
 
 
@@ -157,6 +166,9 @@ def test_up_from_nothing_serves_documents_through_the_router(engine, env):
     status = env.json("status")
     roles = {n["name"]: n["role"] for n in status["database"]}
     assert roles == {"primary": "primary", "replica1": "replica"}
+    # the replica streams from the primary's container name; status matches it to the node: lag shown
+    replica = next(n for n in status["database"] if n["name"] == "replica1")
+    assert replica["upstream"] == "primary" and replica["lag_bytes"] is not None, replica
     with httpx.Client(base_url=env.router_url, timeout=15) as client:
         created = client.post("/api/v1/documents", headers=env.headers, json=DOC)
         assert created.status_code == 201, created.text
@@ -168,9 +180,16 @@ def test_up_from_nothing_serves_documents_through_the_router(engine, env):
     blue = engine.containers.get(f"{env.instance}-blue")
     dsn = next(e for e in blue.attrs["Config"]["Env"] if e.startswith("RAG_DATABASE_URL="))
     assert f"host={env.instance}-db-primary,{env.instance}-db-replica1 port=5432,5432" in dsn
+    # only the router publishes a port: ragops reached the colors and the database at their bridge addresses
+    assert published(engine, env, "blue", "db-primary", "db-replica1") == {"blue": [], "db-primary": [],
+                                                                           "db-replica1": []}
+    router = published(engine, env, "router")["router"]
+    api = yaml.safe_load(env.config_path.read_text())["environments"][env.name]["router"]["api"]
+    assert sorted(router) == sorted([env.router_url.removeprefix("http://"), api])
 
 
-def test_blue_green_under_load_has_no_failed_request(env):
+
+def test_blue_green_under_load_has_no_failed_request(engine, env):
     with LoadRunner(env.router_url + "/version", rps=100, seconds=60, max_in_flight=32) as stats:
         time.sleep(1)
         proc = env.cli("deploy", "--version", "v2", "--yes", check=False)
@@ -178,6 +197,7 @@ def test_blue_green_under_load_has_no_failed_request(env):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert stats.requests > 200 and stats.failed == 0, (stats.statuses, stats.errors)
     assert {"v1", "v2"} <= stats.versions_seen
+    assert published(engine, env, "green") == {"green": []}
 
 
 def test_deploy_rollback_drill_rolls_back_on_containers(env, tmp_path):
@@ -243,13 +263,14 @@ def _roles(env: Env) -> dict[str, tuple[str, bool | None]]:
 
 
 class Writer(threading.Thread):
-    """Inserts rows into the primary (whichever node it is) and remembers the acknowledged ones."""
+    """Inserts rows into the primary (whichever node it is) and remembers the acknowledged ones; it
+    reaches both nodes at their addresses on the environment's network (no port is published)."""
 
-    def __init__(self, env: Env):
+    def __init__(self, engine, env: Env):
         super().__init__(daemon=True)
-        body = yaml.safe_load(env.config_path.read_text())["environments"][env.name]["database"]
-        ports = f"{body['primary']['port']},{body['replicas'][0]['port']}"
-        self.dsn = (f"host=127.0.0.1,127.0.0.1 port={ports} dbname=postgres user=postgres connect_timeout=2 "
+        hosts = ",".join(engine.containers.get(f"{env.instance}-db-{node}").attrs["NetworkSettings"]["Networks"]
+                         [env.instance]["IPAddress"] for node in ("primary", "replica1"))
+        self.dsn = (f"host={hosts} port=5432,5432 dbname=postgres user=postgres connect_timeout=2 "
                     f"target_session_attrs=read-write password={env.secret('db-password')}")
         self.acknowledged: list[int] = []
         self.stop = threading.Event()
@@ -283,10 +304,10 @@ def test_rejoin_the_killed_primary_then_switch_back_without_losing_a_row(engine,
     rejoined = env.json("db", "rejoin", "primary", "--yes", timeout=180)
     assert rejoined["primary"] == "replica1" and rejoined["streaming"] is True, rejoined
     assert "data.before-rejoin-" in rejoined["method"]          # the old data is kept aside, not deleted
-    writer = Writer(env)
+    writer = Writer(engine, env)
     writer.start()
     _until(lambda: len(writer.acknowledged) > 5)
-    switched = env.json("db", "switchover", "primary", "--yes", timeout=180)
+    switched = env.json("db", "switchover", "primary", "--rejoin", "--yes", timeout=180)
     before = len(writer.acknowledged)
     _until(lambda: len(writer.acknowledged) > before + 5)         # writes go on, on the new primary
     writer.stop.set()
@@ -297,7 +318,8 @@ def test_rejoin_the_killed_primary_then_switch_back_without_losing_a_row(engine,
     with psycopg.connect(writer.dsn) as conn:
         present = {row[0] for row in conn.execute("SELECT id FROM switchover_rows")}
     assert set(writer.acknowledged) <= present, f"{len(set(writer.acknowledged) - present)} rows lost"
-    env.json("db", "rejoin", "replica1", "--yes", timeout=180)     # the fenced, still running old primary
+    # --rejoin rebuilt the fenced, still running old primary as a replica (a fresh clone, old data kept)
+    assert switched["rejoined"]["streaming"] is True and "data.before-rejoin-" in switched["rejoined"]["method"]
     assert _roles(env) == {"primary": ("primary", None), "replica1": ("replica", True)}
 
 
@@ -336,6 +358,9 @@ def test_the_same_stack_over_ssh(engine, sshd, tmp_path_factory):  # noqa: F811 
         remote.cli("up")
         roles = {n["name"]: n["role"] for n in remote.json("status")["database"]}
         assert roles == {"primary": "primary", "replica1": "replica"}
+        # over ssh too, ragops reached the containers through the tunnel to their bridge addresses
+        assert published(engine, remote, "blue", "db-primary", "db-replica1") == {"blue": [], "db-primary": [],
+                                                                                  "db-replica1": []}
         with httpx.Client(base_url=remote.router_url, timeout=15) as client:
             created = client.post("/api/v1/documents", headers=remote.headers, json=DOC)
             assert created.status_code == 201, created.text
