@@ -157,7 +157,9 @@ class _CommandCompressed:
 
 class Zstd:
     """zstandard, single-threaded, level from backups.compression_level (default 3). Compresses in
-    the zstd command-line tool (`zstd -T1`, one worker) when it is installed, else in-process."""
+    the zstd command-line tool (`zstd -T1`, one worker) when it is installed, else in-process.
+    One object serves one store() at a time (the WAL shipper reuses one, segment after segment):
+    store() ends the tool processes this object started."""
 
     name = "zstd"
 
