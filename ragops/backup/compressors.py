@@ -7,9 +7,13 @@ is a writer that passes plain bytes on to `sink`.
 """
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
+import threading
 from typing import Protocol
 
-from ragops.backup.pipeline import PIPE_SIZE
+from ragops.backup.pipeline import PIPE_SIZE, grow_pipe, stderr_tail
 from ragops.errors import OperationFailed
 
 DEFAULT = "zstd"                     # what a manifest without the field was written with
@@ -74,19 +78,117 @@ class _ReadAhead:
         return out
 
 
+def zstd_tool() -> str | None:
+    """The zstd command-line tool, when installed. Measured on the service-shaped dataset, the
+    Debian zstd (1.5.4) compressed the same dump at level 3 with about 0.8x the CPU of the libzstd
+    bundled in the zstandard wheel, so compression runs in that process when it is there."""
+    return shutil.which("zstd")
+
+
+class _CommandCompressed:
+    """read(n) of `zstd -c`'s stdout while a feeder thread writes what `source.read()` yields into
+    its stdin (the source is read here, in Python, so the reader stage still counts the raw bytes).
+    At the end of the stream the tool's exit status counts: a failure raises, naming the stage."""
+
+    def __init__(self, argv: list[str], source):
+        self.source = source
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     bufsize=0)
+        grow_pipe(self.proc.stdin)
+        grow_pipe(self.proc.stdout)
+        self.error: BaseException | None = None
+        self.done = False
+        self.thread = threading.Thread(target=self._feed, name="ragops-zstd-feed", daemon=True)
+        self.thread.start()
+
+    def _feed(self) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None   # started with stdin=PIPE
+        try:
+            while True:
+                chunk = self.source.read(PIPE_SIZE)
+                if not chunk:
+                    break
+                stdin.write(chunk)
+        except BrokenPipeError:
+            pass                   # zstd ended early: its exit status says why
+        except BaseException as exc:  # noqa: BLE001 - raised on the reading side at the end
+            self.error = exc
+            self.proc.kill()
+        finally:
+            try:
+                stdin.close()
+            except OSError:
+                pass
+
+    def read(self, size: int = -1) -> bytes:
+        if self.done:
+            return b""
+        stdout = self.proc.stdout
+        assert stdout is not None   # started with stdout=PIPE
+        data = stdout.read(PIPE_SIZE if size is None or size < 0 else size)
+        if not data:
+            self.done = True
+            self.thread.join()
+            code = self.proc.wait()
+            if self.error is not None:
+                raise self.error
+            if code != 0:
+                raise OperationFailed(f"zstd failed: {stderr_tail(self.stderr) or 'exit ' + str(code)}")
+        return data
+
+    def stop(self) -> None:
+        """End the tool and the feeder (the consumer finished or failed); a read() blocked on the
+        tool's output then returns. Safe while another thread reads."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.thread.join()
+
+    def close(self) -> None:
+        """stop(), then release the pipes: only once nothing reads any more."""
+        self.stop()
+        stdout = self.proc.stdout
+        if stdout is not None:
+            stdout.close()
+        self.stderr.close()
+
+
 class Zstd:
-    """zstandard, single-threaded, level from backups.compression_level (default 3)."""
+    """zstandard, single-threaded, level from backups.compression_level (default 3). Compresses in
+    the zstd command-line tool (`zstd -T1`, one worker) when it is installed, else in-process.
+    One object serves one store() at a time (the WAL shipper reuses one, segment after segment):
+    store() ends the tool processes this object started."""
 
     name = "zstd"
 
     def __init__(self, level: int | None = 3):
         self.level = level if level is not None else 3
+        self._running: list[_CommandCompressed] = []
 
     def compress(self, source):
+        tool = zstd_tool()
+        if tool:
+            argv = [tool, "-q", "-c", f"-{self.level}", "-T1"] + (["--ultra"] if self.level > 19 else [])
+            running = _CommandCompressed(argv, source)
+            self._running.append(running)
+            return running
         import zstandard
 
         reader = zstandard.ZstdCompressor(level=self.level).stream_reader(source, read_size=PIPE_SIZE)
         return _ReadAhead(reader, PIPE_SIZE)
+
+    def stop(self) -> None:
+        """End the tool processes compress() started (the pipeline, when the stream is done or
+        failed; a read blocked on one of them then returns)."""
+        for running in self._running:
+            running.stop()
+
+    def close(self) -> None:
+        """stop(), then release their pipes (the pipeline, once its compressing thread ended)."""
+        while self._running:
+            self._running.pop().close()
 
     def decompress(self, sink):
         import zstandard

@@ -397,7 +397,20 @@ def store(reader: Reader, compressor, crypter, storage, key: str, progress: Prog
     finally:
         if pump is not None:
             pump.stop()
+        _end_stage(compressor, pump)
     return Stored(reader.stream.count, hasher.count, hasher.digest.hexdigest())
+
+
+def _end_stage(compressor, pump: Pump | None) -> None:
+    """A compressor that runs a tool (Zstd with the zstd CLI) ends it, then releases its pipes once
+    the compressing thread is gone: no process, thread or descriptor outlives store()."""
+    stop, close = getattr(compressor, "stop", None), getattr(compressor, "close", None)
+    if stop is not None:
+        stop()
+    if pump is not None and pump.thread.ident is not None:
+        pump.thread.join()
+    if close is not None:
+        close()
 
 
 def restore(chunks: Iterable[bytes], crypter, compressor, sink: Sink, where: str, meter: Meter) -> None:
