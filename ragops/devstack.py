@@ -21,14 +21,23 @@ def pair_port() -> int:
 def write_local_config(directory: Path, *, analysis_window: str = "4s", extra: dict | None = None,
                        service_path: Path | None = None, router_kind: str = "traefik") -> Path:
     """Write <directory>/ragops.yaml for a local environment `test` with its state in <directory>/state."""
+    service_port = pair_port()
+    taken = {service_port, service_port + 1}
+
+    def port() -> int:   # free now and not already given to another key (free_port draws at random)
+        while (chosen := free_port()) in taken:
+            pass
+        taken.add(chosen)
+        return chosen
+
     env = {
         "platform": "local",
         "state_dir": str(directory / "state"),
-        "service": {"path": str(service_path or shipped_dir("service")), "port": pair_port(), "version": "v1",
+        "service": {"path": str(service_path or shipped_dir("service")), "port": service_port, "version": "v1",
                     "rate_limit_per_minute": 100000, "startup_timeout": "60s"},
-        "router": {"kind": router_kind, "listen": f"127.0.0.1:{free_port()}", "api": f"127.0.0.1:{free_port()}"},
-        "database": {"primary": {"name": "primary", "port": free_port()},
-                     "replicas": [{"name": "replica1", "port": free_port()}]},
+        "router": {"kind": router_kind, "listen": f"127.0.0.1:{port()}", "api": f"127.0.0.1:{port()}"},
+        "database": {"primary": {"name": "primary", "port": port()},
+                     "replicas": [{"name": "replica1", "port": port()}]},
         "backups": {"storage": f"file://{directory / 'backups'}"},
         "deploy": {"analysis": {"window": analysis_window, "interval": "1s", "min_requests": 5,
                                 "no_data_retries": 1},
