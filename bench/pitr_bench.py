@@ -9,9 +9,13 @@ Starts its own throwaway PostgreSQL 16 with the WAL archive on (archive_command 
 
 - physical backup: `ragops backup physical create` vs `pg_basebackup -D - -Ft -X fetch --checkpoint=fast
   | zstd -3 > file`, alternated pairs, wall and CPU ratios with their spread; peak RSS of ragops
-  (VmHWM sampled from /proc). ragops also encrypts (age) and hashes (SHA-256).
+  (VmHWM sampled from /proc). ragops also encrypts (age) and hashes (SHA-256). Both sides ask for
+  --checkpoint=fast and each run follows a CHECKPOINT, so neither waits for a spread checkpoint.
+  ragops's wall time split: CLI start-up, streaming (the manifest's duration), manifest + exit.
 - restore: `ragops backup physical restore --to-latest` (untar + prefetched WAL + replay + promote) vs
-  `ragops backup restore` of a logical backup of the same database (pg_restore rebuilds HNSW).
+  `ragops backup restore` of a logical backup of the same database (pg_restore rebuilds HNSW); the
+  physical side split from the restored server's log (before the server starts, its fsync of the
+  data directory, replay, end-of-recovery checkpoint, shutdown).
 - WAL archive under bounded writes (--write-mb-per-s for --write-seconds): the shipper as its own
   process; per segment, the lag from archive_command's copy into the spool to the sidecar stored
   (p50, p95, max), gaps, and the shipper's share of one CPU.
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,6 +60,7 @@ class PitrBench:
         self.ragops = [sys.executable, "-m", "ragops.cli.main", "-c", str(self.config), "-q"]
         self.rss: list[float] = []
         self.engine: list[float] = []
+        self.steps: list[tuple[float, float, float]] = []
 
     def sql(self, statement: str, db: str = "postgres") -> str:
         return subprocess.run([f"{self.bindir}/psql", "-qAt", "-d", db, "-c", statement], env=self.env, check=True,
@@ -70,10 +76,20 @@ class PitrBench:
                            f"-p {self.node.port} -U postgres | zstd -q -3 > {out} && sync {out}", self.env)
 
     def ours_backup(self) -> tuple[float, float]:
+        spawned = time.time()
         wall, cpu, vmhwm, _maxrss = run_measured(self.ragops + ["backup", "physical", "create"], self.renv)
+        exited = time.time()
         self.rss.append(vmhwm)
-        newest = sorted(self.store.glob("*/manifest.json"))[-1]
-        self.engine.append(json.loads(newest.read_text())["duration_seconds"])   # without the CLI's start-up
+        newest = json.loads(sorted(self.store.glob("*/manifest.json"))[-1].read_text())
+        self.engine.append(newest["duration_seconds"])   # without the CLI's start-up
+        from ragops.backup.catalog import parse_iso
+
+        # where the wall time goes: the CLI's start-up (process spawned -> backup started: imports,
+        # configuration, key, storage), the streaming (the manifest's duration: psql, pg_basebackup and
+        # its checkpoint, the pipeline), the rest (manifest, lock, exit)
+        start = parse_iso(newest["started_at"]).timestamp()
+        self.steps.append((start - spawned, newest["duration_seconds"],
+                           exited - parse_iso(newest["finished_at"]).timestamp()))
         return wall, cpu
 
 
@@ -133,11 +149,13 @@ def restores(bench: PitrBench, rounds: int) -> dict:
     run_measured(bench.ragops + ["backup", "physical", "create"], bench.renv)
     run_measured(bench.ragops + ["backup", "create"], bench.renv)
     subprocess.run(bench.ragops + ["backup", "wal", "ship"], env=bench.renv, check=True)
-    physical, logical = [], []
+    physical, logical, steps = [], [], []
     for index in range(rounds):
         target = bench.work / f"restored-{index}"
+        spawned = time.time()
         physical.append(run_measured(bench.ragops + ["backup", "physical", "restore", "--to-latest",
                                                      "--target-dir", str(target)], bench.renv)[0])
+        steps.append(server_steps(spawned, (bench.work / f"restored-{index}.log").read_text(errors="replace")))
         shutil.rmtree(target, ignore_errors=True)
         db = f"logical_{index}"
         bench.sql(f"CREATE DATABASE {db}")
@@ -150,8 +168,30 @@ def restores(bench: PitrBench, rounds: int) -> dict:
           f"{max(physical):.2f}); logical (pg_restore, HNSW rebuilt) {statistics.median(logical):.2f}s (min "
           f"{min(logical):.2f}, max {max(logical):.2f}); logical / physical median {statistics.median(ratio):.1f}x "
           f"[{', '.join(f'{r:.1f}' for r in ratio)}] (goal >= 20x)", flush=True)
+    medians = {name: round(statistics.median(step[name] for step in steps), 2) for name in steps[0]}
+    print("  physical restore steps (medians): " + ", ".join(f"{k} {v:.2f}s" for k, v in medians.items()), flush=True)
     return {"physical_restore_s": statistics.median(physical), "logical_restore_s": statistics.median(logical),
-            "speedup": statistics.median(ratio)}
+            "speedup": statistics.median(ratio), "physical_restore_steps_s": medians}
+
+
+def server_steps(spawned: float, log: str) -> dict:
+    """Where a physical restore's time goes, from the restored server's log: ragops before the server
+    starts (CLI start-up, checks, untar, WAL prefetch), the server's fsync of the data directory,
+    the replay, the promotion with its end-of-recovery checkpoint, the shutdown."""
+    from datetime import datetime
+
+    def at(text: str) -> float:
+        for line in log.splitlines():
+            if text in line:
+                moment = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")   # log_timezone: UTC, else local
+                return (moment.replace(tzinfo=UTC) if line[24:27] in ("UTC", "GMT") else moment).timestamp()
+        return float("nan")
+
+    started, recovery, redo, done = (at(t) for t in ("starting PostgreSQL", "starting archive recovery",
+                                                     "redo starts at", "archive recovery complete"))
+    checkpoint, down = at("checkpoint complete"), at("database system is shut down")
+    return {"before the server": started - spawned, "fsync of the data directory": recovery - started,
+            "replay": done - redo, "checkpoint": checkpoint - done, "shutdown": down - checkpoint}
 
 
 def main() -> int:
@@ -195,6 +235,11 @@ def main() -> int:
               f"its streaming part alone (manifest duration, no CLI start-up): median "
               f"{statistics.median(bench.engine):.2f}s", flush=True)
         results["engine_median_s"] = statistics.median(bench.engine)
+        startup, streaming, rest = (statistics.median(step) for step in zip(*bench.steps, strict=True))
+        print(f"  its steps (medians): CLI start-up {startup:.2f}s, streaming {streaming:.2f}s, manifest + exit "
+              f"{rest:.2f}s", flush=True)
+        results["backup_steps_s"] = {"startup": round(startup, 3), "streaming": round(streaming, 3),
+                                     "rest": round(rest, 3)}
         results["rss_mb"] = max(bench.rss)
         subprocess.run(bench.ragops + ["backup", "wal", "ship"], env=bench.renv, check=True)   # the backups' WAL
         results.update(archive_lag(bench, args.write_mb_per_s, args.write_seconds))

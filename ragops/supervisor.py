@@ -1,10 +1,12 @@
-"""The local supervisor: restarts a dead router or a dead live color by itself.
+"""The local supervisor: restarts a dead router, a dead live color or a dead WAL shipper by itself.
 
 `ragops up` starts it on the local platform (`python -m ragops.supervisor CONFIG ENV`, a tracked
 process like the others) and `ragops down` stops it first. Every CHECK_INTERVAL it looks at the
 process table: a dead router is started again; a color the router gives traffic to whose server
 died (not stopped on purpose: stop_color marks that) is started again with the version, deploy id
-and environment it ran. A component that keeps crashing is retried with a backoff (1, 2, 4 ... 30 s).
+and environment it ran; a WAL shipper that `up` started and that died is started again (the
+segments wait in the spool meanwhile, none is lost). A component that keeps crashing is retried
+with a backoff (1, 2, 4 ... 30 s).
 What it saw goes to <journal dir>/supervisor.json, which `ragops status` shows: for each component
 when it went down, how long it was down, and how many restarts it took.
 """
@@ -47,7 +49,7 @@ def ensure_supervisor(platform, progress) -> list[str]:
     if proc.running():
         return []
     config_path = str(Path(platform.config.path).resolve())
-    progress("starting the supervisor (restarts a dead router or live color)")
+    progress("starting the supervisor (restarts a dead router, live color or WAL shipper)")
     proc.start([sys.executable, "-m", "ragops.supervisor", config_path, platform.config.env_name],
                marker=f"ragops.supervisor {config_path}")
     return ["start supervisor"]
@@ -107,6 +109,10 @@ class Supervisor:
 
         manager = database_manager(platform.config)   # an HA engine's processes (etcd, Patroni)
         for name, restart in manager.dead_components() if manager is not None else []:
+            self.heal(name, restart)
+        from ragops.pitr.archive import dead_shipper
+
+        for name, restart in dead_shipper(platform):   # the WAL archive's shipper (ragops/pitr)
             self.heal(name, restart)
 
     def start_router(self) -> None:

@@ -9,7 +9,7 @@ exactly. The manifest is written last: it is the commit point.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from ragops.backup import pipeline
@@ -34,6 +34,19 @@ from ragops.errors import OperationFailed, UsageError
 def create_backup(config, label: str | None = None, progress: Progress = None,
                   dry_run: bool = False) -> Manifest | CreatePlan:
     """Dump the primary, compress, encrypt, digest and store; the manifest is written last."""
+    compressor, crypter, storage, copy = backup_stages(config, label, dry_run)
+    params = source_params(config)
+    if dry_run:
+        return _plan(config, storage, copy, params, compressor, crypter)
+    return commit_backup(
+        storage, copy, progress, f"dumping {describe(params)} into {storage.url}", "dumped",
+        lambda backup_id, started: _dump(config, storage, backup_id, started, params, compressor, crypter, label,
+                                         progress))
+
+
+def backup_stages(config, label: str | None, dry_run: bool) -> tuple:
+    """The checks and stages every kind of backup starts with: (compressor, crypter, storage, copy
+    storage or None). The crypter is None in a dry run without a configured key (none is generated)."""
     from ragops.backup.compressors import get_compressor
     from ragops.backup.crypters import get_crypter
 
@@ -43,16 +56,20 @@ def create_backup(config, label: str | None = None, progress: Progress = None,
     compressor = get_compressor(None, backups.compression_level)
     crypter = get_crypter(config, generate=not dry_run) if not dry_run or backups.encryption_key else None
     storage, copy = storages(config)
-    params = source_params(config)
-    if dry_run:
-        return _plan(config, storage, copy, params, compressor, crypter)
+    return compressor, crypter, storage, copy
 
+
+def commit_backup(storage, copy, progress: Progress, doing: str, verb: str,
+                  stream: Callable[[str, datetime], Manifest]) -> Manifest:
+    """The skeleton shared by logical and physical backups: a new id, the lock, `stream(id, started)`
+    (which stores the data object and returns its manifest), the copy to backups.copy_to, and the
+    manifest last (the commit point); the lock goes in every case."""
     backup_id = new_backup_id()
     started = now_utc()
     write_lock(storage, backup_id, started)
     try:
-        say(progress, f"{backup_id}: dumping {describe(params)} into {storage.url}")
-        manifest = _dump(config, storage, backup_id, started, params, compressor, crypter, label, progress)
+        say(progress, f"{backup_id}: {doing}")
+        manifest = stream(backup_id, started)
         if copy:
             say(progress, f"{backup_id}: copying to {copy.url}")
             _copy_backup(storage, copy, manifest, progress)
@@ -61,7 +78,7 @@ def create_backup(config, label: str | None = None, progress: Progress = None,
         storage.put_bytes(f"{backup_id}/{MANIFEST}", manifest_bytes(manifest))   # the commit point
     finally:
         drop_lock(storage, backup_id)   # anything left without a manifest is an orphan for prune
-    say(progress, f"{backup_id}: done, {size_text(manifest.raw_bytes)} dumped, {size_text(manifest.stored_bytes)} "
+    say(progress, f"{backup_id}: done, {size_text(manifest.raw_bytes)} {verb}, {size_text(manifest.stored_bytes)} "
                   f"stored in {manifest.duration_seconds:.1f}s")
     return manifest
 

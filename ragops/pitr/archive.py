@@ -5,6 +5,7 @@ shipper process, at `up`; a last drain at `down`.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ragops.events import Say as Progress
@@ -78,6 +79,15 @@ def ensure_shipper(platform, progress: Progress = _noop) -> list[str]:
     proc.start([sys.executable, "-m", "ragops.pitr.wal", config_path, platform.config.env_name],
                marker=f"ragops.pitr.wal {config_path}")
     return ["start wal-shipper"]
+
+
+def dead_shipper(platform) -> list[tuple[str, Callable[[], object]]]:
+    """For the supervisor: [(name, restart)] when the shipper was started (its pid file is there: `up`
+    or `db recover` started it, `down` removes it) and is no longer running (killed, crashed)."""
+    proc = platform.proc(SHIPPER)
+    if not proc.pid_file.exists() or proc.running():
+        return []
+    return [(SHIPPER, lambda: ensure_shipper(platform))]
 
 
 def start_archive(platform, progress: Progress = _noop) -> list[str]:

@@ -12,20 +12,8 @@ from __future__ import annotations
 
 import re
 
-from ragops.backup.catalog import (
-    MANIFEST,
-    CreatePlan,
-    Manifest,
-    drop_lock,
-    iso,
-    manifest_bytes,
-    new_backup_id,
-    now_utc,
-    parse_iso,
-    storages,
-    write_lock,
-)
-from ragops.backup.pipeline import CommandReader, Progress, say, size_text
+from ragops.backup.catalog import MANIFEST, CreatePlan, Manifest, iso, now_utc, parse_iso
+from ragops.backup.pipeline import CommandReader, Progress, say
 from ragops.errors import OperationFailed, UsageError
 from ragops.pitr.incremental import IncrementalReader
 
@@ -66,16 +54,11 @@ def create_physical(config, label: str | None = None, progress: Progress = None,
                     dry_run: bool = False, incremental: bool = False) -> Manifest | CreatePlan:
     """Stream a base backup of the primary into the backup storage; the manifest is written last.
     `incremental`: only the files changed since the newest base backup (ragops/pitr/incremental.py)."""
-    from ragops.backup.compressors import get_compressor
-    from ragops.backup.crypters import get_crypter
-    from ragops.backup.pg import describe, source_params
+    from ragops.backup.create import backup_stages, commit_backup
+    from ragops.backup.pg import describe
 
-    if label is not None and not re.fullmatch(r"[\w.:@+-]{1,100}", label):
-        raise UsageError(f"--label: use letters, digits and ._:@+- (at most 100), got {label!r}")
-    compressor = get_compressor(None, config.backups.compression_level)
-    crypter = get_crypter(config, generate=not dry_run) if not dry_run or config.backups.encryption_key else None
-    storage, copy = storages(config)
-    params = {**source_params(config), "dbname": "postgres"}
+    compressor, crypter, storage, copy = backup_stages(config, label, dry_run)
+    params = source_params(config)
     increment = _incremental_source(config, storage, params) if incremental else None
     if dry_run and increment:
         parent, data_dir = increment
@@ -92,26 +75,44 @@ def create_physical(config, label: str | None = None, progress: Progress = None,
             f"(key {crypter.key_id if crypter else 'generated on first use'})  ->  sha256",
             f"stream into {storage.describe('<id>/' + DATA)}" + (f", copy to {copy.url}" if copy else ""),
             f"write {storage.describe('<id>/' + MANIFEST)} last (the commit point)"])
-    backup_id = new_backup_id()
-    started = now_utc()
-    write_lock(storage, backup_id, started)
-    try:
-        say(progress, f"{backup_id}: base backup of {describe(params)} into {storage.url}")
-        manifest = _stream(config, storage, backup_id, started, params, compressor, crypter, label, progress,
-                           increment)
-        if copy:
-            from ragops.backup.create import _copy_backup
+    what = "incremental base backup" if increment else "base backup"
+    return commit_backup(
+        storage, copy, progress, f"{what} of {describe(params)} into {storage.url}", "read",
+        lambda backup_id, started: _stream(config, storage, backup_id, started, params, compressor, crypter, label,
+                                           progress, increment))
 
-            say(progress, f"{backup_id}: copying to {copy.url}")
-            _copy_backup(storage, copy, manifest, progress)
-            manifest.copies.append(copy.url)
-            copy.put_bytes(f"{backup_id}/{MANIFEST}", manifest_bytes(manifest))
-        storage.put_bytes(f"{backup_id}/{MANIFEST}", manifest_bytes(manifest))   # the commit point
-    finally:
-        drop_lock(storage, backup_id)
-    say(progress, f"{backup_id}: done, {size_text(manifest.raw_bytes)} read, {size_text(manifest.stored_bytes)} "
-                  f"stored in {manifest.duration_seconds:.1f}s")
-    return manifest
+
+def source_params(config) -> dict:
+    """libpq parameters for the primary's `postgres` database, parsed without importing psycopg (a
+    physical backup never needs it: its start-up is part of the backup's wall time)."""
+    from ragops.backup.pg import params_from_dsn
+
+    if config.database.dsn:
+        dsn = config.reveal(config.database.dsn, "database.dsn")
+    else:
+        from ragops.db.connect import node_dsn
+
+        dsn = node_dsn(config, dbname=config.database.name)
+    return {**params_from_dsn(dsn), "dbname": "postgres"}
+
+
+def server_version(config, params: dict) -> str:
+    """SHOW server_version through psql (a few milliseconds; psycopg's import alone takes 0.1-0.3 s)."""
+    import subprocess
+
+    from ragops.backup.pg import describe, pg_tool, tool_call
+    from ragops.secrets import redact
+
+    conninfo, env = tool_call(params)
+    try:
+        done = subprocess.run([pg_tool(config, "psql"), "-X", "-A", "-t", "-q", "-w", "-d", conninfo, "-c",
+                               "SHOW server_version"], env=env, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise OperationFailed(f"cannot connect to {describe(params)}: no answer within 60s") from None
+    if done.returncode != 0 or not done.stdout.strip():
+        reason = (done.stderr.strip().splitlines() or [f"psql exit {done.returncode}"])[0]
+        raise OperationFailed(f"cannot connect to {describe(params)}: {redact(reason.removeprefix('psql: ').removeprefix('error: '))}")
+    return done.stdout.strip()
 
 
 def _incremental_source(config, storage, params: dict):
@@ -148,11 +149,9 @@ def _stream(config, storage, backup_id: str, started, params: dict, compressor, 
             progress: Progress, increment=None) -> Manifest:
     from ragops import __version__
     from ragops.backup import pipeline
-    from ragops.backup.pg import connect
     from ragops.pitr.wal import parse_lsn, segment_of_lsn
 
-    with connect(params) as conn:
-        server_version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
+    version = server_version(config, params)
     obj, dump_format = DATA, FORMAT
     reader: BaseBackupReader | IncrementalReader = basebackup_reader(config, params)
     if increment:
@@ -162,7 +161,7 @@ def _stream(config, storage, backup_id: str, started, params: dict, compressor, 
         start_ns = int(parse_iso(parent.physical["start_time"]).timestamp() * 1e9)
         obj, dump_format = incremental.DATA, incremental.FORMAT
         reader = IncrementalReader(params, data_dir, (parent.physical.get("incremental") or {}).get("files"),
-                                               start_ns, f"ragops {backup_id}")
+                                   start_ns, f"ragops {backup_id}")
     stored = pipeline.store(reader, compressor, crypter, storage, f"{backup_id}/{obj}", progress)
     points = dict(reader.points or {})
     if increment:
@@ -176,7 +175,7 @@ def _stream(config, storage, backup_id: str, started, params: dict, compressor, 
                 "stop_wal_file": segment_of_lsn(points["timeline"], parse_lsn(points["stop_lsn"]))}
     return Manifest(
         id=backup_id, project=config.project, environment=config.env_name, database="(cluster)",
-        server_version=server_version, started_at=iso(started), finished_at=iso(finished),
+        server_version=version, started_at=iso(started), finished_at=iso(finished),
         duration_seconds=round((finished - started).total_seconds(), 3), wal_lsn=points["start_lsn"],
         wal_file=physical["start_wal_file"], raw_bytes=stored.raw_bytes, stored_bytes=stored.stored_bytes,
         sha256=stored.sha256, compression=compressor.manifest_fields(), encryption=crypter.manifest_fields(),

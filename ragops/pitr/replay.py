@@ -31,11 +31,17 @@ def extract_base(config, storage, base, compressor, crypter, directory: Path) ->
         (directory / name).unlink(missing_ok=True)
 
 
-def prepare_recovery(directory: Path, wal_dir: Path, target, archive: bool = False) -> None:
+def prepare_recovery(directory: Path, wal_dir: Path, target, archive: bool = False,
+                     server_version: str = "") -> None:
     """recovery.signal and the recovery settings (postgresql.auto.conf overrides postgresql.conf);
     archiving off: a restored copy must never write into the live environment's archive."""
     settings = {"restore_command": f"cp {wal_dir}/%f %p", "recovery_target_action": "promote",
                 "recovery_target_timeline": "latest", "primary_conninfo": "", "primary_slot_name": ""}
+    if _syncfs_supported(server_version):
+        # The server makes the untarred files durable before it replays: one syncfs() per file system
+        # instead of an fsync per file (measured on 88 MB, ~1,000 files, a busy shared disk: 0.2 s
+        # instead of 5-7 s). Linux >= 5.8 reports write-back errors to syncfs as fsync does.
+        settings["recovery_init_sync_method"] = "syncfs"
     if not archive:
         settings["archive_mode"] = "off"
     if target.time:
@@ -48,6 +54,17 @@ def prepare_recovery(directory: Path, wal_dir: Path, target, archive: bool = Fal
         handle.write(f"\n{MARK}\n" + lines)
     (directory / "recovery.signal").write_text("")
     _give_to_server_account(directory)
+
+
+def _syncfs_supported(server_version: str) -> bool:
+    """recovery_init_sync_method = syncfs: PostgreSQL 14 or later, on Linux 5.8 or later."""
+    import platform
+    import sys
+
+    major = re.match(r"(\d+)", server_version or "")
+    kernel = re.match(r"(\d+)\.(\d+)", platform.release())
+    return (sys.platform.startswith("linux") and major is not None and int(major.group(1)) >= 14
+            and kernel is not None and (int(kernel.group(1)), int(kernel.group(2))) >= (5, 8))
 
 
 def _give_to_server_account(directory: Path) -> None:

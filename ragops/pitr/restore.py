@@ -198,7 +198,7 @@ def restore_physical(config, backup_id: str, target: Target, target_dir: str, *,
     wal_dir = directory / WAL_SUBDIR
     wal_dir.mkdir(mode=0o700)
     fetched = _fetch_all(config, storage, crypter, segments, cov, wal_dir, progress)
-    prepare_recovery(directory, wal_dir, target, archive=archive)
+    prepare_recovery(directory, wal_dir, target, archive=archive, server_version=base.server_version)
     node, recovered_to = replay(config, directory, port, progress, name="primary" if archive else "pitr-restore")
     rpo = None
     if target.time and recovered_to:

@@ -286,6 +286,39 @@ def test_kill_shipper_loses_no_segment(archived_primary, write_config, capsys, t
     assert check["gaps"] == [] and check["newest_segment"] >= last
 
 
+def test_supervisor_restarts_a_killed_wal_shipper(local_stack):
+    from ragops.config import load_config
+    from ragops.db.connect import node_dsn
+
+    stack = local_stack
+    pid_file = stack.state_dir / "run" / "wal-shipper.pid"
+    old = json.loads(pid_file.read_text())["pid"]
+    os.kill(old, signal.SIGKILL)
+
+    def shipper_pid() -> int | None:
+        try:
+            pid = json.loads(pid_file.read_text())["pid"]
+            return pid if pid != old and b"ragops.pitr.wal" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+        except (OSError, ValueError, KeyError):
+            return None
+
+    deadline = time.monotonic() + 30
+    while shipper_pid() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert shipper_pid() is not None, "the supervisor did not start the WAL shipper again"
+    # the new shipper ships: a segment closed now reaches the archive
+    dsn = node_dsn(load_config(stack.config_path, "test"), dbname="postgres")
+    segment = _exec(dsn, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    _exec(dsn, "SELECT pg_switch_wal()")
+    sidecar = stack.config_path.parent / "backups" / "wal" / segment[:8] / f"{segment}.json"   # its commit point
+    deadline = time.monotonic() + 30
+    while not sidecar.exists():
+        assert time.monotonic() < deadline, f"segment {segment} was not shipped after the restart"
+        time.sleep(0.2)
+    component = stack.json("status")["supervisor"]["components"]["wal-shipper"]
+    assert component["restarts"] >= 1 and component["down_since"] is None
+
+
 def test_db_recover_local_serves_recovered_data_with_replica_streaming(local_stack):
     import httpx
 

@@ -135,3 +135,38 @@ def test_wal_retention_keeps_what_the_oldest_kept_base_needs(tmp_path):
     assert expired == [sidecar_key(segment_name(1, 1)), sidecar_key(segment_name(1, 2)),
                        object_key(segment_name(1, 1)), object_key(segment_name(1, 2))]
     assert expired_wal(store, []) == []            # no kept base backup: the archive is all there is
+
+
+def test_the_supervisor_restarts_only_a_shipper_that_was_started_and_died(tmp_path):
+    import json
+    import os
+
+    from ragops.pitr.archive import SHIPPER, dead_shipper
+    from ragops.process import ManagedProcess
+
+    class Platform:
+        def proc(self, name: str) -> ManagedProcess:
+            return ManagedProcess(name, tmp_path / "run", tmp_path / "logs")
+
+    platform = Platform()
+    assert dead_shipper(platform) == []                       # never started (or stopped by `down`)
+    pid_file = platform.proc(SHIPPER).pid_file
+    pid_file.parent.mkdir()
+    pid_file.write_text(json.dumps({"pid": os.getpid(), "pgid": os.getpid(), "marker": "pytest"}))
+    assert dead_shipper(platform) == []                       # running
+    pid_file.write_text(json.dumps({"pid": 2 ** 22 + 1, "pgid": 2 ** 22 + 1, "marker": "ragops.pitr.wal"}))
+    assert [name for name, _restart in dead_shipper(platform)] == [SHIPPER]   # killed: restart it
+
+
+def test_the_restored_server_syncs_with_syncfs_only_where_it_exists(monkeypatch):
+    import platform
+    import sys
+
+    from ragops.pitr.replay import _syncfs_supported
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(platform, "release", lambda: "6.1.0-13-amd64")
+    assert _syncfs_supported("16.2") and _syncfs_supported("14.0")
+    assert not _syncfs_supported("13.14") and not _syncfs_supported("")   # PostgreSQL 13 refuses the setting
+    monkeypatch.setattr(platform, "release", lambda: "5.4.0-150-generic")
+    assert not _syncfs_supported("16.2")                                   # write-back errors unreported before 5.8
