@@ -45,6 +45,13 @@ def live(stack) -> tuple[str, str]:
     return resp.headers["x-rag-color"], resp.headers["x-rag-version"]
 
 
+def mirror_served(stack) -> bool:
+    """Whether Traefik (asked through its API) serves the shadow mirror router right now."""
+    data = yaml.safe_load(stack.config_path.read_text())
+    api = data["environments"]["test"]["router"]["api"]
+    return httpx.get(f"http://{api}/api/http/routers/rag-mirror@file", timeout=5).status_code == 200
+
+
 def counts(url: str) -> dict[str, float] | None:
     """The color's own request counters: GET /version and every POST."""
     try:
@@ -144,14 +151,19 @@ def test_shadow_deploy_mirrors_reads_and_changes_nothing_clients_see(stack):
     assert "free" in status
 
 
-def test_mirror_writes_mirrors_posts_too(stack):
-    _, live_version = live(stack)
+def test_mirror_writes_mirrors_posts_too_then_blue_green_deploys_it(stack):
+    live_color, live_version = live(stack)
     with client_load(stack) as (gets, posts):
-        proc = shadow(stack, "v2-writes", "--mirror-writes")
+        proc = shadow(stack, "v3-writes", "--mirror-writes", "--then", "blue-green")
     assert proc.returncode == 0, proc.stderr
     assert gets.failed == 0 and posts.failed == 0
-    assert posts.versions_seen == {live_version}
     assert proc.mirrored["post"] >= 5 and proc.mirrored["get"] >= 20, proc.mirrored
+    # clients got the live version until the switch, then the new one
+    assert live(stack) == ("green" if live_color == "blue" else "blue", "v3-writes")
+    record = stack.json("history", "-n", "1")[-1]
+    assert record["strategy"] == "shadow" and record["result"] == "succeeded"
+    assert record["from_version"] == live_version and record["shadow"]["mirror_writes"] is True
+    assert not mirror_served(stack)
 
 
 def test_bad_shadow_version_is_reported_failed_and_live_is_untouched(stack):
@@ -167,3 +179,29 @@ def test_bad_shadow_version_is_reported_failed_and_live_is_untouched(stack):
     assert counts(color_url(stack, shadow_color)) is None
     record = stack.json("history", "-n", "1")[-1]
     assert record["result"] == "failed" and record["shadow"]["analysis"]["error_rate"] > 0.05
+
+
+@pytest.mark.parametrize("then", ["abort", "resume"])
+def test_an_interrupted_shadow_deploy_ends_with_the_mirror_off_and_the_shadow_stopped(stack, then):
+    live_color, live_version = live(stack)
+    shadow_color = "green" if live_color == "blue" else "blue"
+    # killed (SIGKILL) while the mirror is on: during the analysis, or with the verdict journaled
+    point = "phase:shadow-analysis" if then == "abort" else "phase:mirror-off"
+    with client_load(stack):
+        killed = stack.cli("deploy", "--version", f"v4-{then}", "--strategy", "shadow", "--duration", "2s",
+                           "--yes", env={"RAGOPS_TEST_STOP_AT": point})
+    assert killed.returncode == -9, killed.stderr
+    assert mirror_served(stack)
+    assert live(stack) == (live_color, live_version)
+    if then == "abort":
+        done = stack.cli("abort", "--yes", check=True)
+        assert "mirror removed" in done.stderr, done.stderr
+        expected = "aborted"
+    else:
+        done = stack.cli("deploy", "--resume", "--yes", check=True)
+        assert f"mirror to {shadow_color} removed" in done.stderr, done.stderr
+        expected = "succeeded"
+    assert not mirror_served(stack)
+    assert counts(color_url(stack, shadow_color)) is None
+    assert live(stack) == (live_color, live_version)
+    assert stack.json("history", "-n", "1")[-1]["result"] == expected
