@@ -178,7 +178,6 @@ def deploy(ctx: typer.Context,
     """
     env = ctx.obj
     from ragops.deploy import engine
-    from ragops.durations import parse_duration
     from ragops.errors import UsageError
 
     config = env.config
@@ -190,18 +189,7 @@ def deploy(ctx: typer.Context,
     if not version:
         raise UsageError("--version is required (or --resume)")
     check_version_label(version, "--version")
-    weights = None
-    if steps:
-        try:
-            weights = [int(s) for s in steps.split(",") if s.strip()]
-        except ValueError:
-            raise UsageError(f"--steps: expected comma-separated weights like 10,25,50,100, got {steps!r}") from None
-    pause = None
-    if step_pause is not None:
-        try:
-            pause = parse_duration(step_pause)
-        except ValueError as exc:
-            raise UsageError(f"--step-pause: {exc}") from None
+    weights, pause = _canary_options(steps, step_pause)
     if on_inconclusive not in (None, "pause", "fail"):
         raise UsageError(f"--on-inconclusive: expected pause or fail, got {on_inconclusive!r}")
     overrides = _parse_env(set_env)
@@ -220,6 +208,26 @@ def deploy(ctx: typer.Context,
         result = engine.deploy(config, version, strategy, weights, pause, pause_at, overrides, progress=progress,
                                on_inconclusive=on_inconclusive)
     env.emit(result, _render_result)
+
+
+def _canary_options(steps: str | None, step_pause: str | None) -> tuple[list[int] | None, float | None]:
+    """--steps and --step-pause parsed (None when not given)."""
+    from ragops.durations import parse_duration
+    from ragops.errors import UsageError
+
+    weights = None
+    if steps:
+        try:
+            weights = [int(s) for s in steps.split(",") if s.strip()]
+        except ValueError:
+            raise UsageError(f"--steps: expected comma-separated weights like 10,25,50,100, got {steps!r}") from None
+    pause = None
+    if step_pause is not None:
+        try:
+            pause = parse_duration(step_pause)
+        except ValueError as exc:
+            raise UsageError(f"--step-pause: {exc}") from None
+    return weights, pause
 
 
 def _shadow(env, version: str, strategy: str | None, duration: str | None, mirror_percent: int,

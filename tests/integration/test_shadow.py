@@ -123,6 +123,15 @@ def client_load(stack: Stack) -> Iterator[tuple[LoadStats, LoadStats]]:
         yield g, p
 
 
+def test_shadow_plan_names_the_mirror_and_changes_nothing(stack):
+    plan = stack.json("deploy", "--version", "v2", "--strategy", "shadow", "--duration", "2m",
+                      "--mirror-percent", "20", "--plan")
+    assert plan["strategy"] == "shadow" and plan["result"] == "planned"
+    assert any(line.startswith(f"mirror 20% of read requests (GET/HEAD) from {plan['from_color']} to "
+                               f"{plan['to_color']}") for line in plan["plan"]), plan["plan"]
+    assert not mirror_served(stack) and plan["from_version"] == live(stack)[1]
+
+
 def test_shadow_deploy_mirrors_reads_and_changes_nothing_clients_see(stack):
     live_color, live_version = live(stack)
     shadow_color = "green" if live_color == "blue" else "blue"
