@@ -79,6 +79,25 @@ class PeopleRouting:
     cookie: str = "ragops_color"
 
 
+def sides(backends: dict[str, str], weights: dict[str, int]) -> tuple[str, str] | None:
+    """(stable, other) when two colors run: the stable one carries the larger weight; the other is the
+    canary during a deploy (at any weight, 0 included) and the warm previous version after one."""
+    running = sorted(backends)
+    if len(running) != 2:
+        return None
+    stable = max(running, key=lambda c: (weights.get(c, 0), c == running[0]))
+    return stable, next(c for c in running if c != stable)
+
+
+def people_targets(backends: dict[str, str], weights: dict[str, int]) -> dict[str, str]:
+    """Header value -> color for routing people (PeopleRouting): `always` the other color, `never` the
+    stable one; empty unless two colors run and the stable one has traffic."""
+    pair = sides(backends, weights)
+    if pair is None or weights.get(pair[0], 0) <= 0:
+        return {}
+    return {"always": pair[1], "never": pair[0]}
+
+
 @dataclass(frozen=True)
 class Mirror:
     """Shadow traffic: `percent` of the live requests are copied to `color`, whose answers are

@@ -18,7 +18,7 @@ import yaml
 
 from ragops import loopback
 from ragops.errors import OperationFailed
-from ragops.routing.base import Mirror, PeopleRouting, Router, RouterState
+from ragops.routing.base import Mirror, PeopleRouting, Router, RouterState, people_targets
 
 SERVICE = "rag"            # the weighted service the public router points at
 MAINTENANCE = "rag-maintenance"
@@ -69,24 +69,10 @@ def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None 
     return config
 
 
-def sides(backends: dict[str, str], weights: dict[str, int]) -> tuple[str, str] | None:
-    """(stable, other) when two colors run: the stable one carries the larger weight; the other is the
-    canary during a deploy (at any weight, 0 included) and the warm previous version after one."""
-    running = sorted(backends)
-    if len(running) != 2:
-        return None
-    stable = max(running, key=lambda c: (weights.get(c, 0), c == running[0]))
-    return stable, next(c for c in running if c != stable)
-
-
 def people_routers(backends: dict[str, str], weights: dict[str, int], people: PeopleRouting) -> dict:
     """`<header>: always` -> the other color, `never` -> the stable one, whatever the weights."""
-    pair = sides(backends, weights)
-    if pair is None or weights.get(pair[0], 0) <= 0:
-        return {}
-    stable, other = pair
     routers = {}
-    for value, color in (("always", other), ("never", stable)):
+    for value, color in people_targets(backends, weights).items():
         routers[f"{SERVICE}-{value}"] = {"entryPoints": ["web"], "priority": 10_000,
                                          "rule": f"Header(`{people.header}`, `{value}`)",
                                          "service": color_service(color), "middlewares": ["retry"]}
