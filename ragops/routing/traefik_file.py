@@ -32,6 +32,8 @@ MIRROR_ROUTER = "rag-mirror"
 # above the public router `rag` (a rule's priority defaults to its length), below the canary header routes
 MIRROR_PRIORITY = 1_000
 READ_METHODS = ("GET", "HEAD")
+# Traefik buffers a mirrored request's body in memory: a larger one is served but not mirrored
+MIRROR_MAX_BODY = 1 << 20
 
 
 def color_service(color: str) -> str:
@@ -130,7 +132,7 @@ def mirror_config(mirror: Mirror | None) -> dict:
         "routers": {MIRROR_ROUTER: {"entryPoints": ["web"], "rule": rule, "priority": MIRROR_PRIORITY,
                                     "service": MIRROR_SERVICE, "middlewares": ["retry"]}},
         "services": {MIRROR_SERVICE: {"mirroring": {
-            "service": SERVICE, "healthCheck": {},
+            "service": SERVICE, "healthCheck": {}, "maxBodySize": MIRROR_MAX_BODY,
             "mirrors": [{"name": color_service(mirror.color), "percent": int(mirror.percent)}]}}},
     }}
 

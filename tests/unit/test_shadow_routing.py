@@ -34,6 +34,7 @@ def test_reads_only_mirror_matches_get_and_head_and_mirrors_the_weighted_service
     # users get the answers of `rag` (the live weighted service), never the shadow's
     assert mirroring["service"] == SERVICE
     assert mirroring["mirrors"] == [{"name": "rag-green", "percent": 20}]
+    assert mirroring["maxBodySize"] == 1 << 20       # bounded router memory: larger bodies are not mirrored
 
 
 def test_mirror_writes_matches_every_method():
