@@ -283,6 +283,9 @@ class TraefikFileRouter(Router):
         self._write(DYNAMIC_FILE, dynamic_config(backends, weights, maintenance=maintenance,
                                                  health_path=self.health_path, people=self.people))
         self._written_maintenance = maintenance
+        if maintenance and self.mirror() is not None:
+            # the mirror's router ranks above `rag`: it would keep serving reads through maintenance
+            self.set_mirror(None)
 
     def confirm(self, weights: dict[str, int], timeout: float) -> float:
         """Until Traefik serves what was written: `weights` and the router's target (the maintenance

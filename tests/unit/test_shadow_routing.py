@@ -62,6 +62,15 @@ def test_mirror_is_a_file_of_its_own_so_weight_changes_keep_it(tmp_path):
     assert MIRROR_SERVICE not in str(dynamic_config({"blue": "u"}, {"blue": 100}))
 
 
+def test_maintenance_ends_a_mirror_whose_router_would_bypass_it(tmp_path):
+    r = router("traefik", tmp_path)
+    backends = {"blue": "http://127.0.0.1:9611", "green": "http://127.0.0.1:9612"}
+    r.apply(backends, {"blue": 100}, False)
+    r.set_mirror(Mirror("green", 30))
+    r.apply(backends, {"blue": 100}, True)
+    assert r.mirror() is None
+
+
 def test_routers_that_cannot_mirror_refuse_with_one_line_naming_the_router(tmp_path):
     r = router("haproxy", tmp_path)
     assert not r.supports_mirroring
