@@ -136,7 +136,8 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 
 def deploy(ctx: typer.Context,
            version: str | None = typer.Option(None, "--version", help="The version to deploy."),
-           strategy: str | None = typer.Option(None, "--strategy", help="blue-green or canary (default: deploy.strategy)."),
+           strategy: str | None = typer.Option(None, "--strategy",
+                                               help="blue-green, canary or shadow (default: deploy.strategy)."),
            steps: str | None = typer.Option(None, "--steps", help="Canary weights, e.g. 10,25,50,100."),
            step_pause: str | None = typer.Option(None, "--step-pause", help="Analysis window per canary step, e.g. 30s."),
            pause_at: int | None = typer.Option(None, "--pause-at", help="Pause after this canary weight until `ragops promote`."),
@@ -147,9 +148,23 @@ def deploy(ctx: typer.Context,
            on_inconclusive: str | None = typer.Option(
                None, "--on-inconclusive",
                help="pause (default: the canary stays at its weight, exit 3, then promote/abort) or fail."),
+           duration: str | None = typer.Option(None, "--duration",
+                                               help="shadow: how long the shadow color is analysed, e.g. 2m."),
+           mirror_percent: int = typer.Option(100, "--mirror-percent",
+                                              help="shadow: share (1-100) of the live requests copied to the shadow."),
+           mirror_writes: bool = typer.Option(
+               False, "--mirror-writes",
+               help="shadow: also mirror POST/PUT/PATCH/DELETE. Off by default: both colors share one database, "
+                    "so a mirrored write is applied twice."),
+           then: str | None = typer.Option(None, "--then",
+                                           help="shadow: blue-green = deploy the version after a passed shadow "
+                                                "analysis (default: stop the shadow color)."),
            ) -> None:
     """Deploy a new version: blue-green (default) or canary, with health gates, smoke tests,
-    metric analysis and automatic rollback.
+    metric analysis and automatic rollback; or shadow: the new version gets a copy of live
+    traffic (its answers are dropped, users only ever get the live version's), is analysed,
+    and is stopped again (or deployed with --then blue-green). Shadow mirrors only GET/HEAD
+    unless --mirror-writes: a mirrored write would be applied twice to the shared database.
 
     \b
     Examples:
@@ -158,10 +173,11 @@ def deploy(ctx: typer.Context,
       ragops deploy --version v2 --strategy canary --steps 10,50,100 --step-pause 30s --pause-at 50
       ragops deploy --version v3 --set RAG_FAULT_ERROR_RATE=0.3 --yes   (fault injection: refused by its smoke test)
       ragops deploy --version v2 --strategy canary --on-inconclusive fail --yes   (no data fails instead of pausing)
+      ragops deploy --version v2 --strategy shadow --duration 2m --mirror-percent 20 --yes
+      ragops deploy --version v2 --strategy shadow --duration 2m --then blue-green --yes
     """
     env = ctx.obj
     from ragops.deploy import engine
-    from ragops.durations import parse_duration
     from ragops.errors import UsageError
 
     config = env.config
@@ -173,6 +189,32 @@ def deploy(ctx: typer.Context,
     if not version:
         raise UsageError("--version is required (or --resume)")
     check_version_label(version, "--version")
+    weights, pause = _canary_options(steps, step_pause)
+    if on_inconclusive not in (None, "pause", "fail"):
+        raise UsageError(f"--on-inconclusive: expected pause or fail, got {on_inconclusive!r}")
+    overrides = _parse_env(set_env)
+    if strategy == "shadow" or duration is not None or mirror_writes or then is not None:
+        _shadow(env, version, strategy, duration, mirror_percent, mirror_writes, then, overrides, plan_only)
+        return
+    plan = engine.plan(config, version, strategy, weights, pause, pause_at, overrides)
+    if plan_only:
+        env.emit(plan, lambda p: "\n".join([f"plan: {p.strategy} deploy of {p.version} to {config.env_name} "
+                                            f"({p.from_color or 'none'} -> {p.to_color})"]
+                                           + [f"  {i + 1}. {line}" for i, line in enumerate(p.plan)]))
+        return
+    title = f"deploy {version} to {config.env_name} ({plan.strategy}, {plan.from_color or 'none'} -> {plan.to_color})"
+    env.confirm(f"Deploy {version} to {config.env_name} with {plan.strategy}?", destructive=True)
+    with LiveView(env, title) as progress:
+        result = engine.deploy(config, version, strategy, weights, pause, pause_at, overrides, progress=progress,
+                               on_inconclusive=on_inconclusive)
+    env.emit(result, _render_result)
+
+
+def _canary_options(steps: str | None, step_pause: str | None) -> tuple[list[int] | None, float | None]:
+    """--steps and --step-pause parsed (None when not given)."""
+    from ragops.durations import parse_duration
+    from ragops.errors import UsageError
+
     weights = None
     if steps:
         try:
@@ -185,20 +227,38 @@ def deploy(ctx: typer.Context,
             pause = parse_duration(step_pause)
         except ValueError as exc:
             raise UsageError(f"--step-pause: {exc}") from None
-    if on_inconclusive not in (None, "pause", "fail"):
-        raise UsageError(f"--on-inconclusive: expected pause or fail, got {on_inconclusive!r}")
-    overrides = _parse_env(set_env)
-    plan = engine.plan(config, version, strategy, weights, pause, pause_at, overrides)
+    return weights, pause
+
+
+def _shadow(env, version: str, strategy: str | None, duration: str | None, mirror_percent: int,
+            mirror_writes: bool, then: str | None, overrides: dict[str, str], plan_only: bool) -> None:
+    """`deploy --strategy shadow`: the options are checked before anything is asked or changed."""
+    from ragops.deploy import shadow_run
+    from ragops.deploy.shadow import ShadowSettings
+    from ragops.durations import parse_duration
+    from ragops.errors import UsageError
+
+    if strategy != "shadow":
+        raise UsageError("--duration, --mirror-writes and --then apply to --strategy shadow only")
+    if duration is None:
+        raise UsageError("--strategy shadow needs --duration (how long the shadow color is analysed, e.g. 2m)")
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        raise UsageError(f"--duration: {exc}") from None
+    config = env.config
+    settings = ShadowSettings(duration=seconds, mirror_percent=mirror_percent, mirror_writes=mirror_writes,
+                              then=then).validate()
+    plan = shadow_run.plan(config, version, settings, overrides)
     if plan_only:
-        env.emit(plan, lambda p: "\n".join([f"plan: {p.strategy} deploy of {p.version} to {config.env_name} "
-                                            f"({p.from_color or 'none'} -> {p.to_color})"]
+        env.emit(plan, lambda p: "\n".join([f"plan: shadow deploy of {p.version} to {config.env_name} "
+                                            f"({p.from_color} -> {p.to_color})"]
                                            + [f"  {i + 1}. {line}" for i, line in enumerate(p.plan)]))
         return
-    title = f"deploy {version} to {config.env_name} ({plan.strategy}, {plan.from_color or 'none'} -> {plan.to_color})"
-    env.confirm(f"Deploy {version} to {config.env_name} with {plan.strategy}?", destructive=True)
+    title = f"shadow deploy {version} to {config.env_name} ({settings.describe()}, {plan.from_color} -> {plan.to_color})"
+    env.confirm(f"Shadow-deploy {version} to {config.env_name} ({settings.describe()} mirrored)?", destructive=True)
     with LiveView(env, title) as progress:
-        result = engine.deploy(config, version, strategy, weights, pause, pause_at, overrides, progress=progress,
-                               on_inconclusive=on_inconclusive)
+        result = shadow_run.deploy(config, version, settings, overrides, progress=progress)
     env.emit(result, _render_result)
 
 

