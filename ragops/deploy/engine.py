@@ -443,8 +443,11 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
 
 def _check_rollback_target(version: str, records: list[dict], warm) -> None:
     """A rollback goes back to something that ran here before; anything else is a deploy."""
+    def served(r: dict, key: str) -> bool:   # a shadow deploy's version only answered mirrored copies
+        return key == "from_version" or r.get("strategy") != "shadow" or bool((r.get("shadow") or {}).get("then"))
+
     known = {str(r[key]) for r in records if r.get("result") == "succeeded"
-             for key in ("version", "from_version") if r.get(key)}
+             for key in ("version", "from_version") if r.get(key) and served(r, key)}
     if warm.running and warm.version:
         known.add(warm.version)
     if version not in known:

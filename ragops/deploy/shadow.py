@@ -68,14 +68,12 @@ class ShadowSettings:
 
 
 def routers_of(platform) -> list[Router]:
-    """The routers a mirror goes to: each host's where the platform spreads over hosts (docker),
-    else the platform's own. Raises UsageError when one of them cannot mirror (naming it).
-    (A Platform accessor for its routers would be the clean seam; platforms/ is not this module's.)"""
-    hosts = getattr(platform, "hosts", None) or [platform]
-    routers = [getattr(host, "router", None) for host in hosts]
+    """The routers a mirror goes to (every host's on a multi-host platform). Raises UsageError when one
+    of them cannot mirror (naming it)."""
+    routers = platform.routers()
+    if not routers or not all(isinstance(r, Router) for r in routers):
+        raise UsageError(f"the {platform.name} platform has no router ragops can mirror traffic on")
     for router in routers:
-        if not isinstance(router, Router):
-            raise UsageError(f"the {platform.name} platform has no router ragops can mirror traffic on")
         router.check_mirroring()
     return [r for r in routers if isinstance(r, Router)]
 

@@ -185,6 +185,12 @@ class Platform(abc.ABC):
         nothing here (failover calls it before routing to a region)."""
         return None
 
+    def routers(self) -> list:
+        """Every router ragops writes for this environment (one per host where the platform spreads
+        over hosts): what a change that must reach all of them, like a shadow mirror, goes to."""
+        router = getattr(self, "router", None)   # local and kubernetes expose theirs as `router`
+        return [router] if router is not None else []
+
     @abc.abstractmethod
     def router_weights(self) -> dict[str, int]:
         """The weights the router is serving right now (read back from the router itself)."""

@@ -66,6 +66,9 @@ class DockerPlatform(Platform):
         self.hosts = [DockerHost(self, spec, index) for index, spec in enumerate(config.env.hosts)]
         self.primary = self.hosts[0]
 
+    def routers(self) -> list:
+        return [host.router for host in self.hosts]
+
     def _is_secondary(self, region: str) -> bool:
         """As on local: the first configured region (or one without its own router) is the default."""
         regions = self.config.env.regions

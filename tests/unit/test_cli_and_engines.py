@@ -234,11 +234,15 @@ def test_rollback_target_must_have_run_here():
     from ragops.platforms.base import ColorState
 
     records = [{"result": "succeeded", "version": "v2", "from_version": "v1"},
-               {"result": "failed", "version": "v7", "from_version": "v2"}]
+               {"result": "failed", "version": "v7", "from_version": "v2"},
+               {"result": "succeeded", "strategy": "shadow", "version": "v8", "from_version": "v2",
+                "shadow": {"then": None}},             # mirrored copies only: never served a user
+               {"result": "succeeded", "strategy": "shadow", "version": "v9", "from_version": "v2",
+                "shadow": {"then": "blue-green"}}]     # went on to serve
     warm = ColorState(color="green", running=True, version="v3")
-    for ok in ("v1", "v2", "v3"):
+    for ok in ("v1", "v2", "v3", "v9"):
         _check_rollback_target(ok, records, warm)
-    for never in ("v99", "v7"):
+    for never in ("v99", "v7", "v8"):
         with pytest.raises(UsageError, match=f"--to {never}: that version never ran"):
             _check_rollback_target(never, records, warm)
 
