@@ -37,6 +37,7 @@ def create(ctx: typer.Context,
     """Take a streamed, compressed, encrypted backup of the environment's primary (logical: pg_dump).
 
     Example: ragops -e production backup create --label pre-deploy
+
     Example: ragops backup create --physical --incremental   (the guide's hourly incremental)
     """
     env = ctx.obj

@@ -57,6 +57,7 @@ def create(ctx: typer.Context,
     """Stream a physical base backup (pg_basebackup -Ft, WAL fetched) through zstd and age into the storage.
 
     Example: ragops backup physical create --label nightly
+
     Example: ragops backup physical create --incremental   (hourly: the changed files since the newest one)
     """
     env = ctx.obj
