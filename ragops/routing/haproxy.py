@@ -10,6 +10,14 @@ Files under the router's folder:
                    `never blue`; `none` when no canary runs): a request with the canary header
                    (deploy.canary_header) goes to that color's server (`use-server`: whatever the
                    weights, 0 included, as HAProxy does for persistent connections)
+  (deploy.sticky)  the backend inserts a cookie (PeopleRouting.cookie, as on Traefik) naming the server
+                   a client first got, so it keeps its version while the weights are between 0 and
+                   100. A server at weight 0 still takes the clients its cookie names (measured on
+                   2.6: weight 0 only stops load-balancing), so an `ignore-persist` rule per color
+                   (`srv_weight(rag/<color>) eq 0`, read live: no reload for a weight change) sends
+                   them where the weights go: a rollback to 100 % stable moves every client. A DOWN
+                   server's clients are redispatched by HAProxy itself. The cookie lines are static:
+                   turning sticky on or off (or renaming the cookie) is a reload.
   haproxy.sock     the runtime API (stats socket, mode 0600, level admin)
   haproxy.pid      the master's pid (for reloads)
 
@@ -69,10 +77,12 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
     """The whole haproxy.cfg for `state` (backends: color -> URL, weights 0..100). `servers` (color ->
     URL) are declared too, at weight 0, so a color that starts later needs no reload. The canary
     header picks a server through people.map (`use-server`), whatever the weights."""
-    header = (people or PeopleRouting()).header
+    people = people or PeopleRouting()
     servers = {**(servers or {}), **state.backends}
     record = {"backends": state.backends, "weights": {c: int(w) for c, w in state.weights.items()},
               "maintenance": state.maintenance, "servers": servers}
+    if people.sticky:
+        record["cookie"] = people.cookie           # recorded: a change of the static cookie lines is a reload
     lines = [
         STATE_MARK + json.dumps(record, sort_keys=True),
         "# written by ragops: weights also change at runtime through haproxy.sock",
@@ -107,9 +117,12 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
     ]
     # the canary header picks a server whatever the weights (people.map is set at runtime)
     for color in sorted(servers):
-        lines.append(f"    use-server {color} if {{ req.hdr({header}),map({root}/{PEOPLE_MAP}) -m str {color} }}")
+        lines.append(f"    use-server {color} if {{ req.hdr({people.header}),map({root}/{PEOPLE_MAP}) -m str {color} }}")
+    lines += _sticky_lines(people, servers)
+    cookie = " cookie {}" if people.sticky else ""
     for color, url in sorted(servers.items()):
-        lines.append(f"    server {color} {_server_address(url)} weight {int(state.weights.get(color, 0))} check")
+        lines.append(f"    server {color} {_server_address(url)} weight {int(state.weights.get(color, 0))} check"
+                     + cookie.format(color))
     lines += [
         "frontend stats",
         f"    bind {api}",
@@ -118,6 +131,15 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
         "    stats uri /stats",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _sticky_lines(people: PeopleRouting, servers: dict[str, str]) -> list[str]:
+    """deploy.sticky: the cookie naming a client's server, ignored while that server's live weight is 0."""
+    if not people.sticky:
+        return []
+    return [f"    cookie {people.cookie} insert indirect nocache httponly"] + [
+        f"    ignore-persist if {{ req.cook({people.cookie}) -m str {color} }} {{ srv_weight({BACKEND}/{color}) eq 0 }}"
+        for color in sorted(servers)]
 
 
 def render_map(maintenance: bool) -> str:
@@ -232,8 +254,10 @@ class HAProxyRouter(Router):
         if worker is None:
             return                                                # not running: the files are enough
         servers = new.get("servers") or {}
-        # a reload when the declared servers change, or once for a config written before people.map
-        if servers != (old.get("servers") or {}) or PEOPLE_MAP not in (old_text or ""):
+        # a reload when the declared servers or the sticky cookie change, or once for a config
+        # written before people.map
+        if (servers != (old.get("servers") or {}) or new.get("cookie") != old.get("cookie")
+                or PEOPLE_MAP not in (old_text or "")):
             self.reload(worker)                                   # the only reloads: see the module docstring
         else:
             self._set_weights({c: state.weights.get(c, 0) for c in servers}, parse(old_text).weights,

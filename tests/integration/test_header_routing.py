@@ -1,12 +1,15 @@
 """Routing for people on HAProxy (router.kind haproxy, Debian 2.6): during a canary `X-Canary: always`
-reaches the canary and `never` the stable color whatever the weights; real haproxy, real colors."""
+reaches the canary and `never` the stable color whatever the weights, and deploy.sticky keeps a client
+on the version it first got until that version's weight is 0; real haproxy, real colors."""
 from __future__ import annotations
 
 import shutil
 
 import httpx
 import pytest
+import yaml
 
+from ragops.routing.haproxy import BACKEND, PEOPLE_MAP, SOCKET_FILE, runtime
 from tests.conftest import need, server_tmpdir
 from tests.integration.conftest import _start_stack
 
@@ -45,3 +48,39 @@ def test_canary_header_on_haproxy_picks_a_side_whatever_the_weights(haproxy_stac
     finally:
         stack.cli("abort", "--yes", check=True)
     assert versions(stack, 10, {"X-Canary": "always"}) == {"v1": 10}      # canary gone: back to the one color
+
+
+def set_sticky(stack, on: bool) -> None:
+    """deploy.sticky in the stack's config file (each CLI run reads it; the next apply reloads haproxy)."""
+    data = yaml.safe_load(stack.config_path.read_text())
+    data["environments"]["test"].setdefault("deploy", {})["sticky"] = on
+    stack.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_sticky_sessions_on_haproxy_keep_a_client_on_its_version_until_its_weight_is_zero(haproxy_stack):
+    stack = haproxy_stack
+    set_sticky(stack, True)
+    clients = [httpx.Client(base_url=stack.router_url, timeout=5) for _ in range(20)]
+    try:
+        paused = stack.cli("deploy", "--version", "v2", "--strategy", "canary", "--steps", "50,100",
+                           "--step-pause", "2s", "--pause-at", "50", "--yes")
+        assert paused.returncode == 0 and "paused at 50%" in paused.stderr, paused.stderr
+        first = [client.get("/version").json()["version"] for client in clients]    # 20 fresh clients
+        assert set(first) == {"v1", "v2"}, first
+        for version in ("v1", "v2"):                  # a client of each side keeps its version
+            client = clients[first.index(version)]
+            assert {client.get("/version").json()["version"] for _ in range(50)} == {version}
+        kept = clients[first.index("v1")]             # the header still picks a side over the cookie
+        assert {kept.get("/version", headers={"X-Canary": "always"}).json()["version"] for _ in range(5)} == {"v2"}
+        # the canary at weight 0 (as a rollback's switch does, its color still running): every client,
+        # cookie or not, gets the stable version
+        root = next(stack.state_dir.rglob(SOCKET_FILE)).parent
+        canary = dict(line.split() for line in (root / PEOPLE_MAP).read_text().splitlines())["always"]
+        assert runtime(root / SOCKET_FILE, f"set server {BACKEND}/{canary} weight 0").strip() == ""
+        assert {client.get("/version").json()["version"] for client in clients for _ in range(3)} == {"v1"}
+        assert {httpx.get(stack.router_url + "/version", timeout=5).json()["version"] for _ in range(10)} == {"v1"}
+    finally:
+        for client in clients:
+            client.close()
+        set_sticky(stack, False)
+        stack.cli("abort", "--yes", check=True)

@@ -6,7 +6,7 @@ import subprocess
 
 from ragops.routing import FileStore, get_router
 from ragops.routing.base import PeopleRouting, RouterState, people_targets
-from ragops.routing.haproxy import PEOPLE_MAP, people_map, render, render_people_map
+from ragops.routing.haproxy import PEOPLE_MAP, people_map, recorded, render, render_people_map
 from tests.conftest import need
 
 BACKENDS = {"blue": "http://127.0.0.1:9001", "green": "http://127.0.0.1:9002"}
@@ -43,6 +43,37 @@ def test_haproxy_accepts_the_config_with_header_routing(tmp_path):
                         colors=BACKENDS)
     router.apply(BACKENDS, {"blue": 50, "green": 50}, False)
     assert (tmp_path / PEOPLE_MAP).read_text() == "always green\nnever blue\n"
+    check = subprocess.run([haproxy, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True,
+                           check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_sticky_inserts_a_cookie_naming_each_server_ignored_while_its_weight_is_zero(tmp_path):
+    state = RouterState(dict(BACKENDS), {"blue": 50, "green": 50})
+    text = render(listen="127.0.0.1:1", api="127.0.0.1:2", root=str(tmp_path), state=state,
+                  people=PeopleRouting(sticky=True, cookie="my_color"))
+    lines = [x.strip() for x in text.splitlines()]
+    assert "cookie my_color insert indirect nocache httponly" in lines
+    assert [x for x in lines if x.startswith("server ")] == [
+        "server blue 127.0.0.1:9001 weight 50 check cookie blue", "server green 127.0.0.1:9002 weight 50 check cookie green"]
+    assert [x for x in lines if x.startswith("ignore-persist")] == [
+        f"ignore-persist if {{ req.cook(my_color) -m str {c} }} {{ srv_weight(rag/{c}) eq 0 }}" for c in ("blue", "green")]
+    assert recorded(text)["cookie"] == "my_color"
+
+
+def test_without_sticky_no_cookie_is_set():
+    text = render(listen="127.0.0.1:1", api="127.0.0.1:2", root="/run/router",
+                  state=RouterState(dict(BACKENDS), {"blue": 50, "green": 50}), people=PeopleRouting())
+    assert "cookie" not in text and "ignore-persist" not in text and "cookie" not in recorded(text)
+
+
+def test_haproxy_accepts_the_config_with_sticky_sessions(tmp_path):
+    haproxy = shutil.which("haproxy")
+    need(haproxy is not None, "the haproxy binary (apt-get install haproxy)")
+    router = get_router("haproxy", listen="127.0.0.1:18080", api="127.0.0.1:18081", store=FileStore(tmp_path),
+                        colors=BACKENDS, people=PeopleRouting(sticky=True))
+    router.apply(BACKENDS, {"blue": 0, "green": 100}, False)
+    assert "cookie ragops_color insert" in (tmp_path / "haproxy.cfg").read_text()
     check = subprocess.run([haproxy, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True,
                            check=False)
     assert check.returncode == 0, check.stdout + check.stderr
