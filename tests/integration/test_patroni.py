@@ -23,11 +23,15 @@ pytestmark = pytest.mark.integration
 
 
 def _free_block(size: int) -> int:
-    """`size` consecutive free loopback ports."""
+    """`size` consecutive free loopback ports, below the kernel's ephemeral range (an outgoing
+    connection's source port once took an etcd peer port drawn above it: "bind: address already in use")."""
     import random
 
+    from ragops.netutil import _ephemeral_range
+
+    low, _high = _ephemeral_range()
     for _ in range(200):
-        base = random.randint(20000, 60000)
+        base = random.randint(10000, max(10001, low - size - 1))
         if not any(port_open("127.0.0.1", base + i) for i in range(size)):
             return base
     raise RuntimeError("no block of free ports")
