@@ -310,6 +310,13 @@ def deploy(config: Config, version: str, strategy: str | None = None, steps: lis
     opts = _options(config, version, strategy, steps, step_pause, pause_at, env, on_inconclusive)
     config.resolve_references(*NEEDED_SECRETS)   # before anything is stopped or written
     platform = get_platform(config)
+    refuse_if_unfinished(platform)
+    return Deployment(config, opts, progress, platform).run()
+
+
+def refuse_if_unfinished(platform) -> None:
+    """A new deploy (any strategy) waits for a paused or interrupted one: LockHeld naming it and the next step.
+    A live owner's lock is left to the lock itself (it refuses with its holder)."""
     interrupted = Journal(platform.journal_dir()).current()
     if interrupted:
         lock = platform.lock_backend().read() or {}
@@ -317,7 +324,6 @@ def deploy(config: Config, version: str, strategy: str | None = None, steps: lis
             state = "is paused" if lock.get("paused") else f"was interrupted at phase {interrupted.get('phase')}"
             raise LockHeld(f"{_kind(interrupted)} {interrupted['id']} of {interrupted['version']} {state}",
                            hint=next_step(interrupted))
-    return Deployment(config, opts, progress, platform).run()
 
 
 def _journaled(config: Config, progress: Progress, command: str) -> Deployment:

@@ -8,11 +8,8 @@ from __future__ import annotations
 from ragops.config import Config
 from ragops.deploy import engine
 from ragops.deploy.deployment import DeployOptions, DeployResult
-from ragops.deploy.history import Journal
-from ragops.deploy.lock import owner_alive
 from ragops.deploy.shadow import STRATEGY, ShadowSettings, plan_lines, routers_of
-from ragops.deploy.states import next_step, unfinished_kind
-from ragops.errors import LockHeld, UsageError
+from ragops.errors import UsageError
 from ragops.events import Progress, ignore
 from ragops.platforms import get_platform
 
@@ -46,13 +43,7 @@ def deploy(config: Config, version: str, settings: ShadowSettings, env: dict | N
     config.resolve_references(*engine.NEEDED_SECRETS)   # before anything is stopped or written
     platform = get_platform(config)
     routers_of(platform)
-    interrupted = Journal(platform.journal_dir()).current()
-    if interrupted:
-        lock = platform.lock_backend().read() or {}
-        if not lock or not owner_alive(lock) or lock.get("paused"):
-            state = "is paused" if lock.get("paused") else f"was interrupted at phase {interrupted.get('phase')}"
-            raise LockHeld(f"{unfinished_kind(interrupted)} {interrupted['id']} of {interrupted['version']} {state}",
-                           hint=next_step(interrupted))
+    engine.refuse_if_unfinished(platform)
     deployment = engine.Deployment(config, _options(config, version, env), progress, platform)
     deployment.record["options"][STRATEGY] = settings.as_dict()
     return deployment.run()
