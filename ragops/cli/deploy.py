@@ -198,9 +198,7 @@ def deploy(ctx: typer.Context,
         return
     plan = engine.plan(config, version, strategy, weights, pause, pause_at, overrides)
     if plan_only:
-        env.emit(plan, lambda p: "\n".join([f"plan: {p.strategy} deploy of {p.version} to {config.env_name} "
-                                            f"({p.from_color or 'none'} -> {p.to_color})"]
-                                           + [f"  {i + 1}. {line}" for i, line in enumerate(p.plan)]))
+        env.emit(plan, lambda p: _plan_text(p, config.env_name))
         return
     title = f"deploy {version} to {config.env_name} ({plan.strategy}, {plan.from_color or 'none'} -> {plan.to_color})"
     env.confirm(f"Deploy {version} to {config.env_name} with {plan.strategy}?", destructive=True)
@@ -208,6 +206,12 @@ def deploy(ctx: typer.Context,
         result = engine.deploy(config, version, strategy, weights, pause, pause_at, overrides, progress=progress,
                                on_inconclusive=on_inconclusive)
     env.emit(result, _render_result)
+
+
+def _plan_text(p, env_name: str) -> str:
+    """`deploy --plan` for every strategy: a title line, then the numbered steps."""
+    return "\n".join([f"plan: {p.strategy} deploy of {p.version} to {env_name} ({p.from_color or 'none'} -> {p.to_color})"]
+                     + [f"  {i + 1}. {line}" for i, line in enumerate(p.plan)])
 
 
 def _canary_options(steps: str | None, step_pause: str | None) -> tuple[list[int] | None, float | None]:
@@ -251,9 +255,7 @@ def _shadow(env, version: str, strategy: str | None, duration: str | None, mirro
                               then=then).validate()
     plan = shadow_run.plan(config, version, settings, overrides)
     if plan_only:
-        env.emit(plan, lambda p: "\n".join([f"plan: shadow deploy of {p.version} to {config.env_name} "
-                                            f"({p.from_color} -> {p.to_color})"]
-                                           + [f"  {i + 1}. {line}" for i, line in enumerate(p.plan)]))
+        env.emit(plan, lambda p: _plan_text(p, config.env_name))
         return
     title = f"shadow deploy {version} to {config.env_name} ({settings.describe()}, {plan.from_color} -> {plan.to_color})"
     env.confirm(f"Shadow-deploy {version} to {config.env_name} ({settings.describe()} mirrored)?", destructive=True)
