@@ -12,10 +12,15 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from ragops.config import Config
 
 
 @dataclass
@@ -126,6 +131,19 @@ class ManagedProcess:
                 return True
             time.sleep(0.05)
         return False
+
+
+def ensure_ragops_process(proc: ManagedProcess, module: str, config: Config, say: Callable[[str], object],
+                          message: str) -> bool:
+    """Start a long-lived ragops process, `python -m <module> CONFIG ENV` (the supervisor, the WAL
+    shipper), unless it runs; `message` is said first. True when it was started. The marker (module and
+    config path) is how it is found again by its command line."""
+    if proc.running():
+        return False
+    config_path = str(Path(config.path).resolve())
+    say(message)
+    proc.start([sys.executable, "-m", module, config_path, config.env_name], marker=f"{module} {config_path}")
+    return True
 
 
 def _signal(pid: int, group: int | None, sig: int) -> None:

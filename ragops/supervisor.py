@@ -45,14 +45,11 @@ def restoring(platform):
 
 def ensure_supervisor(platform, progress) -> list[str]:
     """Start the supervisor unless it runs; returns the change made."""
-    proc = platform.proc("supervisor")
-    if proc.running():
-        return []
-    config_path = str(Path(platform.config.path).resolve())
-    progress("starting the supervisor (restarts a dead router, live color or WAL shipper)")
-    proc.start([sys.executable, "-m", "ragops.supervisor", config_path, platform.config.env_name],
-               marker=f"ragops.supervisor {config_path}")
-    return ["start supervisor"]
+    from ragops.process import ensure_ragops_process
+
+    started = ensure_ragops_process(platform.proc("supervisor"), "ragops.supervisor", platform.config, progress,
+                                    "starting the supervisor (restarts a dead router, live color or WAL shipper)")
+    return ["start supervisor"] if started else []
 
 
 def stop_supervisor(platform) -> bool:

@@ -4,9 +4,7 @@ shipper process, at `up`; a last drain at `down`.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from ragops.events import Say as Progress
 from ragops.events import quiet as _noop
@@ -71,14 +69,11 @@ def _literal(value: str) -> str:
 
 
 def ensure_shipper(platform, progress: Progress = _noop) -> list[str]:
-    proc = platform.proc(SHIPPER)
-    if proc.running():
-        return []
-    config_path = str(Path(platform.config.path).resolve())
-    progress("starting the WAL shipper (spool -> zstd -> age -> backup storage)")
-    proc.start([sys.executable, "-m", "ragops.pitr.wal", config_path, platform.config.env_name],
-               marker=f"ragops.pitr.wal {config_path}")
-    return ["start wal-shipper"]
+    from ragops.process import ensure_ragops_process
+
+    started = ensure_ragops_process(platform.proc(SHIPPER), "ragops.pitr.wal", platform.config, progress,
+                                    "starting the WAL shipper (spool -> zstd -> age -> backup storage)")
+    return ["start wal-shipper"] if started else []
 
 
 def dead_shipper(platform) -> list[tuple[str, Callable[[], object]]]:
