@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +66,32 @@ def _start_stack(directory: Path, **kw) -> Stack:
     return stack
 
 
+@contextmanager
+def running_stack(prefix: str, **kw):
+    """A local stack in a directory of its own (`_start_stack`'s options); stopped, purged and removed after."""
+    directory = server_tmpdir(prefix)
+    stack = _start_stack(directory, **kw)
+    try:
+        yield stack
+    finally:
+        stack.cli("down", "--purge", "--yes", timeout=120)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_sql(dsn: str, *statements: str):
+    """Run statements on one autocommit connection; the rows of the last one that returns rows."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        result = None
+        for statement in statements:
+            cur = conn.execute(statement)
+            result = cur.fetchall() if cur.description else None
+        return result
+
+
 @pytest.fixture(scope="module")
 def local_stack():
     """A running local stack shared by the tests of one module; stopped (and purged) after."""
-    directory = server_tmpdir("stack")
-    stack = _start_stack(directory)
-    yield stack
-    stack.cli("down", "--purge", "--yes", timeout=120)
-    shutil.rmtree(directory, ignore_errors=True)
+    with running_stack("stack") as stack:
+        yield stack

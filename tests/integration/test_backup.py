@@ -14,11 +14,11 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from ragops.cli.main import main
 from ragops.netutil import free_port
+from tests.integration.conftest import run_sql
 
 pytestmark = pytest.mark.integration
 
@@ -39,29 +39,20 @@ def _dsn(pg, dbname: str) -> str:
     return pg["dsn"].replace("dbname=postgres", f"dbname={dbname}")
 
 
-def _exec(dsn: str, *statements: str):
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        result = None
-        for statement in statements:
-            cur = conn.execute(statement)
-            result = cur.fetchall() if cur.description else None
-        return result
-
-
 def _fingerprint(dsn: str) -> tuple:
-    return tuple(_exec(dsn, "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
+    return tuple(run_sql(dsn, "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
                             "(SELECT md5(string_agg(id::text || title, ',' ORDER BY id)) FROM documents), "
                             "(SELECT md5(string_agg(id::text || body, ',' ORDER BY id)) FROM chunks)")[0])
 
 
 def _new_db(pg, prefix: str) -> str:
     name = f"{prefix}_{secrets.token_hex(4)}"
-    _exec(pg["dsn"], f"CREATE DATABASE {name}")
+    run_sql(pg["dsn"], f"CREATE DATABASE {name}")
     return name
 
 
 def _fill(dsn: str, documents: int = 50, chunks_per_doc: int = 4) -> None:
-    _exec(dsn,
+    run_sql(dsn,
           "CREATE TABLE documents (id serial PRIMARY KEY, title text NOT NULL)",
           "CREATE TABLE chunks (id serial PRIMARY KEY, document_id int REFERENCES documents(id), body text)",
           "CREATE INDEX ON chunks (document_id)",
@@ -75,7 +66,7 @@ def source_db(pg_cluster):
     name = _new_db(pg_cluster, "backup_test")
     _fill(_dsn(pg_cluster, name))
     yield name
-    _exec(pg_cluster["dsn"], f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    run_sql(pg_cluster["dsn"], f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -90,7 +81,7 @@ def scratch_dbs(pg_cluster):
 
     yield make
     for name in made:
-        _exec(pg_cluster["dsn"], f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        run_sql(pg_cluster["dsn"], f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -190,7 +181,7 @@ def test_create_list_verify_restore_file(cli, write_config, source_db, scratch_d
     code, listing, _ = cli(config, "backup", "list")
     assert listing["backups"][0]["verified"] is True and listing["backups"][0]["restore_tested"] is True
     # the scratch database is gone
-    assert not _exec(pg_cluster["dsn"], "SELECT 1 FROM pg_database WHERE datname LIKE 'ragops_verify_%'")
+    assert not run_sql(pg_cluster["dsn"], "SELECT 1 FROM pg_database WHERE datname LIKE 'ragops_verify_%'")
 
     code, shown, _ = cli(config, "backup", "show", manifest["id"])
     assert code == 0 and shown["manifest"]["sha256"] == manifest["sha256"] and shown["verification"]["ok"]
@@ -202,7 +193,7 @@ def test_create_list_verify_restore_file(cli, write_config, source_db, scratch_d
     code, plan, err = cli(config, "backup", "restore", "latest", "--target", _dsn(pg_cluster, target), "--dry-run")
     assert code == 0, err
     assert plan["dry_run"] and "would stream" in plan["steps"][-1]
-    assert _exec(_dsn(pg_cluster, target), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+    assert run_sql(_dsn(pg_cluster, target), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
     code, restored, err = cli(config, "backup", "restore", "latest", "--target", _dsn(pg_cluster, target), "--yes")
     assert code == 0, err
     assert restored["backup_id"] == manifest["id"] and restored["elapsed_seconds"] >= 0
@@ -232,12 +223,12 @@ def test_restore_with_create(cli, write_config, pg_cluster, tmp_path):
         code, manifest, err = cli(config, "backup", "create")
         assert code == 0, err
         before = _fingerprint(_dsn(pg_cluster, name))
-        _exec(pg_cluster["dsn"], f"DROP DATABASE {name} WITH (FORCE)")
+        run_sql(pg_cluster["dsn"], f"DROP DATABASE {name} WITH (FORCE)")
         code, _, err = cli(config, "backup", "restore", manifest["id"], "--to-env", "test", "--create", "--yes")
         assert code == 0, err
         assert _fingerprint(_dsn(pg_cluster, name)) == before
     finally:
-        _exec(pg_cluster["dsn"], f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        run_sql(pg_cluster["dsn"], f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 # ---- faults -------------------------------------------------------------------------------------
@@ -259,11 +250,11 @@ def test_flipped_byte_detected_and_refused(cli, write_config, source_db, scratch
     assert listing["backups"][0]["verified"] is False
 
     target = scratch_dbs()
-    _exec(_dsn(pg_cluster, target), "CREATE TABLE sentinel (x int)", "INSERT INTO sentinel VALUES (42)")
+    run_sql(_dsn(pg_cluster, target), "CREATE TABLE sentinel (x int)", "INSERT INTO sentinel VALUES (42)")
     code, _, err = cli(config, "backup", "restore", manifest["id"], "--target", _dsn(pg_cluster, target), "--yes")
     assert code == 1
     assert str(obj) in err and "not touched" in err
-    tables = _exec(_dsn(pg_cluster, target), "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    tables = run_sql(_dsn(pg_cluster, target), "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     assert tables == [("sentinel",)]
     # the newest good backup is the corrupt one no longer
     code, _, err = cli(config, "backup", "check", "--max-age", "1h")
@@ -278,11 +269,11 @@ def test_wrong_key_fails_before_the_target_is_touched(cli, write_config, source_
     monkeypatch.setenv("BT_OTHER_KEY", OTHER_AGE_KEY)
     other = write_config(source_db, name="other.yaml", key_var="BT_OTHER_KEY")
     target = scratch_dbs()
-    _exec(_dsn(pg_cluster, target), "CREATE TABLE sentinel (x int)", "INSERT INTO sentinel VALUES (7)")
+    run_sql(_dsn(pg_cluster, target), "CREATE TABLE sentinel (x int)", "INSERT INTO sentinel VALUES (7)")
     code, _, err = cli(other, "backup", "restore", manifest["id"], "--target", _dsn(pg_cluster, target), "--yes")
     assert code == 1 and "wrong key" in err and "not touched" in err
-    assert _exec(_dsn(pg_cluster, target), "SELECT * FROM sentinel") == [(7,)]
-    assert _exec(_dsn(pg_cluster, target), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(1,)]
+    assert run_sql(_dsn(pg_cluster, target), "SELECT * FROM sentinel") == [(7,)]
+    assert run_sql(_dsn(pg_cluster, target), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(1,)]
     code, result, err = cli(other, "backup", "verify", manifest["id"])
     assert code == 3 and "wrong key" in err
 
@@ -290,7 +281,7 @@ def test_wrong_key_fails_before_the_target_is_touched(cli, write_config, source_
 def test_killed_upload_leaves_nothing_listed_and_prune_removes_it(cli, write_config, pg_cluster, tmp_path):
     name = _new_db(pg_cluster, "backup_big")
     try:
-        _exec(_dsn(pg_cluster, name),
+        run_sql(_dsn(pg_cluster, name),
               "CREATE TABLE documents (id bigint PRIMARY KEY, title text)",
               "INSERT INTO documents SELECT g, md5(g::text) || md5((g * 7)::text) || md5(random()::text) "
               "FROM generate_series(1, 1500000) g")
@@ -326,7 +317,7 @@ def test_killed_upload_leaves_nothing_listed_and_prune_removes_it(cli, write_con
         assert code == 0 and plan["applied"]
         assert _objects(store) == []
     finally:
-        _exec(pg_cluster["dsn"], f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        run_sql(pg_cluster["dsn"], f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 # ---- retention ----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -22,8 +21,7 @@ import yaml
 
 from ragops.deploy.states import BLUE_GREEN_POINTS, CANARY_POINTS, ROLLBACK_POINTS
 from ragops.loadgen import LoadRunner
-from tests.conftest import server_tmpdir
-from tests.integration.conftest import _start_stack
+from tests.integration.conftest import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +33,12 @@ _versions = itertools.count(2)
 @pytest.fixture(scope="module")
 def stack():
     """One stack for the whole file; short analysis windows and step pauses keep each deploy short."""
-    directory = server_tmpdir("crash")
-    s = _start_stack(directory, analysis_window="1s",
-                     extra={"deploy": {"canary": {"steps": [50, 100], "step_pause": "1s"},
-                                       "analysis": {"min_requests": 3}, "drain_timeout": "5s"}})
-    s.started = time.monotonic()
-    yield s
-    print(f"\ncrash-safety module: {time.monotonic() - s.started:.1f}s on one shared stack")
-    s.cli("down", "--purge", "--yes", timeout=120)
-    shutil.rmtree(directory, ignore_errors=True)
+    with running_stack("crash", analysis_window="1s",
+                       extra={"deploy": {"canary": {"steps": [50, 100], "step_pause": "1s"},
+                                         "analysis": {"min_requests": 3}, "drain_timeout": "5s"}}) as s:
+        s.started = time.monotonic()
+        yield s
+        print(f"\ncrash-safety module: {time.monotonic() - s.started:.1f}s on one shared stack")
 
 
 def status(stack) -> dict:

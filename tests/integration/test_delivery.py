@@ -3,7 +3,6 @@ colors behind real Traefik, PromQL analysis with inconclusive pauses and baselin
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -16,8 +15,8 @@ import yaml
 from ragops.loadgen import LoadRunner
 from ragops.monitoring import local as monitoring
 from ragops.netutil import free_port
-from tests.conftest import need, server_tmpdir
-from tests.integration.conftest import _start_stack
+from tests.conftest import need
+from tests.integration.conftest import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -29,15 +28,12 @@ ERRORS = ('(sum(increase(rag_http_requests_total{color="{{color}}",status=~"5.."
 @pytest.fixture(scope="module")
 def stack():
     need(monitoring.binary() is not None, "the prometheus binary (apt-get install prometheus)")
-    directory = server_tmpdir("delivery")
     prom = f"127.0.0.1:{free_port()}"
-    s = _start_stack(directory, analysis_window="4s", extra={
-        "monitoring": {"prometheus": "local", "listen": prom, "scrape_interval": "1s"},
-        "deploy": {"analysis": {"provider": "prometheus", "interval": "1s"}}})
-    s.prometheus = prom
-    yield s
-    s.cli("down", "--purge", "--yes", timeout=120)
-    shutil.rmtree(directory, ignore_errors=True)
+    with running_stack("delivery", analysis_window="4s", extra={
+            "monitoring": {"prometheus": "local", "listen": prom, "scrape_interval": "1s"},
+            "deploy": {"analysis": {"provider": "prometheus", "interval": "1s"}}}) as s:
+        s.prometheus = prom
+        yield s
 
 
 def set_analysis(stack, notify: dict | None = None, deploy: dict | None = None, **analysis) -> None:

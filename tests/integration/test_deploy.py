@@ -18,16 +18,11 @@ pytestmark = pytest.mark.integration
 def local_stack():
     """The shared local stack with a 12 s readiness timeout (instead of 30 s): the never-ready version
     waits it out in full, and a healthy color is ready in about 2 s."""
-    import shutil
 
-    from tests.conftest import server_tmpdir
-    from tests.integration.conftest import _start_stack
+    from tests.integration.conftest import running_stack
 
-    directory = server_tmpdir("stack")
-    stack = _start_stack(directory, extra={"deploy": {"health_timeout": "12s"}})
-    yield stack
-    stack.cli("down", "--purge", "--yes", timeout=120)
-    shutil.rmtree(directory, ignore_errors=True)
+    with running_stack("stack", extra={"deploy": {"health_timeout": "12s"}}) as stack:
+        yield stack
 
 
 def live(stack) -> dict:

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from ragops.loadgen import LoadRunner
-from tests.conftest import need, server_tmpdir
-from tests.integration.conftest import _start_stack
+from tests.conftest import need
+from tests.integration.conftest import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -23,11 +23,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def haproxy_stack():
     need(shutil.which("haproxy") is not None, "the haproxy binary (apt-get install haproxy)")
-    directory = server_tmpdir("haproxy")
-    stack = _start_stack(directory, router_kind="haproxy")
-    yield stack
-    stack.cli("down", "--purge", "--yes", timeout=120)
-    shutil.rmtree(directory, ignore_errors=True)
+    with running_stack("haproxy", router_kind="haproxy") as stack:
+        yield stack
 
 
 def platform(stack):

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from ragops.routing.haproxy import BACKEND, PEOPLE_MAP, SOCKET_FILE, runtime
-from tests.conftest import need, server_tmpdir
-from tests.integration.conftest import _start_stack
+from tests.conftest import need
+from tests.integration.conftest import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -19,11 +19,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def haproxy_stack():
     need(shutil.which("haproxy") is not None, "the haproxy binary (apt-get install haproxy)")
-    directory = server_tmpdir("header")
-    stack = _start_stack(directory, router_kind="haproxy")
-    yield stack
-    stack.cli("down", "--purge", "--yes", timeout=120)
-    shutil.rmtree(directory, ignore_errors=True)
+    with running_stack("header", router_kind="haproxy") as stack:
+        yield stack
 
 
 def versions(stack, n: int, headers: dict | None = None) -> dict[str, int]:

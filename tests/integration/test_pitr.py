@@ -13,12 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from ragops.cli.main import main
 from ragops.netutil import free_port
 from tests.conftest import REPO, need, server_tmpdir
+from tests.integration.conftest import run_sql
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def archived_primary():
                                 "".join(f"{k} = '{v}'\n" for k, v in settings.items()), append=True)
         node.start()
         dsn = f"host=127.0.0.1 port={node.port} user=postgres password={password} dbname=postgres"
-        _exec(dsn, "CREATE TABLE marks (id serial PRIMARY KEY, label text NOT NULL, at timestamptz DEFAULT now())")
+        run_sql(dsn, "CREATE TABLE marks (id serial PRIMARY KEY, label text NOT NULL, at timestamptz DEFAULT now())")
         yield {"node": node, "dsn": dsn, "password": password, "spool": spool, "base": base}
     finally:
         for proc_node in [node]:
@@ -64,15 +64,6 @@ def archived_primary():
             except Exception:  # noqa: BLE001
                 proc_node.kill9()
         shutil.rmtree(base, ignore_errors=True)
-
-
-def _exec(dsn: str, *statements: str):
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        result = None
-        for statement in statements:
-            cur = conn.execute(statement)
-            result = cur.fetchall() if cur.description else None
-        return result
 
 
 @pytest.fixture
@@ -115,11 +106,11 @@ def cli(capsys, config: Path, *args: str):
 
 def _switch_and_ship(pg, capsys, config: Path) -> None:
     """Close the current segment, wait until PostgreSQL archived it into the spool, ship the spool."""
-    seg = _exec(pg["dsn"], "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
-    _exec(pg["dsn"], "SELECT pg_switch_wal()")
+    seg = run_sql(pg["dsn"], "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    run_sql(pg["dsn"], "SELECT pg_switch_wal()")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        done = _exec(pg["dsn"], "SELECT last_archived_wal FROM pg_stat_archiver")[0][0]
+        done = run_sql(pg["dsn"], "SELECT last_archived_wal FROM pg_stat_archiver")[0][0]
         if done and done >= seg:
             break
         time.sleep(0.1)
@@ -128,11 +119,11 @@ def _switch_and_ship(pg, capsys, config: Path) -> None:
 
 
 def _mark(pg, label: str) -> str:
-    return _exec(pg["dsn"], f"INSERT INTO marks (label) VALUES ('{label}') RETURNING now()::text")[0][0]
+    return run_sql(pg["dsn"], f"INSERT INTO marks (label) VALUES ('{label}') RETURNING now()::text")[0][0]
 
 
 def _restored_labels(port: int, password: str) -> list[str]:
-    rows = _exec(f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres",
+    rows = run_sql(f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres",
                  "SELECT label FROM marks ORDER BY id")
     return [r[0] for r in rows]
 
@@ -155,7 +146,7 @@ def _pitr_between_two_writes(pg, capsys, config: Path, target_root: Path) -> Non
     first = secrets.token_hex(4)
     _mark(pg, first)
     time.sleep(1.2)
-    target = _exec(pg["dsn"], "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")[0][0]
+    target = run_sql(pg["dsn"], "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")[0][0]
     time.sleep(1.2)
     _mark(pg, "second-" + first)
     _switch_and_ship(pg, capsys, config)
@@ -174,7 +165,7 @@ def _pitr_between_two_writes(pg, capsys, config: Path, target_root: Path) -> Non
         assert first in labels and "second-" + first not in labels
         assert result["recovered_to"] is not None and result["rpo_seconds"] >= 0
         # promoted: it takes writes
-        _exec(f"host=127.0.0.1 port={port} user=postgres password={pg['password']} dbname=postgres",
+        run_sql(f"host=127.0.0.1 port={port} user=postgres password={pg['password']} dbname=postgres",
               "INSERT INTO marks (label) VALUES ('after-restore')")
     finally:
         _stop_restored(directory, port, pg["base"] if os.geteuid() == 0 else None)
@@ -265,14 +256,14 @@ def test_kill_shipper_loses_no_segment(archived_primary, write_config, capsys, t
     try:
         for i in range(6):
             _mark(pg, f"k{i}")
-            _exec(pg["dsn"], "SELECT pg_switch_wal()")
+            run_sql(pg["dsn"], "SELECT pg_switch_wal()")
             if i == 2:
                 time.sleep(0.3)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 proc = shipper()
-        last = _exec(pg["dsn"], "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
-        _exec(pg["dsn"], "SELECT pg_switch_wal()")
+        last = run_sql(pg["dsn"], "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+        run_sql(pg["dsn"], "SELECT pg_switch_wal()")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if (tmp_path / "store" / "wal" / last[:8] / f"{last}.json").exists():
@@ -308,8 +299,8 @@ def test_supervisor_restarts_a_killed_wal_shipper(local_stack):
     assert shipper_pid() is not None, "the supervisor did not start the WAL shipper again"
     # the new shipper ships: a segment closed now reaches the archive
     dsn = node_dsn(load_config(stack.config_path, "test"), dbname="postgres")
-    segment = _exec(dsn, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
-    _exec(dsn, "SELECT pg_switch_wal()")
+    segment = run_sql(dsn, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    run_sql(dsn, "SELECT pg_switch_wal()")
     sidecar = stack.config_path.parent / "backups" / "wal" / segment[:8] / f"{segment}.json"   # its commit point
     deadline = time.monotonic() + 30
     while not sidecar.exists():
@@ -397,13 +388,8 @@ def test_pitr_drill_reports_rpo_and_rto(local_stack, tmp_path):
 
 def _run_sql(stack, port: int, *statements: str, dbname: str = "rag"):
     password = (stack.state_dir / "secrets" / "db-password").read_text().strip()
-    with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres password={password} dbname={dbname} "
-                         "connect_timeout=5", autocommit=True) as conn:
-        result = None
-        for statement in statements:
-            cur = conn.execute(statement)
-            result = cur.fetchall() if cur.description else None
-        return result
+    return run_sql(f"host=127.0.0.1 port={port} user=postgres password={password} dbname={dbname} connect_timeout=5",
+                   *statements)
 
 
 def test_incremental_chain_restores_every_write_and_drops_what_was_dropped(local_stack):
