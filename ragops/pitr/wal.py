@@ -154,13 +154,20 @@ class Shipper:
             if store is self.copy:
                 self.copy.put_bytes(object_key(name), self.storage.get_bytes(object_key(name)))
             store.put_bytes(sidecar_key(name), body)   # the commit point
-        os.unlink(path)
+        path.unlink(missing_ok=True)   # another shipper may have committed and removed it meanwhile
 
     def ship_once(self) -> ShipResult:
         result = ShipResult([], {})
         for name in self.pending():
             try:
                 self.ship_one(name)
+            except FileNotFoundError as exc:
+                # two shippers (the process and `backup wal ship` or `db recover`) may take one file; the
+                # one that finishes first commits the sidecar, then removes the file: then it is shipped
+                if self.storage.exists(sidecar_key(name)):
+                    continue
+                result.failed[name] = str(exc)
+                break
             except (OperationFailed, OSError) as exc:
                 result.failed[name] = getattr(exc, "message", str(exc))
                 break   # in order: a later segment never overtakes a failed one

@@ -170,3 +170,30 @@ def test_the_restored_server_syncs_with_syncfs_only_where_it_exists(monkeypatch)
     assert not _syncfs_supported("13.14") and not _syncfs_supported("")   # PostgreSQL 13 refuses the setting
     monkeypatch.setattr(platform, "release", lambda: "5.4.0-150-generic")
     assert not _syncfs_supported("16.2")                                   # write-back errors unreported before 5.8
+
+
+def test_a_segment_another_shipper_took_counts_as_shipped(tmp_path):
+    """The shipper process and `backup wal ship` may both list one spool file: the one that finishes
+    first commits its sidecar and removes it; the other must not report that as a failure."""
+    import os
+
+    from ragops.config import load_config
+    from ragops.devstack import write_local_config
+    from ragops.pitr.wal import Shipper
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    config = load_config(write_local_config(tmp_path, extra={"backups": {"wal": {"spool_dir": str(spool)}}}))
+    name = segment_name(1, 3)
+    (spool / name).write_bytes(os.urandom(4096))
+    first, second = Shipper(config), Shipper(config)
+    listed = second.pending()
+    assert first.ship_once().shipped == [name] and not (spool / name).exists()
+    second.pending = lambda: listed          # it listed the file before the first shipper removed it
+    result = second.ship_once()
+    assert result.failed == {} and result.shipped == []
+    (spool / segment_name(1, 4)).write_bytes(b"x")
+    os.unlink(spool / segment_name(1, 4))
+    third = Shipper(config)
+    third.pending = lambda: [segment_name(1, 4)]   # gone without a sidecar: that is a failure, named
+    assert segment_name(1, 4) in third.ship_once().failed
