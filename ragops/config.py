@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, overload
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     Field,
     ValidationError,
     field_validator,
@@ -30,7 +31,6 @@ from ragops.monitoring.settings import MonitoringSettings
 from ragops.notify.settings import NotifySettings
 from ragops.pitr.settings import WalSettings
 from ragops.platforms.docker_db_settings import DockerDatabaseSettings
-from ragops.yamlfile import config_error, load_file_text
 
 DEFAULT_CONFIG = "ragops.yaml"
 SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks",
@@ -452,18 +452,19 @@ class Config:
         found: list[tuple[str, str]] = []
 
         def walk(value, path: str) -> None:
+            if isinstance(value, BaseModel):   # by attribute: model_dump would build its serializer
+                value = {name: getattr(value, name) for name in type(value).model_fields}
             if isinstance(value, dict):
                 for key, item in value.items():
                     walk(item, f"{path}.{key}" if path else str(key))
-            elif isinstance(value, list):
+            elif isinstance(value, (list, tuple)):
                 for index, item in enumerate(value):
                     walk(item, f"{path}[{index}]")
             elif secrets.is_reference(value):
                 found.append((path, value))
 
-        data = self.env.model_dump(mode="json")
-        for section in sections or tuple(data):
-            walk(data.get(section), section)
+        for section in sections or tuple(type(self.env).model_fields):
+            walk(getattr(self.env, section, None), section)
         return found
 
     def resolve_references(self, *sections: str) -> int:
@@ -505,6 +506,9 @@ def find_config_path(explicit: str | None) -> Path:
 
 
 def load_config(path: Path, env_name: str | None = None) -> Config:
+    # PyYAML is imported here: a start from ragops.config_cache never needs it
+    from ragops.yamlfile import config_error, load_file_text
+
     label = path.name
     try:
         text = path.read_text()

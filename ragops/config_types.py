@@ -48,4 +48,6 @@ Weight = Annotated[int, AfterValidator(_weight)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: a model's validator is built on its first validation, not at import; a Config
+    # read back from ragops.config_cache never validates, so it never pays for building them
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)

@@ -94,9 +94,10 @@ class Env:
     @property
     def config(self) -> Config:
         if self._config is None:
-            from ragops.config import find_config_path, load_config
+            from ragops.config import find_config_path
+            from ragops.config_cache import load_cached
 
-            self._config = load_config(find_config_path(self.config_path), self.env_name)
+            self._config = load_cached(find_config_path(self.config_path), self.env_name)
         return self._config
 
     # ---- interactivity ---------------------------------------------------------------------

@@ -5,6 +5,8 @@ from typing import Any
 
 import typer
 
+from ragops.cli.fast_path import render_result as _render_result
+from ragops.cli.fast_path import rollback as run_rollback
 from ragops.deploy.labels import check_version_label
 from ragops.events import Event
 
@@ -19,18 +21,6 @@ def register(app: typer.Typer) -> None:
     app.command("history")(history)
     app.command("smoke")(smoke)
     app.add_typer(lock_app, name="lock")
-
-
-def _render_result(r) -> str:
-    lines = [f"deploy {r.id}: {r.strategy} {r.from_version or '-'} -> {r.version}: {r.result.upper()}"
-             + (f" in {r.seconds:.1f}s" if r.seconds else "")]
-    if r.reason:
-        lines.append(f"reason: {r.reason}")
-    if r.switch_ms is not None:
-        lines.append(f"last router change confirmed in {r.switch_ms:.0f}ms")
-    if r.result == "paused":
-        lines.append("paused: `ragops promote` continues, `ragops abort` undoes")
-    return "\n".join(lines)
 
 
 class LiveView:
@@ -271,18 +261,7 @@ def rollback(ctx: typer.Context,
 
     Example: ragops rollback --yes
     """
-    env = ctx.obj
-    from ragops.deploy import engine
-
-    if resume_:
-        env.confirm(f"Resume the interrupted rollback in {env.config.env_name}?", destructive=True)
-        env.emit(engine.resume(env.config, progress=env.progress("rollback")), _render_result)
-        return
-    if to is not None:
-        check_version_label(to, "--to")
-    env.confirm(f"Roll back {env.config.env_name}" + (f" to {to}" if to else "") + "?", destructive=True)
-    result = engine.rollback(env.config, to, progress=env.progress("rollback"))
-    env.emit(result, lambda r: _render_result(r) + (f"\nrouter flip took {r.switch_ms:.0f}ms" if r.switch_ms else ""))
+    run_rollback(ctx.obj, to, resume_)   # `ragops rollback` itself usually runs without typer: ragops.cli.fast_path
 
 
 def promote(ctx: typer.Context) -> None:

@@ -54,11 +54,11 @@ def ragops_commands(name: str) -> list[list[str]]:
 def parse(args: list[str]) -> list[str]:
     """Parse like the real CLI (main() hoists the global options, then click parses each level down
     to the leaf command); the command path, or the CLI's usage error."""
-    from ragops.cli import main
+    from ragops.cli import app, main
 
-    main._register_commands()
+    app.register_commands()
     args = main.hoist_global_options(list(args))
-    command = typer.main.get_command(main.app)
+    command = typer.main.get_command(app.app)
     path: list[str] = []
     ctx = None
     while True:
@@ -78,7 +78,7 @@ def test_every_ragops_line_is_a_valid_command(name):
 
 
 def test_an_invalid_option_would_be_caught():
-    from ragops.cli.main import _click_exception_types
+    from ragops.cli.app import click_exception_types as _click_exception_types
 
     usage_errors = _click_exception_types()[2]
     parse(["deploy", "--version", "v2", "--strategy", "canary"])

@@ -10,16 +10,16 @@ from ragops.devstack import write_local_config
 def _all_commands():
     from typer.main import get_command
 
-    import ragops.cli.main as cli_main
+    import ragops.cli.app as cli_app
 
-    cli_main._register_commands()
+    cli_app.register_commands()
     paths = []
 
     def walk(command, prefix):
         for name, sub in getattr(command, "commands", {}).items():
             walk(sub, prefix + [name])
         paths.append(prefix)
-    walk(get_command(cli_main.app), [])
+    walk(get_command(cli_app.app), [])
     return paths
 
 
