@@ -88,14 +88,14 @@ class DatabaseConfig(Strict):
     user: str = "rag"
     password: SecretRef | None = None            # local generates one if unset
     superuser: str = "postgres"
-    primary: DbNode = DbNode(name="primary", port=5433)
-    replicas: list[DbNode] = [DbNode(name="replica1", port=5434)]
+    primary: DbNode = Field(default_factory=lambda: DbNode(name="primary", port=5433))
+    replicas: list[DbNode] = Field(default_factory=lambda: [DbNode(name="replica1", port=5434)])
     bin_dir: str | None = None                   # PostgreSQL binaries; default: the pgserver wheel's
     synchronous: bool = False                    # synchronous_standby_names on the primary
     dsn: SecretRef | None = None                 # external database instead of managed nodes
     accessories: bool | None = None              # docker: nodes as containers (default: when no dsn)
     ha: Literal["manual", "patroni"] = "manual"  # who promotes: a person/ragops, or Patroni + etcd (ragops/ha)
-    patroni: PatroniSettings = PatroniSettings()  # with ha: patroni
+    patroni: PatroniSettings = Field(default_factory=PatroniSettings)  # with ha: patroni
     ha_fast_release: bool = False                # release a leader key once its processes are proven gone
 
     @model_validator(mode="after")
@@ -144,12 +144,12 @@ class BackupsConfig(Strict):
     copy_to: StorageUrl | None = None            # a second storage every backup is copied to
     encryption_key: SecretRef | None = None      # an age identity (AGE-SECRET-KEY-1...)
     compression_level: int = Field(3, ge=1, le=22)
-    retention: Retention = Retention()
+    retention: Retention = Field(default_factory=Retention)
     lifecycle: list[LifecycleRule] = []
-    s3: S3Settings = S3Settings()
+    s3: S3Settings = Field(default_factory=S3Settings)
     tables: list[str] = ["documents", "chunks"]  # counted into the manifest and checked on verify
     max_wal_lag: Duration = 60.0                 # `backup wal check`: exit 3 when the newest segment is older
-    wal: WalSettings = WalSettings()             # the continuous WAL archive (ragops/pitr/settings.py)
+    wal: WalSettings = Field(default_factory=WalSettings)   # the continuous WAL archive (ragops/pitr/settings.py)
 
 
 class DnsConfig(Strict):
@@ -164,7 +164,7 @@ class DnsConfig(Strict):
     endpoint_url: str | None = None
     region: str = "us-east-1"
     sync_timeout: Duration = 120.0
-    health_checks: HealthCheckSettings = HealthCheckSettings()   # ragops dns setup (ragops/dns/settings.py)
+    health_checks: HealthCheckSettings = Field(default_factory=HealthCheckSettings)   # `dns setup` (ragops/dns/settings.py)
 
 
 class CanaryConfig(Strict):
@@ -197,8 +197,8 @@ class AnalysisConfig(Strict):
 
 class DeployConfig(Strict):
     strategy: Literal["blue-green", "canary"] = "blue-green"
-    canary: CanaryConfig = CanaryConfig()
-    analysis: AnalysisConfig = AnalysisConfig()
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     health_timeout: Duration = 60.0
     drain_timeout: Duration = 30.0
     keep_previous: int = Field(1, ge=0, le=5)        # old colors kept warm for instant rollback
@@ -230,17 +230,17 @@ class RunbooksConfig(Strict):
 
 
 class Sections(Strict):
-    service: ServiceConfig = ServiceConfig()
-    router: RouterConfig = RouterConfig()
-    database: DatabaseConfig = DatabaseConfig()
-    backups: BackupsConfig = BackupsConfig()
-    dns: DnsConfig = DnsConfig()
-    deploy: DeployConfig = DeployConfig()
-    slo: SloConfig = SloConfig()
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    backups: BackupsConfig = Field(default_factory=BackupsConfig)
+    dns: DnsConfig = Field(default_factory=DnsConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+    slo: SloConfig = Field(default_factory=SloConfig)
     regions: dict[str, RegionConfig] = {}
-    runbooks: RunbooksConfig = RunbooksConfig()
-    monitoring: MonitoringSettings = MonitoringSettings()
-    notify: NotifySettings = NotifySettings()
+    runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
 
 class DockerHostSettings(Strict):
@@ -271,7 +271,7 @@ class DockerSettings(Strict):
     push: bool = False                           # `ragops build`: push <service.image>:<version>
     host_settings: dict[str, DockerHostSettings] = {}
     accessories: dict[str, Accessory] = {}
-    database: DockerDatabaseSettings = DockerDatabaseSettings()
+    database: DockerDatabaseSettings = Field(default_factory=DockerDatabaseSettings)
 
 
 class KubernetesSettings(Strict):
@@ -301,12 +301,12 @@ class Environment(Sections):
     hosts: list[str] = []
     known_hosts: str | None = None
     trust_host_keys: list[str] = []                  # host:port whose keys are trusted on first use
-    docker: DockerSettings = DockerSettings()
+    docker: DockerSettings = Field(default_factory=DockerSettings)
     # kubernetes
     context: str | None = None
     namespace: str = "default"
     kubeconfig: str | None = None
-    kubernetes: KubernetesSettings = KubernetesSettings()
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
 
     @field_validator("hosts")
     @classmethod

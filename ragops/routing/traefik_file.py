@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ragops import loopback
 from ragops.errors import OperationFailed
 from ragops.routing.base import Mirror, PeopleRouting, Router, RouterState, people_targets
@@ -269,13 +267,31 @@ def router_ready(api: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def read_dynamic(text: str | None) -> Any:
+    """A dynamic file's content: JSON as ragops writes it, YAML as older ragops releases wrote it;
+    {} when it is missing or unreadable."""
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    import yaml
+
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return {}
+
+
 class TraefikFileRouter(Router):
     """Weights in a dynamic file Traefik watches; confirmed through Traefik's API."""
 
     kind = "traefik"
 
     def _write(self, name: str, data: dict) -> None:
-        self.store.write_text(name, yaml.safe_dump(data, sort_keys=False))
+        # JSON is YAML (Traefik reads it as such): no PyYAML import on the rollback path
+        self.store.write_text(name, json.dumps(data, indent=2) + "\n")
 
     _written_maintenance: bool | None = None   # what this object's last apply() wrote
 
@@ -301,10 +317,7 @@ class TraefikFileRouter(Router):
         return live_weights(self.api_address())
 
     def desired(self) -> RouterState:
-        try:
-            data = yaml.safe_load(self.snapshot() or "") or {}
-        except yaml.YAMLError:
-            data = {}
+        data = read_dynamic(self.snapshot())
         return RouterState(*parse_dynamic(data if isinstance(data, dict) else {}))
 
     def ready(self) -> bool:
@@ -328,8 +341,8 @@ class TraefikFileRouter(Router):
 
     def mirror(self) -> Mirror | None:
         try:
-            data = yaml.safe_load(self.store.read_text(MIRROR_FILE) or "") or {}
-        except (OSError, yaml.YAMLError):
+            data = read_dynamic(self.store.read_text(MIRROR_FILE))
+        except OSError:
             return None
         return parse_mirror(data) if isinstance(data, dict) else None
 
