@@ -7,7 +7,9 @@ is a writer that passes plain bytes on to `sink`.
 """
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -85,6 +87,27 @@ def zstd_tool() -> str | None:
     return shutil.which("zstd")
 
 
+def _splice_all(source, stdin) -> bool:
+    """Move everything from `source` (a CountingReader over a command's stdout pipe, nothing read
+    from it yet) into the tool's stdin pipe inside the kernel (os.splice), counting the bytes: the
+    data no longer passes through Python twice. False, having moved nothing, for any other source."""
+    raw = getattr(source, "raw", None)
+    if not hasattr(os, "splice") or raw is None or getattr(source, "count", None) != 0:
+        return False
+    try:
+        fd = raw.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+    except (AttributeError, OSError, ValueError):
+        return False
+    out = stdin.fileno()
+    while True:
+        moved = os.splice(fd, out, PIPE_SIZE)
+        if not moved:
+            return True
+        source.count += moved
+
+
 class _CommandCompressed:
     """read(n) of `zstd -c`'s stdout while a feeder thread writes what `source.read()` yields into
     its stdin (the source is read here, in Python, so the reader stage still counts the raw bytes).
@@ -106,6 +129,8 @@ class _CommandCompressed:
         stdin = self.proc.stdin
         assert stdin is not None   # started with stdin=PIPE
         try:
+            if _splice_all(self.source, stdin):
+                return
             while True:
                 chunk = self.source.read(PIPE_SIZE)
                 if not chunk:

@@ -69,3 +69,28 @@ def test_a_failing_tool_is_an_error_naming_zstd_and_nothing_is_stored(tmp_path, 
         pipeline.store(BytesReader(os.urandom(5_000_000)), Zstd(3), _age(), storage, "b/obj")
     assert storage.list() == [] and storage.pending_uploads() == []
     assert _leftover_threads() == []
+
+
+@needs_tool
+def test_a_command_reader_is_moved_into_the_tool_in_the_kernel_and_still_counted(tmp_path, monkeypatch):
+    """pg_dump/pg_basebackup's stdout reaches zstd's stdin by os.splice (no copy through Python):
+    the object restores to the command's exact output and raw_bytes is its length."""
+    spliced = []
+    real = os.splice
+
+    def spy(*args):
+        moved = real(*args)
+        spliced.append(moved)
+        return moved
+    monkeypatch.setattr(os, "splice", spy)
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(3_000_000) + b"chunk text 0.123456," * 200_000)
+    reader = pipeline.CommandReader("cat", ["cat", str(source)], dict(os.environ))
+    storage = FileStorage("file://x", tmp_path)
+    crypter = _age()
+    stored = pipeline.store(reader, Zstd(3), crypter, storage, "c/obj")
+    sink = BytesSink()
+    pipeline.restore(storage.read_chunks("c/obj"), crypter, Zstd(3), sink, "c/obj", pipeline.Meter(None, "r"))
+    assert sink.stdin.getvalue() == source.read_bytes() and stored.raw_bytes == source.stat().st_size
+    assert sum(spliced) == source.stat().st_size and spliced[-1] == 0
+    assert _leftover_threads() == []
