@@ -79,7 +79,7 @@ def rollback(env, to: str | None, resume: bool) -> None:
         check_version_label(to, "--to")
     env.confirm(f"Roll back {env.config.env_name}" + (f" to {to}" if to else "") + "?", destructive=True)
     result = engine.rollback(env.config, to, progress=env.progress("rollback"))
-    env.emit(result, lambda r: render_result(r) + (f"\nrouter flip took {r.switch_ms:.0f}ms" if r.switch_ms else ""))
+    env.emit(result, render_result)
 
 
 def render_result(r) -> str:
