@@ -61,13 +61,18 @@ def load_cached(path: Path, env_name: str | None):
 def cache_dir() -> Path | None:
     """ragops's directory in the user's cache directory, created 0700; None when it is not this
     account's alone (then nothing is cached)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory = Path(base) / "ragops"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"))
+    directory = base / "ragops"
     try:
+        existing = base
+        while not existing.exists():
+            existing = existing.parent
+        if not _not_shared(existing.stat()):
+            return None      # another account's home (sudo keeping HOME) or a shared place: write nothing there
         if not directory.exists():
-            Path(base).mkdir(mode=0o700, parents=True, exist_ok=True)
+            base.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory.mkdir(mode=0o700, exist_ok=True)
-        if not _not_shared(Path(base).stat()) or not _private(directory):
+        if not _not_shared(base.stat()) or not _private(directory):
             return None
     except OSError:
         return None

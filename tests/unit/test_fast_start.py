@@ -130,3 +130,14 @@ def test_a_damaged_cache_file_is_a_miss(tmp_path):
     again = ragops("-c", str(config), "-o", "json", "config", "show", cache=cache)
     assert again.returncode == 0 and json.loads(again.stdout)["environment"] == "test"
     assert entry.stat().st_size > 40           # rewritten whole
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory to another account")
+def test_root_writes_nothing_into_another_accounts_cache(tmp_path):
+    """`sudo ragops ...` keeping the user's HOME: root must not create or write files there."""
+    config = write_local_config(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)           # nobody's
+    shown = ragops("-c", str(config), "config", "show", cache=home / ".cache")
+    assert shown.returncode == 0 and list(home.iterdir()) == []
