@@ -27,6 +27,9 @@ SEGMENTS_PER_XLOGID = 0x100000000 // SEGMENT_SIZE
 SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 HISTORY_RE = re.compile(r"^([0-9A-F]{8})\.history$")
 PARTIAL_RE = re.compile(r"^([0-9A-F]{24})\.partial$")
+# a base backup's history file (start/stop points, label): informational only, the manifest records
+# the same; the shipper drops it from the spool instead of keeping it there forever
+BACKUP_LABEL_RE = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
 SUFFIX = ".zst.age"
 
 
@@ -139,6 +142,14 @@ class Shipper:
             return []
         return sorted(names, key=lambda n: (not n.endswith(".history"), n))
 
+    def drop_backup_labels(self) -> None:
+        try:
+            names = [n for n in os.listdir(self.spool) if BACKUP_LABEL_RE.match(n)]
+        except FileNotFoundError:
+            return
+        for name in names:
+            (self.spool / name).unlink(missing_ok=True)
+
     def ship_one(self, name: str) -> None:
         from ragops.backup import pipeline
         from ragops.backup.catalog import iso, now_utc
@@ -158,6 +169,7 @@ class Shipper:
 
     def ship_once(self) -> ShipResult:
         result = ShipResult([], {})
+        self.drop_backup_labels()
         for name in self.pending():
             try:
                 self.ship_one(name)
