@@ -75,15 +75,17 @@ def sidecar_key(name: str) -> str:
 # ---- where ------------------------------------------------------------------------------------
 
 def spool_dir(config) -> Path:
-    """Where archive_command puts finished segments: backups.wal.spool_dir, else beside the server's
-    data directories (as root, the server account's home), <...>/wal-spool."""
+    """Where archive_command puts finished segments: backups.wal.spool_dir, else the platform's
+    (Platform.wal_spool_dir: docker's database containers write into <host dir>/wal-spool), else
+    beside the server's data directories (as root, the server account's home), <...>/wal-spool."""
     configured = config.backups.wal.spool_dir
     if configured:
         path = config.resolve_path(configured)
     else:
         from ragops.db.pgctl import server_home
+        from ragops.platforms import platform_class
 
-        path = (server_home(config) or config.state_dir) / "wal-spool"
+        path = platform_class(config).wal_spool_dir(config) or (server_home(config) or config.state_dir) / "wal-spool"
     if re.search(r"[\s'\"%;&|$`\\]", str(path)):
         raise ConfigError(f"backups.wal.spool_dir: {path} may not contain spaces, quotes or shell characters")
     return path

@@ -246,6 +246,13 @@ class Platform(abc.ABC):
         relies on it, as `db switchover --rejoin`); False (the default) with no such means."""
         return False
 
+    @classmethod
+    def wal_spool_dir(cls, config: Config) -> Path | None:
+        """Where the primary's archive_command leaves finished WAL segments on this machine (the WAL
+        shipper's spool, ragops.pitr.wal.spool_dir) when backups.wal.spool_dir is unset; None (the
+        default): beside the server's files, as the local platform's managed nodes have it."""
+        return None
+
     # ---- state ------------------------------------------------------------------------------
     @abc.abstractmethod
     def lock_backend(self) -> LockBackend: ...

@@ -179,6 +179,8 @@ class DockerDatabase:
             host.client.volumes.create(volume, labels=host.labels("volume", node=node.name))
         settings = {**BASE_SETTINGS, "unix_socket_directories": "'/tmp'"}
         settings["listen_addresses"] = "'127.0.0.1'" if host.host_network else "'*'"
+        archive = self._archive()    # every node: a promoted replica archives its new timeline at once
+        settings.update(archive.get("settings", {}))
         command = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value.strip(chr(39))}")]
         env = {"RAGOPS_PG_ROLE": role, "RAGOPS_PG_SUPERUSER": self.config.database.superuser,
                "RAGOPS_PG_PASSWORD_FILE": PASSWORD_FILE, "RAGOPS_PG_NAME": node.name}
@@ -191,8 +193,10 @@ class DockerDatabase:
             image=self.settings.image, name=host.name(self.part(node)), detach=True, environment=env,
             command=command, labels=host.labels("database", node=node.name), shm_size=self.settings.shm_size,
             volumes={volume: {"bind": PGDATA_ROOT, "mode": "rw"},
-                     host.dir.path(SECRET_NAME): {"bind": PASSWORD_FILE, "mode": "ro"}},
+                     host.dir.path(SECRET_NAME): {"bind": PASSWORD_FILE, "mode": "ro"}, **archive.get("volumes", {})},
             restart_policy={"Name": "unless-stopped"}, stop_signal="SIGINT")
+        if archive.get("group_add"):
+            kwargs["group_add"] = archive["group_add"]
         if host.host_network:
             kwargs["network_mode"] = "host"
             kwargs["command"] = command + ["-c", f"port={node.port}"]
@@ -208,6 +212,15 @@ class DockerDatabase:
             raise OperationFailed(f"host {host.label}: could not start database node {node.name}: "
                                   f"{_error_text(exc)}") from None
         return True
+
+    def _archive(self) -> dict:
+        """The WAL archive's container options (ragops/platforms/docker_wal.py), {} when off."""
+        from ragops.platforms import docker_wal
+
+        if not docker_wal.active(self.config, self.host):
+            return {}
+        options = docker_wal.prepare_spool(self.config, self.host, self.settings.image)
+        return {**options, "settings": docker_wal.container_settings(self.config)}
 
     def _wait_reachable(self, node: DbNode) -> None:
         from ragops.db.connect import connect, node_dsn
