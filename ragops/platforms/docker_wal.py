@@ -117,3 +117,14 @@ def _image_user(host: DockerHost, image: str) -> tuple[int, int]:
     if uid.isdigit():
         return int(uid), int(gid) if gid.isdigit() else int(uid)
     return DEFAULT_UID, DEFAULT_UID
+
+
+def outdated(container, archive: dict) -> bool:
+    """Whether a running database container was started with other WAL archive settings or spool
+    than `archive` (DockerDatabase._archive): `up` restarts it with the wanted ones (archive_mode
+    needs a restart; an environment started before the archive, or with it switched off since)."""
+    names = ("archive_mode", "archive_command", "archive_timeout")
+    have = sorted(arg for arg in container.attrs.get("Config", {}).get("Cmd") or [] if arg.split("=", 1)[0] in names)
+    want = sorted(f"{key}={value}" for key, value in archive.get("settings", {}).items())
+    mounts = {m.get("Source") for m in container.attrs.get("Mounts") or [] if m.get("Destination") == SPOOL_MOUNT}
+    return have != want or mounts != set(archive.get("volumes", {}))

@@ -119,3 +119,25 @@ def test_the_shipper_drops_base_backup_history_files_instead_of_keeping_them_for
     result = Shipper(config).ship_once()
     assert result.shipped == [] and result.failed == {}
     assert sorted(os.listdir(spool)) == [".000000010000000000000005.tmp"]   # a copy in progress stays
+
+
+def test_a_container_started_with_other_archive_settings_or_spool_is_outdated(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    config = _config(tmp_path)
+    settings = docker_wal.container_settings(config)
+    archive = {"settings": settings, "volumes": {"/srv/spool": {"bind": docker_wal.SPOOL_MOUNT, "mode": "rw"}}}
+
+    def container(cmd: list[str], source: str | None = "/srv/spool"):
+        mounts = [{"Source": "/var/lib/docker/volumes/x/_data", "Destination": "/var/lib/postgresql"}]
+        if source:
+            mounts.append({"Source": source, "Destination": docker_wal.SPOOL_MOUNT})
+        return SimpleNamespace(attrs={"Config": {"Cmd": cmd}, "Mounts": mounts})
+
+    current = [arg for key, value in {"wal_level": "replica", **settings}.items() for arg in ("-c", f"{key}={value}")]
+    assert not docker_wal.outdated(container(current), archive)
+    assert docker_wal.outdated(container(["-c", "wal_level=replica"], source=None), archive)   # before the archive
+    assert docker_wal.outdated(container(current, source="/elsewhere"), archive)               # another spool
+    assert docker_wal.outdated(container([a.replace("archive_timeout=30", "archive_timeout=5") for a in current]),
+                               archive)
+    assert docker_wal.outdated(container(current), {})                                           # switched off
+    assert not docker_wal.outdated(container(["-c", "wal_level=replica"], source=None), {})
