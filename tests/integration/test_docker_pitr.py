@@ -152,6 +152,8 @@ def test_promoted_replica_archives_its_new_timeline(engine, env):  # noqa: F811
     segment = switch_and_wait_shipped(env, "replica1")
     assert segment.startswith("00000002")
     assert (storage(env) / "wal" / "00000002" / "00000002.history.json").exists()
+    check = env.json("backup", "wal", "check")   # the new timeline continues the count: no gap
+    assert check["gaps"] == [] and check["newest_segment"] == segment, check
     result, labels = restored_labels(env, "--to-latest")
     assert before in labels and after in labels, labels
 
