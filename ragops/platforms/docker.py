@@ -143,6 +143,14 @@ class DockerPlatform(Platform):
         host = cls._shared(config).primary
         return None if host.is_ssh else Path(host.dir.path(SPOOL))
 
+    @classmethod
+    def wal_spool(cls, config: Config):
+        """On an ssh host the spool is there: the shipper reads it through SFTP (docker_wal.SftpSpool)."""
+        from ragops.platforms.docker_wal import SftpSpool, remote_spool
+
+        host = cls._shared(config).primary
+        return SftpSpool(host, remote_spool(config, host)) if host.is_ssh else None
+
     # ---- the WAL archive (ragops/pitr) -----------------------------------------------------------
     def proc(self, name: str):
         """A ragops process of this environment on this machine (the WAL shipper)."""
@@ -158,9 +166,6 @@ class DockerPlatform(Platform):
     def _start_archive(self, progress: Progress) -> list[str]:
         """The containers were started with the archive settings (DockerDatabase._start); ship the spool."""
         if not self._archiving():
-            if self.region is None and self.database is not None and self.config.backups.wal.enabled:
-                progress(f"WAL archive: not on ssh host {self.primary.label} yet (backups.wal.enabled: false "
-                         f"silences this)")
             return []
         from ragops.pitr.archive import ensure_shipper
 
@@ -368,7 +373,7 @@ class DockerPlatform(Platform):
         from ragops.readiness import wait_ready
 
         steps: list[str] = []
-        self._archiving()    # an explicit WAL archive on an ssh host is refused before any change
+        self._archiving()    # backups.wal.spool_dir with an ssh host is refused before any change
         for host in self.hosts:
             if host.ensure_network(progress):
                 steps.append(f"network {host.instance} on {host.label}")
@@ -412,10 +417,12 @@ class DockerPlatform(Platform):
         if self.database is not None:
             lines += self.database.plan()
             if self._archiving():
-                from ragops.pitr.wal import spool_dir
+                from ragops.platforms.docker_wal import remote_spool, spool_path
 
-                lines.append(f"WAL archive: every database node archives into {spool_dir(self.config)}, a shipper "
-                             f"process sends it to {self.config.backups.storage}")
+                host = self.primary
+                where = f"{host.label}:{remote_spool(self.config, host)}" if host.is_ssh else spool_path(self.config, host)
+                lines.append(f"WAL archive: every database node archives into {where}, a shipper process sends it "
+                             f"to {self.config.backups.storage}")
             lines.append(f"database: migrations from {config.service.path}/migrations applied on the primary")
         else:
             lines.append(f"database: migrations from {config.service.path}/migrations applied through "

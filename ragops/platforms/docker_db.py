@@ -226,7 +226,7 @@ class DockerDatabase:
         if not docker_wal.active(self.config, self.host):
             return {}
         options = docker_wal.prepare_spool(self.config, self.host, self.settings.image)
-        return {**options, "settings": docker_wal.container_settings(self.config)}
+        return {**options, "settings": docker_wal.container_settings(self.config, options.pop("group_readable"))}
 
     def _running_role(self, node: DbNode) -> str | None:
         """What a running node is now (a promoted replica is a primary), or None when it does not answer."""

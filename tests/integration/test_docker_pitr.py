@@ -4,7 +4,8 @@ backup streams from the primary's container, and restores (to a time, to the end
 directory on this machine. One environment (primary + replica containers, a blue color) for the
 module, through the real CLI, in this order: up archives (a switched segment reaches the storage,
 no gap), base backup + PITR between two writes, promote the replica (its new timeline reaches the
-archive and a restore to the end replays it), down drains the spool.
+archive and a restore to the end replays it), down drains the spool. Then a primary on an ssh host
+(the loopback sshd): its spool is on that host and the shipper reads it through SFTP.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import yaml
 from ragops.netutil import free_port
 from tests.conftest import REPO, server_tmpdir
 from tests.integration.conftest import _pair_port, run_sql
+from tests.integration.test_docker import sshd  # noqa: F401 - the loopback sshd fixture
 from tests.integration.test_docker_standalone import REPOSITORY, Env, engine  # noqa: F401 - the engine fixture
 
 pytestmark = pytest.mark.integration
@@ -29,25 +31,30 @@ pytestmark = pytest.mark.integration
 PROJECT = "ragpitr"
 
 
-@pytest.fixture(scope="module")
-def env(engine):  # noqa: F811 - the imported fixture
-    directory = server_tmpdir("dpitr")
+def write_env(directory: Path, host: str = "local", replicas: int = 1, **extra) -> Env:
     name = f"p{uuid.uuid4().hex[:6]}"
     body = {
-        "platform": "docker", "hosts": ["local"], "state_dir": str(directory / "state"),
+        "platform": "docker", "hosts": [host], "state_dir": str(directory / "state"),
         "service": {"path": str(REPO / "service"), "image": REPOSITORY, "version": "v1", "port": _pair_port(),
                     "workers": 0, "startup_timeout": "60s"},
         "router": {"listen": f"127.0.0.1:{free_port()}", "api": f"127.0.0.1:{free_port()}",
                    "image": "ragops/traefik:local"},
         "database": {"primary": {"name": "primary", "port": free_port()},
-                     "replicas": [{"name": "replica1", "port": free_port()}]},
+                     "replicas": [{"name": f"replica{i + 1}", "port": free_port()} for i in range(replicas)]},
         "backups": {"storage": f"file://{directory / 'backups'}", "max_wal_lag": "120s",
                     "wal": {"poll_interval": "0.2s"}},
+        **extra,
     }
     path = directory / "ragops.yaml"
     path.write_text(yaml.safe_dump({"project": PROJECT, "default_env": name, "environments": {name: body}},
                                    sort_keys=False))
-    environment = Env(name, path, directory / "state", "", "")
+    return Env(name, path, directory / "state", "", "")
+
+
+@pytest.fixture(scope="module")
+def env(engine):  # noqa: F811 - the imported fixture
+    directory = server_tmpdir("dpitr")
+    environment = write_env(directory)
     try:
         environment.cli("up", timeout=240)
         yield environment
@@ -166,3 +173,24 @@ def test_down_drains_the_spool_and_stops_the_shipper(env):
     from ragops.process import ManagedProcess
 
     assert not ManagedProcess("wal-shipper", env.state_dir / "run", env.state_dir / "logs").running()
+
+
+def test_on_an_ssh_host_the_shipper_reads_the_spool_there_through_sftp(engine, sshd):  # noqa: F811
+    directory = server_tmpdir("dpitr-ssh")
+    remote = directory / "remote"
+    ssh_env = write_env(directory, host=sshd.url, replicas=0, known_hosts=str(sshd.known_hosts),
+                        docker={"ssh_key": str(sshd.key), "remote_dir": str(remote)})
+    try:
+        ssh_env.cli("up", timeout=240)
+        spool = remote / f"{PROJECT}-{ssh_env.name}" / "wal-spool"   # on the ssh host (this machine here)
+        assert spool.is_dir() and spool.stat().st_mode & 0o777 == 0o700
+        mark(ssh_env, "primary", "over-ssh")
+        segment = switch_and_wait_shipped(ssh_env, "primary")
+        assert not (spool / segment).exists()
+        check = ssh_env.json("backup", "wal", "check")
+        assert check["ok"] is True and check["gaps"] == []
+        assert "stop wal-shipper" in ssh_env.json("down")["steps"]
+        assert [name for name in os.listdir(spool) if not name.startswith(".")] == []
+    finally:
+        ssh_env.cli("down", "--purge", "--yes", check=False)
+        shutil.rmtree(directory, ignore_errors=True)

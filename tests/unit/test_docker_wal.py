@@ -1,6 +1,6 @@
 """The docker platform's WAL archive without an engine: where the spool is, what `up --dry-run`
-says, ssh hosts refused only when asked for, the containers' archive settings, and who owns the
-spool (root: the image's server uid, 0700; a normal user: the user, 2770 + group_add)."""
+says, an ssh host's spool (read through SFTP, reconnecting), the containers' archive settings, and
+who owns the spool (root: the image's server uid, 0700; a normal user: the user, 2770 + group_add)."""
 from __future__ import annotations
 
 import os
@@ -47,27 +47,30 @@ def test_no_archive_when_switched_off_or_with_an_external_database(tmp_path):
     assert _archive_lines(_config(tmp_path, database={"dsn": "${env:DSN}", "replicas": []})) == []
 
 
-def test_ssh_host_skips_the_default_and_refuses_an_explicit_archive(tmp_path):
+def test_ssh_host_archives_into_a_spool_on_that_host_and_refuses_a_local_spool_dir(tmp_path):
     hosts = ["ssh://root@127.0.0.1:2222"]
-    assert _archive_lines(_config(tmp_path, hosts=hosts)) == []
+    assert _archive_lines(_config(tmp_path, hosts=hosts)) == [   # planned without connecting
+        "WAL archive: every database node archives into ssh://root@127.0.0.1:2222:.ragops/demo-d/wal-spool, a "
+        f"shipper process sends it to {load_config(tmp_path / 'ragops.yaml').backups.storage}"]
     assert _archive_lines(_config(tmp_path, hosts=hosts, backups={"wal": {"enabled": False}})) == []
-    with pytest.raises(ConfigError, match=r"environments\.d\.backups\.wal\.enabled: the WAL archive on ssh hosts "
-                                          r"\(ssh://root@127\.0\.0\.1:2222\) is not supported yet; set "
-                                          r"backups\.wal\.enabled: false"):
-        DockerPlatform(_config(tmp_path, hosts=hosts, backups={"wal": {"enabled": True}})).plan_up()
+    with pytest.raises(ConfigError, match=r"environments\.d\.backups\.wal\.spool_dir: a path on this machine, "
+                                          r"but the database runs on ssh host ssh://root@127\.0\.0\.1:2222"):
+        DockerPlatform(_config(tmp_path, hosts=hosts, backups={"wal": {"spool_dir": "/srv/spool"}})).plan_up()
+    spool = DockerPlatform.wal_spool(_config(tmp_path, hosts=hosts, docker={"remote_dir": "/srv/ragops"}))
+    assert isinstance(spool, docker_wal.SftpSpool) and str(spool) == "ssh://root@127.0.0.1:2222:/srv/ragops/demo-d/wal-spool"
+    assert DockerPlatform.wal_spool(_config(tmp_path)) is None   # a local engine: a directory here
 
 
-def test_container_settings_archive_into_the_mount_without_an_interpreter(tmp_path, monkeypatch):
+def test_container_settings_archive_into_the_mount_without_an_interpreter(tmp_path):
     config = _config(tmp_path, backups={"wal": {"archive_timeout": "10s"}})
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    settings = docker_wal.container_settings(config)
+    settings = docker_wal.container_settings(config, group_readable=False)
     assert settings["archive_mode"] == "on" and settings["archive_timeout"] == "10"
     spool = docker_wal.SPOOL_MOUNT
     assert settings["archive_command"] == (f"cp %p {spool}/.%f.tmp && sync {spool}/.%f.tmp && "
                                            f"mv -f {spool}/.%f.tmp {spool}/%f")
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)   # a normal user reads the segments through the group
+    # a normal account reads the segments through the group
     assert (f"cp %p {spool}/.%f.tmp && chmod 0640 {spool}/.%f.tmp && sync {spool}/.%f.tmp"
-            in docker_wal.container_settings(config)["archive_command"])
+            in docker_wal.container_settings(config, group_readable=True)["archive_command"])
 
 
 def _host(tmp_path: Path, user: str = "10002:10002"):
@@ -82,7 +85,7 @@ def test_spool_as_root_belongs_to_the_images_server_account(tmp_path, monkeypatc
     monkeypatch.setattr(os, "chown", lambda path, uid, gid, follow_symlinks=True: chowned.append((str(path), uid, gid)))
     options = docker_wal.prepare_spool(_config(tmp_path), _host(tmp_path, "10005:10006"), "ragops/postgres:16")
     spool = tmp_path / "hostdir" / "wal-spool"
-    assert options == {"volumes": {str(spool): {"bind": docker_wal.SPOOL_MOUNT, "mode": "rw"}}}
+    assert options == {"volumes": {str(spool): {"bind": docker_wal.SPOOL_MOUNT, "mode": "rw"}}, "group_readable": False}
     assert chowned == [(str(spool), 10005, 10006)]
     assert stat.S_IMODE(os.lstat(spool).st_mode) == 0o700
 
@@ -94,7 +97,7 @@ def test_spool_as_a_normal_user_stays_the_users_and_the_containers_join_its_grou
         os.chown(spool, 1000, 1000)
         monkeypatch.setattr(os, "geteuid", lambda: 1000)
     options = docker_wal.prepare_spool(_config(tmp_path), _host(tmp_path), "ragops/postgres:16")
-    assert options["group_add"] == [str(os.lstat(spool).st_gid)]
+    assert options["group_add"] == [str(os.lstat(spool).st_gid)] and options["group_readable"] is True
     assert stat.S_IMODE(os.lstat(spool).st_mode) == 0o2770   # setgid: segments get the user's group
 
 
@@ -121,10 +124,9 @@ def test_the_shipper_drops_base_backup_history_files_instead_of_keeping_them_for
     assert sorted(os.listdir(spool)) == [".000000010000000000000005.tmp"]   # a copy in progress stays
 
 
-def test_a_container_started_with_other_archive_settings_or_spool_is_outdated(tmp_path, monkeypatch):
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
+def test_a_container_started_with_other_archive_settings_or_spool_is_outdated(tmp_path):
     config = _config(tmp_path)
-    settings = docker_wal.container_settings(config)
+    settings = docker_wal.container_settings(config, group_readable=False)
     archive = {"settings": settings, "volumes": {"/srv/spool": {"bind": docker_wal.SPOOL_MOUNT, "mode": "rw"}}}
 
     def container(cmd: list[str], source: str | None = "/srv/spool"):
@@ -141,3 +143,34 @@ def test_a_container_started_with_other_archive_settings_or_spool_is_outdated(tm
                                archive)
     assert docker_wal.outdated(container(current), {})                                           # switched off
     assert not docker_wal.outdated(container(["-c", "wal_level=replica"], source=None), {})
+
+
+def test_the_sftp_spool_turns_connection_errors_into_oserror_and_reconnects(tmp_path):
+    import paramiko
+
+    connections = []
+
+    class FakeSftp:
+        def __init__(self, broken: bool):
+            self.broken = broken
+
+        def listdir(self, path):
+            if self.broken:
+                raise paramiko.SSHException("connection lost")
+            return [docker_wal.posixpath.basename(path), "000000010000000000000003"]
+
+        def remove(self, path):
+            raise FileNotFoundError(path)
+
+        def close(self):
+            pass
+
+    def connect():
+        connections.append(len(connections))
+        return SimpleNamespace(open_sftp=lambda: FakeSftp(broken=len(connections) == 1), close=lambda: None)
+
+    spool = docker_wal.SftpSpool(SimpleNamespace(label="ssh://h", _connect_ssh=connect), "spool")
+    with pytest.raises(OSError, match="ssh host ssh://h: connection lost"):
+        spool.names()
+    assert spool.names() == ["spool", "000000010000000000000003"] and connections == [0, 1]   # a new connection
+    spool.remove("000000010000000000000003")   # gone already (another shipper): not an error
