@@ -165,10 +165,10 @@ class DockerPlatform(Platform):
 
     def _start_archive(self, progress: Progress) -> list[str]:
         """The containers were started with the archive settings (DockerDatabase._start); ship the spool."""
-        if not self._archiving():
-            return []
-        from ragops.pitr.archive import ensure_shipper
+        from ragops.pitr.archive import SHIPPER, ensure_shipper, stop_archive
 
+        if not self._archiving():   # switched off since the last `up`: drain the spool, stop the shipper
+            return stop_archive(self, progress) if self.region is None and self.proc(SHIPPER).running() else []
         return ensure_shipper(self, progress)
 
     def image_ref(self, version: str) -> str:
