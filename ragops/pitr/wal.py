@@ -27,6 +27,9 @@ SEGMENTS_PER_XLOGID = 0x100000000 // SEGMENT_SIZE
 SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 HISTORY_RE = re.compile(r"^([0-9A-F]{8})\.history$")
 PARTIAL_RE = re.compile(r"^([0-9A-F]{24})\.partial$")
+# a base backup's history file (start/stop points, label): informational only, the manifest records
+# the same; the shipper drops it from the spool instead of keeping it there forever
+BACKUP_LABEL_RE = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
 SUFFIX = ".zst.age"
 
 
@@ -72,15 +75,17 @@ def sidecar_key(name: str) -> str:
 # ---- where ------------------------------------------------------------------------------------
 
 def spool_dir(config) -> Path:
-    """Where archive_command puts finished segments: backups.wal.spool_dir, else beside the server's
-    data directories (as root, the server account's home), <...>/wal-spool."""
+    """Where archive_command puts finished segments: backups.wal.spool_dir, else the platform's
+    (Platform.wal_spool_dir: docker's database containers write into <host dir>/wal-spool), else
+    beside the server's data directories (as root, the server account's home), <...>/wal-spool."""
     configured = config.backups.wal.spool_dir
     if configured:
         path = config.resolve_path(configured)
     else:
         from ragops.db.pgctl import server_home
+        from ragops.platforms import platform_class
 
-        path = (server_home(config) or config.state_dir) / "wal-spool"
+        path = platform_class(config).wal_spool_dir(config) or (server_home(config) or config.state_dir) / "wal-spool"
     if re.search(r"[\s'\"%;&|$`\\]", str(path)):
         raise ConfigError(f"backups.wal.spool_dir: {path} may not contain spaces, quotes or shell characters")
     return path
@@ -112,6 +117,32 @@ class SpoolFileReader:
         pass
 
 
+class LocalSpool:
+    """The spool as a directory on this machine (Platform.wal_spool gives another, e.g. on an ssh host):
+    names, a reader stage per file, its archive time, remove."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def names(self) -> list[str]:
+        try:
+            return os.listdir(self.path)
+        except FileNotFoundError:
+            return []
+
+    def reader(self, name: str) -> SpoolFileReader:
+        return SpoolFileReader(self.path / name)
+
+    def archived_at(self, name: str) -> str:
+        return iso_mtime(self.path / name)
+
+    def remove(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)
+
+
 @dataclass
 class ShipResult:
     shipped: list[str]
@@ -123,9 +154,10 @@ class Shipper:
         from ragops.backup.catalog import storages
         from ragops.backup.compressors import get_compressor
         from ragops.backup.crypters import get_crypter
+        from ragops.platforms import platform_class
 
         self.config = config
-        self.spool = spool_dir(config)
+        self.spool = platform_class(config).wal_spool(config) or LocalSpool(spool_dir(config))
         self.storage, self.copy = storages(config)
         self.compressor = get_compressor(None, config.backups.wal.compression_level)
         self.crypter = get_crypter(config, generate=True)
@@ -133,19 +165,19 @@ class Shipper:
 
     def pending(self) -> list[str]:
         """Finished files in the spool, history files first (a new timeline's first need)."""
-        try:
-            names = [n for n in os.listdir(self.spool) if archivable(n)]
-        except FileNotFoundError:
-            return []
+        names = [n for n in self.spool.names() if archivable(n)]
         return sorted(names, key=lambda n: (not n.endswith(".history"), n))
+
+    def drop_backup_labels(self) -> None:
+        for name in [n for n in self.spool.names() if BACKUP_LABEL_RE.match(n)]:
+            self.spool.remove(name)
 
     def ship_one(self, name: str) -> None:
         from ragops.backup import pipeline
         from ragops.backup.catalog import iso, now_utc
 
-        path = self.spool / name
-        archived_at = iso_mtime(path)
-        stored = pipeline.store(SpoolFileReader(path), self.compressor, self.crypter, self.storage, object_key(name))
+        archived_at = self.spool.archived_at(name)
+        stored = pipeline.store(self.spool.reader(name), self.compressor, self.crypter, self.storage, object_key(name))
         sidecar = {"name": name, "sha256": stored.sha256, "stored_bytes": stored.stored_bytes,
                    "raw_bytes": stored.raw_bytes, "archived_at": archived_at, "shipped_at": iso(now_utc()),
                    "compression": self.compressor.manifest_fields(), "encryption": self.crypter.manifest_fields()}
@@ -154,11 +186,17 @@ class Shipper:
             if store is self.copy:
                 self.copy.put_bytes(object_key(name), self.storage.get_bytes(object_key(name)))
             store.put_bytes(sidecar_key(name), body)   # the commit point
-        path.unlink(missing_ok=True)   # another shipper may have committed and removed it meanwhile
+        self.spool.remove(name)   # another shipper may have committed and removed it meanwhile
 
     def ship_once(self) -> ShipResult:
         result = ShipResult([], {})
-        for name in self.pending():
+        try:
+            self.drop_backup_labels()
+            pending = self.pending()
+        except OSError as exc:   # a spool on an ssh host that does not answer: retried by the caller
+            result.failed["(spool)"] = f"cannot list the WAL spool {self.spool}: {exc}"
+            return result
+        for name in pending:
             try:
                 self.ship_one(name)
             except FileNotFoundError as exc:

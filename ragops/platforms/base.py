@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ragops.errors import OperationFailed
 from ragops.events import Say as Progress
@@ -245,6 +245,20 @@ class Platform(abc.ABC):
         """Whether rejoin_database_node rebuilds this environment's nodes (asked before a change that
         relies on it, as `db switchover --rejoin`); False (the default) with no such means."""
         return False
+
+    @classmethod
+    def wal_spool_dir(cls, config: Config) -> Path | None:
+        """Where the primary's archive_command leaves finished WAL segments on this machine (the WAL
+        shipper's spool, ragops.pitr.wal.spool_dir) when backups.wal.spool_dir is unset; None (the
+        default): beside the server's files, as the local platform's managed nodes have it."""
+        return None
+
+    @classmethod
+    def wal_spool(cls, config: Config) -> Any:
+        """The WAL shipper's spool when it is not a directory on this machine (docker: on an ssh host,
+        through SFTP): an object with names/reader/archived_at/remove like ragops.pitr.wal.LocalSpool;
+        None (the default): LocalSpool(spool_dir(config))."""
+        return None
 
     # ---- state ------------------------------------------------------------------------------
     @abc.abstractmethod

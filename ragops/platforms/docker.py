@@ -135,6 +135,42 @@ class DockerPlatform(Platform):
             entry = _SHARED[id(config)] = (config, cls(config))
         return entry[1]
 
+    @classmethod
+    def wal_spool_dir(cls, config: Config) -> Path | None:
+        """The database containers archive into <host dir>/wal-spool (ragops/platforms/docker_wal.py)."""
+        from ragops.platforms.docker_wal import SPOOL
+
+        host = cls._shared(config).primary
+        return None if host.is_ssh else Path(host.dir.path(SPOOL))
+
+    @classmethod
+    def wal_spool(cls, config: Config):
+        """On an ssh host the spool is there: the shipper reads it through SFTP (docker_wal.SftpSpool)."""
+        from ragops.platforms.docker_wal import SftpSpool, remote_spool
+
+        host = cls._shared(config).primary
+        return SftpSpool(host, remote_spool(config, host)) if host.is_ssh else None
+
+    # ---- the WAL archive (ragops/pitr) -----------------------------------------------------------
+    def proc(self, name: str):
+        """A ragops process of this environment on this machine (the WAL shipper)."""
+        from ragops.process import ManagedProcess
+
+        return ManagedProcess(name, self.config.state_dir / "run", self.config.state_dir / "logs")
+
+    def _archiving(self) -> bool:
+        from ragops.platforms.docker_wal import active
+
+        return self.region is None and self.database is not None and active(self.config, self.primary)
+
+    def _start_archive(self, progress: Progress) -> list[str]:
+        """The containers were started with the archive settings (DockerDatabase._start); ship the spool."""
+        from ragops.pitr.archive import SHIPPER, ensure_shipper, stop_archive
+
+        if not self._archiving():   # switched off since the last `up`: drain the spool, stop the shipper
+            return stop_archive(self, progress) if self.region is None and self.proc(SHIPPER).running() else []
+        return ensure_shipper(self, progress)
+
     def image_ref(self, version: str) -> str:
         repo = self.config.service.image or f"{self.config.project}/rag-service"
         return f"{repo}:{version}"
@@ -337,6 +373,7 @@ class DockerPlatform(Platform):
         from ragops.readiness import wait_ready
 
         steps: list[str] = []
+        self._archiving()    # backups.wal.spool_dir with an ssh host is refused before any change
         for host in self.hosts:
             if host.ensure_network(progress):
                 steps.append(f"network {host.instance} on {host.label}")
@@ -346,6 +383,7 @@ class DockerPlatform(Platform):
                 steps.append(f"accessory {name} on {host.label}")
         if self.database is not None:
             steps += self.database.up(progress)
+            steps += self._start_archive(progress)
         else:
             steps += [f"migrate {name}" for name in self._migrate(progress)]
         for host in self.hosts:
@@ -378,6 +416,13 @@ class DockerPlatform(Platform):
             lines.append(f"accessory {name} ({spec.image}) on {spec.host or self.primary.label}")
         if self.database is not None:
             lines += self.database.plan()
+            if self._archiving():
+                from ragops.platforms.docker_wal import remote_spool, spool_path
+
+                host = self.primary
+                where = f"{host.label}:{remote_spool(self.config, host)}" if host.is_ssh else spool_path(self.config, host)
+                lines.append(f"WAL archive: every database node archives into {where}, a shipper process sends it "
+                             f"to {self.config.backups.storage}")
             lines.append(f"database: migrations from {config.service.path}/migrations applied on the primary")
         else:
             lines.append(f"database: migrations from {config.service.path}/migrations applied through "
@@ -405,6 +450,10 @@ class DockerPlatform(Platform):
                 progress(f"{host.label}: removing {container.name}")
                 host._stop(container, timeout)
                 steps.append(f"remove {container.name} ({host.label})")
+            if host is self.primary and self.region is None:
+                from ragops.pitr.archive import stop_archive
+
+                steps += stop_archive(self, progress)   # after the database: its last segments are shipped
             if self.region is not None:
                 if purge:
                     host.dir.remove_tree()
@@ -419,7 +468,12 @@ class DockerPlatform(Platform):
                 host.dir.remove_tree()
                 steps.append(f"delete {host.dir.root} ({host.label})")
         if purge:
+            from ragops.db.pgctl import remove_server_home
             from ragops.purge import purge_state_dir
+
+            home = remove_server_home(self.config)   # as root: what a physical restore or verify copied there
+            if home is not None:
+                steps.append(f"delete {home}")
 
             steps += purge_state_dir(self.config)   # backups and their key are kept (--purge-backups)
         return steps

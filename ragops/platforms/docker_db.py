@@ -165,11 +165,18 @@ class DockerDatabase:
         import docker
 
         from ragops.db.pgctl import BASE_SETTINGS
+        from ragops.platforms.docker_wal import outdated
 
         host = self.host
+        archive = self._archive()    # every node: a promoted replica archives its new timeline at once
         found = host.container(self.part(node))
         if found is not None and found.status == "running":
-            return False
+            running_as = self._running_role(node) if outdated(found, archive) else None
+            if running_as is None:     # up to date, or not answering: left as it is
+                return False
+            progress(f"{node.name}: restarting container {found.name} ({running_as}) for the WAL archive settings")
+            role, source = running_as, (source if running_as == "replica" else None)
+            found.stop(timeout=30)
         if found is not None:
             found.remove(force=True)
         volume = host.name(self.part(node) + "-data")
@@ -179,6 +186,7 @@ class DockerDatabase:
             host.client.volumes.create(volume, labels=host.labels("volume", node=node.name))
         settings = {**BASE_SETTINGS, "unix_socket_directories": "'/tmp'"}
         settings["listen_addresses"] = "'127.0.0.1'" if host.host_network else "'*'"
+        settings.update(archive.get("settings", {}))
         command = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value.strip(chr(39))}")]
         env = {"RAGOPS_PG_ROLE": role, "RAGOPS_PG_SUPERUSER": self.config.database.superuser,
                "RAGOPS_PG_PASSWORD_FILE": PASSWORD_FILE, "RAGOPS_PG_NAME": node.name}
@@ -191,8 +199,10 @@ class DockerDatabase:
             image=self.settings.image, name=host.name(self.part(node)), detach=True, environment=env,
             command=command, labels=host.labels("database", node=node.name), shm_size=self.settings.shm_size,
             volumes={volume: {"bind": PGDATA_ROOT, "mode": "rw"},
-                     host.dir.path(SECRET_NAME): {"bind": PASSWORD_FILE, "mode": "ro"}},
+                     host.dir.path(SECRET_NAME): {"bind": PASSWORD_FILE, "mode": "ro"}, **archive.get("volumes", {})},
             restart_policy={"Name": "unless-stopped"}, stop_signal="SIGINT")
+        if archive.get("group_add"):
+            kwargs["group_add"] = archive["group_add"]
         if host.host_network:
             kwargs["network_mode"] = "host"
             kwargs["command"] = command + ["-c", f"port={node.port}"]
@@ -208,6 +218,25 @@ class DockerDatabase:
             raise OperationFailed(f"host {host.label}: could not start database node {node.name}: "
                                   f"{_error_text(exc)}") from None
         return True
+
+    def _archive(self) -> dict:
+        """The WAL archive's container options (ragops/platforms/docker_wal.py), {} when off."""
+        from ragops.platforms import docker_wal
+
+        if not docker_wal.active(self.config, self.host):
+            return {}
+        options = docker_wal.prepare_spool(self.config, self.host, self.settings.image)
+        return {**options, "settings": docker_wal.container_settings(self.config, options.pop("group_readable"))}
+
+    def _running_role(self, node: DbNode) -> str | None:
+        """What a running node is now (a promoted replica is a primary), or None when it does not answer."""
+        from ragops.db.connect import connect, node_dsn
+
+        try:
+            with connect(node_dsn(self.config, node, dbname="postgres", connect_timeout=3)) as conn:
+                return "replica" if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] else "primary"
+        except Exception:  # noqa: BLE001 - starting, or down: not restarted by `up`
+            return None
 
     def _wait_reachable(self, node: DbNode) -> None:
         from ragops.db.connect import connect, node_dsn
