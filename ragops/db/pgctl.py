@@ -339,8 +339,14 @@ class Node:
     def start(self, timeout: float = 60) -> None:
         if self.running():
             return
-        prepare_dir(self.log_file.parent)
-        write_server_file(self.log_file, "", append=True)
+        parent = self.log_file.parent
+        if parent.exists():    # maybe the user's (a restore's --target-dir beside it): never re-owned
+            entry = _account()
+            if entry is not None:
+                _check_reachable(parent, entry)
+        else:
+            prepare_dir(parent)
+        write_server_file(self.log_file, "", append=True)   # the log file itself is ours, given to the account
         try:
             run_pg([self.pg("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
                     "-o", f"-c port={self.port}", "-w", "-t", str(int(timeout)), "start"], timeout=timeout + 10)

@@ -96,17 +96,26 @@ def replay(config, directory: Path, port: int | None, progress: Progress, name: 
     except OperationFailed:
         raise OperationFailed(f"recovery failed: {_log_errors(node)} (log {node.log_file})") from None
     deadline = time.monotonic() + RECOVERY_TIMEOUT
-    while (directory / "recovery.signal").exists():
+    # recovery.signal goes first; the server takes writes only once pg_control says "in production"
+    # (set together with the end of recovery): a caller writing right after the first got "read-only"
+    while (directory / "recovery.signal").exists() or not _in_production(node):
         if not node.running():
             raise OperationFailed(f"recovery failed: {_log_errors(node)} (log {node.log_file})")
         if time.monotonic() > deadline:
             raise OperationFailed(f"recovery did not finish within {RECOVERY_TIMEOUT:.0f}s (log {node.log_file})")
-        time.sleep(0.1)
+        time.sleep(0.05)
     import shutil
 
     shutil.rmtree(directory / "pg_ragops_restore", ignore_errors=True)
     _drop_recovery_settings(directory)
     return node, recovered_time(node.log_file.read_text(errors="replace"))
+
+
+def _in_production(node) -> bool:
+    from ragops.db import pgctl
+
+    done = pgctl.run_pg([node.pg("pg_controldata"), "-D", str(node.data_dir)], check=False, timeout=30)
+    return "in production" in done.stdout
 
 
 def _drop_recovery_settings(directory: Path) -> None:

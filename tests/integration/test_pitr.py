@@ -155,11 +155,16 @@ def _pitr_between_two_writes(pg, capsys, config: Path, target_root: Path) -> Non
     assert code == 0, err
     assert check["gaps"] == [] and check["base_backups"] == 1 and check["oldest_recoverable_time"]
 
-    directory = target_root / f"restored-{first}"
+    mine = target_root / f"mine-{first}"      # the user's own directory: its owner and mode stay as they are
+    mine.mkdir(mode=0o755)
+    before = mine.stat()
+    directory = mine / "restored"
     port = free_port()
     code, result, err = cli(capsys, config, "backup", "physical", "restore", "latest", "--to-time", target,
                             "--target-dir", str(directory), "--port", str(port), "--keep-running")
     assert code == 0, err
+    after = mine.stat()
+    assert (after.st_uid, after.st_gid, after.st_mode) == (before.st_uid, before.st_gid, before.st_mode)
     try:
         labels = _restored_labels(port, pg["password"])
         assert first in labels and "second-" + first not in labels
