@@ -8,7 +8,9 @@ Starts its own throwaway PostgreSQL 16 with the WAL archive on (archive_command 
 `ragops up` configures it), then prints:
 
 - physical backup: `ragops backup physical create` vs `pg_basebackup -D - -Ft -X fetch --checkpoint=fast
-  | zstd -3 > file`, alternated pairs, wall and CPU ratios with their spread; peak RSS of ragops
+  | zstd -3 > file`, alternated pairs, wall and CPU ratios with their spread; ragops compresses with
+  backups.compression_threads zstd workers (2), so a second series compares against `zstd -3 -T<same>`
+  (what the rest of ragops's pipeline costs: age, SHA-256, the copies); peak RSS of ragops
   (VmHWM sampled from /proc). ragops also encrypts (age) and hashes (SHA-256). Both sides ask for
   --checkpoint=fast and each run follows a CHECKPOINT, so neither waits for a spread checkpoint.
   ragops's wall time split: CLI start-up, streaming (the manifest's duration), manifest + exit.
@@ -66,14 +68,20 @@ class PitrBench:
         return subprocess.run([f"{self.bindir}/psql", "-qAt", "-d", db, "-c", statement], env=self.env, check=True,
                               capture_output=True, text=True).stdout.strip()
 
+    def threads(self) -> int:
+        from ragops.config import load_config
+
+        return load_config(self.config).backups.compression_threads
+
     def checkpoint(self) -> None:
         self.sql("CHECKPOINT")
 
-    def plain_backup(self) -> tuple[float, float]:
+    def plain_backup(self, threads: int | None = None) -> tuple[float, float]:
         # `sync FILE` at the end: ragops fsyncs what it stored before it reports success, so the baseline does too
         out = f"{self.work}/plain.tar.zst"
+        workers = f" -T{threads}" if threads else ""
         return sh_measured(f"{self.bindir}/pg_basebackup -D - -Ft -X fetch --checkpoint=fast -h 127.0.0.1 "
-                           f"-p {self.node.port} -U postgres | zstd -q -3 > {out} && sync {out}", self.env)
+                           f"-p {self.node.port} -U postgres | zstd -q -3{workers} > {out} && sync {out}", self.env)
 
     def ours_backup(self) -> tuple[float, float]:
         spawned = time.time()
@@ -229,8 +237,15 @@ def main() -> int:
         print(f"database {stats['db_bytes'] / 1e6:.0f} MB, created in {stats['seconds']}s", flush=True)
         subprocess.run(bench.ragops + ["backup", "wal", "ship"], env=bench.renv, check=True)
         plain, ours = pairs(bench.plain_backup, bench.ours_backup, args.rounds, bench.checkpoint)
+        threads = bench.threads()
         results.update(compare("physical backup", "pg_basebackup -Ft | zstd -3", plain,
-                               "ragops backup physical create", ours))
+                               f"ragops backup physical create (zstd -T{threads}: backups.compression_threads)", ours))
+        if threads > 1:   # the same number of zstd workers on both sides: what the rest of the pipeline costs
+            plain_t, ours_t = pairs(lambda: bench.plain_backup(threads), bench.ours_backup, args.rounds,
+                                    bench.checkpoint)
+            same = compare("physical backup, same zstd workers", f"pg_basebackup -Ft | zstd -3 -T{threads}",
+                           plain_t, f"ragops backup physical create (zstd -T{threads})", ours_t)
+            results.update({f"same_threads_{k}": v for k, v in same.items()})
         print(f"peak RSS of ragops backup physical create: {max(bench.rss):.0f} MB (VmHWM; goal <= 150 MB); "
               f"its streaming part alone (manifest duration, no CLI start-up): median "
               f"{statistics.median(bench.engine):.2f}s", flush=True)

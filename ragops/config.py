@@ -144,6 +144,7 @@ class BackupsConfig(Strict):
     copy_to: StorageUrl | None = None            # a second storage every backup is copied to
     encryption_key: SecretRef | None = None      # an age identity (AGE-SECRET-KEY-1...)
     compression_level: int = Field(3, ge=1, le=22)
+    compression_threads: int = Field(2, ge=1, le=64)   # zstd workers for base backups and dumps (WAL: one)
     retention: Retention = Field(default_factory=Retention)
     lifecycle: list[LifecycleRule] = []
     s3: S3Settings = Field(default_factory=S3Settings)

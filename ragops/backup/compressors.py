@@ -181,21 +181,23 @@ class _CommandCompressed:
 
 
 class Zstd:
-    """zstandard, single-threaded, level from backups.compression_level (default 3). Compresses in
-    the zstd command-line tool (`zstd -T1`, one worker) when it is installed, else in-process.
+    """zstandard, level from backups.compression_level (default 3). Compresses in the zstd
+    command-line tool when it is installed (`-T<threads>`: backups.compression_threads workers for
+    base backups and dumps, one for WAL segments), else in-process on one thread.
     One object serves one store() at a time (the WAL shipper reuses one, segment after segment):
     store() ends the tool processes this object started."""
 
     name = "zstd"
 
-    def __init__(self, level: int | None = 3):
+    def __init__(self, level: int | None = 3, threads: int = 1):
         self.level = level if level is not None else 3
+        self.threads = threads
         self._running: list[_CommandCompressed] = []
 
     def compress(self, source):
         tool = zstd_tool()
         if tool:
-            argv = [tool, "-q", "-c", f"-{self.level}", "-T1"] + (["--ultra"] if self.level > 19 else [])
+            argv = [tool, "-q", "-c", f"-{self.level}", f"-T{self.threads}"] + (["--ultra"] if self.level > 19 else [])
             running = _CommandCompressed(argv, source)
             self._running.append(running)
             return running
@@ -232,10 +234,11 @@ class Zstd:
 COMPRESSORS: dict[str, type] = {"zstd": Zstd}
 
 
-def get_compressor(name: str | None, level: int | None = None, where: str = "backups") -> Compressor:
-    """The compressor called `name` (None: the default); an unknown name is an error naming it."""
+def get_compressor(name: str | None, level: int | None = None, where: str = "backups", threads: int = 1) -> Compressor:
+    """The compressor called `name` (None: the default); an unknown name is an error naming it.
+    `threads`: worker threads for compressing (decompression uses one)."""
     name = name or DEFAULT
     cls = COMPRESSORS.get(name)
     if cls is None:
         raise OperationFailed(f"{where}: unknown compressor {name!r} (known: {', '.join(sorted(COMPRESSORS))})")
-    return cls(level)
+    return cls(level, threads)

@@ -53,7 +53,7 @@ def backup_stages(config, label: str | None, dry_run: bool) -> tuple:
     if label is not None and not re.fullmatch(r"[\w.:@+-]{1,100}", label):
         raise UsageError(f"--label: use letters, digits and ._:@+- (at most 100), got {label!r}")
     backups = config.backups
-    compressor = get_compressor(None, backups.compression_level)
+    compressor = get_compressor(None, backups.compression_level, threads=backups.compression_threads)
     crypter = get_crypter(config, generate=not dry_run) if not dry_run or backups.encryption_key else None
     storage, copy = storages(config)
     return compressor, crypter, storage, copy

@@ -13,7 +13,7 @@ import pytest
 from ragops.backup import compressors, pipeline
 from ragops.backup.compressors import Zstd
 from ragops.backup.storage import FileStorage
-from ragops.errors import OperationFailed
+from ragops.errors import ConfigError, OperationFailed
 from tests.unit.test_backup_stages import BytesReader, BytesSink, _age
 
 needs_tool = pytest.mark.skipif(shutil.which("zstd") is None and not os.environ.get("RAGOPS_REQUIRE_INTEGRATION"),
@@ -94,3 +94,27 @@ def test_a_command_reader_is_moved_into_the_tool_in_the_kernel_and_still_counted
     assert sink.stdin.getvalue() == source.read_bytes() and stored.raw_bytes == source.stat().st_size
     assert sum(spliced) == source.stat().st_size and spliced[-1] == 0
     assert _leftover_threads() == []
+
+
+@needs_tool
+def test_backups_compress_with_the_configured_worker_threads(tmp_path, monkeypatch):
+    """backups.compression_threads (default 2) reaches the tool as -T<n>; the WAL shipper keeps one."""
+    from pathlib import Path
+
+    from ragops.backup.create import backup_stages
+    from ragops.config import load_config
+    from ragops.devstack import write_local_config
+    from ragops.pitr.wal import Shipper
+
+    config = load_config(write_local_config(tmp_path))
+    compressor, _crypter, _storage, _copy = backup_stages(config, None, dry_run=True)
+    started = []
+    monkeypatch.setattr(compressors._CommandCompressed, "__init__", lambda self, argv, source: started.append(argv))
+    compressor.compress(None)
+    assert "-T2" in started[-1] and config.backups.compression_threads == 2
+    Shipper(config).compressor.compress(None)
+    assert "-T1" in started[-1]
+    (tmp_path / "bad").mkdir()
+    bad = write_local_config(tmp_path / "bad", extra={"backups": {"compression_threads": 0}})
+    with pytest.raises(ConfigError, match=r"backups\.compression_threads"):
+        load_config(Path(bad))
