@@ -9,7 +9,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 
 from ragops.config import load_config
 from ragops.errors import ConfigError, OperationFailed
@@ -17,16 +16,7 @@ from ragops.pitr.wal import spool_dir
 from ragops.platforms import docker_wal
 from ragops.platforms.docker import DockerPlatform
 from ragops.platforms.docker_hosts import LocalDir
-
-
-def _config(tmp_path: Path, **body):
-    path = tmp_path / "ragops.yaml"
-    env = {"platform": "docker", "state_dir": str(tmp_path / "state"),
-           "database": {"primary": {"name": "primary", "port": 9620},
-                        "replicas": [{"name": "replica1", "port": 9621}]}}
-    env.update(body)
-    path.write_text(yaml.safe_dump({"project": "demo", "default_env": "d", "environments": {"d": env}}))
-    return load_config(path)
+from tests.unit.test_docker_db import _config
 
 
 def _archive_lines(config) -> list[str]:
