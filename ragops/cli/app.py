@@ -89,11 +89,14 @@ def version(ctx: typer.Context) -> None:
              lambda d: f"ragops {d['ragops']} (python {d['python']})")
 
 
+_REGISTERED: set[str] = set()   # once per process: main() called again (tests) must not stack copies
+
+
 def register_commands(command: str | None = None) -> None:
     """Register the modules `command` needs (every module when it is None or not in COMMANDS_OF)."""
     wanted = [m for m, names in COMMANDS_OF.items() if command in names]
     for name in COMMAND_MODULES:
-        if wanted and name in COMMANDS_OF and name not in wanted:
+        if (wanted and name in COMMANDS_OF and name not in wanted) or name in _REGISTERED:
             continue
         try:
             module = importlib.import_module(name)
@@ -102,6 +105,7 @@ def register_commands(command: str | None = None) -> None:
                 continue
             raise
         module.register(app)
+        _REGISTERED.add(name)
 
 
 def click_exception_types() -> tuple[tuple, tuple, tuple]:
