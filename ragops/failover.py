@@ -321,8 +321,11 @@ class _RegionFailover:
         self.state["service"] = True
 
         def do_smoke() -> str:
-            from ragops.smoke import run_smoke
+            from ragops.smoke import run_smoke, wait_serving
 
+            # the router's health check may have marked the color down while the database moved
+            if self.platform is not None:
+                wait_serving(self.platform.router_url(), self.config.service.health_path)
             smoke = run_smoke(self.config, platform=self.platform)
             self.report.smoke = {"url": smoke.url, "passed": smoke.passed,
                                  "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail}
@@ -333,8 +336,8 @@ class _RegionFailover:
             self.report.service_ready_at = _now().isoformat()
             return f"{len(smoke.checks)} checks passed through {smoke.url}"
         self.step("smoke test", do_smoke,
-                  lambda: f"database promoted and service started in {self.region}, but it does not pass the "
-                          f"smoke test: see `ragops logs`, fix, `ragops smoke`")
+                  lambda: f"database promoted and service started in {self.region or 'this environment'}, but it "
+                          f"does not pass the smoke test: see `ragops logs`, fix, `ragops smoke`")
 
     def finish(self) -> FailoverReport:
         report, config = self.report, self.config

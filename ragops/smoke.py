@@ -117,6 +117,25 @@ def smoke_url(url: str, api_key: str, *, health_path: str = "/healthz", readines
     return report
 
 
+def wait_serving(url: str, path: str, timeout: float = 15.0) -> bool:
+    """Until `url` + `path` answers 200 (a router whose health check marked a color down while the
+    database failed over serves it again within its check interval), at most `timeout` seconds."""
+    import time
+
+    from ragops import loopback
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if loopback.get(url.rstrip("/") + path, timeout=2.0).status_code == 200:
+                return True
+        except loopback.HttpError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
 def run_smoke(config, url: str | None = None, color: str | None = None, platform=None,
               expect_version: str | None = None) -> SmokeReport:
     """Smoke-test the environment through its router (default), one color directly, or a URL."""

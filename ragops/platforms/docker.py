@@ -249,6 +249,13 @@ class DockerPlatform(Platform):
                         restored.append(host.label)
                 except Exception:  # noqa: BLE001 - best effort; the error below says which
                     pass
+            # "restored" means served again: wait for each running router but the failed one to pick it up
+            for host in written:
+                if host.label in restored and host is not failed_host and not maintenance:
+                    try:
+                        host.router.confirm(host.router.desired().weights, confirm_timeout)
+                    except Exception:  # noqa: BLE001 - best effort, as above
+                        pass
             raise OperationFailed(f"host {failed_host.label if failed_host else '?'}: {failure}; previous router "
                                   f"config restored on {', '.join(restored) or 'no host'}") from None
 
