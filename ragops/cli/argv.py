@@ -40,8 +40,7 @@ def hoist_global_options(argv: list[str]) -> list[str]:
                 index += 1
             else:
                 rest.append(arg)
-        elif arg in GLOBAL_FLAGS or (arg.startswith("-") and not arg.startswith("--")
-                                     and len(arg) > 2 and set(arg[1:]) <= {"v", "q", "y"}):
+        elif arg in GLOBAL_FLAGS or (len(arg) > 2 and short_flags(arg)):
             hoisted.append(arg)
         else:
             rest.append(arg)
@@ -49,8 +48,10 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return hoisted + rest
 
 
+def short_flags(arg: str) -> bool:
+    """`-v`, `-qy`, `-vvy`: one or more of the global one-letter flags together."""
+    return len(arg) > 1 and arg[0] == "-" and arg[1] != "-" and set(arg[1:]) <= {"v", "q", "y"}
+
+
 def verbosity(argv: list[str]) -> int:
-    return sum(a.count("v") for a in argv if a.startswith("-") and not a.startswith("--") and set(a[1:]) <= {"v", "q", "y"}) \
-        + argv.count("--verbose")
-
-
+    return sum(a.count("v") for a in argv if short_flags(a)) + argv.count("--verbose")

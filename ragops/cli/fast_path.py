@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ragops.cli.argv import command_name
+from ragops.cli.argv import GLOBAL_WITH_VALUE, command_name, short_flags
 
 
 def take(argv: list[str]) -> Callable[[], int] | None:
@@ -43,7 +43,7 @@ def _parse_rollback(argv: list[str]):
         name, has_value, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         if not seen_command and arg == "rollback":
             seen_command = True
-        elif name in ("--env", "--config", "--output", "-e", "-c", "-o") or (seen_command and name == "--to"):
+        elif name in GLOBAL_WITH_VALUE or (seen_command and name == "--to"):
             if not has_value:
                 if index + 1 >= len(argv):
                     return None
@@ -52,7 +52,7 @@ def _parse_rollback(argv: list[str]):
             values[short.get(name, name.lstrip("-"))] = value
         elif arg in ("--verbose", "--quiet", "--yes", "--no-color") or (seen_command and arg == "--resume"):
             counts[{"--verbose": "v", "--quiet": "q", "--yes": "y"}.get(arg, arg.lstrip("-"))] += 1
-        elif len(arg) > 1 and arg[0] == "-" and arg[1] != "-" and set(arg[1:]) <= {"v", "q", "y"}:
+        elif short_flags(arg):
             for letter in arg[1:]:
                 counts[letter] += 1
         else:
