@@ -23,7 +23,7 @@ from pydantic import (
 
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
-from ragops.deploy.analysis.settings import MetricSpec, OnInconclusive, Provider
+from ragops.deploy.analysis.settings import SAMPLES_QUERY, MetricSpec, OnInconclusive, Provider, window_problems
 from ragops.dns.settings import HealthCheckSettings
 from ragops.errors import ConfigError
 from ragops.ha.settings import PatroniSettings
@@ -194,6 +194,7 @@ class AnalysisConfig(Strict):
     provider: Provider = "builtin"                    # builtin | prometheus (ragops/deploy/analysis/)
     metrics: list[MetricSpec] = []                    # prometheus: PromQL metrics (default: the guide's two)
     on_inconclusive: OnInconclusive = "pause"         # canary: pause (exit 3) or fail when no verdict
+    samples_query: str | None = SAMPLES_QUERY         # prometheus: samples of the canary's own series ("" off)
 
 
 class DeployConfig(Strict):
@@ -316,6 +317,16 @@ class Environment(Sections):
             if not re.match(r"^(unix://.+|ssh://[\w.\-]+@[\w.\-]+(:\d+)?|local)$", host):
                 raise ValueError(f"[{index}]: expected 'local', unix:///path or ssh://user@host[:port], got {host!r}")
         return hosts
+
+    @model_validator(mode="after")
+    def _analysis_window(self) -> Environment:
+        from ragops.durations import parse_duration
+
+        problems = window_problems(self.deploy.analysis, self.deploy.canary.step_pause,
+                                   parse_duration(self.monitoring.scrape_interval))
+        if problems:
+            raise ValueError(problems[0])
+        return self
 
     @model_validator(mode="after")
     def _router_platform(self) -> Environment:

@@ -64,13 +64,32 @@ class Deployment(DeploymentBase):
                                    "p95_ms": r.p95_ms, "elapsed_s": r.window_s}))
 
         target = Target(color=color, version=self.options.version, url=self.platform.color_url(color),
-                        baseline_color=baseline)
+                        baseline_color=baseline, baseline_version=str(self.record.get("from_version") or ""))
         result = provider.analyze(target, window=window, on_sample=on_sample, should_stop=self.aborted_by_request)
         if gate and result.passed:
             self.pass_gate(gate)
-        self.step(label, result.passed, "; ".join(result.breaches) or "within thresholds",
+        # an inconclusive analysis is not a failed one: journaled and printed without a verdict
+        self.step(label, None if result.inconclusive else result.passed,
+                  "; ".join(result.breaches) or "within thresholds",
                   data={"analysis": result.summary()}, analysis=result.summary())
         return result
+
+    def check_scraped(self, color: str) -> None:
+        """Before the first traffic change: the analysis must be able to read the new color's metrics
+        (a Prometheus that does not scrape it would measure nothing)."""
+        gate = f"scraped:{color}"
+        if self.gate_passed(gate):
+            return
+        ok, seen = get_provider(self.config).check_scraped(Target(color=color, version=self.options.version))
+        if not seen:
+            return
+        self.step(f"metrics of {color}", ok, seen)
+        if not ok:
+            self._discard(color)
+            raise GateFailed(f"{seen}; traffic stayed on {self.record.get('from_color') or 'nothing'}",
+                             hint="check the scrape configuration of monitoring.url for this color "
+                                  "(labels color and the service's /metrics)")
+        self.pass_gate(gate)
 
     # ---- strategies -----------------------------------------------------------------------
     def blue_green(self) -> DeployResult:
@@ -79,6 +98,7 @@ class Deployment(DeploymentBase):
         if self.record.get("failing"):
             return self._switch_back(new, old, self.record["failing"])     # resumed inside a switch-back
         self.start_new(new)
+        self.check_scraped(new)
         self.phase("switched")
         self.switch({new: 100, **({old: 0} if old else {})}, f"switch router to {new}")
         self.phase("analysis")
@@ -114,6 +134,7 @@ class Deployment(DeploymentBase):
         if self.record.get("failing"):
             return self._switch_back(new, old, self.record["failing"])
         self.start_new(new)
+        self.check_scraped(new)
         steps = self.options.steps
         window = self.options.step_pause or self.config.deploy.analysis.window
         for index in range(int(self.record.get("step_index", 0)), len(steps)):

@@ -1,0 +1,131 @@
+"""Gates that cannot be fooled: no data is not zero, dry-run metrics, the window check, plain explain."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ragops.deploy.analysis import prometheus
+from ragops.deploy.analysis.prometheus import Target
+from ragops.deploy.analysis.settings import SAMPLES_QUERY, MetricSpec, default_metrics
+
+
+class FakePrometheus:
+    """Answers each query with what `answers` maps its first matching fragment to."""
+
+    def __init__(self, answers: dict[str, float | None]):
+        self.answers = answers
+        self.url = "http://prometheus.test"
+        self.seen: list[str] = []
+
+    def query(self, promql: str):
+        self.seen.append(promql)
+        for fragment, value in self.answers.items():
+            if fragment in promql:
+                return value, "" if value is not None else "no data"
+        return None, "no data"
+
+
+def run(metrics, answers, **kw):
+    target = Target(color="green", version="v11", window_text="10s", **kw)
+    client = FakePrometheus(answers)
+    result = prometheus.analyze(target, metrics, client, window=0.01, interval=0.0,  # type: ignore[arg-type]
+                                samples_query=SAMPLES_QUERY)
+    return result, client
+
+
+def test_the_default_error_rate_reads_the_canarys_own_series_without_turning_no_data_into_zero():
+    error_rate, _ = default_metrics(0.05, 2000)
+    assert "or vector(0)" not in error_rate.query
+    rendered = prometheus.render(error_rate.query, "green", "v11", "10s")
+    assert 'rag_http_responses_total{color="green",version="v11",class="5xx"}[10s]' in rendered
+
+
+def test_one_sample_in_the_window_is_inconclusive_not_a_pass():
+    # the error rate Prometheus computes from one sample is a confident-looking 0
+    result, client = run(default_metrics(0.05, 2000)[:1], {"count_over_time": 1.0, "increase": 0.0})
+    assert not result.passed and result.inconclusive
+    assert "too few samples (1 scrape(s) of green v11 in 10s, need 2" in result.breaches[0]
+    assert any('version="v11"' in q and "count_over_time" in q for q in client.seen)
+    # two samples: the value counts
+    result, _ = run(default_metrics(0.05, 2000)[:1], {"count_over_time": 2.0, "increase": 0.0})
+    assert result.passed
+    # a failing value is a failure whatever the sample count (never softened into "no data")
+    failing = MetricSpec(name="errors", query="sum(increase(x[1m]))", success="result <= 0.05")
+    result, _ = run([failing], {"count_over_time": 1.0, "increase": 0.3})
+    assert not result.passed and not result.inconclusive and "breaks result <= 0.05" in result.breaches[0]
+
+
+def test_a_dry_run_metric_is_measured_and_reported_but_never_decides():
+    watched = MetricSpec(name="empty_share", query="empty_q", success="result <= 0.1", dry_run=True)
+    deciding = MetricSpec(name="errors", query="errors_q", success="result <= 0.05")
+    result, _ = run([watched, deciding], {"count_over_time": 3.0, "empty_q": 0.9, "errors_q": 0.0})
+    assert result.passed
+    shown = {m["name"]: m for m in result.metrics}
+    assert shown["empty_share"]["dry_run"] and not shown["empty_share"]["passed"]
+    assert shown["empty_share"]["value"] == 0.9
+    nodata, _ = run([watched, deciding], {"count_over_time": 3.0, "errors_q": 0.0})
+    assert nodata.passed and not nodata.inconclusive
+
+
+def test_a_baseline_metric_without_a_stable_color_is_skipped_and_not_recorded_as_passed():
+    vs_stable = MetricSpec(name="vs_stable", query="errors_q", compare="baseline", max_difference=0.1)
+    deciding = MetricSpec(name="errors", query="errors_q", success="result <= 0.05")
+    result, _ = run([vs_stable, deciding], {"count_over_time": 3.0, "errors_q": 0.0})
+    assert result.passed
+    shown = {m["name"]: m for m in result.metrics}["vs_stable"]
+    assert shown["skipped"] and shown["passed"] is False and "skipped" in shown["why"]
+
+
+def test_baseline_queries_render_the_stable_colors_own_version():
+    vs_stable = MetricSpec(name="vs_stable", query='q{color="{{color}}",version="{{version}}"}',
+                           compare="baseline", max_difference=0.1)
+    _, client = run([vs_stable], {"count_over_time": 3.0, "q{": 0.0}, baseline_color="blue", baseline_version="v10")
+    assert 'q{color="blue",version="v10"}' in client.seen
+
+
+def write(tmp_path: Path, analysis: dict, monitoring: dict | None = None, canary: dict | None = None) -> Path:
+    from tests.conftest import REPO
+
+    data = yaml.safe_load((REPO / "ragops.yaml").read_text())
+    data["deploy"]["analysis"].update(analysis)
+    data["deploy"]["canary"].update(canary or {})
+    data["monitoring"] = monitoring or {}
+    path = tmp_path / "ragops.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_config_validate_refuses_a_window_shorter_than_two_scrapes(tmp_path, capsys):
+    from ragops.cli.main import main
+
+    path = write(tmp_path, {"provider": "prometheus", "window": "8s"}, {"scrape_interval": "5s"})
+    assert main(["-c", str(path), "config", "validate"]) == 2
+    err = capsys.readouterr().err
+    assert "deploy.analysis.window (8s) is shorter than 2 x monitoring.scrape_interval (5s)" in err
+    assert "Traceback" not in err
+    step = write(tmp_path, {"provider": "prometheus"}, {"scrape_interval": "5s"}, {"step_pause": "6s"})
+    assert main(["-c", str(step), "config", "validate"]) == 2
+    assert "deploy.canary.step_pause (6s) is shorter than 2 x monitoring.scrape_interval (5s)" in capsys.readouterr().err
+    # the shipped values (10s window, 5s scrapes) pass; the builtin provider scrapes by itself
+    assert main(["-c", str(write(tmp_path, {"provider": "prometheus"}, {"scrape_interval": "5s"})),
+                 "config", "validate"]) == 0
+    assert main(["-c", str(write(tmp_path, {"window": "2s"}, {"scrape_interval": "5s"})), "config", "validate"]) == 0
+
+
+def test_status_explain_prints_plain_text_not_python_reprs():
+    from ragops.deploy.history import explain
+
+    record = {"id": "d-1", "strategy": "canary", "version": "v2", "who": "ci", "result": "aborted",
+              "steps": [{"name": "analysis at 50%", "ok": False, "detail": "error_rate 0.3 breaks result <= 0.05",
+                         "analysis": {"requests": 0, "error_rate": None, "p95_ms": None, "window_s": 10.0,
+                                      "passed": False, "inconclusive": False, "breaches": ["x"],
+                                      "metrics": [{"name": "error_rate", "value": 0.3, "baseline": 0.01,
+                                                   "passed": False, "inconclusive": False, "failures": 1,
+                                                   "why": "error_rate 0.3 breaks result <= 0.05"},
+                                                  {"name": "vs", "value": None, "baseline": None, "passed": False,
+                                                   "skipped": True, "why": "vs: skipped"}]}}]}
+    text = "\n".join(explain(record))
+    assert "{" not in text and "[" not in text.replace("[FAILED]", "") and "None" not in text
+    assert "metric error_rate: 0.3 (stable 0.01) failed - error_rate 0.3 breaks result <= 0.05" in text
+    assert "metric vs: - skipped" in text
