@@ -18,7 +18,11 @@ command on this machine (`python -c pass`) and failed requests (goal 0).
 The ragops commands run with bytecode caching on (PYTHONDONTWRITEBYTECODE removed from their
 environment), as an installed ragops runs; one warm-up command fills the cache first.
 
-Usage: python bench/rollback_bench.py [--repeats 8] [--rps 150] [--probe-rps 100] [--keep]
+With --webhook-delay S the two rounds are instead both idle: without a webhook, then with
+notify.webhook pointing at a local server that answers each POST after S seconds (notify.timeout
+stays 5 s): the switch must not wait for it (issue 25: within 10 % of the time without).
+
+Usage: python bench/rollback_bench.py [--repeats 8] [--rps 150] [--probe-rps 100] [--webhook-delay 20] [--keep]
 """
 from __future__ import annotations
 
@@ -86,6 +90,41 @@ class Probe(threading.Thread):
                 conn.close()
                 conn = http.client.HTTPConnection(parts.netloc, timeout=5)
             self.stop.wait(max(0.0, self.pause - (time.time() - sent)))
+
+
+def slow_webhook(delay: float) -> str:
+    """A local webhook that answers every POST after `delay` seconds (a thread each); its URL."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            time.sleep(delay)
+            try:
+                self.send_response(200)
+                self.end_headers()
+            except OSError:
+                pass     # the client gave up (notify.timeout)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+
+def set_webhook(config: Path, url: str | None) -> None:
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    env = data["environments"]["test"]
+    env["notify"] = {"webhook": "${env:BENCH_WEBHOOK}"} if url else {}
+    ENV.pop("BENCH_WEBHOOK", None)
+    if url:
+        ENV["BENCH_WEBHOOK"] = url
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def first_served(timeline, since: float, version: str) -> float | None:
@@ -165,6 +204,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--rps", type=float, default=150, help="the bounded load of the second round")
     parser.add_argument("--probe-rps", type=float, default=100, help="the sequential probe's rate (both rounds)")
+    parser.add_argument("--webhook-delay", type=float, default=None,
+                        help="compare idle rollbacks without and with a webhook answering after this many seconds")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     args = parser.parse_args()
 
@@ -184,10 +225,20 @@ def main() -> int:
         floor = python_floor()
         print(f"stack in {workdir}; `python -c pass` on this machine: {floor * 1000:.0f} ms; "
               f"load average {os.getloadavg()[0]:.1f}")
-        for name, rps in (("idle", 0.0), ("load", args.rps)):
+        rounds: list[tuple[str, float, str | None]] = [("idle", 0.0, None), ("load", args.rps, None)]
+        if args.webhook_delay is not None:
+            rounds = [("idle, no webhook", 0.0, None),
+                      (f"idle, webhook answering after {args.webhook_delay:g}s", 0.0, slow_webhook(args.webhook_delay))]
+        medians = []
+        for name, rps, hook in rounds:
+            set_webhook(config, hook)
             rows, stats, probe_failed = one_round(config, url, rps, args.probe_rps, args.repeats)
             report(name, rows, stats, probe_failed)
             failed += probe_failed + (stats.failed if stats else 0)
+            served = [r["served"] for r in rows if r["served"] is not None]
+            medians.append(statistics.median(served) if served else None)
+        if args.webhook_delay is not None and None not in medians:
+            print(f"\nwith the slow webhook / without: {medians[1] / medians[0]:.2f} (goal <= 1.10)")
         print(f"\nload average at the end {os.getloadavg()[0]:.1f} (2 cores: above ~2 every wall time stretches)")
     finally:
         if not args.keep:

@@ -20,7 +20,7 @@ from ragops.deploy.lock import describe, owner_alive, whoami
 from ragops.deploy.states import checkpoint, interrupted_text, next_step
 from ragops.deploy.states import unfinished_kind as _kind
 from ragops.durations import format_duration
-from ragops.errors import GateFailed, LockHeld, OperationFailed, UsageError
+from ragops.errors import GateFailed, LockHeld, OperationFailed, RagopsError, UsageError
 from ragops.events import Event, Progress, ignore, say
 from ragops.platforms import get_platform
 from ragops.platforms.base import COLORS, other_color, with_weights
@@ -155,7 +155,7 @@ class Deployment(DeploymentBase):
                                            hint="`ragops promote` continues, `ragops abort` undoes")
             if not result.passed:
                 reason = f"at {weight}%: " + "; ".join(result.breaches)
-                self._abort_canary(new, old, reason)
+                self._abort_canary(new, old, reason, event="failed")
                 raise GateFailed(f"canary {self.options.version} aborted {reason}",
                                  hint="the live color was not touched; ragops status --explain shows the values")
             if self.options.pause_at is not None and weight == self.options.pause_at:
@@ -179,11 +179,11 @@ class Deployment(DeploymentBase):
         self.notify("paused", why or f"at {weight}%")
         return self.result()
 
-    def _abort_canary(self, new: str, old: str, reason: str) -> DeployResult:
+    def _abort_canary(self, new: str, old: str, reason: str, event: str | None = None) -> DeployResult:
         self.switch({old: 100, new: 0}, f"canary weight back to 0, {old} 100%")
         self._discard(new)
         self.journal.clear_request()
-        return self.finish("aborted", reason)
+        return self.finish("aborted", reason, event=event)
 
     def rollback_flow(self) -> DeployResult:
         """Back to the version on the warm color: flip, or start it first when it is not warm.
@@ -200,6 +200,7 @@ class Deployment(DeploymentBase):
         started = time.monotonic()
         self.switch({new: 100, old: 0}, f"flip router to warm {new} ({version})")
         self.record["flip_ms"] = round((time.monotonic() - started) * 1000, 1)
+        self.outbox.release()      # the flip is confirmed: its `start` goes out now
         self.phase("drain")
         self.drain(old)
         return self.finish("succeeded")
@@ -217,6 +218,22 @@ class Deployment(DeploymentBase):
         self.step("interrupted", None, interrupted_text(self.record), kind="interrupted")
 
     def run(self, take_over: bool = False) -> DeployResult:
+        """The deploy, then (lock released) at most notify.timeout for its queued notifications."""
+        outcomes: list[dict] = []
+        try:
+            result = self._run(take_over)
+        except RagopsError as exc:     # the error names what was not delivered (it is all -q shows)
+            outcomes = self.deliver_notifications()
+            if any(not o["delivered"] for o in outcomes):
+                exc.message += "; " + _undelivered(outcomes)
+            raise
+        except BaseException:
+            self.deliver_notifications()
+            raise
+        result.notifications = outcomes or self.deliver_notifications()
+        return result
+
+    def _run(self, take_over: bool = False) -> DeployResult:
         self.take_lock(take_over=self.record["id"] if take_over else None)
         paused = False
         try:
@@ -229,8 +246,8 @@ class Deployment(DeploymentBase):
                     self.notify("start")
                 return self.rollback_flow()
             if self.record.get("phase") in (None, "lock", "preflight"):
-                self.notify("start")
                 self.preflight()
+                self.notify("start")       # after preflight: it names the version it replaces
             if self.options.strategy == "canary":
                 result = self.canary()
                 paused = result.result == "paused"
@@ -259,6 +276,11 @@ class Deployment(DeploymentBase):
         finally:
             if not paused:
                 self.lock.release()
+
+
+def _undelivered(outcomes: list[dict]) -> str:
+    missed = [o for o in outcomes if not o["delivered"]]
+    return "not notified: " + ", ".join(f"{o['event']} ({o['error']})" for o in missed)
 
 
 # ---- module-level operations (the CLI and runbooks call these) --------------------------------
@@ -422,9 +444,11 @@ def abort(config: Config, progress: Progress = ignore, wait: float = 30.0) -> De
                 deployment._discard(new)
             else:
                 deployment.step(f"keep {new}", None, "not started by this deploy: left as it was")
-        return deployment.finish("aborted", f"aborted by {whoami()}")
+        result = deployment.finish("aborted", f"aborted by {whoami()}")
     finally:
         deployment.lock.release()
+    result.notifications = deployment.deliver_notifications()
+    return result
 
 
 def _from_record(r: dict) -> DeployResult:

@@ -129,3 +129,11 @@ def test_status_explain_prints_plain_text_not_python_reprs():
     assert "{" not in text and "[" not in text.replace("[FAILED]", "") and "None" not in text
     assert "metric error_rate: 0.3 (stable 0.01) failed - error_rate 0.3 breaks result <= 0.05" in text
     assert "metric vs: - skipped" in text
+
+
+def test_a_color_prometheus_does_not_scrape_is_refused_before_traffic():
+    target = Target(color="green", version="v11")
+    why = prometheus.wait_scraped(FakePrometheus({}), SAMPLES_QUERY, target, timeout=0.0)  # type: ignore[arg-type]
+    assert why and "has no sample of green (v11)" in why and "not scraping that color's target" in why
+    assert prometheus.wait_scraped(FakePrometheus({"count_over_time": 1.0}), SAMPLES_QUERY,  # type: ignore[arg-type]
+                                   target, timeout=0.0) is None
