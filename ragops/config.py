@@ -31,10 +31,11 @@ from ragops.monitoring.settings import MonitoringSettings
 from ragops.notify.settings import NotifySettings
 from ragops.pitr.settings import WalSettings
 from ragops.platforms.docker_db_settings import DockerDatabaseSettings
+from ragops.smoke_settings import SmokeSettings
 
 DEFAULT_CONFIG = "ragops.yaml"
 SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks",
-            "monitoring", "notify")
+            "monitoring", "notify", "smoke")
 
 
 class ServiceConfig(Strict):
@@ -195,6 +196,7 @@ class AnalysisConfig(Strict):
     metrics: list[MetricSpec] = []                    # prometheus: PromQL metrics (default: the guide's two)
     on_inconclusive: OnInconclusive = "pause"         # canary: pause (exit 3) or fail when no verdict
     samples_query: str | None = SAMPLES_QUERY         # prometheus: samples of the canary's own series ("" off)
+    max_empty_results_rate: float | None = Field(None, ge=0, le=1)   # builtin: share of queries finding nothing
 
 
 class DeployConfig(Strict):
@@ -243,6 +245,7 @@ class Sections(Strict):
     runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    smoke: SmokeSettings = Field(default_factory=SmokeSettings)
 
 
 class DockerHostSettings(Strict):
@@ -409,6 +412,7 @@ class ConfigFile(Strict):
     runbooks: dict[str, Any] = {}
     monitoring: dict[str, Any] = {}
     notify: dict[str, Any] = {}
+    smoke: dict[str, Any] = {}
 
 
 class Config:

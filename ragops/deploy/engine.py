@@ -58,13 +58,16 @@ class Deployment(DeploymentBase):
                 self.report(Event("analysis", f"  {color}: {shown}, {r.window_s:.0f}/{window:.0f}s",
                                   {**limits, "metrics": r.metrics, "elapsed_s": r.window_s}))
             elif r.requests:
+                retrieval = "" if r.empty_rate is None else f", no result {r.empty_rate:.0%} of {r.queries} queries"
                 self.report(Event("analysis", f"  {color}: {r.requests} req, errors {r.error_rate or 0:.1%}, "
-                                              f"p95 {r.p95_ms or 0:.0f}ms, {r.window_s:.0f}/{window:.0f}s",
+                                              f"p95 {r.p95_ms or 0:.0f}ms{retrieval}, {r.window_s:.0f}/{window:.0f}s",
                                   {**limits, "requests": r.requests, "error_rate": r.error_rate,
                                    "p95_ms": r.p95_ms, "elapsed_s": r.window_s}))
 
+        stable = baseline or self.record.get("from_color")    # blue-green: the warm previous color
         target = Target(color=color, version=self.options.version, url=self.platform.color_url(color),
-                        baseline_color=baseline, baseline_version=str(self.record.get("from_version") or ""))
+                        baseline_color=baseline, baseline_version=str(self.record.get("from_version") or ""),
+                        extra={"stable_url": self.platform.color_url(stable)} if stable and stable != color else {})
         result = provider.analyze(target, window=window, on_sample=on_sample, should_stop=self.aborted_by_request)
         if gate and result.passed:
             self.pass_gate(gate)

@@ -137,3 +137,47 @@ def test_a_color_prometheus_does_not_scrape_is_refused_before_traffic():
     assert why and "has no sample of green (v11)" in why and "not scraping that color's target" in why
     assert prometheus.wait_scraped(FakePrometheus({"count_over_time": 1.0}), SAMPLES_QUERY,  # type: ignore[arg-type]
                                    target, timeout=0.0) is None
+
+
+def test_the_builtin_retrieval_gate_judges_against_the_stable_colors_share():
+    from ragops.deploy.analysis.builtin import AnalysisResult, _retrieval_breach, parse_metrics
+
+    snap = parse_metrics('rag_retrieval_queries_total{version="v2",outcome="results"} 3\n'
+                         'rag_retrieval_queries_total{version="v2",outcome="empty"} 7\n')
+    assert (snap.queries, snap.empty) == (10, 7)
+    bad = AnalysisResult(color="green", passed=False, queries=20, empty_rate=0.9, stable_empty_rate=0.0)
+    assert _retrieval_breach(bad, 0.2) == ["empty_results 90.0% of 20 queries > max_empty_results_rate 20.0% (stable 0.0%)"]
+    corpus = AnalysisResult(color="green", passed=False, queries=20, empty_rate=0.9, stable_empty_rate=0.85)
+    assert _retrieval_breach(corpus, 0.2) == []       # stable finds as little: not this version's fault
+    assert _retrieval_breach(AnalysisResult(color="g", passed=False, queries=20, empty_rate=0.1), 0.2) == []
+
+
+def test_golden_recall_and_file_errors(tmp_path):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from ragops import golden
+    from ragops.errors import ConfigError
+    from ragops.smoke_settings import SmokeSettings
+    from tests.conftest import REPO
+
+    shipped = SimpleNamespace(env=SimpleNamespace(smoke=SmokeSettings(golden=str(REPO / "service" / "golden.yaml"))),
+                              resolve_path=Path)
+    files = golden.load(shipped)
+    assert files is not None and len(files.documents) == 6 and len(files.queries) == 6
+    ids = {d.name: f"id-{d.name}" for d in files.documents}
+
+    class Answers:   # the right document first for every query but the last
+        def post(self, path, json):
+            wanted = next(q.expect[0] for q in files.queries if q.query == json["query"])
+            right = wanted if json["query"] != files.queries[-1].query else "pitr"
+            return SimpleNamespace(status_code=200, json=lambda: {"results": [{"document_id": ids[right]}]})
+
+    value, missed = golden.recall(Answers(), files, ids, k=1)
+    assert value == pytest.approx(5 / 6) and missed == [files.queries[-1].query]
+    bad = tmp_path / "golden.yaml"
+    bad.write_text("documents: [{name: a, title: A, content: x}]\nqueries: [{query: q, expect: [b]}]\n")
+    config = SimpleNamespace(env=SimpleNamespace(smoke=SmokeSettings(golden=str(bad))), resolve_path=Path)
+    with pytest.raises(ConfigError, match=r"queries.0.expect: unknown document 'b'"):
+        golden.load(config)

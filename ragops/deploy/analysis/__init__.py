@@ -56,7 +56,9 @@ class BuiltinProvider:
 
     def describe(self) -> str:
         a = self.a
-        return (f"error rate <= {a.max_error_rate:.0%}, p95 <= {a.max_p95_latency_ms:.0f}ms, "
+        retrieval = ("" if a.max_empty_results_rate is None else
+                     f", queries with no result <= {a.max_empty_results_rate:.0%} (or stable + {builtin.STABLE_MARGIN:.0%})")
+        return (f"error rate <= {a.max_error_rate:.0%}, p95 <= {a.max_p95_latency_ms:.0f}ms{retrieval}, "
                 f">= {a.min_requests} requests (no data: {a.no_data_retries} retries, then inconclusive)")
 
     def analyze(self, target: Target, *, window: float, on_sample=None, should_stop=None) -> AnalysisResult:
@@ -64,7 +66,8 @@ class BuiltinProvider:
         return builtin.analyze(target.color, target.url, window=window, max_error_rate=a.max_error_rate,
                        max_p95_ms=a.max_p95_latency_ms, min_requests=a.min_requests,
                        no_data_retries=a.no_data_retries, probe_rps=a.probe_rps, interval=a.interval,
-                       on_sample=on_sample, should_stop=should_stop)
+                       on_sample=on_sample, should_stop=should_stop, max_empty_rate=a.max_empty_results_rate,
+                       stable_url=target.extra.get("stable_url"))
 
     def check_scraped(self, target: Target) -> tuple[bool, str]:
         return True, ""     # it scrapes the color itself
