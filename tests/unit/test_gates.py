@@ -181,3 +181,28 @@ def test_golden_recall_and_file_errors(tmp_path):
     config = SimpleNamespace(env=SimpleNamespace(smoke=SmokeSettings(golden=str(bad))), resolve_path=Path)
     with pytest.raises(ConfigError, match=r"queries.0.expect: unknown document 'b'"):
         golden.load(config)
+
+
+def test_an_inconclusive_analysis_is_not_printed_failed_and_a_failed_canary_notifies_failed(tmp_path, monkeypatch):
+    from ragops.deploy.analysis import AnalysisResult
+    from tests.unit.test_events_and_journal import _deployment
+
+    monkeypatch.setattr("ragops.deploy.analysis.builtin.analyze", lambda color, url, **kw: AnalysisResult(
+        color=color, passed=False, inconclusive=True, breaches=["no data: 0 requests in 30s, need 5"]))
+    events: list = []
+    d = _deployment(tmp_path, events)
+    d.watch("green", 30.0, "analysis at 10%")
+    verdict = [e for e in events if e.kind == "step"][-1]
+    assert verdict.message == "analysis at 10%: no data: 0 requests in 30s, need 5" and verdict.data["ok"] is None
+    assert "FAILED" not in "\n".join(str(e) for e in events)
+    # the failed-analysis event is `failed` (critical, in the default notify.on); an operator's abort is `aborted`
+    from ragops.notify.settings import NotifySettings
+
+    d.config.env.notify = NotifySettings(webhook="${env:NOWHERE}", timeout=0.1)
+    d.config.env_name, d.config.project, d.config.state_dir = "prod", "p", tmp_path
+    d.config.reveal = lambda ref, key: "http://127.0.0.1:9/hook"
+    d.record.update(from_color="blue", to_color="green")
+    d._discard = lambda color, drain_timeout=5: None
+    d.journal.clear_request = lambda: None
+    d._abort_canary("green", "blue", "at 10%: error_rate 0.3 breaks result <= 0.05", event="failed")
+    assert [o["event"] for o in d.deliver_notifications()] == ["deploy.failed"]
