@@ -79,8 +79,9 @@ def analysis_lines(analysis: dict) -> list[str]:
     def shown(value) -> str:
         return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
-    totals = [f"{key} {shown(analysis[key])}" for key in ("requests", "error_rate", "p95_ms", "window_s")
-              if analysis.get(key) is not None]
+    keys = ("window_s",) if analysis.get("metrics") else ("requests", "error_rate", "p95_ms", "queries",
+                                                          "empty_rate", "stable_empty_rate", "window_s")
+    totals = [f"{key} {shown(analysis[key])}" for key in keys if analysis.get(key) is not None]
     lines = [", ".join(totals + [_verdict(analysis)])]
     for m in analysis.get("metrics") or []:
         stable = f" (stable {shown(m.get('baseline'))})" if m.get("baseline") is not None else ""
