@@ -27,7 +27,7 @@ def database_up(config: Config, progress: Progress = _noop) -> list[str]:
     manager = database_manager(config)
     if manager is not None:   # the HA engine starts the nodes, clones and promotes
         steps, leader = manager.up(progress)
-        return steps + _role_and_database(config, leader, db_password(config))
+        return steps + role_and_database(config, leader, db_password(config))
     return _manual_up(config, progress)
 
 
@@ -65,7 +65,7 @@ def _manual_up(config: Config, progress: Progress) -> list[str]:
 
     # whichever node is not in recovery is the primary now (it may have changed by a failover)
     current = live_primary(config) or primary
-    steps += _role_and_database(config, current.name, password)
+    steps += role_and_database(config, current.name, password)
     steps += _clone_replicas(config, current, password, progress)
     if db.synchronous and db.replicas:
         from ragops.db.standby import configure_sync
@@ -74,7 +74,7 @@ def _manual_up(config: Config, progress: Progress) -> list[str]:
     return steps
 
 
-def _role_and_database(config: Config, node_name: str, password: str) -> list[str]:
+def role_and_database(config: Config, node_name: str, password: str) -> list[str]:
     from psycopg import sql
 
     from ragops.db.connect import connect, node_dsn
