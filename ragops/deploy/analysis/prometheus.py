@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 from ragops.deploy.analysis.builtin import AnalysisResult, probe_load
-from ragops.deploy.analysis.settings import MetricSpec, holds
 from ragops.durations import format_duration
+from ragops.settings.analysis import MetricSpec, holds
 
 
 @dataclass
