@@ -127,7 +127,7 @@ def archive_parameters(config) -> dict[str, str]:
     only starts archiving once promoted), into the one spool the shipper reads (ragops/pitr)."""
     if not config.backups.wal.enabled or config.database.dsn:
         return {}
-    from ragops.pitr.wal import spool_dir
+    from ragops.db.bringup import spool_dir
 
     return pgctl.archive_settings(spool_dir(config), config.backups.wal.archive_timeout)
 
@@ -154,7 +154,7 @@ def start_node(config, node: PatroniNode, password: str) -> None:
     write_config(config, node, password)
     pgctl.prepare_dir(node.node.data_dir.parent)
     if archive_parameters(config):
-        from ragops.pitr.wal import spool_dir
+        from ragops.db.bringup import spool_dir
 
         pgctl.prepare_dir(spool_dir(config))
     args, env = patroni_command(node.config_file, pgctl.server_home(config))
