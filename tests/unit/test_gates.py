@@ -7,7 +7,7 @@ import yaml
 
 from ragops.deploy.analysis import prometheus
 from ragops.deploy.analysis.prometheus import Target
-from ragops.deploy.analysis.settings import SAMPLES_QUERY, MetricSpec, default_metrics
+from ragops.settings.analysis import SAMPLES_QUERY, MetricSpec, default_metrics
 
 
 class FakePrometheus:
@@ -159,7 +159,7 @@ def test_golden_recall_and_file_errors(tmp_path):
 
     from ragops import golden
     from ragops.errors import ConfigError
-    from ragops.smoke_settings import SmokeSettings
+    from ragops.settings.smoke import SmokeSettings
     from tests.conftest import REPO
 
     shipped = SimpleNamespace(env=SimpleNamespace(smoke=SmokeSettings(golden=str(REPO / "service" / "golden.yaml"))),
@@ -196,7 +196,7 @@ def test_an_inconclusive_analysis_is_not_printed_failed_and_a_failed_canary_noti
     assert verdict.message == "analysis at 10%: no data: 0 requests in 30s, need 5" and verdict.data["ok"] is None
     assert "FAILED" not in "\n".join(str(e) for e in events)
     # the failed-analysis event is `failed` (critical, in the default notify.on); an operator's abort is `aborted`
-    from ragops.notify.settings import NotifySettings
+    from ragops.settings.notify import NotifySettings
 
     d.config.env.notify = NotifySettings(webhook="${env:NOWHERE}", timeout=0.1)
     d.config.env_name, d.config.project, d.config.state_dir = "prod", "p", tmp_path

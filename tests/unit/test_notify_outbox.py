@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ragops.notify.settings import NotifySettings
+from ragops.settings.notify import NotifySettings
 from tests.unit.test_rollback_path import FakePlatform, color_server
 
 
