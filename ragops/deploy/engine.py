@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from ragops import golden
 from ragops.config import Config
 from ragops.deploy import shadow
 from ragops.deploy.analysis import AnalysisResult, Target, get_provider
@@ -230,6 +231,8 @@ class Deployment(DeploymentBase):
             if any(not o["delivered"] for o in outcomes):
                 exc.message += "; " + _undelivered(outcomes)
             raise
+        except KeyboardInterrupt:
+            raise       # Ctrl-C: no wait for a webhook on the way out
         except BaseException:
             self.deliver_notifications()
             raise
@@ -317,6 +320,7 @@ def plan(config: Config, version: str, strategy: str | None = None, steps: list[
     """The ordered steps with effective timeouts and gates; changes nothing."""
     opts = _options(config, version, strategy, steps, step_pause, pause_at, env)
     config.resolve_references(*NEEDED_SECRETS)   # the plan fails exactly where the deploy would
+    golden.load(config)
     platform = get_platform(config)
     d = config.deploy
     states, unknown = platform.plan_colors()   # unknown: why the live color cannot be read (still plan)
@@ -355,6 +359,7 @@ def deploy(config: Config, version: str, strategy: str | None = None, steps: lis
            progress: Progress = ignore, on_inconclusive: str | None = None) -> DeployResult:
     opts = _options(config, version, strategy, steps, step_pause, pause_at, env, on_inconclusive)
     config.resolve_references(*NEEDED_SECRETS)   # before anything is stopped or written
+    golden.load(config)                          # a damaged smoke.golden file: exit 2 before anything starts
     platform = get_platform(config)
     refuse_if_unfinished(platform)
     return Deployment(config, opts, progress, platform).run()

@@ -206,3 +206,15 @@ def test_an_inconclusive_analysis_is_not_printed_failed_and_a_failed_canary_noti
     d.journal.clear_request = lambda: None
     d._abort_canary("green", "blue", "at 10%: error_rate 0.3 breaks result <= 0.05", event="failed")
     assert [o["event"] for o in d.deliver_notifications()] == ["deploy.failed"]
+
+
+def test_a_damaged_golden_file_stops_a_deploy_before_anything_starts(tmp_path, capsys):
+    from ragops.cli.main import main
+
+    path = write(tmp_path, {})
+    text = path.read_text() + "\nsmoke:\n  golden: golden.yaml\n"
+    path.write_text(text)
+    (tmp_path / "golden.yaml").write_text("documents: [{name: a, title: A}]\nqueries: [{query: q, expect: [a]}]\n")
+    assert main(["-c", str(path), "deploy", "--version", "v2", "--plan"]) == 2
+    err = capsys.readouterr().err
+    assert "smoke.golden:" in err and "documents.0.content: Field required" in err and "Traceback" not in err
