@@ -39,6 +39,14 @@ def slow_webhook():
     server.shutdown()
 
 
+def wait_for(arrived: list, timeout: float = 10.0) -> list:
+    """The sender is a daemon thread of this process: it goes on after the command returned."""
+    deadline = time.monotonic() + timeout
+    while not arrived and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return arrived
+
+
 def config_for(tmp_path, url: str, timeout: float):
     return SimpleNamespace(
         project="p", env_name="prod", state_dir=tmp_path, reveal=lambda ref, key: url,
@@ -68,7 +76,7 @@ def test_a_rollback_flips_before_a_slow_webhook_and_waits_at_most_notify_timeout
     for server in servers.values():
         server.shutdown()
     assert platform.weights == {"green": 100}
-    assert arrived and flipped and arrived[0][0] >= flipped[0], "the start notification went out after the flip"
+    assert wait_for(arrived) and flipped and arrived[0][0] >= flipped[0], "the start notification went out before the flip"
     assert took < 1.0 + 1.5, f"the command waited {took:.1f}s for a webhook (notify.timeout is 1s)"
     assert [o["event"] for o in result.notifications] == ["rollback.start", "rollback.succeeded"]
     assert all(not o["delivered"] for o in result.notifications)
@@ -103,3 +111,32 @@ def test_notify_on_reads_as_written_in_the_readme(tmp_path):
     config = load_config(path, "local")
     assert config.env.notify.on == ["rolled_back", "failed"]
     assert "failed" in NotifySettings().on and "aborted" not in NotifySettings().on
+
+
+def test_a_failover_fences_before_a_slow_webhook_answers(tmp_path, monkeypatch, slow_webhook):
+    from ragops import failover
+
+    url, arrived, _ = slow_webhook
+    fenced: list[float] = []
+
+    class Run:   # the failover's phases, instant: what matters is when the notification goes out
+        region, node = "secondary", "replica1"
+        report = SimpleNamespace(notes=[], rto_seconds=1.0, rpo_seconds=0.0)
+
+        def __init__(self, *args):
+            pass
+
+        def fence(self):
+            fenced.append(time.monotonic())
+
+        promote = dns = service = fence
+
+        def finish(self):
+            return self.report
+
+    monkeypatch.setattr(failover, "_RegionFailover", Run)
+    started = time.monotonic()
+    failover.region_failover(config_for(tmp_path, url, timeout=1.0), "secondary")
+    assert fenced and fenced[0] - started < 0.5, "the failover waited for the webhook"
+    assert time.monotonic() - started < 1.0 + 1.5
+    assert wait_for(arrived) and arrived[0][1]["ragops"]["event"] == "start"
