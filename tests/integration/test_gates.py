@@ -111,3 +111,38 @@ def test_a_version_that_stops_finding_documents_is_rolled_back_by_the_builtin_pr
     assert "rolled back automatically" in proc.stderr and "empty_results" in proc.stderr
     assert "(stable 0.0%)" in proc.stderr      # judged against the warm previous color's own share
     assert serving_version(stack) == "v1" and load.requests > 0
+
+
+def test_a_deploy_refuses_when_prometheus_does_not_scrape_the_new_color(stack):
+    import os
+    import signal
+    import time
+
+    from ragops.config import load_config
+    from ragops.platforms import get_platform
+
+    config = load_config(stack.config_path, "test")
+    pid = get_platform(config).proc("prometheus").pid()
+    assert pid
+    scrape_file = stack.state_dir / "prometheus" / "prometheus.yml"
+    original = scrape_file.read_text()
+    scrape = yaml.safe_load(original)
+    colors = scrape["scrape_configs"][0]
+    colors["static_configs"] = [c for c in colors["static_configs"] if c["labels"]["color"] != "green"]
+    scrape_file.write_text(yaml.safe_dump(scrape, sort_keys=False))
+    os.kill(pid, signal.SIGHUP)           # Prometheus reloads its configuration: green is no target any more
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            targets = httpx.get(f"http://{stack.prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            if not any(t["labels"].get("color") == "green" for t in targets):
+                break
+            time.sleep(0.5)
+        proc = stack.cli("deploy", "--version", "v15", "--yes")
+    finally:
+        scrape_file.write_text(original)
+        os.kill(pid, signal.SIGHUP)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "has no sample of green (v15)" in proc.stderr and "not scraping that color's target" in proc.stderr
+    assert "traffic stayed on blue" in proc.stderr and "switch router" not in proc.stderr
+    assert serving_version(stack) == "v1"
