@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from ragops import secrets
+from ragops.audit.settings import AuditSettings
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
 from ragops.deploy.analysis.settings import MetricSpec, OnInconclusive, Provider
 from ragops.dns.settings import HealthCheckSettings
@@ -34,7 +35,7 @@ from ragops.platforms.docker_db_settings import DockerDatabaseSettings
 
 DEFAULT_CONFIG = "ragops.yaml"
 SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks",
-            "monitoring", "notify")
+            "monitoring", "notify", "audit")
 
 
 class ServiceConfig(Strict):
@@ -242,6 +243,7 @@ class Sections(Strict):
     runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
 
 class DockerHostSettings(Strict):
@@ -398,6 +400,7 @@ class ConfigFile(Strict):
     runbooks: dict[str, Any] = {}
     monitoring: dict[str, Any] = {}
     notify: dict[str, Any] = {}
+    audit: dict[str, Any] = {}
 
 
 class Config:

@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "ragops.cli.runbook",
     "ragops.cli.build",
     "ragops.cli.render",
+    "ragops.cli.audit",
 ]
 
 # The top-level commands each module registers. A command runs after importing only its own module,
@@ -56,6 +57,7 @@ COMMANDS_OF = {
     "ragops.cli.runbook": ("runbook", "drill"),
     "ragops.cli.build": ("build",),
     "ragops.cli.render": ("render",),
+    "ragops.cli.audit": ("audit",),
 }
 
 
@@ -73,8 +75,9 @@ def root(
 ) -> None:
     from ragops.output import Env
 
-    if output not in ("text", "json"):
-        raise typer.BadParameter(f"expected text or json, got {output!r}", param_hint="--output")
+    if output not in ("text", "json") and not (output in ("sarif", "junit") and ctx.invoked_subcommand == "audit"):
+        raise typer.BadParameter(f"expected text or json (sarif and junit: ragops audit only), got {output!r}",
+                                 param_hint="--output")
     ctx.obj = Env(env_name=env, config_path=config, output=output,
                   verbosity=-1 if quiet else verbose, yes=yes, color=not no_color)
 
