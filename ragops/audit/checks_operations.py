@@ -31,6 +31,8 @@ def prometheus_targets(facts: Facts) -> Outcome:
     running = {c["color"] for c in facts.status.get("colors") or [] if c.get("running")}
     targets = [t for t in targets if (t.get("labels") or {}).get("color") in (None, *running)]
     down = [f"{t.get('scrapeUrl')} ({t.get('lastError') or t.get('health')})" for t in targets if t.get("health") != "up"]
+    if down and len(down) == len(targets):
+        return failed(f"every target down: {'; '.join(down[:3])}")
     if down:
         return partial(f"{len(down)} of {len(targets)} target(s) not up: {'; '.join(down[:3])}",
                        (len(targets) - len(down)) / len(targets))
