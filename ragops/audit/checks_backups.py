@@ -9,6 +9,8 @@ from ragops.audit.model import Outcome, check, failed, not_applicable, partial, 
 
 
 def _hours(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 

@@ -93,6 +93,8 @@ def test_pre_deploy_passes_on_a_healthy_stack(stack, webhook):
     load = next(s for s in data["steps"] if s["id"] == "load-test")["outputs"]
     assert load["requests"] > 0 and load["error_rate"] <= 0.01 and load["target_rps"] == 10
     assert next(s for s in data["steps"] if s["id"] == "scratch-migrate")["status"] == "ok"
+    audit = next(s for s in data["steps"] if s["id"] == "audit")["outputs"]
+    assert 0 < audit["score"] <= 100 and "backups.full-age (critical)" not in audit["missed"]
     with psycopg.connect(_dsn(stack, "postgres"), autocommit=True) as conn:
         left = conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'ragops_predeploy_scratch'").fetchone()[0]
     assert left == 0, "the scratch database was not dropped"
