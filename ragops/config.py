@@ -22,10 +22,10 @@ from pydantic import (
 )
 
 from ragops import secrets
-from ragops.audit.settings import AuditSettings
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
 from ragops.errors import ConfigError
 from ragops.settings.analysis import MetricSpec, OnInconclusive, Provider
+from ragops.settings.audit import AuditSettings
 from ragops.settings.dns import HealthCheckSettings
 from ragops.settings.docker_db import DockerDatabaseSettings
 from ragops.settings.ha import PatroniSettings

@@ -8,6 +8,7 @@ overall score is the same sum over every area. No counting check in an area: tha
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -104,8 +105,10 @@ def verdict_of(findings: list[Finding], overall: int, min_score: int) -> tuple[i
 
 
 def run_audit(config, *, only: list[str] | None = None, min_score: int | None = None,
-              now: datetime | None = None) -> AuditReport:
-    """Run every check (or those of the `only` areas) read-only against the live environment."""
+              now: datetime | None = None, runbooks: Callable[[], list[dict]] | None = None,
+              runbook_runs: Callable[[], list[dict]] | None = None) -> AuditReport:
+    """Run every check (or those of the `only` areas) read-only against the live environment.
+    `runbooks` and `runbook_runs` supply what the runbook engine knows (ragops.runbook.inventory)."""
     started = time.monotonic()
     checks = load_checks()
     unknown = [a for a in only or [] if a not in AREAS]
@@ -116,7 +119,7 @@ def run_audit(config, *, only: list[str] | None = None, min_score: int | None = 
     for index, waiver in enumerate(settings.waivers):
         if waiver.check not in known_ids:
             raise UsageError(f"audit.waivers[{index}].check: no check named {waiver.check!r} (ragops audit --list)")
-    facts = Facts(config, now=now)
+    facts = Facts(config, now=now, runbooks=runbooks, runbook_runs=runbook_runs)
     findings, expired = [], []
     for spec in sorted(checks.values(), key=lambda c: (list(AREAS).index(c.area), c.id)):
         if only and spec.area not in only:

@@ -57,6 +57,22 @@ class HttpAnswer:
     body: str
 
 
+def plain(value: Any) -> Any:
+    """json.dumps's fallback for what `ragops status` returns: dataclasses, paths, times, enums."""
+    import dataclasses
+    from enum import Enum
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
 def lsn_bytes(lsn: str | None) -> int | None:
     if not lsn or "/" not in lsn:
         return None
@@ -65,7 +81,12 @@ def lsn_bytes(lsn: str | None) -> int | None:
 
 
 class Facts:
-    def __init__(self, config, now: datetime | None = None):
+    def __init__(self, config, now: datetime | None = None, *, runbooks: Callable[[], list[dict]] | None = None,
+                 runbook_runs: Callable[[], list[dict]] | None = None):
+        # what the runbook engine knows is handed in by the caller (the CLI, the runbook gate): the
+        # audit sits beside the runbook engine, which runs it as a gate, so it must not import it
+        self._runbooks = runbooks
+        self._runbook_runs = runbook_runs
         self.config = config
         self.settings = config.env.audit
         self.now = now or datetime.now(UTC)
@@ -82,10 +103,9 @@ class Facts:
     @fact
     def status(self) -> dict:
         """What `ragops status` shows: router, colors, database nodes, lock, HA, supervisor."""
-        from ragops.output import to_jsonable
         from ragops.status import status
 
-        return to_jsonable(status(self.config))
+        return json.loads(json.dumps(status(self.config), default=plain))
 
     @fact
     def router_url(self) -> str:
@@ -261,23 +281,16 @@ class Facts:
     @fact
     def runbooks(self) -> list[dict]:
         """Each runbook's name and validation issues (what `ragops runbook validate` says)."""
-        from ragops.runbook.schema import list_runbooks, parse_runbook, runbook_dirs
-        from ragops.runbook.validate import check_runbook
-
-        dirs = runbook_dirs(self.config)
-        rows = []
-        for path in list_runbooks(dirs):
-            runbook, issues = parse_runbook(path)
-            if runbook is not None:
-                issues += check_runbook(runbook, dirs=dirs)
-            rows.append({"name": path.stem, "issues": [i.format() for i in issues]})
-        return rows
+        if self._runbooks is None:
+            raise Unobservable("runbook validation was not supplied to this audit")
+        return self._runbooks()
 
     @fact
     def runbook_runs(self) -> list[dict]:
-        from ragops.runbook.state import list_runs
-
-        return list_runs(self.config.state_dir / "runbook-runs")
+        """Past runbook runs, newest first."""
+        if self._runbook_runs is None:
+            raise Unobservable("runbook runs were not supplied to this audit")
+        return self._runbook_runs()
 
     def age_seconds(self, iso_time: str | None) -> float | None:
         if not iso_time:

@@ -38,7 +38,9 @@ def audit(ctx: typer.Context,
                 for c in load_checks().values()]
         env.emit(rows, lambda data: "\n".join(f"{r['id']:40} {r['severity']:8} {r['title']}" for r in data))
         return
-    report = run_audit(env.config, only=only, min_score=min_score)
+    from ragops.runbook.inventory import audit_sources
+
+    report = run_audit(env.config, only=only, min_score=min_score, **audit_sources(env.config))
     data = report.to_dict()
     if evidence:
         from pathlib import Path
