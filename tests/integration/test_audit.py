@@ -195,3 +195,17 @@ def test_min_score_exit_4_and_bad_options(stack):
     assert bad.returncode == 2 and "unknown area 'nowhere'" in bad.stderr and "Traceback" not in bad.stderr
     wrong = stack.cli("-o", "sarif", "status", timeout=60)
     assert wrong.returncode == 2 and "ragops audit only" in wrong.stderr
+
+
+def test_a_source_that_cannot_be_read_is_a_miss_not_a_pass(stack):
+    """Prometheus killed: its checks say 'could not observe', the audit still finishes and says so."""
+    os.kill(_prometheus_pid(stack), signal.SIGKILL)
+    try:
+        _code, report, elapsed = audit(stack, "--only", "observability")
+        found = by_id(report)
+        for check_id in ("observability.prometheus-targets", "observability.alert-rules", "observability.alerts-firing"):
+            assert found[check_id]["status"] == "fail", found[check_id]
+            assert found[check_id]["observed"].startswith("could not observe: Prometheus at http://127.0.0.1:")
+        assert elapsed < 10
+    finally:
+        stack.cli("up", check=True, timeout=180)   # brings the local Prometheus back
