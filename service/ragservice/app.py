@@ -19,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from ragservice import db, metrics, schema, text
 from ragservice.config import Settings
 from ragservice.middleware import ApiAuth, Faults, Observe, allowed_methods
+from ragservice.queue_metrics import QUEUE
 
 log = logging.getLogger("ragservice")
 settings = Settings.from_env()
@@ -31,7 +32,9 @@ async def lifespan(_app):
     metrics.BUILD_INFO.labels(settings.version, settings.color).set(1)
     log.info("ragservice %s (%s) starting; expects schema version %s",
              settings.version, settings.color, EXPECTED_SCHEMA)
+    QUEUE.start(settings.database_url)
     yield
+    QUEUE.stop()
     pool.close()
 
 

@@ -323,3 +323,14 @@ def process_next_job(pool: Pool) -> str | None:
         return str(document_id) if status == "done" else f"{document_id} (failed: {error})"
 
     return pool.run(work)
+
+
+
+def queue_depth(conn) -> tuple[int, float]:
+    """Queued ingestion jobs and the age in seconds of the oldest one (0 when none): what the
+    worker autoscaler reads as rag_ingest_queue_length. One index-backed query, bounded to 1 s."""
+    with conn.transaction():
+        conn.execute("SET LOCAL statement_timeout = '1s'")
+        row = conn.execute("SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) "
+                           "FROM ingest_jobs WHERE status = 'queued'").fetchone()
+    return int(row[0]), float(row[1])
