@@ -185,8 +185,10 @@ def service_not_root(facts: Facts) -> Outcome:
        expected="a NetworkPolicy for the service, runAsNonRoot and readOnlyRootFilesystem on every container",
        fix="apply the manifests `ragops render` prints (they carry both)")
 def kubernetes_policies(facts: Facts) -> Outcome:
-    if facts.config.env.platform != "kubernetes":
-        return not_applicable(f"platform {facts.config.env.platform}")
+    from ragops.platforms import platform_class
+
+    if not platform_class(facts.config).renders_manifests:
+        return not_applicable(f"the {facts.config.env.platform} platform runs no manifests")
     from ragops.platforms.k8s_manifests import render_templates
 
     objects = [o for group in render_templates(facts.config).values() for o in group]

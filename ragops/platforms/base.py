@@ -109,6 +109,8 @@ class Platform(abc.ABC):
     runs_migrations_in_preflight: ClassVar[bool] = False
     #: a failover region can run its own router and colors (get_platform(config, region))
     supports_regions: ClassVar[bool] = False
+    #: the service runs from manifests `ragops render` produces (their security settings are auditable)
+    renders_manifests: ClassVar[bool] = False
 
     config: Config
     region: str | None = None      # a failover region other than the default (supports_regions)

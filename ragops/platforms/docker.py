@@ -278,7 +278,7 @@ class DockerPlatform(Platform):
                     progress: Progress = _noop) -> ColorState:
         """Start `color` on every host; if one host fails, the color is removed from all of them."""
         image = self.image_ref(version)
-        full_env = service_env(self.config, color, version, env)
+        full_env = service_env(self.config, color, version, env, deploy_id)
         if self.database is not None and "RAG_DATABASE_URL" not in (env or {}):
             full_env["RAG_DATABASE_URL"] = self.database.app_dsn()   # the nodes by name on the network
         labels = {f"{LABEL}.version": version, f"{LABEL}.deploy_id": deploy_id, f"{LABEL}.started_at": utc_now(),

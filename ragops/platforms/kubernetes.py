@@ -135,6 +135,7 @@ class LeaseLock:
 
 class KubernetesPlatform(Platform):
     name = "kubernetes"
+    renders_manifests = True
 
     def __init__(self, config: Config):
         self.config = config

@@ -220,7 +220,7 @@ class LocalPlatform(Platform):
         if port_open("127.0.0.1", port):
             raise OperationFailed(f"port {port} for color {color} is in use by another program",
                                   hint="change service.port in ragops.yaml")
-        full_env = service_env(self.config, color, version, env)
+        full_env = service_env(self.config, color, version, env, deploy_id)
         full_env["PYTHONPATH"] = str(service_dir) + os.pathsep + os.environ.get("PYTHONPATH", "")
         progress(f"starting {color} ({version}) on 127.0.0.1:{port}")
         pid = self.proc(color).start([sys.executable, "-m", "ragservice.serve", "--host", "127.0.0.1",

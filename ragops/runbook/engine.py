@@ -85,6 +85,12 @@ class Engine:
         self._secrets: dict = {"inputs": {}, "steps": {}}   # real values state.json shows as ***
         self._t0 = 0.0
 
+    def audit_sources(self) -> dict:
+        """What `ragops audit` reads from the runbook engine (runbook validity, past runs)."""
+        from ragops.runbook.inventory import audit_sources
+
+        return audit_sources(self.config)
+
     # ---- loading ---------------------------------------------------------------------------
     def load(self, name: str) -> Runbook:
         path = find_runbook(name, self.dirs)

@@ -12,10 +12,9 @@ from ragops.runbook.operations.registry import Context, operation
 def audit_run(ctx: Context, *, min_score: Any = 0, only: list[str] | None = None) -> dict:
     """Run `ragops audit` read-only; fails the gate when a critical check fails or the score is below min_score."""
     from ragops.audit.engine import run_audit
-    from ragops.runbook.inventory import audit_sources
 
-    config = ctx.require_config()
-    report = run_audit(config, only=only, min_score=int(number(min_score, "min_score") or 0), **audit_sources(config))
+    report = run_audit(ctx.require_config(), only=only, min_score=int(number(min_score, "min_score") or 0),
+                       **ctx.engine.audit_sources())
     missed = [f"{f.id} ({f.severity})" for f in report.findings if f.missed]
     outputs = {"score": report.score, "areas": report.areas, "verdict": report.verdict, "missed": missed}
     ctx.progress(f"audit score {report.score}/100: {report.verdict}")
