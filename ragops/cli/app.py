@@ -75,9 +75,10 @@ def root(
 ) -> None:
     from ragops.output import Env
 
-    if output not in ("text", "json") and not (output in ("sarif", "junit") and ctx.invoked_subcommand == "audit"):
-        raise typer.BadParameter(f"expected text or json (sarif and junit: ragops audit only), got {output!r}",
-                                 param_hint="--output")
+    if output in ("sarif", "junit") and ctx.invoked_subcommand != "audit":
+        raise typer.BadParameter(f"{output} is for ragops audit only; expected text or json", param_hint="--output")
+    if output not in ("text", "json", "sarif", "junit"):
+        raise typer.BadParameter(f"expected text or json, got {output!r}", param_hint="--output")
     ctx.obj = Env(env_name=env, config_path=config, output=output,
                   verbosity=-1 if quiet else verbose, yes=yes, color=not no_color)
 

@@ -196,7 +196,7 @@ def test_min_score_exit_4_and_bad_options(stack):
     bad = stack.cli("audit", "--only", "nowhere", timeout=60)
     assert bad.returncode == 2 and "unknown area 'nowhere'" in bad.stderr and "Traceback" not in bad.stderr
     wrong = stack.cli("-o", "sarif", "status", timeout=60)
-    assert wrong.returncode == 2 and "ragops audit only" in wrong.stderr
+    assert wrong.returncode == 2 and "sarif is for ragops audit only" in wrong.stderr
 
 
 def test_a_source_that_cannot_be_read_is_a_miss_not_a_pass(stack):
