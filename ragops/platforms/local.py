@@ -311,6 +311,10 @@ class LocalPlatform(Platform):
 
         steps += start_archive(self, progress) if not self.region else []   # the WAL archive (ragops/pitr)
 
+        if not self.region:   # before the colors, so their first spans have somewhere to go
+            from ragops.monitoring import tracing
+
+            steps += tracing.ensure(self, progress)         # monitoring.tracing: local
         with restoring(self):     # the supervisor may be restarting it right now
             if not self.router_running():
                 self.start_router(progress)
@@ -389,6 +393,10 @@ class LocalPlatform(Platform):
 
         if monitoring.stop(self):
             steps.append("stop prometheus")
+        from ragops.monitoring import tracing
+
+        if tracing.stop(self):
+            steps.append("stop jaeger")
         regions = [None] + [r for r in self.config.env.regions if LocalPlatform(self.config, r).region]
         for region in regions:
             platform = LocalPlatform(self.config, region)

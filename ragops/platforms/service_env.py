@@ -25,6 +25,7 @@ def service_env(config: Config, color: str, version: str, extra: dict[str, str] 
         "RAG_GRACEFUL_TIMEOUT": str(int(config.deploy.drain_timeout)),
         "PYTHONUNBUFFERED": "1",
     }
+    env.update(config.env.monitoring.otel_env())   # monitoring.tracing: local
     for name, ref in service.secrets.items():
         env[name] = config.reveal(ref, f"service.secrets.{name}")
     env.update(service.env)
