@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ragops.audit.facts import Facts
+from ragops.audit.facts import Facts, lsn_bytes
 from ragops.audit.model import Outcome, check, failed, not_applicable, partial, passed
 
 
@@ -12,6 +12,33 @@ def _hours(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+SEGMENT_BYTES = 16 * 2**20
+
+
+def archive_current(facts: Facts) -> tuple[bool, str]:
+    """Whether the WAL archive holds everything but the segment being written. The newest segment's
+    age alone is no measure: an idle primary fills no segment (archive_timeout switches only after a
+    write), so an old newest segment with the primary still inside the next one is current."""
+    cov = facts.coverage
+    newest = cov.newest
+    if newest is None:
+        return False, "the WAL archive holds no segment"
+    age = facts.age_seconds(newest.stored_at.isoformat()) if newest.stored_at else None
+    limit = facts.config.backups.max_wal_lag
+    if age is not None and age <= limit:
+        return True, f"newest segment {newest.name} is {age:.0f} s old"
+    primary = next((n for n in facts.status.get("database") or []
+                    if n.get("role") == "primary" and n.get("reachable")), None)
+    position = lsn_bytes(primary.get("current_lsn")) if primary else None
+    if primary is not None and position is not None and primary.get("timeline") == newest.timeline:
+        pending = position - (newest.segno + 1) * SEGMENT_BYTES
+        if pending < SEGMENT_BYTES:
+            return True, (f"newest segment {newest.name} is {age or 0:.0f} s old and the primary has written "
+                          f"{max(pending, 0)} bytes since (an idle database; archive_timeout ships them)")
+        return False, f"the primary is {pending / SEGMENT_BYTES:.1f} segments past the newest archived {newest.name}"
+    return False, f"newest segment {newest.name} is {age or 0:.0f} s old (max {limit:.0f} s)"
 
 
 def finished(facts: Facts) -> list:
@@ -45,10 +72,9 @@ def incremental_age(facts: Facts) -> Outcome:
     if age is not None and age <= limit:
         return passed(f"newest backup {newest[0].id} is {_hours(age)} old")
     if facts.config.backups.wal.enabled:
-        segment = facts.coverage.newest
-        wal_age = facts.age_seconds(segment.stored_at.isoformat()) if segment and segment.stored_at else None
-        if wal_age is not None and wal_age <= facts.config.backups.max_wal_lag:
-            return passed(f"continuous WAL archive: newest segment {segment.name} is {wal_age:.0f} s old")
+        current, why = archive_current(facts)
+        if current:
+            return passed(f"continuous WAL archive: {why}")
     seen = f"newest backup {_hours(age)} old" if age is not None else "no backup"
     return failed(f"{seen} (max {_hours(limit)}) and no fresh WAL archive")
 
@@ -119,15 +145,13 @@ def wal_archive(facts: Facts) -> Outcome:
     if not facts.config.backups.wal.enabled:
         return failed("backups.wal.enabled is false: no point-in-time recovery", fix="set backups.wal.enabled: true")
     cov = facts.coverage
-    if cov.newest is None:
-        return failed("the WAL archive holds no segment")
-    age = facts.age_seconds(cov.newest.stored_at.isoformat()) if cov.newest.stored_at else None
+    current, why = archive_current(facts)
     problems = [f"{len(cov.gaps)} missing segment(s), first {cov.gaps[0]}"] if cov.gaps else []
-    if age is not None and age > facts.config.backups.max_wal_lag:
-        problems.append(f"newest segment {cov.newest.name} is {age:.0f} s old (max {facts.config.backups.max_wal_lag:.0f} s)")
+    if not current:
+        problems.append(why)
     if problems:
         return failed("; ".join(problems))
-    return passed(f"{len(cov.segments)} segment(s), newest {cov.newest.name} {age or 0:.0f} s old, no gap")
+    return passed(f"{len(cov.segments)} segment(s), no gap; {why}")
 
 
 @check("backups.pitr-window", severity="high", title="Point-in-time recovery reaches within the RPO target",
@@ -141,12 +165,17 @@ def pitr_window(facts: Facts) -> Outcome:
     if earliest is None:
         return failed("no physical base backup: the archive cannot be replayed from anything")
     newest = cov.newest_time()
-    age = facts.age_seconds(newest.isoformat()) if newest else None
     target = facts.config.slo.rpo_seconds
+    timeout = facts.config.backups.wal.archive_timeout
     observed = f"restorable from {earliest} to {newest.isoformat() if newest else earliest}"
-    if age is None or age > target:
-        return failed(observed + f": the newest restorable moment is {age or 0:.0f} s old (RPO target {target:.0f} s)")
-    return passed(observed, earliest=earliest, latest=newest.isoformat() if newest else None)
+    current, why = archive_current(facts)
+    if not current:
+        return failed(f"{observed}: {why}")
+    if timeout > target:   # a write waits up to archive_timeout before its segment is shipped
+        return failed(f"{observed}; backups.wal.archive_timeout {timeout:.0f} s is longer than the RPO target {target:.0f} s",
+                      fix=f"set backups.wal.archive_timeout below {target:.0f}s")
+    return passed(f"{observed}; {why}; at most archive_timeout ({timeout:.0f} s) of writes at risk",
+                  earliest=earliest, latest=newest.isoformat() if newest else None)
 
 
 def data_directories(roots, max_depth: int = 5) -> list[Path]:

@@ -178,14 +178,13 @@ def test_full_age(tmp_path):
 def test_incremental_age(tmp_path):
     cfg = config(tmp_path)
     assert outcome(bk.incremental_age, facts(cfg, backups=[(manifest(finished=ago(minutes=20)), None)])) == "pass"
-    stale_wal = SimpleNamespace(newest=SimpleNamespace(name="000000010000000000000001", stored_at=NOW - timedelta(hours=2)))
+    stale_wal = _coverage(newest_age=7200)
     assert outcome(bk.incremental_age, facts(cfg, backups=[(manifest(finished=ago(hours=3)), None)],
-                                             coverage=stale_wal)) == "fail"
+                                             coverage=stale_wal, status=primary_at("0/9000000"))) == "fail"
     off = config(tmp_path, backups={"wal": {"enabled": False}})
     assert outcome(bk.incremental_age, facts(off, backups=[(manifest(finished=ago(hours=3)), None)])) == "fail"
     wal = config(tmp_path, backups={"wal": {"enabled": True}})
-    fresh = SimpleNamespace(newest=SimpleNamespace(name="000000010000000000000009", stored_at=NOW - timedelta(seconds=20)))
-    assert outcome(bk.incremental_age, facts(wal, backups=[], coverage=fresh)) == "pass"
+    assert outcome(bk.incremental_age, facts(wal, backups=[], coverage=_coverage(newest_age=20))) == "pass"
 
 
 def test_encrypted(tmp_path):
@@ -217,8 +216,14 @@ def test_retention(tmp_path):
     assert outcome(bk.retention, facts(config(tmp_path, backups={"retention": {"daily_days": 7}}))) == "fail"
 
 
+def primary_at(lsn: str, timeline: int = 1) -> dict:
+    return {"database": [{"name": "primary", "role": "primary", "reachable": True, "current_lsn": lsn,
+                          "timeline": timeline}]}
+
+
 def _coverage(gaps=(), newest_age=10, base=True):
-    newest = SimpleNamespace(name="000000010000000000000005", stored_at=NOW - timedelta(seconds=newest_age))
+    newest = SimpleNamespace(name="000000010000000000000005", timeline=1, segno=5,
+                             stored_at=NOW - timedelta(seconds=newest_age))
     return SimpleNamespace(newest=newest, segments=[newest], gaps=list(gaps), newest_time=lambda: newest.stored_at,
                            oldest_recoverable=lambda: ago(hours=2) if base else None)
 
@@ -227,7 +232,11 @@ def test_wal_archive(tmp_path):
     cfg = config(tmp_path, backups={"wal": {"enabled": True}})
     assert outcome(bk.wal_archive, facts(cfg, coverage=_coverage())) == "pass"
     assert outcome(bk.wal_archive, facts(cfg, coverage=_coverage(gaps=["000000010000000000000003"]))) == "fail"
-    assert outcome(bk.wal_archive, facts(cfg, coverage=_coverage(newest_age=3600))) == "fail"
+    # an old newest segment: current when the primary is still inside the next one (an idle database),
+    # behind when it has written segments since that were never archived
+    assert outcome(bk.wal_archive, facts(cfg, coverage=_coverage(newest_age=3600), status=primary_at("0/6000100"))) == "pass"
+    behind = bk.wal_archive(facts(cfg, coverage=_coverage(newest_age=3600), status=primary_at("0/9000000")))
+    assert behind.status == "fail" and "3.0 segments past" in behind.observed
     assert outcome(bk.wal_archive, facts(config(tmp_path, backups={"wal": {"enabled": False}}))) == "fail"
 
 
@@ -235,7 +244,9 @@ def test_pitr_window(tmp_path):
     cfg = config(tmp_path, backups={"wal": {"enabled": True}})
     assert outcome(bk.pitr_window, facts(cfg, coverage=_coverage())) == "pass"
     assert outcome(bk.pitr_window, facts(cfg, coverage=_coverage(base=False))) == "fail"
-    assert outcome(bk.pitr_window, facts(cfg, coverage=_coverage(newest_age=900))) == "fail"
+    assert outcome(bk.pitr_window, facts(cfg, coverage=_coverage(newest_age=900), status=primary_at("0/A000000"))) == "fail"
+    slow = config(tmp_path, backups={"wal": {"enabled": True, "archive_timeout": "10m"}})
+    assert outcome(bk.pitr_window, facts(slow, coverage=_coverage())) == "fail"
 
 
 def test_restored_copies_inert(tmp_path):
