@@ -215,9 +215,11 @@ def _archiving(data_dir: Path) -> str | None:
        expected="every PostgreSQL data directory besides the live nodes has archiving off",
        fix="set archive_mode = off in the copy's postgresql.auto.conf, or remove the copy (ragops db kept)")
 def restored_copies_inert(facts: Facts) -> Outcome:
-    if facts.config.database.dsn:
-        return not_applicable("external database (database.dsn)")
     from ragops.db import pgctl
+    from ragops.platforms import platform_class
+
+    if facts.config.database.dsn or not platform_class(facts.config).owns_database_files:
+        return not_applicable("ragops keeps no database files on this machine (external database, containers or pods)")
 
     live = {n.data_dir.resolve() for n in pgctl.managed_nodes(facts.config)}
     roots = [facts.config.state_dir, pgctl.server_home(facts.config)]
