@@ -102,7 +102,7 @@ def managed_node(config: Config, name: str):
     """The local managed server for `name`, or None when this platform has no local data dirs."""
     if not platform_class(config).owns_database_files or config.database.dsn:
         return None
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     node = pgctl.managed_node(config, name)
     return node if node.initialized else None

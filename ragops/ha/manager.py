@@ -28,8 +28,8 @@ class PatroniDatabase:
 
     def up(self, progress: Say = _noop) -> tuple[list[str], str]:
         """Start etcd and every node's Patroni; returns the steps and the leader's name."""
-        from ragops.db import pgctl
         from ragops.db.connect import db_password
+        from ragops.pg import pgctl
 
         steps = self.etcd.up(progress)
         password = db_password(self.config)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from ragops.db import pgctl
 from ragops.errors import OperationFailed
 from ragops.ha.etcd import EtcdCluster
+from ragops.pg import pgctl
 from ragops.process import ManagedProcess
 
 REPLICATION_USER = "replicator"

@@ -418,7 +418,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
 def managed_node(config, name: str) -> Node:
     """The local platform's server for a configured node: <state_dir>/db/<name>, its log in
     <state_dir>/logs/db-<name>.log; as root, the same under the server account's home (see server_home)."""
-    from ragops.db.connect import find_node
+    from ragops.pg.nodes import find_node
 
     node = find_node(config, name)
     state = config.state_dir
@@ -432,6 +432,6 @@ def managed_node(config, name: str) -> Node:
 
 
 def managed_nodes(config) -> list[Node]:
-    from ragops.db.connect import all_nodes
+    from ragops.pg.nodes import all_nodes
 
     return [managed_node(config, n.name) for n in all_nodes(config)]

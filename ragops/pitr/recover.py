@@ -61,8 +61,8 @@ def recover(config, to_time: str, *, dry_run: bool = False, progress: Progress =
             manage_service: bool = True) -> RecoverResult | CreatePlan:
     """`manage_service` False (a runbook that already set maintenance and stopped the colors): only the
     database is rebuilt; maintenance and the colors are left to the runbook's own steps."""
-    from ragops.db import pgctl
     from ragops.db.bringup import live_primary
+    from ragops.pg import pgctl
     from ragops.pitr.coverage import coverage
     from ragops.pitr.restore import choose_base, needed_segments, parse_target
     from ragops.platforms import get_platform

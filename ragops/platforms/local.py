@@ -408,7 +408,7 @@ class LocalPlatform(Platform):
 
         steps += stop_archive(self, progress)   # after the database: its last segments are shipped
         if purge:
-            from ragops.db.pgctl import remove_server_home
+            from ragops.pg.pgctl import remove_server_home
 
             home = remove_server_home(self.config)   # as root: the server account's data, logs, binaries
             if home is not None:
