@@ -1,7 +1,7 @@
 """The command that runs Patroni as the account PostgreSQL runs as.
 
 A normal account runs Patroni with ragops' own interpreter. As root, PostgreSQL (and so Patroni,
-whose child the postmaster is) runs as the server account (ragops/db/pgctl.py), which cannot read
+whose child the postmaster is) runs as the server account (ragops/pg/pgctl.py), which cannot read
 a venv under a 0700 home: then the installed distributions Patroni needs (patroni + python-etcd,
 psycopg + its binary wheel and their dependencies) are copied under the server home, root-owned
 and world-readable, and run by a system interpreter of the same Python version.
