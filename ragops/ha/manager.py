@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from ragops.errors import OperationFailed
 from ragops.events import Say
 from ragops.events import quiet as _noop
 from ragops.ha import patroni
@@ -123,8 +122,3 @@ class PatroniDatabase:
                 "leader": leader, "paused": bool((data or {}).get("pause")), "members": members,
                 "dcs": self.etcd.health()}
 
-    def require_leader(self) -> str:
-        name = patroni.leader(self.config)
-        if name is None:
-            raise OperationFailed("the Patroni cluster has no running leader", hint="ragops db status")
-        return name

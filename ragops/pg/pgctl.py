@@ -11,11 +11,11 @@ import os
 import pwd
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ragops.errors import ConfigError, OperationFailed
+from ragops.waiting import wait_until  # noqa: F401 - re-exported: pgctl.wait_until is what callers and tests use
 
 PG_SYSTEM_USER = "ragops-pg"
 
@@ -314,10 +314,6 @@ class Node:
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 
-    @property
-    def is_replica(self) -> bool:
-        return (self.data_dir / "standby.signal").exists()
-
     def pid(self) -> int | None:
         """The postmaster's pid if it is alive (from postmaster.pid)."""
         pid_file = self.data_dir / "postmaster.pid"
@@ -404,15 +400,6 @@ class Node:
         run_pg([self.pg("pg_basebackup"), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(primary.port),
                 "-U", superuser, "-R", "-X", "stream", "-C", "-S", slot, "--checkpoint=fast", "-w"],
                env={"PGPASSWORD": password}, timeout=600)
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def managed_node(config, name: str) -> Node:
