@@ -104,6 +104,9 @@ class LocalPlatform(Platform):
     def router_dir(self) -> Path:
         return self.base / "router"
 
+    def routers(self) -> list:
+        return [self.router]
+
     @cached_property
     def router(self) -> Router:
         return get_router(self.config.router.kind, listen=self.router_listen, api=self.router_api,
