@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -34,8 +35,6 @@ from ragops.settings.notify import NotifySettings
 from ragops.settings.pitr import WalSettings
 
 DEFAULT_CONFIG = "ragops.yaml"
-SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks",
-            "monitoring", "notify", "audit")
 
 
 class ServiceConfig(Strict):
@@ -246,6 +245,11 @@ class Sections(Strict):
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
 
+# The one list of sections: Sections' fields. ragops.yaml's top level (ConfigFile) and each environment
+# (Environment) follow it; a new section is one field above.
+SECTIONS = tuple(Sections.model_fields)
+
+
 class DockerHostSettings(Strict):
     """Per-host overrides, keyed by the host as written in `hosts` (e.g. two hosts on one engine)."""
     router_listen: HostPort | None = None
@@ -384,23 +388,16 @@ def _no_port_collisions(env: Environment) -> None:
         seen[port] = key
 
 
-class ConfigFile(Strict):
+class ConfigFileHead(Strict):
     project: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
     default_env: str
     environments: dict[str, dict[str, Any]]
-    # defaults for every environment
-    service: dict[str, Any] = {}
-    router: dict[str, Any] = {}
-    database: dict[str, Any] = {}
-    backups: dict[str, Any] = {}
-    dns: dict[str, Any] = {}
-    deploy: dict[str, Any] = {}
-    slo: dict[str, Any] = {}
-    regions: dict[str, Any] = {}
-    runbooks: dict[str, Any] = {}
-    monitoring: dict[str, Any] = {}
-    notify: dict[str, Any] = {}
-    audit: dict[str, Any] = {}
+
+
+# ragops.yaml's top level: the head, then each section's defaults for every environment (plain dicts here,
+# validated per environment once merged with its own)
+ConfigFile = create_model("ConfigFile", __base__=ConfigFileHead,
+                          **{name: (dict[str, Any], {}) for name in SECTIONS})  # type: ignore[call-overload]
 
 
 class Config:

@@ -58,7 +58,7 @@ def redact(text: str) -> str:
             text = text.replace(secret, MASK)
     # passwords inside connection strings, even ones we never resolved ourselves
     text = re.sub(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", r"\1" + MASK + "@", text)
-    text = re.sub(r"(password=)\S+", r"\1" + MASK, text)
+    text = re.sub(r"(password=)(?:'(?:[^'\\]|\\.)*'?|\S+)", r"\1" + MASK, text)   # quoted: all of it
     return text
 
 

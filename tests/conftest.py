@@ -71,8 +71,8 @@ def require_module(name: str):
 def primary_and_replica(prefix: str, names: tuple[str, str] = ("primary", "replica1")):
     """A real PostgreSQL primary + streaming replica (pgserver binaries) on free ports, in a
     directory of its own; stopped and removed on exit."""
-    from ragops.db import pgctl
     from ragops.errors import OperationFailed
+    from ragops.pg import pgctl
 
     try:
         pgctl.bin_dir()

@@ -215,7 +215,7 @@ def _archiving(data_dir: Path) -> str | None:
        expected="every PostgreSQL data directory besides the live nodes has archiving off",
        fix="set archive_mode = off in the copy's postgresql.auto.conf, or remove the copy (ragops db kept)")
 def restored_copies_inert(facts: Facts) -> Outcome:
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
     from ragops.platforms import platform_class
 
     if facts.config.database.dsn or not platform_class(facts.config).owns_database_files:

@@ -255,8 +255,8 @@ def migrate_cmd(ctx: typer.Context) -> None:
     env = ctx.obj
     config = env.config
     from ragops.db.connect import node_dsn
-    from ragops.db.migrate import apply_migrations
     from ragops.db.replication import current_primary
+    from ragops.pg.migrate import apply_migrations
 
     primary = current_primary(config)
     dsn = node_dsn(config, primary, dbname=config.database.name)

@@ -100,7 +100,7 @@ def _purge_plan(config, platform, purge_backups: bool) -> dict:
 
     home = None
     if platform.owns_database_files:
-        from ragops.db.pgctl import server_home
+        from ragops.pg.pgctl import server_home
 
         home = server_home(config)   # as root: the PostgreSQL account's data, logs and binaries
     return purge_plan(config, purge_backups=purge_backups, server_home=home)
@@ -251,7 +251,7 @@ def logs(ctx: typer.Context,
     platform = get_platform(config)
     files = platform.logs()
     if platform.owns_database_files:
-        from ragops.db.pgctl import managed_nodes
+        from ragops.pg.pgctl import managed_nodes
 
         files.update({f"db-{node.name}": node.log_file for node in managed_nodes(config)})
     if component is None:

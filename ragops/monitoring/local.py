@@ -66,7 +66,7 @@ def ensure(platform, progress) -> list[str]:
     root = platform.base / "prometheus"
     (root / "data").mkdir(parents=True, exist_ok=True)
     config_file = root / "prometheus.yml"
-    from ragops.routing.base import write_atomic
+    from ragops.fsutil import write_atomic
 
     colors = {color: platform.color_url(color) for color in ("blue", "green")}
     # Traefik serves its own metrics on its API entry point (routing/traefik_file.py static config)

@@ -75,7 +75,7 @@ def ensure(platform, progress) -> list[str]:
     root.mkdir(parents=True, exist_ok=True)
     host, _, port = settings.tracing_listen.rpartition(":")
     config_file = root / "config.yaml"
-    from ragops.routing.base import write_atomic
+    from ragops.fsutil import write_atomic
 
     write_atomic(config_file, yaml.safe_dump(jaeger_config(settings.otlp_listen, settings.tracing_listen,
                                                            f"{host}:{int(port) + 1}"), sort_keys=False))

@@ -8,12 +8,12 @@ earlier than the WAL inside it.
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ragops.backup.catalog import Manifest, iso, manifests, now_utc, parse_iso
 from ragops.errors import GateFailed
+from ragops.fsutil import write_atomic
 from ragops.pitr.wal import SEGMENT_RE, SUFFIX, WAL_DIR, parse_segment, segment_name
 
 
@@ -161,7 +161,4 @@ def _write_metrics(config, result: ArchiveCheck, newest: Segment | None) -> None
                f"{parse_iso(result.oldest_recoverable_time).timestamp():.3f}")
     metric("ragops_wal_check_ok", "1 if the archive is fresh and has no gap.", int(result.ok))
     path = config.resolve_path(result.metrics_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text("\n".join(lines) + "\n")
-    os.replace(temp, path)
+    write_atomic(path, "\n".join(lines) + "\n", mode=0o644)   # node_exporter's textfile collector reads it

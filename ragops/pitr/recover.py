@@ -61,8 +61,8 @@ def recover(config, to_time: str, *, dry_run: bool = False, progress: Progress =
             manage_service: bool = True) -> RecoverResult | CreatePlan:
     """`manage_service` False (a runbook that already set maintenance and stopped the colors): only the
     database is rebuilt; maintenance and the colors are left to the runbook's own steps."""
-    from ragops.db import pgctl
     from ragops.db.bringup import live_primary
+    from ragops.pg import pgctl
     from ragops.pitr.coverage import coverage
     from ragops.pitr.restore import choose_base, needed_segments, parse_target
     from ragops.platforms import get_platform
@@ -149,16 +149,8 @@ def _rebuild(config, platform, primary, replicas, base_id: str, target, progress
 
 def _wait_serving(platform, timeout: float) -> None:
     """Until the router answers the readiness path with 200 (its health check saw the database come back)."""
-    import httpx
+    from ragops.smoke import wait_serving
 
-    url = platform.router_url().rstrip("/") + platform.config.service.readiness_path
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get(url).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-    raise OperationFailed(f"the database is recovered but {url} does not answer 200 after {timeout:.0f}s")
+    if not wait_serving(platform.router_url(), platform.config.service.readiness_path, timeout):
+        url = platform.router_url().rstrip("/") + platform.config.service.readiness_path
+        raise OperationFailed(f"the database is recovered but {url} does not answer 200 after {timeout:.0f}s")

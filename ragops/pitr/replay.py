@@ -19,7 +19,7 @@ def extract_base(config, storage, base, compressor, crypter, directory: Path) ->
     """storage -> age -> zstd -> tar -x into a new directory ragops creates (0700, then given to the
     server account: everything in it was written by ragops)."""
     from ragops.backup import pipeline
-    from ragops.db.pgctl import prepare_dir
+    from ragops.pg.pgctl import prepare_dir
 
     prepare_dir(directory)
     os.chmod(directory, 0o700)
@@ -68,7 +68,7 @@ def _syncfs_supported(server_version: str) -> bool:
 
 
 def _give_to_server_account(directory: Path) -> None:
-    from ragops.db.pgctl import server_user
+    from ragops.pg.pgctl import server_user
 
     user = server_user()
     if user is None:
@@ -85,8 +85,8 @@ def _give_to_server_account(directory: Path) -> None:
 def replay(config, directory: Path, port: int | None, progress: Progress, name: str = "pitr-restore"):
     """Start the restored server on a loopback port; wait until it left recovery. Returns (node,
     commit time of the last replayed transaction)."""
-    from ragops.db import pgctl
     from ragops.netutil import free_port
+    from ragops.pg import pgctl
 
     node = pgctl.Node(name, directory, port or free_port(), directory.parent / f"{directory.name}.log",
                       bin=config.database.bin_dir, home=pgctl.server_home(config))
@@ -112,7 +112,7 @@ def replay(config, directory: Path, port: int | None, progress: Progress, name: 
 
 
 def _in_production(node) -> bool:
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     done = pgctl.run_pg([node.pg("pg_controldata"), "-D", str(node.data_dir)], check=False, timeout=30)
     return "in production" in done.stdout
@@ -121,7 +121,7 @@ def _in_production(node) -> bool:
 def _drop_recovery_settings(directory: Path) -> None:
     """Once promoted, the recovery settings leave postgresql.auto.conf: a replica cloned from this
     server (pg_basebackup copies the file) must never replay to the old target and promote itself."""
-    from ragops.db.pgctl import write_server_file
+    from ragops.pg.pgctl import write_server_file
 
     auto = directory / "postgresql.auto.conf"
     text = auto.read_text()

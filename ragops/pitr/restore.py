@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragops.backup.catalog import Manifest, iso, manifests, parse_iso, resolve, stages_of, storages
+from ragops.backup.catalog import Manifest, iso, parse_iso, resolve, stages_of, storages
 from ragops.backup.pipeline import Progress, say
 from ragops.errors import OperationFailed, UsageError
 from ragops.pitr.coverage import Coverage, coverage
@@ -236,6 +236,3 @@ def _fetch_all(config, storage, crypter, segments: list[str], cov: Coverage, wal
     return len(segments) + extra
 
 
-def physical_ids(config) -> list[str]:
-    storage, _copy = storages(config)
-    return [m.id for m, _v in manifests(storage) if m.kind == "physical"]

@@ -190,8 +190,12 @@ class Platform(abc.ABC):
     def routers(self) -> list:
         """Every router ragops writes for this environment (one per host where the platform spreads
         over hosts): what a change that must reach all of them, like a shadow mirror, goes to."""
-        router = getattr(self, "router", None)   # local and kubernetes expose theirs as `router`
-        return [router] if router is not None else []
+        return []
+
+    def was_live(self) -> dict[str, int]:
+        """The weights that were live before a restart (what `up`, the supervisor and `db recover` bring
+        back); a platform that does not restore colors itself answers {}."""
+        return {}
 
     @abc.abstractmethod
     def router_weights(self) -> dict[str, int]:

@@ -364,7 +364,7 @@ class DockerPlatform(Platform):
             progress("database: no database.dsn; migrations are left to the database's owner")
             return []
         from ragops.db.connect import app_dsn
-        from ragops.db.migrate import apply_migrations
+        from ragops.pg.migrate import apply_migrations
 
         migrations = self.config.resolve_path(self.config.service.path) / "migrations"
         try:
@@ -475,7 +475,7 @@ class DockerPlatform(Platform):
                 host.dir.remove_tree()
                 steps.append(f"delete {host.dir.root} ({host.label})")
         if purge:
-            from ragops.db.pgctl import remove_server_home
+            from ragops.pg.pgctl import remove_server_home
             from ragops.purge import purge_state_dir
 
             home = remove_server_home(self.config)   # as root: what a physical restore or verify copied there

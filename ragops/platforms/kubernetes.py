@@ -311,6 +311,9 @@ class KubernetesPlatform(Platform):
         return LeaseLock(self)
 
     # ---- router (the weighted TraefikService) -------------------------------------------------------
+    def routers(self) -> list:
+        return [self.router]
+
     @cached_property
     def router(self) -> crd.TraefikCrdRouter:
         return crd.TraefikCrdRouter(metadata=m.meta(self.config, m.router_name(self.config)),

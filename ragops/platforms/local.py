@@ -26,6 +26,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.events import quiet as _noop
+from ragops.fsutil import write_atomic
 from ragops.netutil import port_open, split_host_port
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, TokenFileLock, probe_color, with_weights
 from ragops.platforms.service_env import service_env
@@ -59,9 +60,7 @@ class FileLock(TokenFileLock):
         return True
 
     def _write(self, record: dict) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(record), mode=0o644)
 
     def _remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -104,6 +103,9 @@ class LocalPlatform(Platform):
     @property
     def router_dir(self) -> Path:
         return self.base / "router"
+
+    def routers(self) -> list:
+        return [self.router]
 
     @cached_property
     def router(self) -> Router:
@@ -416,7 +418,7 @@ class LocalPlatform(Platform):
 
         steps += stop_archive(self, progress)   # after the database: its last segments are shipped
         if purge:
-            from ragops.db.pgctl import remove_server_home
+            from ragops.pg.pgctl import remove_server_home
 
             home = remove_server_home(self.config)   # as root: the server account's data, logs, binaries
             if home is not None:

@@ -184,7 +184,7 @@ def test_breaks_are_found_with_their_fix(stack):
 
 def _stop_replica(stack) -> None:
     from ragops.config import load_config
-    from ragops.db.pgctl import managed_node
+    from ragops.pg.pgctl import managed_node
 
     managed_node(load_config(stack.config_path, "test"), "replica1").stop()
 

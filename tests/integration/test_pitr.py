@@ -36,7 +36,7 @@ OTHER_AGE_KEY = _age_key()
 @pytest.fixture(scope="module")
 def archived_primary():
     """A primary archiving into a spool (archive_timeout 1s), with a `marks` table."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     try:
         pgctl.bin_dir()
@@ -129,7 +129,7 @@ def _restored_labels(port: int, password: str) -> list[str]:
 
 
 def _stop_restored(directory: Path, port: int, home) -> None:
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     node = pgctl.Node("pitr-restore", directory, port, directory.parent / "x.log", home=home)
     node.stop(mode="immediate")
@@ -439,7 +439,7 @@ def test_incremental_chain_restores_every_write_and_drops_what_was_dropped(local
             assert _run_sql(stack, restored["port"], "SELECT to_regclass('incr_doomed')")[0][0] is None
             assert not (target / doomed).exists(), "a file the newest backup no longer lists is removed"
         finally:
-            from ragops.db import pgctl
+            from ragops.pg import pgctl
 
             home = root if pgctl.server_account() is not None else None
             pgctl.Node("pitr-restore", target, restored["port"], root / "x.log", home=home).stop(mode="immediate")

@@ -1,7 +1,7 @@
 """The bundled RAG service against real PostgreSQL, as real processes over real HTTP.
 
 Each database here gets its own app role (not a superuser) and is migrated with
-ragops.db.migrate, the way the local platform does it.
+ragops.pg.migrate, the way the local platform does it.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragops.db import migrate, pgctl
 from ragops.errors import OperationFailed
 from ragops.netutil import free_port
+from ragops.pg import migrate, pgctl
 from tests.conftest import primary_and_replica
 
 pytestmark = pytest.mark.integration

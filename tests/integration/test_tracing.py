@@ -108,6 +108,6 @@ def _superuser_dsn(stack) -> str:
 
 def _primary_log(stack) -> Path:
     from ragops.config import load_config
-    from ragops.db.pgctl import managed_node
+    from ragops.pg.pgctl import managed_node
 
     return managed_node(load_config(stack.config_path, "test"), "primary").log_file

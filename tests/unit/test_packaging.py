@@ -51,7 +51,7 @@ def test_installed_wheel_finds_its_shipped_files(wheel, tmp_path):
     """Unpacked away from the checkout, the lookups answer with the copies inside the package."""
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("from ragops.resources import shipped_dir; from ragops.db.migrate import default_migrations_dir; "
+    probe = ("from ragops.resources import shipped_dir; from ragops.pg.migrate import default_migrations_dir; "
              "print(shipped_dir('runbooks')); print(default_migrations_dir())")
     done = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {probe}"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)

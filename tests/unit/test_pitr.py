@@ -89,7 +89,7 @@ def test_recovered_time_from_the_server_log():
 
 
 def test_archive_command_uses_no_interpreter(tmp_path):
-    from ragops.db.pgctl import archive_settings
+    from ragops.pg.pgctl import archive_settings
 
     settings = archive_settings(tmp_path / "spool", 30)
     assert settings["archive_mode"] == "on" and settings["archive_timeout"] == "30"

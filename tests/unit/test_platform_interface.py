@@ -108,6 +108,14 @@ NAME_CHECK = re.compile(r"""platform\s*(==|!=|\bin\b|\bnot in\b)\s*[(\[{"']|["']
 HASATTR = re.compile(r"hasattr\(\s*(self\.)?\w*platform")
 
 
+@pytest.mark.parametrize("name", ["docker", "kubernetes"])
+def test_was_live_is_part_of_the_interface(tmp_path, name):
+    """`db recover` and the supervisor ask every platform what was live; one that does not restore colors
+    itself answers {} instead of failing with an AttributeError after the database was rebuilt."""
+    platform = platform_class(_config(tmp_path, name))
+    assert platform.was_live(object.__new__(platform)) == {}
+
+
 def test_no_platform_name_comparison_or_hasattr_probe_outside_platforms():
     """Callers ask capabilities and call base-class methods; only ragops/platforms/ and the config
     validation (config.py) may look at the name."""
