@@ -109,6 +109,11 @@ def test_backups_raise_the_score_and_the_evidence_bundle_verifies(stack, tmp_pat
     stack.cli("backup", "create", check=True, timeout=180)
     stack.cli("backup", "verify", "latest", "--restore", check=True, timeout=300)
     stack.cli("backup", "create", "--physical", check=True, timeout=300)
+    # the drill restores the newest *logical* backup (it failed when a physical one was newer)
+    drill = stack.cli("drill", "run", "backup-restore", timeout=300)
+    assert drill.returncode == 0, drill.stdout + drill.stderr
+    _code, operations, _ = audit(stack, "--only", "operations")
+    assert by_id(operations)["operations.drill-backup-restore"]["status"] == "pass"
     code, report, _ = audit(stack, "--only", "backups", "--evidence", str(tmp_path / "evidence"))
     found = by_id(report)
     assert code == 0, report["verdict"]
