@@ -59,3 +59,11 @@ def test_installed_wheel_finds_its_shipped_files(wheel, tmp_path):
     runbooks, migrations = (Path(line) for line in done.stdout.split())
     assert runbooks == site / "ragops" / "_shipped" / "runbooks" and list(runbooks.glob("*.yaml"))
     assert migrations == site / "ragops" / "_shipped" / "service" / "migrations" and list(migrations.glob("*.sql"))
+
+
+def test_wheel_carries_the_security_scan_the_shipped_config_runs(wheel):
+    """runbooks.security_scan of ragops.yaml and of `ragops init` names $RAGOPS_SCRIPTS/security-scan.sh."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "ragops/scripts/security-scan.sh" in names
+    for config in (REPO / "ragops.yaml", REPO / "templates" / "init" / "ragops-local.yaml"):
+        assert 'security_scan: sh "$RAGOPS_SCRIPTS/security-scan.sh"' in config.read_text(), config
