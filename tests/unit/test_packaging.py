@@ -18,13 +18,8 @@ def _tracked_files(folder: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(REPO), "-w", str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    [built] = out.glob("ragops-*.whl")
-    return built
+def wheel(built_wheel) -> Path:
+    return built_wheel     # tests/conftest.py: built once per session (test_first_run installs the same one)
 
 
 def test_wheel_carries_runbooks_templates_and_service(wheel):
