@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class StepRun:
     returncode: int
     stdout: str
     stderr: str
+    seconds: float = 0.0
 
 
 @dataclass
@@ -54,6 +56,9 @@ class JobRun:
     @property
     def returncode(self) -> int:
         return self.steps[-1].returncode if self.steps else 0
+
+    def timings(self) -> str:
+        return ", ".join(f"{s.name} {s.seconds:.1f}s" for s in self.steps)
 
     def failed(self) -> str:
         last = self.steps[-1] if self.steps else None
@@ -79,9 +84,11 @@ def run_github_job(job_name: str, *, context: dict, base_env: dict, cwd: Path, t
         for line in github_env.read_text().splitlines():   # what earlier steps exported
             key, _, value = line.partition("=")
             step_env[key] = value
+        started = time.monotonic()
         proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", substitute(step["run"], context)],
                               cwd=cwd, env=step_env, capture_output=True, text=True, timeout=timeout)
-        result.steps.append(StepRun(step.get("name", step["run"][:40]), proc.returncode, proc.stdout, proc.stderr))
+        result.steps.append(StepRun(step.get("name", step["run"][:40]), proc.returncode, proc.stdout, proc.stderr,
+                                    time.monotonic() - started))
         if proc.returncode != 0:
             break
     return result
@@ -107,7 +114,8 @@ def gitlab_env(job_name: str, settings: dict, base_env: dict) -> dict:
 
 
 def run_gitlab_job(job_name: str, *, settings: dict, base_env: dict, cwd: Path, timeout: float = 600) -> JobRun:
+    started = time.monotonic()
     proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", gitlab_script(job_name)],
                           cwd=cwd, env=gitlab_env(job_name, settings, base_env), capture_output=True, text=True,
                           timeout=timeout)
-    return JobRun([StepRun(job_name, proc.returncode, proc.stdout, proc.stderr)])
+    return JobRun([StepRun(job_name, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)])
