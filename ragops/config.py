@@ -25,6 +25,7 @@ from pydantic import (
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
 from ragops.errors import ConfigError
+from ragops.resources import default_service_path
 from ragops.settings.analysis import MetricSpec, OnInconclusive, Provider
 from ragops.settings.audit import AuditSettings
 from ragops.settings.dns import HealthCheckSettings
@@ -39,7 +40,7 @@ DEFAULT_CONFIG = "ragops.yaml"
 
 class ServiceConfig(Strict):
     version: str = "v1"
-    path: str = "./service"                      # the bundled service, relative to ragops.yaml
+    path: str = "./service"                      # relative to ragops.yaml; unset and no ./service: the shipped one
     image: str | None = None                     # docker/kubernetes: the image repository
     port: Port = 8100                            # local: blue listens here, green on port+1
     replicas: int = Field(1, ge=1, le=100)
@@ -551,4 +552,6 @@ def load_config(path: Path, env_name: str | None = None) -> Config:
             environments[name] = Environment.model_validate(merged)
         except ValidationError as exc:
             raise config_error(label, root, exc, prefix=("environments", name)) from None
+        if "path" not in environments[name].service.model_fields_set:   # unset: ./service, else the shipped one
+            environments[name].service.path = default_service_path(path.parent)
     return Config(path, top.project, chosen, environments[chosen], raw, names)

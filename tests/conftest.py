@@ -119,6 +119,18 @@ def pg_cluster():
 
 
 @pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """This checkout as a wheel (`pip wheel --no-deps`), built once per session: the packaging tests
+    read it, tests/integration/test_first_run.py installs it into a fresh venv."""
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(REPO), "-w", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [built] = out.glob("ragops-*.whl")
+    return built
+
+
+@pytest.fixture(scope="session")
 def moto_server():
     """The moto server (S3, Route 53) as a separate process over HTTP; yields its endpoint URL."""
     exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")

@@ -29,6 +29,7 @@ app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
 # Command modules, each with a `register(app)` function. Imported at start-up, so they must keep
 # heavy SDK imports inside their command bodies.
 COMMAND_MODULES = [
+    "ragops.cli.init_cmd",
     "ragops.cli.config_cmd",
     "ragops.cli.stack",
     "ragops.cli.db",
@@ -47,6 +48,7 @@ COMMAND_MODULES = [
 # run); `ragops`, `--help` and an unknown name load them all, so help lists everything. A module in
 # COMMAND_MODULES but not here is loaded every time. tests/unit/test_cli_lazy.py checks this table.
 COMMANDS_OF = {
+    "ragops.cli.init_cmd": ("init",),
     "ragops.cli.config_cmd": ("config",),
     "ragops.cli.stack": ("up", "status", "down", "logs"),
     "ragops.cli.db": ("db",),

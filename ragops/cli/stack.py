@@ -37,15 +37,19 @@ def up(ctx: typer.Context,
     env = ctx.obj
     config = env.config
     from ragops.platforms import get_platform
+    from ragops.up_checks import check_files
 
+    platform = get_platform(config)
+    # before any process starts (and in the plan): the service, its migrations, the configured scripts
+    checked = check_files(config, runs_service_from_source=platform.runs_service_from_source)
     if dry_run:   # the environment's platform plans its own `up`, from the config alone
-        platform = get_platform(config)
-        env.emit({"platform": platform.name, "plan": platform.plan_up(), "state_dir": str(config.state_dir)},
-                 lambda d: "\n".join([f"would do ({d['platform']}):"] + [f"  - {s}" for s in d["plan"]]))
+        env.emit({"platform": platform.name, "checked": checked, "plan": platform.plan_up(),
+                  "state_dir": str(config.state_dir)},
+                 lambda d: "\n".join([f"checked: {c}" for c in d["checked"]] + [f"would do ({d['platform']}):"]
+                                     + [f"  - {s}" for s in d["plan"]]))
         return
 
     start = time.monotonic()
-    platform = get_platform(config)
     result = UpResult(environment=config.env_name, router=platform.router_url())
     result.steps = platform.up(env.progress("up"))
     result.seconds = round(time.monotonic() - start, 2)

@@ -111,6 +111,8 @@ class Platform(abc.ABC):
     supports_regions: ClassVar[bool] = False
     #: the service runs from manifests `ragops render` produces (their security settings are auditable)
     renders_manifests: ClassVar[bool] = False
+    #: colors run <service.path>/ragservice from source (not an image): `up` checks that folder first
+    runs_service_from_source: ClassVar[bool] = False
 
     config: Config
     region: str | None = None      # a failover region other than the default (supports_regions)
@@ -128,6 +130,11 @@ class Platform(abc.ABC):
     @abc.abstractmethod
     def down(self, purge: bool = False, progress: Progress = _noop) -> list[str]:
         """Stop what ragops started (data kept unless purge); returns what it stopped."""
+
+    def check_release(self, version: str) -> None:
+        """Refuse (OperationFailed naming what makes it) before a deploy takes its lock when `version`
+        cannot start here, e.g. its image is on no host. Platforms whose colors run from source: nothing."""
+        del version   # nothing to check: colors run from service.path, which `up` checked
 
     @abc.abstractmethod
     def plan_up(self) -> list[str]:

@@ -171,6 +171,11 @@ class DockerPlatform(Platform):
             return stop_archive(self, progress) if self.region is None and self.proc(SHIPPER).running() else []
         return ensure_shipper(self, progress)
 
+    def check_release(self, version: str) -> None:
+        from ragops.platforms.docker_release import require_release_image
+
+        require_release_image(self, version)
+
     def image_ref(self, version: str) -> str:
         repo = self.config.service.image or f"{self.config.project}/rag-service"
         return f"{repo}:{version}"

@@ -75,6 +75,7 @@ class LocalPlatform(Platform):
     owns_database_files = True
     runs_migrations_in_preflight = True
     supports_regions = True
+    runs_service_from_source = True
     #: `up` starts a supervisor that restarts a dead router or live color (ragops/supervisor.py)
     supervised = True
 

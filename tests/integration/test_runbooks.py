@@ -115,7 +115,10 @@ def test_pre_deploy_fails_with_exit_3_when_the_backup_is_stale(stack, webhook):
 
 def test_pre_deploy_without_acks_in_ci_is_exit_5(stack, webhook):
     proc, data = _run(stack, webhook, "runbook", "run", "pre-deploy", "--from", "on-call")
-    assert proc.returncode == 5 and data["failed_step"] == "on-call" and "--ack on-call" in data["error"]
+    # refused before the first step: all three grants named at once, no run started
+    assert proc.returncode == 5 and data is None, proc.stderr
+    assert "--ack on-call --ack runbooks-accessible --approve cost-estimate" in proc.stderr
+    assert "nothing was run" in proc.stderr
 
 
 def test_db_corruption_restores_deleted_rows(stack, webhook):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ragops.config import load_config
-from ragops.errors import ConfigError, OperationFailed
+from ragops.errors import ConfigError, OperationFailed, UsageError
 from ragops.platforms import PLATFORMS, get_platform, platform_class
 from ragops.platforms.base import Platform
 
@@ -155,5 +155,5 @@ def test_ragops_holds_the_readme_layer_table():
 def test_build_needs_a_platform_that_runs_images(tmp_path):
     from ragops.platforms.docker_build import build
 
-    with pytest.raises(OperationFailed, match=r"`ragops build` needs a docker environment \(e is local\)"):
+    with pytest.raises(UsageError, match=r"`ragops build` needs a docker environment \(e is local\)"):   # exit 2
         build(_config(tmp_path, "local"))
