@@ -19,6 +19,33 @@ def register_db(db_app: typer.Typer) -> None:
     if any(command.name == "recover" for command in db_app.registered_commands):
         return
     db_app.command("recover")(recover)
+    db_app.command("kept")(kept)
+
+
+def kept(ctx: typer.Context,
+         remove: str | None = typer.Option(None, "--remove", metavar="ID", help="Delete this kept-aside directory.")) -> None:
+    """Data directories `db recover` kept aside: `original` (before a recover), `failed-attempt` (what a failed
+    one wrote), `recovering` (a killed one's extraction); size, age, whether a server ever started on it.
+
+    Example: ragops db kept -o json
+
+    Example: ragops db kept --remove primary.failed-attempt-20261207T111500Z --yes
+    """
+    env = ctx.obj
+    from ragops.backup.pipeline import size_text
+    from ragops.pitr import kept as kept_engine
+
+    if remove:
+        env.confirm(f"Delete the kept-aside data directory {remove}?")
+        gone = kept_engine.remove(env.config, remove)
+        env.emit(gone, lambda k: f"deleted {k.path} ({size_text(k.bytes)})")
+        return
+    found = kept_engine.kept(env.config)
+    env.emit({"kept": found, "total_bytes": sum(k.bytes for k in found)},
+             lambda d: "\n".join([f"{k.id}: {k.kind} ({k.holds}), {size_text(k.bytes)}, {k.age_seconds / 3600:.1f} h old"
+                                  f"{', started' if k.started else ''}"
+                                  f"{', NEEDED by the unfinished recover' if k.needed_by_unfinished_recover else ''}"
+                                  for k in d["kept"]] + [f"total {size_text(d['total_bytes'])} in {len(d['kept'])}"]))
 
 
 def recover(ctx: typer.Context,
@@ -31,7 +58,10 @@ def recover(ctx: typer.Context,
             timeline: int | None = typer.Option(None, "--timeline", min=1,
                                                 help="Recover along this timeline (default: the archive's newest)."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Print the checked plan; change nothing "
-                                         "(not even a WAL switch).")) -> None:
+                                         "(not even a WAL switch)."),
+            resume: bool = typer.Option(False, "--resume", help="Finish an interrupted recover (killed, Ctrl-C)."),
+            abort: bool = typer.Option(False, "--abort", help="Put the original data directories of an interrupted "
+                                       "recover back and start them.")) -> None:
     """Rebuild the environment's database as it was at a moment (local): the whole plan resolved and every
     object checked first, then maintenance on, primary kept aside and restored from the archive, replayed
     to the plan's stop point, checked, promoted, replicas re-cloned, maintenance off; reports RPO and RTO.
@@ -40,11 +70,16 @@ def recover(ctx: typer.Context,
     Example: ragops db recover --to-time 2026-11-29T18:40:00Z --dry-run
 
     Example: ragops db recover --to-time 2026-11-29T18:40:00Z --from 20261129T120000Z --timeline 2 --yes
+
+    Example: ragops db recover --abort --yes   (after a killed recover: the originals back in place)
     """
     env = ctx.obj
     from ragops.pitr.recover import recover as run_recover
     from ragops.pitr.restore import parse_target
 
+    if resume or abort:
+        _resume_or_abort(env, resume, abort, any((to_time, to_lsn, to_latest, dry_run)))
+        return
     target = parse_target(to_time, to_lsn, to_latest)   # a bad value is refused before the question
     if not dry_run:
         env.confirm(f"Rebuild the database as of {target.describe()} (the service answers 503 meanwhile; the "
@@ -58,6 +93,25 @@ def recover(ctx: typer.Context,
                                 f"{r.stop_lsn or 'the base end'}, timeline path to {r.timeline}): last transaction "
                                 f"{r.recovered_to or '-'}, RPO {r.rpo_seconds}s, RTO {r.rto_seconds}s; "
                                 f"kept aside: {', '.join(r.kept_aside) or '-'}" + (f"\n{r.note}" if r.note else "")))
+
+
+def _resume_or_abort(env, resume: bool, abort: bool, other: bool) -> None:
+    from ragops.errors import UsageError
+    from ragops.pitr import recover_journal
+
+    if (resume and abort) or other:
+        raise UsageError("db recover: --resume and --abort take no target and exclude each other")
+    env.confirm("Finish the interrupted recover?" if resume else
+                "Put the original data directories back (the attempt is kept aside as failed-attempt)?")
+    if abort:
+        steps = recover_journal.abort(env.config, env.progress("recover"))
+        env.emit({"aborted": True, "steps": steps}, lambda d: "\n".join(["recover aborted:", *d["steps"]]))
+        return
+    from ragops.pitr.recover import resume as resume_recover
+
+    result = resume_recover(env.config, env.progress("recover"))
+    env.emit(result, lambda r: "\n".join(r) if isinstance(r, list) else f"recovered to {r.target}: last transaction "
+             f"{r.recovered_to or '-'}, RTO {r.rto_seconds}s")
 
 
 def _steps(plan) -> str:

@@ -84,11 +84,21 @@ def recover(config, to_time: str | None = None, *, to_lsn: str | None = None, to
                          "physical restore --to-time T --target-dir DIR`, then `ragops down` and start from that "
                          "directory, or set database.ha: manual for the recovery")
     target = parse_target(to_time, to_lsn, to_latest)
+    from ragops.pitr import recover_journal
+
+    if not dry_run:
+        recover_journal.refuse_unfinished(config, "db recover")
     primary = live_primary(config) or pgctl.managed_node(config, config.database.primary.name)
     if primary.running() and not dry_run:   # the switch belongs to the real run: a dry run changes nothing
         close_and_wait(config, primary, progress=progress)
     storage, _copy = storages(config)
-    plan = plan_recovery(config, storage, target, backup_id=from_id, timeline=timeline, progress=progress)
+    try:
+        plan = plan_recovery(config, storage, target, backup_id=from_id, timeline=timeline, progress=progress)
+    except OperationFailed as exc:
+        if dry_run and "outside the archive's coverage" in exc.message:
+            raise OperationFailed(f"{exc.message} (a dry run closes no WAL segment; the real run closes the "
+                                  "current one first, so its coverage reaches now)") from None
+        raise
     replicas = [pgctl.managed_node(config, r.name) for r in config.database.replicas if r.name != primary.name]
     try:
         if dry_run:
@@ -100,32 +110,37 @@ def recover(config, to_time: str | None = None, *, to_lsn: str | None = None, to
                                      "replay to the stop point, pause, check the reached LSN, promote",
                                      *[f"re-clone replica {r.name} (its data directory kept aside)" for r in replicas],
                                      "maintenance off; report RPO and RTO"])
-        return _rebuild(config, platform, primary, replicas, plan, progress, manage_service)
+        args = {"to_time": to_time, "to_lsn": to_lsn, "to_latest": to_latest, "from_id": from_id, "timeline": timeline}
+        return _rebuild(config, platform, primary, replicas, plan, progress, manage_service, args)
     finally:
         plan.cleanup()
 
 
 def _rebuild(config, platform, primary, replicas, plan, progress: Progress,
-             manage_service: bool = True) -> RecoverResult:
+             manage_service: bool = True, args: dict | None = None) -> RecoverResult:
     from ragops.db.bringup import database_up
     from ragops.events import quiet
+    from ragops.pitr import recover_journal as journal
     from ragops.pitr.archive import ensure_shipper
     from ragops.pitr.replay import lay_down, replay
-    from ragops.pitr.restore import set_aside
-    from ragops.readiness import wait_ready
 
     started = time.monotonic()
     storage, _copy = storages(config)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     staging = primary.data_dir.with_name(f"{primary.data_dir.name}.recovering-{stamp}")
+    record = {"phase": "laying-down", "started": stamp, "target": plan.target.describe(), "args": args or {},
+              "staging": str(staging), "wal_dir": str(plan.wal_dir), "aside": [], "manage_service": manage_service}
+    journal.write(config, record)
     try:   # nothing is stopped yet: a failure here leaves the environment as it was
         lay_down(config, storage, plan, staging, archive=True, progress=progress)
     except BaseException:
         import shutil
 
         shutil.rmtree(staging, ignore_errors=True)
+        journal.finish(config)
         raise
     kept: list[tuple[object, str]] = []
+    journal.write(config, {**record, "phase": "stopping"})
     if manage_service:
         say(progress, "maintenance on")
         platform.set_maintenance(True)
@@ -134,12 +149,19 @@ def _rebuild(config, platform, primary, replicas, plan, progress: Progress,
             say(progress, f"stopping {node.name}")
             node.stop()
         if node.initialized:
-            kept.append((node, set_aside(node.data_dir, "original")))
+            aside = node.data_dir.with_name(f"{node.data_dir.name}.original-{stamp}")
+            record["aside"].append([str(node.data_dir), str(aside)])
+            journal.write(config, {**record, "phase": "stopping"})   # the intent, before the rename
+            os.rename(node.data_dir, aside)
+            kept.append((node, str(aside)))
+    record["staging"] = None
+    journal.write(config, {**record, "phase": "replaying"})
     os.rename(staging, primary.data_dir)
     try:
         result = replay(config, primary.data_dir, primary.port, progress, name=primary.name, plan=plan)[1]
     except OperationFailed as exc:
         raise OperationFailed(f"{exc.message}; {_put_back(config, platform, primary, kept, progress, manage_service)}") from None
+    journal.write(config, {**record, "phase": "promoted"})
     say(progress, "re-cloning replicas from the rebuilt primary")
     try:
         database_up(config, progress or quiet)
@@ -147,12 +169,9 @@ def _rebuild(config, platform, primary, replicas, plan, progress: Progress,
         say(progress, f"re-cloning failed ({exc.message}); once more")
         database_up(config, progress or quiet)
     ensure_shipper(platform, progress or quiet)
-    for color in platform.was_live() if manage_service else []:
-        wait_ready(platform, color, config.service.startup_timeout, progress or quiet)
     if manage_service:
-        _wait_serving(platform, config.service.startup_timeout)
-        platform.set_maintenance(False)
-        say(progress, "maintenance off")
+        finish_service(config, platform, progress)
+    journal.finish(config)
     rto = round(time.monotonic() - started, 2)
     target = plan.target
     rpo = None
@@ -161,6 +180,19 @@ def _rebuild(config, platform, primary, replicas, plan, progress: Progress,
     return RecoverResult(target.describe(), plan.base.id, result, rpo, rto, len(plan.segments),
                          [path for _node, path in kept], [r.name for r in replicas], plan.stop_lsn, plan.timeline,
                          plan.note)
+
+
+def finish_service(config, platform, progress: Progress) -> None:
+    """The colors ready, then maintenance off, then the router serving the readiness path (not before the
+    colors: clients would get 'no available server' instead of the maintenance answer)."""
+    from ragops.events import quiet
+    from ragops.readiness import wait_ready
+
+    for color in platform.was_live():
+        wait_ready(platform, color, config.service.startup_timeout, progress or quiet)
+    platform.set_maintenance(False)
+    say(progress, "maintenance off")
+    _wait_serving(platform, config.service.startup_timeout)
 
 
 def _put_back(config, platform, primary, kept, progress: Progress, manage_service: bool) -> str:
@@ -177,6 +209,9 @@ def _put_back(config, platform, primary, kept, progress: Progress, manage_servic
     failed = set_aside(primary.data_dir, "failed-attempt")
     for node, path in kept:
         os.rename(path, node.data_dir)
+    from ragops.pitr import recover_journal
+
+    recover_journal.finish(config)
     try:
         database_up(config, progress or quiet)
     except OperationFailed as exc:
@@ -186,6 +221,33 @@ def _put_back(config, platform, primary, kept, progress: Progress, manage_servic
         platform.set_maintenance(False)
         say(progress, "maintenance off")
     return f"nothing was lost: the original data directories are back in place and running; the attempt is kept at {failed}"
+
+
+def resume(config, progress: Progress = None):
+    """Promoted already: clone the replicas, start the shipper, maintenance off. Earlier: abort, then the
+    same recover again (the plan is resolved and checked anew)."""
+    from ragops.pitr import recover_journal
+
+    record = recover_journal.read(config)
+    if record is None:
+        raise UsageError("db recover --resume: no unfinished recover")
+    if record.get("phase") == "promoted":
+        from ragops.db.bringup import database_up
+        from ragops.events import quiet
+        from ragops.pitr.archive import ensure_shipper
+        from ragops.platforms import get_platform
+
+        platform = get_platform(config)
+        steps = database_up(config, progress or quiet) + ensure_shipper(platform, progress or quiet)
+        if record.get("manage_service", True):
+            finish_service(config, platform, progress)
+        recover_journal.finish(config)
+        return steps + ["resumed: replicas cloned, maintenance off"]
+    recover_journal.abort(config, progress)
+    args = record.get("args") or {}
+    return recover(config, args.get("to_time"), to_lsn=args.get("to_lsn"), to_latest=bool(args.get("to_latest")),
+                   from_id=args.get("from_id") or "latest", timeline=args.get("timeline"), progress=progress,
+                   manage_service=record.get("manage_service", True))
 
 
 def _wait_serving(platform, timeout: float) -> None:

@@ -456,6 +456,7 @@ def test_db_recover_local_serves_recovered_data_with_replica_streaming(local_sta
         lost = client.post("/api/v1/documents", headers=headers, json={"title": "lost", "content": "the damage"})
         assert lost.status_code == 201
 
+        _archive_now(stack)   # the dry run closes no segment: the archive must already reach the target
         plan = stack.json("db", "recover", "--to-time", target, "--dry-run")
         assert plan["dry_run"] and any("maintenance on" in s for s in plan["steps"])
         refused = stack.cli("db", "recover", "--to-time", target)          # no terminal, no --yes
@@ -509,9 +510,10 @@ def test_db_recover_across_timelines_twice_to_the_same_time_and_after_the_last_c
     t1 = now()
     _run_sql(stack, port, "INSERT INTO tl_marks (label) VALUES ('b')")
     after_t1 = stack.json("backup", "physical", "create")       # timeline 1, after the first target
-    assert after_t1["physical"]["timeline"] == 1
+    assert after_t1["physical"]["timeline"] == first["physical"]["timeline"]
     _run_sql(stack, port, "INSERT INTO tl_marks (label) VALUES ('c')")
 
+    _archive_now(stack)
     segment = _run_sql(stack, port, "SELECT pg_walfile_name(pg_current_wal_lsn())", dbname="postgres")[0][0]
     plan = stack.json("db", "recover", "--to-time", t1, "--dry-run")
     assert any(first["id"] in step for step in plan["steps"]), plan
@@ -560,6 +562,20 @@ def test_pitr_drill_reports_rpo_and_rto(local_stack, tmp_path):
     assert report["status"] == "succeeded", report
     assert report["rto"]["seconds"] > 0 and report["rpo"]["seconds"] is not None
     assert {p.name for p in report_dir.iterdir()} == {"report.json", "report.md", "report.html"}
+
+
+def _archive_now(stack) -> None:
+    """Close the primary's segment, wait until PostgreSQL handed it to the spool, ship the spool."""
+    from ragops.config import load_config
+
+    port = load_config(stack.config_path).database.primary.port
+    segment = _run_sql(stack, port, "SELECT pg_walfile_name(pg_current_wal_lsn())", dbname="postgres")[0][0]
+    _run_sql(stack, port, "SELECT pg_switch_wal()", dbname="postgres")
+    deadline = time.monotonic() + 30
+    while (_run_sql(stack, port, "SELECT last_archived_wal FROM pg_stat_archiver", dbname="postgres")[0][0] or "") < segment:
+        assert time.monotonic() < deadline, "the segment was not archived"
+        time.sleep(0.1)
+    assert stack.cli("backup", "wal", "ship").returncode == 0
 
 
 def _run_sql(stack, port: int, *statements: str, dbname: str = "rag"):
