@@ -372,6 +372,42 @@ def test_bad_port_target_dir_and_lsn_are_refused_before_a_byte_is_written(archiv
     assert code == 2 and "--to-lsn" in err and not directory.exists(), err
 
 
+def test_an_archived_segment_is_never_replaced(archived_primary, write_config, capsys, tmp_path):
+    """The same content again (a shipper killed after its sidecar) is a no-op; other content under the same
+    name (another system or a restored copy archiving here) stops the shipper loudly, never overwrites."""
+    pg = archived_primary
+    store = tmp_path / "store"
+    config = write_config(f"file://{store}")
+    _mark(pg, "write-once")
+    segment = run_sql(pg["dsn"], "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    run_sql(pg["dsn"], "SELECT pg_switch_wal()")
+    spooled = pg["spool"] / segment
+    deadline = time.monotonic() + 30
+    while not spooled.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    content = spooled.read_bytes()
+    code, _, err = cli(capsys, config, "backup", "wal", "ship")
+    assert code == 0, err
+    stored = store / "wal" / segment[:8] / f"{segment}.zst.age"
+    before = (stored.read_bytes(), stored.stat().st_mtime_ns)
+    spooled.write_bytes(content)                      # the same file again: nothing re-uploaded
+    code, _, err = cli(capsys, config, "backup", "wal", "ship")
+    assert code == 0 and not spooled.exists(), err
+    assert (stored.read_bytes(), stored.stat().st_mtime_ns) == before
+    spooled.write_bytes(content[:-100] + b"x" * 100)  # another history under the same name
+    code, _, err = cli(capsys, config, "backup", "wal", "ship")
+    assert code == 1 and segment in err and "different content" in err, err
+    assert stored.read_bytes() == before[0] and spooled.exists()
+    metrics = tmp_path / "wal.prom"
+    code, _, err = cli(capsys, config, "backup", "wal", "check", "--metrics-file", str(metrics))
+    assert code == 3 and segment in err, err
+    assert 'ragops_wal_conflict{environment="test",project="pitrtest"} 1' in metrics.read_text()
+    spooled.unlink()                                   # resolved by hand: the next round clears it
+    code, _, err = cli(capsys, config, "backup", "wal", "ship")
+    assert code == 0, err
+
+
 def test_kill_shipper_loses_no_segment(archived_primary, write_config, capsys, tmp_path):
     pg = archived_primary
     config = write_config(f"file://{tmp_path}/store")

@@ -130,7 +130,6 @@ def _interrupted(world: World, phase: str, sig: int, then: str, scenario: str) -
     ("laying-down", signal.SIGINT, "nothing"),
     ("replaying", signal.SIGKILL, "abort"),
     ("replaying", signal.SIGKILL, "resume"),
-    ("replaying", signal.SIGINT, "resume"),
     ("promoted", signal.SIGKILL, "resume"),
 ])
 def test_interrupted_recover(world, phase, sig, then):
