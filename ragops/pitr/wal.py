@@ -177,7 +177,7 @@ class Shipper:
         from ragops.backup.catalog import iso, now_utc
         from ragops.pitr.writeonce import already_archived
 
-        if already_archived(self, name):   # the same content: a no-op; different content raises
+        if already_archived(self, name, object_key(name), sidecar_key(name)):   # the same content: a no-op; different content raises
             self.spool.remove(name)
             return
         archived_at = self.spool.archived_at(name)

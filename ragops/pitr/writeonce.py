@@ -41,28 +41,25 @@ def _spooled_digest(spool, name: str) -> str:
     return digest.hexdigest()
 
 
-def _archived_digest(storage, crypter, compressor, name: str) -> str:
-    from ragops.pitr.wal import object_key
-
+def _archived_digest(storage, crypter, compressor, name: str, data_key: str) -> str:
     out = io.BytesIO()
     writer = compressor.decompress(out)
-    crypter.decrypt(io.BytesIO(b"".join(storage.read_chunks(object_key(name)))), writer, f"WAL file {name}")
+    crypter.decrypt(io.BytesIO(b"".join(storage.read_chunks(data_key))), writer, f"WAL file {name}")
     writer.close()
     return hashlib.sha256(out.getvalue()).hexdigest()
 
 
-def already_archived(shipper, name: str) -> bool:
+def already_archived(shipper, name: str, data_key: str, sidecar_key: str) -> bool:
     """True: the archive holds this very content (drop it from the spool). OperationFailed: it holds other
     content under the same name (never overwritten)."""
     from ragops.backup.catalog import iso, now_utc
     from ragops.backup.compressors import get_compressor
-    from ragops.pitr.wal import sidecar_key
 
-    if not shipper.storage.exists(sidecar_key(name)):
+    if not shipper.storage.exists(sidecar_key):
         return False
     ours = _spooled_digest(shipper.spool, name)
     try:
-        theirs = _archived_digest(shipper.storage, shipper.crypter, get_compressor(None), name)
+        theirs = _archived_digest(shipper.storage, shipper.crypter, get_compressor(None), name, data_key)
     except (OperationFailed, OSError) as exc:
         theirs = f"unreadable ({getattr(exc, 'message', exc)})"
     if ours == theirs:

@@ -171,6 +171,7 @@ def test_check_gates_on_lag_and_gap(monkeypatch, tmp_path):
     class Config:
         env_name, project = "test", "p"
         backups = type("B", (), {"max_wal_lag": 60.0})()
+        state_dir = tmp_path
 
         def resolve_path(self, value):
             return Path(value)
