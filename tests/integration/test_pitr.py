@@ -314,6 +314,11 @@ def test_segment_damaged_inside_a_valid_envelope_is_named_before_anything_is_wri
     code, plan, err = cli(capsys, config, "backup", "physical", "restore", "--to-latest", "--dry-run",
                           "--target-dir", str(directory))
     assert code == 1 and segment in err
+    # verify replays the same plan: not "ok", and the backup is not marked verified
+    code, verified, err = cli(capsys, config, "backup", "physical", "verify", "latest")
+    assert code == 3 and not verified["ok"] and segment in err, err
+    code, listing, _ = cli(capsys, config, "backup", "list")
+    assert listing["backups"][0]["verified"] is not True
 
 
 def test_restored_copy_started_again_by_hand_never_archives(archived_primary, write_config, capsys, tmp_path):

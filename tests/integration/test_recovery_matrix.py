@@ -181,3 +181,62 @@ def test_missing_history_file(world):
         return lambda: aside.rename(history)
 
     _refused(world, "missing history file", damage, name)
+
+
+def _archive_now(world: World) -> None:
+    segment = world.sql("SELECT pg_walfile_name(pg_current_wal_lsn())", dbname="postgres")[0][0]
+    world.sql("SELECT pg_switch_wal()", dbname="postgres")
+    deadline = time.monotonic() + 30
+    while (world.sql("SELECT last_archived_wal FROM pg_stat_archiver", dbname="postgres")[0][0] or "") < segment:
+        assert time.monotonic() < deadline, f"{segment} was not archived"
+        time.sleep(0.1)
+    assert world.stack.cli("backup", "wal", "ship").returncode == 0
+
+
+def _readme_procedure() -> str:
+    """The bash blocks of the README's by-hand section, verbatim, in order."""
+    import re
+
+    from tests.conftest import REPO
+
+    section = (REPO / "README.md").read_text().split("### By hand, when ragops itself is broken", 1)[1]
+    return "\n".join(re.findall(r"```bash\n(.*?)```", section.split("\n## ", 1)[0], re.S))
+
+
+def test_readme_by_hand_procedure_restores_exact_rows(world):
+    """After the recovers above (several timelines, bases left behind on old ones): the README's blocks,
+    run as written with age, zstd, tar and the PostgreSQL binaries, give exactly the rows at T."""
+    import getpass
+    import shutil
+    import subprocess
+
+    from ragops.db import pgctl
+    from ragops.netutil import free_port
+    from tests.conftest import need, server_tmpdir
+
+    need(shutil.which("age") is not None, "the age CLI (apt-get install age)")
+    world.write("by-hand-kept")
+    target = world.moment()
+    world.write("by-hand-lost")
+    expected = world.rows()[:-1]
+    _archive_now(world)
+    root = server_tmpdir("byhand")
+    port = free_port()
+    home = pgctl.server_home(world.config)
+    binaries = Path(pgctl.Node("by-hand", root / "restored", port, root / "x.log", home=home).pg("pg_ctl")).parent
+    env = {"STORE": str(world.store), "KEY": str(world.stack.state_dir / "secrets" / "backup-age-key"),
+           "TARGET": target.replace("T", " ").rstrip("Z"), "DEST": str(root / "restored"), "PORT": str(port),
+           "PGBIN": str(binaries), "RUNAS": pgctl.server_user() or getpass.getuser()}
+    try:
+        proc = subprocess.run(["bash", "-e", "-c", _readme_procedure()], env={**os.environ, **env}, text=True,
+                              capture_output=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        password = (world.stack.state_dir / "secrets" / "db-password").read_text().strip()
+        rows = run_sql(f"host=127.0.0.1 port={port} user=postgres password={password} dbname=rag",
+                       "SELECT label FROM mx ORDER BY id")
+        assert [r[0] for r in rows] == expected, proc.stdout
+        _record("README by-hand procedure", f"exact rows ({len(expected)})", proc.stdout.strip().splitlines()[-1],
+                world)
+    finally:
+        pgctl.Node("by-hand", root / "restored", port, root / "x.log", home=home).stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
