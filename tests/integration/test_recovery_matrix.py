@@ -123,6 +123,12 @@ def _interrupted(world: World, phase: str, sig: int, then: str, scenario: str) -
         assert not list(parent.glob("*.recovering-*"))
     expected = before if then in ("abort", "nothing") else before[:-1]
     assert world.rows() == expected
+    if then == "abort":   # what the attempt wrote is kept, named for what it is, and removable
+        kept = world.stack.json("db", "kept")
+        failed = [k for k in kept["kept"] if k["kind"] == "failed-attempt"]
+        assert failed and kept["total_bytes"] >= sum(k["bytes"] for k in failed) > 0, kept
+        world.stack.json("db", "kept", "--remove", failed[0]["id"], "--yes")
+        assert failed[0]["id"] not in [k["id"] for k in world.stack.json("db", "kept")["kept"]]
     _record(scenario, f"exact rows ({len(expected)})", f"phase {phase}", world)
 
 
