@@ -49,6 +49,9 @@ def up(ctx: typer.Context,
                                      + [f"  - {s}" for s in d["plan"]]))
         return
 
+    from ragops.pitr.recover_journal import refuse_unfinished
+
+    refuse_unfinished(config, "up")   # never start a half-recovered node as if nothing happened
     start = time.monotonic()
     result = UpResult(environment=config.env_name, router=platform.router_url())
     result.steps = platform.up(env.progress("up"))
@@ -135,6 +138,13 @@ def status(ctx: typer.Context,
 
         data["explain"] = explain_deploy(data.get("last_deploy"))
     env.emit(data, _render_status)
+    from ragops.errors import GateFailed
+
+    nodes = data.get("database") or []
+    if nodes and all(n.get("role") == "unreachable" for n in nodes):
+        raise GateFailed("no database node answers (ragops db status)")
+    if data.get("recover"):
+        raise GateFailed(data["recover"]["hint"])
 
 
 def _render_status(data: dict):
@@ -181,6 +191,8 @@ def _render_status(data: dict):
     elif last:
         parts.append(Text(f"last deploy: {last.get('version')} {last.get('strategy')} -> {last.get('result')}"
                           + (f" ({last.get('reason')})" if last.get("reason") else "")))
+    if data.get("recover"):
+        parts.append(Text(f"RECOVER UNFINISHED: {data['recover']['hint']}"))
     if data.get("supervisor"):
         parts.append(Text(_supervisor_line(data["supervisor"])))
     if data.get("explain"):
