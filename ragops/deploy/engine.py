@@ -362,6 +362,7 @@ def deploy(config: Config, version: str, strategy: str | None = None, steps: lis
     golden.load(config)                          # a damaged smoke.golden file: exit 2 before anything starts
     platform = get_platform(config)
     refuse_if_unfinished(platform)
+    platform.check_release(version)   # a missing image: the command that builds it, before the lock
     return Deployment(config, opts, progress, platform).run()
 
 

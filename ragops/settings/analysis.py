@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -88,7 +88,7 @@ def default_metrics(max_error_rate: float, max_p95_ms: float) -> list[MetricSpec
     ]
 
 
-def window_problems(analysis, canary_step_pause: float, scrape_interval: float) -> list[str]:
+def window_problems(analysis: Any, canary_step_pause: float, scrape_interval: float) -> list[str]:
     """`deploy.analysis.window` (and a canary step_pause, used as its window) of at least two scrapes."""
     if analysis.provider != "prometheus":
         return []
