@@ -51,7 +51,7 @@ def ha_stack():
     directory = server_tmpdir("patroni")
     extra = {"database": {"ha": "patroni", "ha_fast_release": True,
                           "patroni": {"ttl": 20, "loop_wait": 1, "retry_timeout": 3,
-                                      "rest_port": _pair_port(), "etcd_port": _free_block(6)}}}
+                                      "rest_port": _pair_port(), "etcd_port": _free_block(7)}}}
     stack = _start_stack(directory, extra=extra)
     try:
         yield stack
