@@ -39,6 +39,7 @@ class PatroniDatabase:
         first = self._first_to_start(members)
         rest = [n for n in members if n is not first]
         if patroni.leader(self.config) is None and not first.proc.running():
+            steps += self._resume_primary(first, progress)
             progress(f"starting Patroni for {first.name} first ({self._why_first(first)})")
             patroni.start_node(self.config, first, password)
             steps.append(f"start patroni {first.name}")
@@ -76,6 +77,22 @@ class PatroniDatabase:
             if node.name == last and node.node.initialized:
                 return node
         return members[0]
+
+    def _resume_primary(self, node: patroni.PatroniNode, progress: Say) -> list[str]:
+        """The recorded leader, cleanly shut down as a primary: its PostgreSQL starts as that primary
+        before its Patroni, which then takes the free key for the running primary. Started by Patroni
+        it would come up in recovery and be promoted: a new timeline on every down + up."""
+        from ragops.ha.leader_record import read_last_leader
+
+        if read_last_leader(self.config) != node.name or not node.node.initialized or node.node.running():
+            return []
+        from ragops.db.standby import controldata
+
+        if controldata(self.config, node.name).get("Database cluster state") != "shut down":
+            return []   # crashed, or a replica: Patroni decides how it starts
+        progress(f"starting {node.name}'s PostgreSQL as the primary down stopped (no promotion, same timeline)")
+        node.node.start()
+        return [f"start {node.name} (primary, same timeline)"]
 
     def _why_first(self, node: patroni.PatroniNode) -> str:
         from ragops.ha.leader_record import read_last_leader
@@ -170,7 +187,7 @@ class PatroniDatabase:
             # replica; nobody runs: a cold start; no node took the expired key within a few loops (none
             # may: synchronous_mode, maximum_lag_on_failover): it comes back and Patroni decides;
             # otherwise (a dead node whose key still lives) wait, and the outage is counted meanwhile
-            if (node.node.pid() is not None or (leader is not None and node.name != leader)
+            if (watchdog.postmaster_alive(node) or (leader is not None and node.name != leader)
                     or (leader is None and everything_down)
                     or leaderless > max(5.0, 3.0 * self.config.database.patroni.loop_wait)):
                 found.append((f"patroni-{node.name}",

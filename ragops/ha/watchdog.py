@@ -127,6 +127,13 @@ def is_primary(data_dir: Path) -> bool:
         return False
 
 
+def postmaster_alive(node) -> bool:
+    """The node's postmaster runs (postmaster.pid's pid exists and is not a zombie: a postmaster killed
+    with its Patroni is reparented to pid 1, which here may take a while to reap it)."""
+    pid = node.node.pid()
+    return pid is not None and _alive(pid)
+
+
 def _alive(pid: int) -> bool:
     """Running, not a zombie (a postmaster that exited stays one while its frozen Patroni cannot reap it)."""
     try:
@@ -186,7 +193,7 @@ def watch(config, node_name: str) -> None:
             last_answer = time.monotonic()
         elif time.monotonic() - last_answer > limit:
             pid = node.node.pid()
-            if pid is not None and is_primary(node.node.data_dir):
+            if pid is not None and postmaster_alive(node) and is_primary(node.node.data_dir):
                 silent = time.monotonic() - last_answer
                 how = stop_postmaster(pid)
                 entry = {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "node": node_name,

@@ -56,8 +56,11 @@ def test_supervisor_waits_while_the_leader_key_names_the_dead_node(tmp_path, mon
     m = manager_mod.PatroniDatabase(config)
     running = {"etcd1", "etcd2", "etcd3", "patroni-replica1", "db-endpoint", "watchdog-primary", "watchdog-replica1"}
     monkeypatch.setattr(ManagedProcess, "running", lambda self: self.name in running)
+    from ragops.ha import watchdog
+
     postmasters: dict[str, int] = {}
     monkeypatch.setattr(pgctl.Node, "pid", lambda self: postmasters.get(self.name))
+    monkeypatch.setattr(watchdog, "_alive", lambda pid: True)
     view = {"members": [{"name": "primary", "role": "leader"}, {"name": "replica1", "role": "replica"}]}
     monkeypatch.setattr(patroni, "cluster", lambda c: view)
 

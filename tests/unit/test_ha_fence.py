@@ -112,6 +112,7 @@ def test_watchdog_fences_only_a_primary_whose_patroni_is_silent(tmp_path, monkey
     monkeypatch.setattr(watchdog, "stop_postmaster", lambda pid: stopped.append(pid) or "fast")
     monkeypatch.setattr(watchdog, "POLL", 0.05)
     monkeypatch.setattr(pgctl.Node, "pid", lambda self: 4242)
+    monkeypatch.setattr(watchdog, "_alive", lambda pid: True)
     data_dirs = {}
 
     def run(node: str, seconds: float) -> None:
@@ -286,3 +287,30 @@ def test_up_restarts_a_supervisor_started_with_other_settings(tmp_path, monkeypa
     assert sup.ensure_supervisor(get_platform(changed), said.append) == ["restart supervisor (settings changed)"]
     assert stopped == ["supervisor"] and started == ["supervisor"]
     assert "settings changed" in said[0]
+
+
+def test_drill_fault_names_are_checked_before_anything_runs(tmp_path):
+    from ragops.errors import ConfigError
+    from ragops.runbook.operations.ha import ha_fault
+
+    class Ctx:
+        progress = staticmethod(lambda m: None)
+
+        def require_config(self):
+            return _config(tmp_path)
+
+    with pytest.raises(ConfigError, match=r"fault: power-cut: expected one or several of node, patroni, freeze"):
+        ha_fault(Ctx(), fault="freeze,power-cut")
+
+
+def test_a_zombie_postmaster_counts_as_gone():
+    """kill -9 of a node: the postmaster, reparented to a pid 1 that may not reap it at once, stays a
+    zombie; the supervisor must not take it for a postmaster its Patroni could take back."""
+    from ragops.ha import watchdog
+
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 5
+    while watchdog._alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not watchdog._alive(child.pid)        # exited, not yet reaped: a zombie
+    child.wait()
