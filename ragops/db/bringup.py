@@ -167,10 +167,9 @@ def migrate(config: Config, progress: Progress = _noop) -> list[str]:
     from ragops.db.migrate import apply_migrations
 
     migrations = config.resolve_path(config.service.path) / "migrations"
-    if database_manager(config) is not None:   # Patroni: through its leader-aware endpoint only
-        from ragops.ha.endpoint import dsn
-
-        return apply_migrations(dsn(config), migrations, app_user=config.database.user, progress=progress)
+    manager = database_manager(config)
+    if manager is not None:   # the HA engine's writer address (Patroni: its leader-aware endpoint) only
+        return apply_migrations(manager.writer_dsn(), migrations, app_user=config.database.user, progress=progress)
     current = live_primary(config)
     node_name = current.name if current else config.database.primary.name
     return apply_migrations(node_dsn(config, node_name), migrations, app_user=config.database.user,

@@ -219,6 +219,12 @@ class PatroniDatabase:
                 "leader": leader, "paused": bool((data or {}).get("pause")), "members": members,
                 "dcs": dcs, **live_view(self.config, self.etcd, dcs)}
 
+    def writer_dsn(self) -> str:
+        """Where ragops' own writes go (migrations): the leader-aware endpoint, never a node directly."""
+        from ragops.ha.endpoint import dsn
+
+        return dsn(self.config)
+
     def require_leader(self) -> str:
         name = patroni.leader(self.config)
         if name is None:
