@@ -60,7 +60,7 @@ def run_matrix(sync: str, faults: list[str], fast_release: bool, out) -> list[di
             row = run_fault(config, fault, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
             row["load"] = [round(before, 1), round(os.getloadavg()[0], 1)]
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "status_seen"}), file=out, flush=True)
+            print(json.dumps(row), file=out, flush=True)
     finally:
         subprocess.run([*cli, "down", "--purge"], cwd=root, stdout=subprocess.DEVNULL)
     return rows
