@@ -35,7 +35,23 @@ def _pg_writable(config, name: str) -> bool | None:
 def _patroni_answers(node: patroni.PatroniNode) -> bool:
     from ragops.ha.watchdog import answers
 
-    return answers(node.rest_url, timeout=PROBE_TIMEOUT)
+    # a second look before calling it silent: a loaded host can miss one deadline (a frozen one misses both)
+    return answers(node.rest_url, timeout=PROBE_TIMEOUT) or answers(node.rest_url, timeout=PROBE_TIMEOUT)
+
+
+def _second_look_at_etcd(etcd: EtcdCluster, dcs: dict) -> None:
+    """Members that missed the 1 s health check are asked again with more time (in parallel) before
+    the quorum is called lost; `dcs` is corrected in place."""
+    members = {m.name: m for m in etcd.members}
+    sick = [name for name, m in dcs.get("members", {}).items() if not m.get("healthy") and name in members]
+    if not sick:
+        return
+    with ThreadPoolExecutor(max_workers=len(sick)) as pool:
+        again = {name: pool.submit(members[name].healthy, 2.5) for name in sick}
+        for name, future in again.items():
+            dcs["members"][name]["healthy"] = future.result()
+    dcs["healthy"] = sum(1 for m in dcs["members"].values() if m.get("healthy"))
+    dcs["quorum"] = dcs["healthy"] > len(dcs["members"]) // 2
 
 
 def probe_nodes(config) -> dict[str, dict]:
@@ -78,7 +94,11 @@ def live_view(config, etcd: EtcdCluster, dcs: dict) -> dict:
     from ragops.ha.fast_release import read_leader
 
     nodes = probe_nodes(config)
+    if not dcs.get("quorum"):
+        _second_look_at_etcd(etcd, dcs)
     found = read_leader(config, etcd) if dcs.get("quorum") else None
+    if found is None and dcs.get("quorum"):   # one missed read is not "no leader"
+        found = read_leader(config, etcd)
     key = found[0] if found else None
     paused = False
     if key is None and dcs.get("quorum"):

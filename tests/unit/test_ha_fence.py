@@ -314,3 +314,25 @@ def test_a_zombie_postmaster_counts_as_gone():
         time.sleep(0.05)
     assert not watchdog._alive(child.pid)        # exited, not yet reaped: a zombie
     child.wait()
+
+
+def test_a_member_that_missed_one_health_check_is_asked_again_before_quorum_is_called_lost(tmp_path):
+    """Under load one /health can miss its 1 s deadline: status must not say QUORUM LOST for that."""
+    from ragops.ha.truth import _second_look_at_etcd
+
+    class Member:
+        def __init__(self, name, healthy_on_second):
+            self.name, self.healthy_on_second = name, healthy_on_second
+
+        def healthy(self, timeout=1.0):
+            assert timeout > 1.0
+            return self.healthy_on_second
+
+    class Etcd:
+        def __init__(self):
+            self.members = [Member("etcd1", True), Member("etcd2", True), Member("etcd3", False)]
+
+    dcs = {"members": {"etcd1": {"healthy": False}, "etcd2": {"healthy": False}, "etcd3": {"healthy": False}},
+           "healthy": 0, "quorum": False}
+    _second_look_at_etcd(Etcd(), dcs)
+    assert dcs["healthy"] == 2 and dcs["quorum"] is True and dcs["members"]["etcd3"]["healthy"] is False
