@@ -336,3 +336,21 @@ def test_a_member_that_missed_one_health_check_is_asked_again_before_quorum_is_c
            "healthy": 0, "quorum": False}
     _second_look_at_etcd(Etcd(), dcs)
     assert dcs["healthy"] == 2 and dcs["quorum"] is True and dcs["members"]["etcd3"]["healthy"] is False
+
+
+@pytest.mark.parametrize(("kill", "faults", "expected"), [
+    ({"writes_accepted_seconds": 3.1, "rpo_seconds": 0.0}, None, (3.1, 0.0)),   # the plain kill drill
+    (None, {"write_pause_seconds": 21.0, "rpo_seconds": 0.4}, (21.0, 0.4)),     # -i fault=...
+    ({}, None, (None, None)),                                                    # the kill step failed
+])
+def test_auto_failover_drill_measures_whichever_step_ran(kill, faults, expected):
+    from pathlib import Path
+
+    import yaml
+
+    from ragops.runbook.expr import render
+
+    drill = yaml.safe_load((Path(__file__).parents[2] / "runbooks" / "drill-auto-failover.yaml").read_text())["drill"]
+    steps = {"kill": {"status": "ok" if kill is not None else "skipped", "outputs": kill or {}},
+             "faults": {"status": "ok" if faults is not None else "skipped", "outputs": faults or {}}}
+    assert (render(drill["rto"], {"steps": steps}), render(drill["rpo"], {"steps": steps})) == expected
