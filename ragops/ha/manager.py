@@ -63,9 +63,8 @@ class PatroniDatabase:
         names = [n.name for n in patroni.nodes(self.config)]
         steps = watchdog.ensure(self.config, names, progress)
         steps += endpoint.ensure(self.config, progress)
-        steps += reconcile_dcs(self.config, progress)
         endpoint.wait_writable(self.config, WRITABLE_TIMEOUT, progress)
-        return steps
+        return steps + reconcile_dcs(self.config, progress)   # with the DCS writable again
 
     def _first_to_start(self, members: list[patroni.PatroniNode]) -> patroni.PatroniNode:
         """The node that led when `down` stopped the cluster (recorded by down), else the configured

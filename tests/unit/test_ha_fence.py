@@ -354,3 +354,23 @@ def test_auto_failover_drill_measures_whichever_step_ran(kill, faults, expected)
     steps = {"kill": {"status": "ok" if kill is not None else "skipped", "outputs": kill or {}},
              "faults": {"status": "ok" if faults is not None else "skipped", "outputs": faults or {}}}
     assert (render(drill["rto"], {"steps": steps}), render(drill["rpo"], {"steps": steps})) == expected
+
+
+def test_up_waits_for_a_writable_leader_with_progress_then_gives_up_naming_it(tmp_path, monkeypatch):
+    """After quorum loss the leader is read-only for a while: up waits (saying so) instead of failing
+    its migrations with 'read-only transaction'; bounded, with a one-line error."""
+    from ragops.errors import OperationFailed
+    from ragops.ha import endpoint
+
+    config = _config(tmp_path)
+    answers = iter([False] * 3 + [True])
+    monkeypatch.setattr(endpoint, "writable", lambda c, timeout=2: next(answers))
+    monkeypatch.setattr(endpoint.time, "sleep", lambda s: None)
+    clock = iter(range(0, 1000, 3))
+    monkeypatch.setattr(endpoint.time, "monotonic", lambda: float(next(clock)))
+    said: list[str] = []
+    endpoint.wait_writable(config, 60, said.append)
+    assert said and "waiting for a writable leader" in said[0]
+    monkeypatch.setattr(endpoint, "writable", lambda c, timeout=2: False)
+    with pytest.raises(OperationFailed, match="no writable leader through the database endpoint after 20s"):
+        endpoint.wait_writable(config, 20, said.append)
