@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from ragops.errors import OperationFailed
 from ragops.events import Say
 from ragops.events import quiet as _noop
 from ragops.ha import patroni
@@ -29,8 +28,8 @@ class PatroniDatabase:
 
     def up(self, progress: Say = _noop) -> tuple[list[str], str]:
         """Start etcd and every node's Patroni; returns the steps and the leader's name."""
-        from ragops.db import pgctl
         from ragops.db.connect import db_password
+        from ragops.pg import pgctl
 
         steps = self.etcd.up(progress)
         password = db_password(self.config)
@@ -223,12 +222,6 @@ class PatroniDatabase:
         from ragops.ha.endpoint import dsn
 
         return dsn(self.config)
-
-    def require_leader(self) -> str:
-        name = patroni.leader(self.config)
-        if name is None:
-            raise OperationFailed("the Patroni cluster has no running leader", hint="ragops db status")
-        return name
 
 
 def reconcile_dcs(config, progress: Say = _noop) -> list[str]:

@@ -102,8 +102,8 @@ def test_fence_stops_a_process_fast_then_immediate(tmp_path):
 def test_watchdog_fences_only_a_primary_whose_patroni_is_silent(tmp_path, monkeypatch):
     """Silent Patroni + a postmaster without standby.signal: stopped once, and recorded; a replica's
     postmaster (standby.signal) is left alone."""
-    from ragops.db import pgctl
     from ragops.ha import watchdog
+    from ragops.pg import pgctl
 
     config = _config(tmp_path)
     stopped: list[int] = []
@@ -155,9 +155,9 @@ def _stop_after(seconds: float):
 @pytest.mark.parametrize(("mode", "sync", "strict"), [("off", False, False), ("on", True, False),
                                                        ("strict", True, True)])
 def test_ha_sync_sets_patronis_synchronous_modes(tmp_path, monkeypatch, mode, sync, strict):
-    from ragops.db import pgctl
     from ragops.ha import patroni
     from ragops.ha.sync import GUARANTEES, mode_of
+    from ragops.pg import pgctl
 
     monkeypatch.setattr(pgctl.Node, "pg", lambda self, name: f"/opt/pg/bin/{name}")
     config = _config(tmp_path, database={"ha_sync": mode})
@@ -213,10 +213,10 @@ def test_status_exits_3_and_names_the_problem_first(tmp_path, monkeypatch, capsy
 
 
 def test_up_starts_the_node_down_recorded_as_leader_first(tmp_path, monkeypatch):
-    from ragops.db import pgctl
     from ragops.ha import patroni
     from ragops.ha.leader_record import write_last_leader
     from ragops.ha.manager import PatroniDatabase
+    from ragops.pg import pgctl
 
     config = _config(tmp_path)
     monkeypatch.setattr(pgctl.Node, "initialized", property(lambda self: True))
