@@ -88,7 +88,8 @@ def app_dsn(config: Config) -> str:
     db = config.database
     if db.dsn:
         return config.reveal(db.dsn, "database.dsn")
-    if db.ha == "patroni" and config.env.platform == "local":   # the leader-aware endpoint (ragops/ha/endpoint.py)
+    # Patroni on nodes ragops runs: the leader-aware endpoint (ragops/ha/endpoint.py)
+    if db.ha == "patroni" and platform_class(config).owns_database_files:
         return (f"host=127.0.0.1 port={db.patroni.endpoint()} dbname={db.name} user={db.user} "
                 f"password={db_password(config)} connect_timeout=3 application_name=ragservice")
     nodes = all_nodes(config)
