@@ -99,6 +99,7 @@ class DatabaseConfig(Strict):
     ha: Literal["manual", "patroni"] = "manual"  # who promotes: a person/ragops, or Patroni + etcd (ragops/ha)
     patroni: PatroniSettings = Field(default_factory=PatroniSettings)  # with ha: patroni
     ha_fast_release: bool = False                # release a leader key once its processes are proven gone
+    ha_sync: Literal["off", "on", "strict"] = "off"  # Patroni synchronous_mode (on) / _strict (strict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> DatabaseConfig:
@@ -382,6 +383,7 @@ def _listening_ports(env: Environment) -> list[tuple[str, int]]:
             ports += [(f"database.patroni.rest_port+{i}", ha.rest_port + i)
                       for i in range(1 + len(env.database.replicas))]
             ports += [(f"database.patroni.etcd_port+{i}", ha.etcd_port + i) for i in range(6)]
+            ports.append(("database.patroni.endpoint_port", ha.endpoint()))
     if env.platform == "local" and env.monitoring.prometheus == "local":
         ports.append(("monitoring.listen", port_of(env.monitoring.listen)))
     for name, region in env.regions.items():
