@@ -35,7 +35,13 @@ def recover(ctx: typer.Context,
     if not dry_run:
         env.confirm(f"Rebuild the database as of {to_time} (the service answers 503 meanwhile; the current data "
                     "directories are kept aside)?")
-    result = run_recover(env.config, to_time, dry_run=dry_run, progress=env.progress("recover"))
+    if dry_run:
+        result = run_recover(env.config, to_time, dry_run=True, progress=env.progress("recover"))
+    else:
+        from ragops.deploy.oplock import operation
+
+        with operation(env.config, "ragops db recover", past_dormant=True, progress=env.progress("recover")):
+            result = run_recover(env.config, to_time, dry_run=False, progress=env.progress("recover"))
     if dry_run:
         env.emit(result, _steps)
         return
