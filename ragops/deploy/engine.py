@@ -226,6 +226,10 @@ class Deployment(DeploymentBase):
         except GateFailed:
             if "result" not in self.record or self.record.get("result") in (None, "paused"):
                 self.finish("failed", self.record["steps"][-1]["detail"] if self.record["steps"] else None)
+            forced = self.overridden()
+            if forced:     # the gate failed because a --force command stopped what it checked: say so
+                raise OperationFailed(f"deploy {self.record['id']} failed: the environment was changed under "
+                                      f"this deploy by {forced.get('by')}") from None
             raise
         except KeyboardInterrupt:
             self.interrupted()
@@ -423,10 +427,7 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
     config.resolve_references(*NEEDED_SECRETS)
     platform = get_platform(config)
     journal = Journal(platform.journal_dir())
-    unfinished = journal.current()
-    if unfinished:
-        raise UsageError(f"{_kind(unfinished)} {unfinished['id']} is in progress or interrupted",
-                         hint=next_step(unfinished))
+    # the journal is read under the lock: a concurrent rollback's journal is waited out, not refused
     lock = DeployLock(platform.lock_backend(), config.deploy.lock_ttl, "ragops rollback", brief=True)
     acquire_lock(lock, journal, on_wait=lambda text: say(progress, text))
     try:
@@ -438,7 +439,7 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
 
 def _rollback_locked(config: Config, platform, journal: Journal, lock: DeployLock, to_version: str | None,
                      progress: Progress) -> DeployResult:
-    unfinished = journal.current()   # again: a deploy may have started while this one waited
+    unfinished = journal.current()
     if unfinished:
         raise UsageError(f"{_kind(unfinished)} {unfinished['id']} is in progress or interrupted",
                          hint=next_step(unfinished))

@@ -81,10 +81,23 @@ def test_a_deploy_started_during_a_switchover_waits_for_it(stack):
     assert stack.json("db", "status")["primary"] == "replica1"
 
 
+def test_after_a_switchover_a_drill_aims_at_the_primary_role(stack, tmp_path):
+    """The node configured as `primary` is a replica now: the drill's SQL (DROP/CREATE DATABASE)
+    and its restore go to the node that is primary now (they failed 'read-only transaction')."""
+    assert stack.json("db", "status")["primary"] == "replica1"
+    stack.cli("backup", "create", "--label", "drill", check=True, timeout=180)
+    proc = stack.cli("-o", "json", "drill", "run", "backup-restore", "--report", str(tmp_path), "--yes", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["verdict"] == "passed"
+
+
 def test_down_during_a_deploy_refuses_then_force_fails_the_deploy(stack):
-    deploy = stack.spawn("deploy", "--version", "v91", "--yes")
+    # a canary step analysed for 30 s: the deploy is surely still running when down comes
+    deploy = stack.spawn("deploy", "--version", "v91", "--strategy", "canary", "--steps", "50",
+                         "--step-pause", "30s", "--yes")
     try:
-        wait_for_phase(stack, {"start", "switched", "analysis"})
+        wait_for_phase(stack, {"canary-step"})
+        time.sleep(1)
         refused = stack.cli("down")
         assert refused.returncode == 4, refused.stderr
         assert "operations lock is held by" in refused.stderr and "ragops deploy" in refused.stderr
@@ -92,8 +105,10 @@ def test_down_during_a_deploy_refuses_then_force_fails_the_deploy(stack):
         assert httpx.get(stack.router_url + "/version", timeout=5).status_code == 200, "nothing was stopped"
         forced = stack.cli("down", "--force")
         assert forced.returncode == 0, forced.stderr
+        stopped = time.monotonic()
     finally:
         _, err = deploy.communicate(timeout=120)
+    assert time.monotonic() - stopped < 10, "the deploy failed at its next analysis sample, not at the window's end"
     assert deploy.returncode == 1, err
     assert "changed under this deploy by" in err and "ragops down --force" in err
     history = stack.json("history")
