@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ragops.fsutil import write_atomic
 from ragops.platforms.base import TokenFileLock
 
 
@@ -68,9 +69,7 @@ class FileLock(TokenFileLock):
             return super().delete(expected_token)
 
     def _write(self, record: dict) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(record), mode=0o600)
 
     def _remove(self) -> None:
         self.path.unlink(missing_ok=True)

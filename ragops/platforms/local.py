@@ -43,6 +43,7 @@ class LocalPlatform(Platform):
     owns_database_files = True
     runs_migrations_in_preflight = True
     supports_regions = True
+    runs_service_from_source = True
     #: `up` starts a supervisor that restarts a dead router or live color (ragops/supervisor.py)
     supervised = True
 
@@ -71,6 +72,9 @@ class LocalPlatform(Platform):
     @property
     def router_dir(self) -> Path:
         return self.base / "router"
+
+    def routers(self) -> list:
+        return [self.router]
 
     @cached_property
     def router(self) -> Router:
@@ -187,7 +191,7 @@ class LocalPlatform(Platform):
         if port_open("127.0.0.1", port):
             raise OperationFailed(f"port {port} for color {color} is in use by another program",
                                   hint="change service.port in ragops.yaml")
-        full_env = service_env(self.config, color, version, env)
+        full_env = service_env(self.config, color, version, env, deploy_id)
         full_env["PYTHONPATH"] = str(service_dir) + os.pathsep + os.environ.get("PYTHONPATH", "")
         progress(f"starting {color} ({version}) on 127.0.0.1:{port}")
         pid = self.proc(color).start([sys.executable, "-m", "ragservice.serve", "--host", "127.0.0.1",
@@ -278,6 +282,10 @@ class LocalPlatform(Platform):
 
         steps += start_archive(self, progress) if not self.region else []   # the WAL archive (ragops/pitr)
 
+        if not self.region:   # before the colors, so their first spans have somewhere to go
+            from ragops.monitoring import tracing
+
+            steps += tracing.ensure(self, progress)         # monitoring.tracing: local
         with restoring(self):     # the supervisor may be restarting it right now
             if not self.router_running():
                 self.start_router(progress)
@@ -356,6 +364,10 @@ class LocalPlatform(Platform):
 
         if monitoring.stop(self):
             steps.append("stop prometheus")
+        from ragops.monitoring import tracing
+
+        if tracing.stop(self):
+            steps.append("stop jaeger")
         regions = [None] + [r for r in self.config.env.regions if LocalPlatform(self.config, r).region]
         for region in regions:
             platform = LocalPlatform(self.config, region)
@@ -375,7 +387,7 @@ class LocalPlatform(Platform):
 
         steps += stop_archive(self, progress)   # after the database: its last segments are shipped
         if purge:
-            from ragops.db.pgctl import remove_server_home
+            from ragops.pg.pgctl import remove_server_home
 
             home = remove_server_home(self.config)   # as root: the server account's data, logs, binaries
             if home is not None:
