@@ -55,6 +55,12 @@ def up(ctx: typer.Context,
     start = time.monotonic()
     result = UpResult(environment=config.env_name, router=platform.router_url())
     result.steps = platform.up(env.progress("up"))
+    if config.env.smoke.golden:       # the golden queries' documents, once (ragops/golden.py)
+        from ragops import golden
+        from ragops.db.connect import api_keys
+
+        result.steps += [f"seeded golden document {name}" for name in
+                         golden.seed(config, platform.router_url(), api_keys(config)[0], env.progress("up"))]
     result.seconds = round(time.monotonic() - start, 2)
     env.emit(result, lambda r: f"{r.environment} is up: {r.router} ({len(r.steps)} changes, {r.seconds:.1f}s)"
              if r.steps else f"{r.environment} is already up: {r.router}")
