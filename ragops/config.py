@@ -208,7 +208,9 @@ class DeployConfig(Strict):
     health_timeout: Duration = 60.0
     drain_timeout: Duration = 30.0
     keep_previous: int = Field(1, ge=0, le=5)        # old colors kept warm for instant rollback
-    lock_ttl: Duration = 120.0
+    # the heartbeat renews every ttl/3: below 10 s one slow renewal under load lets a second deploy
+    # take over a live one; above an hour a dead owner on another host blocks deploys that long
+    lock_ttl: Annotated[Duration, Field(ge=10, le=3600)] = 120.0
     history_limit: int = Field(200, ge=1)
     canary_header: str = Field("X-Canary", pattern=r"^[A-Za-z0-9-]{1,64}$")  # `always` / `never` pick a side
     sticky: bool = False                             # a cookie keeps each client on the color it first got

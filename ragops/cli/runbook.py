@@ -341,12 +341,14 @@ def drill_run(ctx: typer.Context,
 
     Example: ragops -e staging drill run backup-restore --report ./drill-reports
     """
+    from ragops.deploy.oplock import operation
     from ragops.drill import run_drill
 
     env = ctx.obj
     engine = _engine(env, approve, ack)
-    outcome = run_drill(env.config, name, engine=engine, inputs=_parse_inputs(inputs), report_dir=report,
-                        allow_production=allow_production)
+    with operation(env.config, f"ragops drill run {name}", progress=env.progress("drill")):
+        outcome = run_drill(env.config, name, engine=engine, inputs=_parse_inputs(inputs), report_dir=report,
+                            allow_production=allow_production)
 
     def render(d):
         from ragops.durations import format_duration

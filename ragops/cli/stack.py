@@ -71,15 +71,20 @@ def down(ctx: typer.Context,
                                     "secrets); backups and their key are kept."),
          purge_backups: bool = typer.Option(False, "--purge-backups", help="With --purge: also delete the file:// "
                                             "backups and the generated backup key."),
-         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be deleted and kept; change nothing.")) -> None:
+         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be deleted and kept; change nothing."),
+         force: bool = typer.Option(False, "--force", help="Stop even while another command (a deploy, a switchover) "
+                                    "holds the operations lock; that command then fails.")) -> None:
     """Stop everything cleanly (data kept). With --purge, delete the state directory too; backups
-    are deleted only when asked for by name (--purge-backups).
+    are deleted only when asked for by name (--purge-backups). While a deploy or another command
+    that changes the environment runs, down refuses (exit 4, naming it) unless --force.
 
     Example: ragops down
 
     Example: ragops down --purge --dry-run
 
     Example: ragops down --purge --yes
+
+    Example: ragops down --force   # even while a deploy runs (it then fails)
     """
     env = ctx.obj
     config = env.config
@@ -100,7 +105,11 @@ def down(ctx: typer.Context,
         for path in plan["keep"]:
             env.status(f"keeping {path} (backups are deleted only with --purge-backups)")
         env.confirm(f"Delete {', '.join(plan['delete']) or 'nothing'} of {config.env_name}?")
-    steps = platform.down(purge=purge, progress=env.progress("down"))
+    from ragops.deploy.oplock import operation
+
+    with operation(config, "ragops down", force=force, past_dormant=True, platform=platform,
+                   progress=env.progress("down")):
+        steps = platform.down(purge=purge, progress=env.progress("down"))
     if purge_backups:
         from ragops.purge import purge_backups as delete_backups
 
