@@ -75,6 +75,9 @@ def root(
 
     if output not in ("text", "json"):
         raise typer.BadParameter(f"expected text or json, got {output!r}", param_hint="--output")
+    if quiet and verbose:
+        raise typer.BadParameter("give one of them: --quiet (only results and errors) contradicts --verbose",
+                                 param_hint="--verbose/--quiet")
     ctx.obj = Env(env_name=env, config_path=config, output=output,
                   verbosity=-1 if quiet else verbose, yes=yes, color=not no_color)
 

@@ -113,6 +113,8 @@ class LiveView:
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:
+    import re
+
     from ragops.errors import UsageError
 
     out = {}
@@ -120,6 +122,9 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
         if "=" not in pair:
             raise UsageError(f"--set: expected KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UsageError(f"--set: {key!r} is not an environment variable name (letters, digits and '_', "
+                             "not starting with a digit)")
         out[key] = value
     return out
 
@@ -172,6 +177,10 @@ def deploy(ctx: typer.Context,
 
     config = env.config
     if resume_:
+        if engine.resumable(config) is None:
+            raise UsageError(f"nothing to resume: no deploy is in progress, paused or interrupted in {config.env_name}")
+        if plan_only:
+            raise UsageError("--plan does not combine with --resume (ragops status shows the interrupted deploy)")
         env.confirm(f"Resume the interrupted deploy in {config.env_name}?", destructive=True)
         result = engine.resume(config, progress=env.progress("deploy"))
         env.emit(result, _render_result)
@@ -186,6 +195,9 @@ def deploy(ctx: typer.Context,
     if strategy == "shadow" or duration is not None or mirror_writes or then is not None:
         _shadow(env, version, strategy, duration, mirror_percent, mirror_writes, then, overrides, plan_only)
         return
+    from ragops.config_checks import check_service_path
+
+    check_service_path(config)   # its migrations are the deploy's gate: a missing folder is a config error
     plan = engine.plan(config, version, strategy, weights, pause, pause_at, overrides)
     if plan_only:
         env.emit(plan, lambda p: _plan_text(p, config.env_name))
@@ -206,19 +218,22 @@ def _plan_text(p, env_name: str) -> str:
 
 def _canary_options(steps: str | None, step_pause: str | None) -> tuple[list[int] | None, float | None]:
     """--steps and --step-pause parsed (None when not given)."""
+    from ragops.bounds import CLI_STEP_PAUSE_MAX_S, at_most
     from ragops.durations import parse_duration
     from ragops.errors import UsageError
 
     weights = None
-    if steps:
+    if steps is not None:
         try:
             weights = [int(s) for s in steps.split(",") if s.strip()]
         except ValueError:
-            raise UsageError(f"--steps: expected comma-separated weights like 10,25,50,100, got {steps!r}") from None
+            weights = []
+        if not weights:   # "" or "," is a mistake, not "use the configured steps"
+            raise UsageError(f"--steps: expected comma-separated weights like 10,25,50,100, got {steps!r}")
     pause = None
     if step_pause is not None:
         try:
-            pause = parse_duration(step_pause)
+            pause = at_most(parse_duration(step_pause), CLI_STEP_PAUSE_MAX_S)
         except ValueError as exc:
             raise UsageError(f"--step-pause: {exc}") from None
     return weights, pause
@@ -227,6 +242,7 @@ def _canary_options(steps: str | None, step_pause: str | None) -> tuple[list[int
 def _shadow(env, version: str, strategy: str | None, duration: str | None, mirror_percent: int,
             mirror_writes: bool, then: str | None, overrides: dict[str, str], plan_only: bool) -> None:
     """`deploy --strategy shadow`: the options are checked before anything is asked or changed."""
+    from ragops.bounds import CLI_SHADOW_DURATION_MAX_S, at_most
     from ragops.deploy import shadow_run
     from ragops.deploy.shadow import ShadowSettings
     from ragops.durations import parse_duration
@@ -237,7 +253,7 @@ def _shadow(env, version: str, strategy: str | None, duration: str | None, mirro
     if duration is None:
         raise UsageError("--strategy shadow needs --duration (how long the shadow color is analysed, e.g. 2m)")
     try:
-        seconds = parse_duration(duration)
+        seconds = at_most(parse_duration(duration), CLI_SHADOW_DURATION_MAX_S)
     except ValueError as exc:
         raise UsageError(f"--duration: {exc}") from None
     config = env.config

@@ -265,9 +265,12 @@ def run(ctx: typer.Context,
 
     Example: ragops runbook run db-corruption --dry-run
     """
+    from ragops.runbook.grants import check_grants
+
     env = ctx.obj
     engine = _engine(env, approve, ack)
     runbook = engine.load(name)
+    check_grants(runbook, engine.load, approve, ack)
     values = _parse_inputs(inputs)
     run = engine.plan if dry_run else engine.run
     result = run(runbook, values, from_step=from_step)
