@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from ragservice.app import app, settings   # after logging, so start-up messages show
+    from ragservice.logredact import install as redact_access_log
+
+    redact_access_log()
 
     config = uvicorn.Config(app, host=args.host, port=args.port, workers=1, log_level=args.log_level,
                             timeout_graceful_shutdown=settings.graceful_timeout, server_header=False,
