@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from ragops.private_fs import FILE_MODE, private_dirs
+
 if TYPE_CHECKING:
     from ragops.config import Config
 
@@ -71,8 +73,8 @@ class ManagedProcess:
         A previous process under this name (or what is left of its group) is stopped first, so a
         restart never leaves an untracked one behind."""
         self.stop(timeout=10)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.run_dir)   # the state directory too, when this creates it
+        private_dirs(self.log_dir)
         log = open_log(self.log_file)
         try:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -93,7 +95,9 @@ class ManagedProcess:
         record = {"pid": proc.pid, "pgid": proc.pid, "marker": marker or args[-1], "started": time.time(),
                   "args": args[:6]}
         tmp = self.pid_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
+        tmp.unlink(missing_ok=True)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE), "w") as handle:
+            handle.write(json.dumps(record))
         os.replace(tmp, self.pid_file)
         return proc.pid
 
@@ -184,7 +188,7 @@ def open_log(path: Path) -> BinaryIO:
     if os.geteuid() == 0 and st.st_uid != 0:
         os.chown(directory, 0, 0)   # ours again: only root may add or replace entries   # ours again: only we may add or replace entries
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             from ragops.errors import OperationFailed

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragops.errors import ConfigError, OperationFailed
+from ragops.private_fs import private_dirs
 
 PG_SYSTEM_USER = "ragops-pg"
 
@@ -163,7 +164,7 @@ def prepare_dir(path: Path) -> None:
     reach it (a 0700 parent), without touching the modes of directories ragops did not create."""
     entry = _account()
     if entry is None:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dirs(path)   # the state directory too, when this creates it
         return
     _check_reachable(path, entry)
     _make_dirs(path)

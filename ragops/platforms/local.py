@@ -29,6 +29,7 @@ from ragops.events import quiet as _noop
 from ragops.netutil import port_open, split_host_port
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, TokenFileLock, probe_color, with_weights
 from ragops.platforms.service_env import service_env
+from ragops.private_fs import private_dirs
 from ragops.process import ManagedProcess
 from ragops.routing import FileStore, Router, get_router
 from ragops.routing.base import PeopleRouting
@@ -127,7 +128,7 @@ class LocalPlatform(Platform):
 
     def journal_dir(self) -> Path:
         path = self.base / "deploy"
-        path.mkdir(parents=True, exist_ok=True)
+        private_dirs(path)
         return path
 
     def lock_backend(self) -> FileLock:
