@@ -71,9 +71,14 @@ def check_state_dir(config) -> None:
 
 
 def check_service_path(config) -> None:
-    """ConfigError when service.path (the service, its migrations) is not an existing folder."""
+    """ConfigError when service.path (the service, its migrations) is not an existing folder: on the
+    local platform (it runs the service from there) and wherever the file names it. A docker or
+    kubernetes environment that deploys an image and leaves the default alone is not checked."""
     path = config.resolve_path(config.service.path)
-    if not path.is_dir():
+    if path.is_dir():
+        return
+    written = key_line(config.path, ("environments", config.env_name, "service", "path"), ("service", "path"))
+    if config.env.platform == "local" or written is not None:
         what = "does not exist" if not path.exists() else "is not a directory"
         raise ConfigError(f"{where(config, 'service.path')}: service.path: {path} {what} "
                           "(the service's folder, with its migrations)")
