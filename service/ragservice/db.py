@@ -43,6 +43,15 @@ class ConnectFailed(DatabaseUnavailable):
     session): worth another try, unlike a pool with no free connection or no URL at all."""
 
 
+def _server_gone(exc: BaseException) -> bool:
+    """No writable server right now (worth waiting for), as opposed to an error the server
+    answered (a too-large value is an OperationalError too: retrying it would only be slower)."""
+    if isinstance(exc, (ConnectFailed, pgerrors.ReadOnlySqlTransaction, pgerrors.AdminShutdown,
+                        pgerrors.CannotConnectNow)):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and getattr(exc, "sqlstate", None) is None
+
+
 def _is_connection_problem(exc: BaseException) -> bool:
     # ReadOnlySqlTransaction: we are talking to a node that has become a standby
     return isinstance(exc, (psycopg.OperationalError, pgerrors.ReadOnlySqlTransaction,
@@ -133,7 +142,7 @@ class Pool:
                     raise
                 attempt += 1
                 waiting = attempt > retries
-                if waiting and time.monotonic() + pause > deadline:
+                if waiting and (not _server_gone(exc) or time.monotonic() + pause > deadline):
                     raise DatabaseUnavailable(_one_line(exc)) from None
                 log.warning("database connection lost, retrying: %s", _one_line(exc))
                 if waiting:
