@@ -23,14 +23,14 @@ from pydantic import (
 
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
-from ragops.deploy.analysis.settings import MetricSpec, OnInconclusive, Provider
-from ragops.dns.settings import HealthCheckSettings
 from ragops.errors import ConfigError
-from ragops.ha.settings import PatroniSettings
-from ragops.monitoring.settings import MonitoringSettings
-from ragops.notify.settings import NotifySettings
-from ragops.pitr.settings import WalSettings
-from ragops.platforms.docker_db_settings import DockerDatabaseSettings
+from ragops.settings.analysis import MetricSpec, OnInconclusive, Provider
+from ragops.settings.dns import HealthCheckSettings
+from ragops.settings.docker_db import DockerDatabaseSettings
+from ragops.settings.ha import PatroniSettings
+from ragops.settings.monitoring import MonitoringSettings
+from ragops.settings.notify import NotifySettings
+from ragops.settings.pitr import WalSettings
 
 DEFAULT_CONFIG = "ragops.yaml"
 SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks",
@@ -56,7 +56,7 @@ class ServiceConfig(Strict):
     @field_validator("version")
     @classmethod
     def _version_label(cls, value: str) -> str:
-        from ragops.deploy.labels import is_version_label
+        from ragops.settings.labels import is_version_label
 
         if not is_version_label(value):
             raise ValueError(f"{value!r} is not a version label (letters, digits, '_', '.', '-', like a container tag)")
@@ -150,7 +150,7 @@ class BackupsConfig(Strict):
     s3: S3Settings = Field(default_factory=S3Settings)
     tables: list[str] = ["documents", "chunks"]  # counted into the manifest and checked on verify
     max_wal_lag: Duration = 60.0                 # `backup wal check`: exit 3 when the newest segment is older
-    wal: WalSettings = Field(default_factory=WalSettings)   # the continuous WAL archive (ragops/pitr/settings.py)
+    wal: WalSettings = Field(default_factory=WalSettings)   # the continuous WAL archive (ragops/settings/pitr.py)
 
 
 class DnsConfig(Strict):
@@ -165,7 +165,7 @@ class DnsConfig(Strict):
     endpoint_url: str | None = None
     region: str = "us-east-1"
     sync_timeout: Duration = 120.0
-    health_checks: HealthCheckSettings = Field(default_factory=HealthCheckSettings)   # `dns setup` (ragops/dns/settings.py)
+    health_checks: HealthCheckSettings = Field(default_factory=HealthCheckSettings)   # `dns setup` (ragops/settings/dns.py)
 
 
 class CanaryConfig(Strict):

@@ -127,9 +127,9 @@ def measure_rpo(config, target, old_primary) -> tuple[int | None, float | None, 
     if lag and end.get("last_commit"):
         try:
             from ragops.db.connect import find_node
-            from ragops.db.replication import _connect
+            from ragops.db.replication import connect_node
 
-            with _connect(config, find_node(config, target.name)) as conn:
+            with connect_node(config, find_node(config, target.name)) as conn:
                 seconds = conn.execute("SELECT GREATEST(0, EXTRACT(EPOCH FROM (%s::timestamptz - "
                                        "pg_last_xact_replay_timestamp())))",
                                        (end["last_commit"] + " UTC",)).fetchone()[0]

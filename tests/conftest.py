@@ -9,6 +9,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,21 @@ from ragops.netutil import free_port, wait_port
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRED = os.environ.get("RAGOPS_REQUIRE_INTEGRATION") == "1"
+
+# One config cache per test session (the children inherit it): the user's ~/.cache/ragops, or another
+# session's, holds configs validated by other code and other checkouts.
+TEST_CACHE = Path(tempfile.mkdtemp(prefix="ragops-test-cache-"))
+os.environ["XDG_CACHE_HOME"] = str(TEST_CACHE)
+
+# A run started in the background (`pytest &` in a script) inherits SIGINT ignored, and every child it
+# starts would too (exec keeps an ignored signal), so the Ctrl-C tests could not interrupt them.
+# A handler is reset to the default by exec: the children the tests signal get the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 def need(condition: bool, what: str) -> None:

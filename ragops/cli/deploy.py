@@ -7,8 +7,8 @@ import typer
 
 from ragops.cli.fast_path import render_result as _render_result
 from ragops.cli.fast_path import rollback as run_rollback
-from ragops.deploy.labels import check_version_label
 from ragops.events import Event
+from ragops.settings.labels import check_version_label
 
 lock_app = typer.Typer(help="Inspect or break the deploy lock.", no_args_is_help=True)
 

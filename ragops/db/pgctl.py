@@ -107,7 +107,7 @@ def _reachable_cached(source: Path, home: Path) -> Path:
     return _REACHABLE[key]
 
 
-def _account() -> pwd.struct_passwd | None:
+def server_account() -> pwd.struct_passwd | None:
     user = server_user()
     return pwd.getpwnam(user) if user else None
 
@@ -144,7 +144,7 @@ def _check_reachable(path: Path, entry: pwd.struct_passwd) -> None:
                                    "did not set alone)")
 
 
-def _make_dirs(path: Path, mode: int = 0o755) -> None:
+def make_dirs(path: Path, mode: int = 0o755) -> None:
     """mkdir -p, giving `mode` only to the directories created here."""
     missing = []
     current = path
@@ -162,12 +162,12 @@ def _make_dirs(path: Path, mode: int = 0o755) -> None:
 def prepare_dir(path: Path) -> None:
     """Create a directory the server account owns; as root, stop first if the account could not
     reach it (a 0700 parent), without touching the modes of directories ragops did not create."""
-    entry = _account()
+    entry = server_account()
     if entry is None:
         private_dirs(path)   # the state directory too, when this creates it
         return
     _check_reachable(path, entry)
-    _make_dirs(path)
+    make_dirs(path)
     os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
@@ -216,7 +216,7 @@ def _tree_stamp(root: Path) -> str:
 def reachable_bin_dir(source: Path, home: Path) -> Path:
     """`source` if the server account can run it, else a copy of its installation under `home`
     (root-owned, 0755; refreshed when the installation changes)."""
-    entry = _account()
+    entry = server_account()
     if entry is None or blocked_dir(source / "pg_ctl", entry) is None:
         return source
     install = source.parent                                   # pginstall/{bin,lib,share}
@@ -228,7 +228,7 @@ def reachable_bin_dir(source: Path, home: Path) -> Path:
     if stamp_file.exists() and stamp_file.read_text() == stamp:
         return bin_copy
     _check_reachable(home, entry)
-    _make_dirs(home)
+    make_dirs(home)
     tmp = home / f".pginstall-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(install, tmp / install.parent.name / install.name, symlinks=True,
@@ -236,7 +236,7 @@ def reachable_bin_dir(source: Path, home: Path) -> Path:
     if libs.is_dir():
         shutil.copytree(libs, tmp / libs.name, symlinks=True)
     (tmp / ".stamp").write_text(stamp)
-    _open_tree(tmp)
+    open_tree(tmp)
     shutil.rmtree(target, ignore_errors=True)
     try:
         os.replace(tmp, target)
@@ -245,7 +245,7 @@ def reachable_bin_dir(source: Path, home: Path) -> Path:
     return bin_copy
 
 
-def _open_tree(root: Path) -> None:
+def open_tree(root: Path) -> None:
     """Our own copy: directories 0755, files readable (and executable where they were) by all."""
     for directory, _, files in os.walk(root):
         os.chmod(directory, 0o755)
@@ -268,7 +268,7 @@ def write_server_file(path: Path, text: str, append: bool = False) -> None:
         raise
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-        entry = _account()
+        entry = server_account()
         if entry is not None:
             os.fchown(handle.fileno(), entry.pw_uid, entry.pw_gid)
 
@@ -303,7 +303,7 @@ class Node:
 
     def pg(self, name: str) -> str:
         source = bin_dir(self.bin)
-        entry = _account()
+        entry = server_account()
         if entry is not None:
             if self.home is not None:
                 source = _reachable_cached(source, self.home)
@@ -342,7 +342,7 @@ class Node:
             return
         parent = self.log_file.parent
         if parent.exists():    # maybe the user's (a restore's --target-dir beside it): never re-owned
-            entry = _account()
+            entry = server_account()
             if entry is not None:
                 _check_reachable(parent, entry)
         else:

@@ -65,7 +65,7 @@ def _system_python(entry) -> str:
 
 def copy_site(home: Path) -> Path:
     """Copy Patroni's distributions to <home>/patroni-site (refreshed when their versions change)."""
-    from ragops.db.pgctl import _make_dirs, _open_tree
+    from ragops.db.pgctl import make_dirs, open_tree
 
     dists = _closure()
     stamp = "\n".join(sorted(f"{d.metadata['Name']}=={d.version}" for d in dists))
@@ -75,7 +75,7 @@ def copy_site(home: Path) -> Path:
             return target
     except OSError:
         pass
-    _make_dirs(home)
+    make_dirs(home)
     tmp = home / f".patroni-site-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     for dist in dists:
@@ -88,7 +88,7 @@ def copy_site(home: Path) -> Path:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, dest)
     (tmp / ".stamp").write_text(stamp)
-    _open_tree(tmp)
+    open_tree(tmp)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target

@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragops.errors import ConfigError, OperationFailed
+from ragops.db.bringup import spool_dir  # where archive_command writes: the bring-up sets it at initdb
+from ragops.errors import OperationFailed
 
 WAL_DIR = "wal"
 SEGMENT_SIZE = 16 * 1024 * 1024
@@ -73,23 +74,6 @@ def sidecar_key(name: str) -> str:
 
 
 # ---- where ------------------------------------------------------------------------------------
-
-def spool_dir(config) -> Path:
-    """Where archive_command puts finished segments: backups.wal.spool_dir, else the platform's
-    (Platform.wal_spool_dir: docker's database containers write into <host dir>/wal-spool), else
-    beside the server's data directories (as root, the server account's home), <...>/wal-spool."""
-    configured = config.backups.wal.spool_dir
-    if configured:
-        path = config.resolve_path(configured)
-    else:
-        from ragops.db.pgctl import server_home
-        from ragops.platforms import platform_class
-
-        path = platform_class(config).wal_spool_dir(config) or (server_home(config) or config.state_dir) / "wal-spool"
-    if re.search(r"[\s'\"%;&|$`\\]", str(path)):
-        raise ConfigError(f"backups.wal.spool_dir: {path} may not contain spaces, quotes or shell characters")
-    return path
-
 
 # ---- the shipper ------------------------------------------------------------------------------
 

@@ -43,7 +43,8 @@ def git_revision(path) -> str | None:
 def build(config: Config, version: str | None = None, *, push: bool | None = None,
           progress: Progress = _noop) -> BuildResult:
     from ragops.platforms import platform_class
-    from ragops.platforms.docker import DockerPlatform, _error_text
+    from ragops.platforms.docker import DockerPlatform
+    from ragops.platforms.docker_host import error_text
 
     kind = platform_class(config)
     if not issubclass(kind, DockerPlatform):
@@ -71,7 +72,7 @@ def build(config: Config, version: str | None = None, *, push: bool | None = Non
                 path=str(context), tag=image, rm=True, network_mode="host", labels=labels,
                 buildargs={"BASE_IMAGE": config.env.docker.base_image})
         except Exception as exc:  # noqa: BLE001 - BuildError/APIError: name the host
-            detail = _error_text(exc)
+            detail = error_text(exc)
             log = [c.get("stream", "").strip() for c in getattr(exc, "build_log", []) or [] if c.get("stream")]
             tail = " | ".join(line for line in log[-3:] if line)
             raise OperationFailed(f"host {host.label}: building {image} failed: {detail}"

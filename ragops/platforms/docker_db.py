@@ -105,7 +105,7 @@ class DockerDatabase:
     # ---- up -------------------------------------------------------------------------------------
     def up(self, progress: Progress = _noop) -> list[str]:
         """Start every node (creating the missing ones), then role, database and migrations."""
-        from ragops.db.bringup import _role_and_database
+        from ragops.db.bringup import role_and_database
         from ragops.db.connect import db_password
 
         password = db_password(self.config)
@@ -126,7 +126,7 @@ class DockerDatabase:
         if fresh and self._start(db.primary, "primary", progress):
             steps.append(f"create database node {db.primary.name} (primary)")
         primary = self._wait_primary(expected, steps, progress)
-        steps += _role_and_database(self.config, primary.name, password)
+        steps += role_and_database(self.config, primary.name, password)
         for node in db.replicas:
             if not initialised[node.name]:
                 self._drop_stale_slot(primary, node)
@@ -213,10 +213,10 @@ class DockerDatabase:
         try:
             host.client.containers.run(**kwargs)
         except Exception as exc:  # noqa: BLE001 - docker API errors: one line naming the node
-            from ragops.platforms.docker_host import _error_text
+            from ragops.platforms.docker_host import error_text
 
             raise OperationFailed(f"host {host.label}: could not start database node {node.name}: "
-                                  f"{_error_text(exc)}") from None
+                                  f"{error_text(exc)}") from None
         return True
 
     def _archive(self) -> dict:
@@ -361,10 +361,10 @@ class DockerDatabase:
                 labels=self.host.labels("database-tool", node=node.name),
                 name=self.host.name(f"{self.part(node)}-rejoin"))
         except Exception as exc:  # noqa: BLE001 - docker API errors: one line naming the node
-            from ragops.platforms.docker_host import _error_text
+            from ragops.platforms.docker_host import error_text
 
             raise OperationFailed(f"database node {node.name}: could not move its data aside in volume {volume}: "
-                                  f"{_error_text(exc)}; nothing was deleted") from None
+                                  f"{error_text(exc)}; nothing was deleted") from None
         return f"{volume}:{PGDATA_ROOT}/{aside}" if b"moved" in (out or b"") else None
 
     def _wait_streaming(self, node: DbNode) -> None:

@@ -108,6 +108,11 @@ class Engine:
         return values
 
     # ---- context ---------------------------------------------------------------------------
+    @property
+    def context(self) -> dict:
+        """The last run's expression context (inputs, steps and their outputs): what a drill report measures."""
+        return self._context
+
     def _base_context(self, runbook: Runbook, inputs: dict) -> dict:
         config_view: dict = {}
         env_view: dict = {}
@@ -546,7 +551,7 @@ def render_lenient(value: Any, context: dict) -> Any:
         whole = re.fullmatch(r"\s*\{\{(.*?)\}\}\s*", value, re.DOTALL)
         if whole and value.count("{{") == 1:
             return one(whole.group(1).strip())
-        return re.sub(r"\{\{(.*?)\}\}", lambda m: expr._to_text(one(m.group(1).strip())), value)
+        return re.sub(r"\{\{(.*?)\}\}", lambda m: expr.to_text(one(m.group(1).strip())), value)
     if isinstance(value, dict):
         return {k: render_lenient(v, context) for k, v in value.items()}
     if isinstance(value, list):

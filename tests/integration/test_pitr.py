@@ -441,7 +441,7 @@ def test_incremental_chain_restores_every_write_and_drops_what_was_dropped(local
         finally:
             from ragops.db import pgctl
 
-            home = root if pgctl._account() is not None else None
+            home = root if pgctl.server_account() is not None else None
             pgctl.Node("pitr-restore", target, restored["port"], root / "x.log", home=home).stop(mode="immediate")
 
         # a broken chain is refused naming the missing link, before a byte is written

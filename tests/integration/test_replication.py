@@ -173,7 +173,7 @@ def test_promote_unreachable_primary_needs_confirmation_on_sql_only_platform(clu
     wait_streaming(cluster, cluster["replica"])
     cluster["primary"].stop(mode="immediate")
     config = cluster["config"]
-    monkeypatch.setattr("ragops.db.replication._managed", lambda config, name: None)  # no data dirs here
+    monkeypatch.setattr("ragops.db.replication.managed_node", lambda config, name: None)  # no data dirs here
     with pytest.raises(OperationFailed, match="unreachable"):
         promote(config, "replica1")
     result = promote(config, "replica1", confirm_down=True)
@@ -210,7 +210,7 @@ def test_promote_fences_a_live_primary_by_sql_when_not_managed(cluster, monkeypa
     config = cluster["config"]
     wait_streaming(cluster, cluster["replica"])
     victim = psycopg.connect(dsn(cluster, cluster["primary"]), autocommit=True)
-    monkeypatch.setattr("ragops.db.replication._managed", lambda config, name: None)
+    monkeypatch.setattr("ragops.db.replication.managed_node", lambda config, name: None)
     result = promote(config, "replica1")
     assert result.fenced[0].method == "read-only"
     with pytest.raises(psycopg.OperationalError):

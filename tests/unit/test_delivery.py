@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from ragops.deploy.analysis.prometheus import judge, promql_duration, render
-from ragops.deploy.analysis.settings import MetricSpec, default_metrics, holds
+from ragops.settings.analysis import MetricSpec, default_metrics, holds
 
 
 def spec(**kw) -> MetricSpec:

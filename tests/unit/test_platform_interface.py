@@ -137,6 +137,13 @@ def test_no_import_cycle_in_ragops():
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_ragops_holds_the_readme_layer_table():
+    """No package circle, no import up the README's layer table, no private name from another module."""
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "layers.py"), "--quiet"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_build_needs_a_platform_that_runs_images(tmp_path):
     from ragops.platforms.docker_build import build
 

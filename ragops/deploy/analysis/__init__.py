@@ -67,8 +67,8 @@ class PrometheusProvider:
     name = "prometheus"
 
     def __init__(self, config) -> None:
-        from ragops.deploy.analysis.settings import default_metrics
         from ragops.errors import ConfigError
+        from ragops.settings.analysis import default_metrics
 
         self.a = config.deploy.analysis
         self.url = config.env.monitoring.query_url()

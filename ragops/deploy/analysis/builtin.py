@@ -101,7 +101,7 @@ def p95_from_buckets(before: dict[float, float], after: dict[float, float]) -> f
     return None
 
 
-def _probe(url: str, stop: threading.Event, rps: float) -> None:
+def probe_load(url: str, stop: threading.Event, rps: float) -> None:
     """Light synthetic traffic straight to the color, so an idle environment has data."""
     import httpx
 
@@ -121,7 +121,7 @@ def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p
     while True:
         attempts += 1
         stop = threading.Event()
-        prober = threading.Thread(target=_probe, args=(url, stop, probe_rps), daemon=True) if probe_rps > 0 else None
+        prober = threading.Thread(target=probe_load, args=(url, stop, probe_rps), daemon=True) if probe_rps > 0 else None
         before = scrape(url)
         start = time.monotonic()
         if prober:

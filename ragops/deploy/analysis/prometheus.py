@@ -14,9 +14,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ragops.deploy.analysis.builtin import AnalysisResult, _probe
-from ragops.deploy.analysis.settings import MetricSpec, holds
+from ragops.deploy.analysis.builtin import AnalysisResult, probe_load
 from ragops.durations import format_duration
+from ragops.settings.analysis import MetricSpec, holds
 
 
 @dataclass
@@ -149,7 +149,7 @@ def analyze(target: Target, metrics: list[MetricSpec], client: PrometheusClient,
     stop = threading.Event()
     prober = None
     if probe_rps > 0 and target.url:
-        prober = threading.Thread(target=_probe, args=(target.url, stop, probe_rps), daemon=True)
+        prober = threading.Thread(target=probe_load, args=(target.url, stop, probe_rps), daemon=True)
         prober.start()
     start = time.monotonic()
     try:
