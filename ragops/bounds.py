@@ -35,13 +35,13 @@ DURATION_MAXIMA: dict[tuple[str, str], float] = {
     ("DockerDatabaseSettings", "start_timeout"): HOUR,
     ("WalSettings", "archive_timeout"): HOUR,
     ("WalSettings", "poll_interval"): 60.0,
-    ("MonitoringSettings", "query_timeout"): 600.0,
 }
 CLI_STEP_PAUSE_MAX_S = DURATION_MAXIMA[("CanaryConfig", "step_pause")]   # --step-pause, as in the config
 CLI_SHADOW_DURATION_MAX_S = 24 * HOUR                                   # deploy --strategy shadow --duration
 
 NUMBER_MAXIMA: dict[tuple[str, str], float] = {
     ("PatroniSettings", "maximum_lag_on_failover"): 1024 ** 4,   # bytes: 1 TiB
+    ("MonitoringSettings", "query_timeout"): 600.0,               # seconds (a number, not a duration)
     ("SloConfig", "rto_seconds"): MAX_DURATION_S,
     ("SloConfig", "rpo_seconds"): MAX_DURATION_S,
 }

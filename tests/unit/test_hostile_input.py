@@ -164,3 +164,27 @@ def test_conflicting_or_empty_arguments_exit_2_with_one_line(project, capsys, ar
     err = capsys.readouterr().err
     assert expected in err.splitlines()[0], err
     assert "unexpected" not in err and "--yes" not in err.splitlines()[0]
+
+
+def test_every_documented_maximum_names_a_real_setting():
+    """A model renamed or moved must not leave its limit behind silently."""
+    import importlib
+    import pkgutil
+
+    import ragops.settings
+    from ragops import bounds
+    from ragops.config_types import Strict, duration_fields
+
+    for module in pkgutil.iter_modules(ragops.settings.__path__):
+        importlib.import_module(f"ragops.settings.{module.name}")
+    models: dict[str, type] = {}
+
+    def walk(cls: type) -> None:
+        for sub in cls.__subclasses__():
+            models[sub.__name__] = sub
+            walk(sub)
+    walk(Strict)
+    for model, field in bounds.DURATION_MAXIMA:
+        assert field in duration_fields(models[model]), (model, field)
+    for model, field in bounds.NUMBER_MAXIMA:
+        assert field in models[model].model_fields and field not in duration_fields(models[model]), (model, field)
