@@ -135,7 +135,8 @@ def deploy(ctx: typer.Context,
                                                help="blue-green, canary or shadow (default: deploy.strategy)."),
            steps: str | None = typer.Option(None, "--steps", help="Canary weights, e.g. 10,25,50,100."),
            step_pause: str | None = typer.Option(None, "--step-pause", help="Analysis window per canary step, e.g. 30s."),
-           pause_at: int | None = typer.Option(None, "--pause-at", help="Pause after this canary weight until `ragops promote`."),
+           pause_at: int | None = typer.Option(None, "--pause-at", min=1, max=99,
+                                                 help="Pause after this canary weight until `ragops promote`."),
            set_env: list[str] = typer.Option([], "--set", help="KEY=VALUE service environment for the new version (repeatable)."),
            plan_only: bool = typer.Option(False, "--plan", "--dry-run",
                                           help="Print the ordered steps, gates and timeouts; change nothing."),
@@ -304,7 +305,7 @@ def abort(ctx: typer.Context) -> None:
     env.emit(engine.abort(env.config, progress=env.progress("abort")), _render_result)
 
 
-def history(ctx: typer.Context, limit: int = typer.Option(20, "--limit", "-n", help="How many entries.")) -> None:
+def history(ctx: typer.Context, limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000, help="How many entries.")) -> None:
     """Past deploys: version, strategy, who, when, result, measured analysis values.
 
     Example: ragops history -n 5 --output json

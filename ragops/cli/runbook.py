@@ -295,7 +295,7 @@ def resume(ctx: typer.Context,
 
 
 @runbook_app.command("runs")
-def runs(ctx: typer.Context, limit: int = typer.Option(20, "--limit", help="How many runs to show.")) -> None:
+def runs(ctx: typer.Context, limit: int = typer.Option(20, "--limit", min=1, max=10_000, help="How many runs to show.")) -> None:
     """List recent runbook runs (newest first) with their result.
 
     Example: ragops runbook runs --output json

@@ -157,6 +157,8 @@ def project(tmp_path) -> Path:
     (["runbook", "run", "pre-deploy", "--approve", "no-such-step"],
      "--approve no-such-step: runbook pre-deploy has no such approval step (cost-estimate)"),
     (["deploy", "--plan", "--resume"], "nothing to resume"),
+    (["history", "--limit", "99999999999999999999"], "--limit"),
+    (["deploy", "--version", "v9", "--strategy", "canary", "--pause-at", "0", "--plan"], "--pause-at"),
     (["rollback", "--resume", "--yes"], "nothing to resume"),
 ])
 def test_conflicting_or_empty_arguments_exit_2_with_one_line(project, capsys, args, expected):
