@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -24,7 +25,9 @@ from pydantic import (
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
 from ragops.errors import ConfigError
+from ragops.resources import default_service_path
 from ragops.settings.analysis import MetricSpec, OnInconclusive, Provider
+from ragops.settings.audit import AuditSettings
 from ragops.settings.dns import HealthCheckSettings
 from ragops.settings.docker_db import DockerDatabaseSettings
 from ragops.settings.ha import PatroniSettings
@@ -33,13 +36,11 @@ from ragops.settings.notify import NotifySettings
 from ragops.settings.pitr import WalSettings
 
 DEFAULT_CONFIG = "ragops.yaml"
-SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks",
-            "monitoring", "notify")
 
 
 class ServiceConfig(Strict):
     version: str = "v1"
-    path: str = "./service"                      # the bundled service, relative to ragops.yaml
+    path: str = "./service"                      # relative to ragops.yaml; unset and no ./service: the shipped one
     image: str | None = None                     # docker/kubernetes: the image repository
     port: Port = 8100                            # local: blue listens here, green on port+1
     replicas: int = Field(1, ge=1, le=100)
@@ -242,6 +243,12 @@ class Sections(Strict):
     runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+
+# The one list of sections: Sections' fields. ragops.yaml's top level (ConfigFile) and each environment
+# (Environment) follow it; a new section is one field above.
+SECTIONS = tuple(Sections.model_fields)
 
 
 class DockerHostSettings(Strict):
@@ -382,22 +389,16 @@ def _no_port_collisions(env: Environment) -> None:
         seen[port] = key
 
 
-class ConfigFile(Strict):
+class ConfigFileHead(Strict):
     project: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
     default_env: str
     environments: dict[str, dict[str, Any]]
-    # defaults for every environment
-    service: dict[str, Any] = {}
-    router: dict[str, Any] = {}
-    database: dict[str, Any] = {}
-    backups: dict[str, Any] = {}
-    dns: dict[str, Any] = {}
-    deploy: dict[str, Any] = {}
-    slo: dict[str, Any] = {}
-    regions: dict[str, Any] = {}
-    runbooks: dict[str, Any] = {}
-    monitoring: dict[str, Any] = {}
-    notify: dict[str, Any] = {}
+
+
+# ragops.yaml's top level: the head, then each section's defaults for every environment (plain dicts here,
+# validated per environment once merged with its own)
+ConfigFile = create_model("ConfigFile", __base__=ConfigFileHead,
+                          **{name: (dict[str, Any], {}) for name in SECTIONS})  # type: ignore[call-overload]
 
 
 class Config:
@@ -559,4 +560,6 @@ def load_config(path: Path, env_name: str | None = None) -> Config:
             environments[name] = Environment.model_validate(merged)
         except ValidationError as exc:
             raise config_error(label, root, exc, prefix=("environments", name)) from None
+        if "path" not in environments[name].service.model_fields_set:   # unset: ./service, else the shipped one
+            environments[name].service.path = default_service_path(path.parent)
     return Config(path, top.project, chosen, environments[chosen], raw, names)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from ragops.fsutil import write_atomic
 from ragops.private_fs import FILE_MODE, private_dirs
 
 if TYPE_CHECKING:
@@ -94,11 +95,7 @@ class ManagedProcess:
         # its own session: the process group id is its pid (stop() signals the whole group)
         record = {"pid": proc.pid, "pgid": proc.pid, "marker": marker or args[-1], "started": time.time(),
                   "args": args[:6]}
-        tmp = self.pid_file.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE), "w") as handle:
-            handle.write(json.dumps(record))
-        os.replace(tmp, self.pid_file)
+        write_atomic(self.pid_file, json.dumps(record), mode=FILE_MODE)
         return proc.pid
 
     def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> bool:

@@ -120,20 +120,16 @@ def smoke_url(url: str, api_key: str, *, health_path: str = "/healthz", readines
 def wait_serving(url: str, path: str, timeout: float = 15.0) -> bool:
     """Until `url` + `path` answers 200 (a router whose health check marked a color down while the
     database failed over serves it again within its check interval), at most `timeout` seconds."""
-    import time
-
     from ragops import loopback
+    from ragops.waiting import wait_until
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def answers() -> bool:
         try:
-            if loopback.get(url.rstrip("/") + path, timeout=2.0).status_code == 200:
-                return True
+            return loopback.get(url.rstrip("/") + path, timeout=2.0).status_code == 200
         except loopback.HttpError:
-            pass
-        if time.monotonic() > deadline:
             return False
-        time.sleep(0.2)
+
+    return wait_until(answers, timeout)
 
 
 def run_smoke(config, url: str | None = None, color: str | None = None, platform=None,

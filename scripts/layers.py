@@ -60,7 +60,7 @@ def read_layers(readme: Path) -> dict[str, tuple[int, str]]:
 
 
 def package_of(module: str) -> str:
-    """ragops.db.pgctl -> db; ragops.config -> config; ragops -> ragops (the root: __version__ only)."""
+    """ragops.pg.pgctl -> pg; ragops.config -> config; ragops -> ragops (the root: __version__ only)."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
 

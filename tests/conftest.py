@@ -71,8 +71,8 @@ def require_module(name: str):
 def primary_and_replica(prefix: str, names: tuple[str, str] = ("primary", "replica1")):
     """A real PostgreSQL primary + streaming replica (pgserver binaries) on free ports, in a
     directory of its own; stopped and removed on exit."""
-    from ragops.db import pgctl
     from ragops.errors import OperationFailed
+    from ragops.pg import pgctl
 
     try:
         pgctl.bin_dir()
@@ -116,6 +116,18 @@ def pg_cluster():
     and never promote or stop it)."""
     with primary_and_replica("pg") as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """This checkout as a wheel (`pip wheel --no-deps`), built once per session: the packaging tests
+    read it, tests/integration/test_first_run.py installs it into a fresh venv."""
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(REPO), "-w", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [built] = out.glob("ragops-*.whl")
+    return built
 
 
 @pytest.fixture(scope="session")

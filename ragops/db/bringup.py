@@ -38,7 +38,7 @@ def spool_dir(config) -> Path:
     if configured:
         path = config.resolve_path(configured)
     else:
-        from ragops.db.pgctl import server_home
+        from ragops.pg.pgctl import server_home
         from ragops.platforms import platform_class
 
         path = platform_class(config).wal_spool_dir(config) or (server_home(config) or config.state_dir) / "wal-spool"
@@ -63,7 +63,7 @@ def _archive_at_initdb(config: Config) -> dict[str, str]:
     later), so a first `up` does not restart the primary just to set archive_mode."""
     if not config.backups.wal.enabled:
         return {}
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     spool = spool_dir(config)
     pgctl.prepare_dir(spool)
@@ -71,8 +71,8 @@ def _archive_at_initdb(config: Config) -> dict[str, str]:
 
 
 def _manual_up(config: Config, progress: Progress) -> list[str]:
-    from ragops.db import pgctl
     from ragops.db.connect import db_password
+    from ragops.pg import pgctl
 
     steps = []
     db = config.database
@@ -120,9 +120,9 @@ def role_and_database(config: Config, node_name: str, password: str) -> list[str
 
 
 def _clone_replicas(config: Config, current, password: str, progress: Progress) -> list[str]:
-    from ragops.db import pgctl
     from ragops.db.connect import connect, node_dsn
     from ragops.db.replication import slot_name
+    from ragops.pg import pgctl
 
     steps = []
     db = config.database
@@ -144,7 +144,7 @@ def _clone_replicas(config: Config, current, password: str, progress: Progress) 
 
 def _set_application_name(node, name: str) -> None:
     """Name the replica's walreceiver after the node, so synchronous_standby_names can list it."""
-    from ragops.db.pgctl import write_server_file
+    from ragops.pg.pgctl import write_server_file
 
     auto = node.data_dir / "postgresql.auto.conf"
     text = auto.read_text()
@@ -154,8 +154,8 @@ def _set_application_name(node, name: str) -> None:
 
 def live_primary(config: Config):
     """The managed node accepting writes now (it may have changed by a failover), or None."""
-    from ragops.db import pgctl
     from ragops.db.replication import primary_status, topology
+    from ragops.pg import pgctl
 
     live = primary_status(topology(config))
     return pgctl.managed_node(config, live.name) if live else None
@@ -164,7 +164,7 @@ def live_primary(config: Config):
 def migrate(config: Config, progress: Progress = _noop) -> list[str]:
     """Apply the service's pending migrations on the current primary (the configured one if none answers)."""
     from ragops.db.connect import node_dsn
-    from ragops.db.migrate import apply_migrations
+    from ragops.pg.migrate import apply_migrations
 
     current = live_primary(config)
     node_name = current.name if current else config.database.primary.name
@@ -175,7 +175,7 @@ def migrate(config: Config, progress: Progress = _noop) -> list[str]:
 
 def database_down(config: Config, progress: Progress = _noop) -> list[str]:
     """Stop every running managed node, replicas first (data kept)."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     manager = database_manager(config)
     if manager is not None:

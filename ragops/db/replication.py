@@ -12,7 +12,6 @@ ragops only has SQL: fencing makes the old primary refuse writes, and rejoin is 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from ragops.db.connect import all_nodes, find_node, node_dsn
 from ragops.errors import GateFailed, OperationFailed, UsageError
 from ragops.events import MaybeSay as Progress
 from ragops.events import quiet
+from ragops.fsutil import write_atomic
 from ragops.platforms import get_platform, platform_class
 from ragops.secrets import redact
 
@@ -102,7 +102,7 @@ def managed_node(config: Config, name: str):
     """The local managed server for `name`, or None when this platform has no local data dirs."""
     if not platform_class(config).owns_database_files or config.database.dsn:
         return None
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     node = pgctl.managed_node(config, name)
     return node if node.initialized else None
@@ -255,9 +255,7 @@ def record_topology(config: Config, *, primary: str, timeline: int | None, event
     history = (data.get("history") or [])[-49:] + [entry]
     data = {"primary": primary, "timeline": timeline, "updated_at": entry["at"], "event": event,
             **extra, "history": history}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n", mode=0o644)
     return data
 
 
@@ -286,12 +284,6 @@ def fence_sql(config: Config, node: DbNode, progress: Progress = None) -> str:
         lsn = cur.fetchone()[0]
     say(progress, f"{node.name}: writes refused (default_transaction_read_only=on), {ended} session(s) ended")
     return lsn
-
-
-def unfence_sql(config: Config, node: DbNode) -> None:
-    with connect_node(config, node) as conn:
-        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
-        conn.execute("SELECT pg_reload_conf()")
 
 
 def is_alive(managed) -> bool:

@@ -32,6 +32,7 @@ from ragops.db.replication import (
 )
 from ragops.errors import OperationFailed, UsageError
 from ragops.events import quiet
+from ragops.pg.conninfo import conninfo as build_conninfo
 from ragops.platforms import get_platform, platform_class
 from ragops.secrets import redact
 
@@ -122,16 +123,14 @@ def replica_conninfo(config: Config, primary_node: DbNode | str, replica_name: s
     """primary_conninfo for `replica_name` streaming from `primary_node`; application_name is the
     replica's node name so synchronous_standby_names can name it."""
     primary = find_node(config, primary_node) if isinstance(primary_node, str) else primary_node
-    parts = [f"host={primary.host}", f"port={primary.port}", f"user={config.database.superuser}"]
-    if with_password:
-        parts.append(f"password={db_password(config)}")
-    parts += [f"application_name={replica_name}", "connect_timeout=5"]
-    return " ".join(parts)
+    return build_conninfo(host=primary.host, port=primary.port, user=config.database.superuser,
+                          password=db_password(config) if with_password else None, application_name=replica_name,
+                          connect_timeout=5)
 
 
 def controldata(config: Config, name: str) -> dict:
     """pg_controldata of a managed node's data directory, as a dict."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     managed = managed_node(config, name)
     if managed is None:
@@ -159,13 +158,13 @@ class RejoinResult:
 
 
 def _write_standby_config(managed, conninfo: str, slot: str) -> None:
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     auto = managed.data_dir / "postgresql.auto.conf"
     drop = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only", "synchronous_standby_names")
     lines = [ln for ln in (auto.read_text().splitlines() if auto.exists() else [])
              if ln.split("=", 1)[0].strip() not in drop]
-    escaped = conninfo.replace("'", "''")
+    escaped = conninfo.replace("\\", "\\\\").replace("'", "''")   # postgresql.conf reads a backslash as an escape too
     lines += [f"primary_conninfo = '{escaped}'", f"primary_slot_name = '{slot}'"]
     pgctl.write_server_file(auto, "\n".join(lines) + "\n")   # never through a link the server account planted
     (managed.data_dir / "recovery.signal").unlink(missing_ok=True)
@@ -177,7 +176,7 @@ def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeo
     """Turn `node` (typically a former primary) into a streaming replica of the current primary:
     stop it, finish crash recovery if it died, pg_rewind from the primary, standby.signal +
     primary_conninfo + a slot on the primary, start, and wait until it streams."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     started = time.monotonic()
     find_node(config, node)
@@ -244,7 +243,7 @@ def _rejoin_by_platform(config: Config, node: str, primary: str, timeline: int |
 def _stop_cleanly(config: Config, managed, node: str, role: str, progress: Progress) -> bool:
     """Stop `node`; if it had crashed, finish crash recovery in single-user mode (nobody can connect to it
     as to a primary meanwhile). True when crash recovery was needed."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     if is_alive(managed):
         say(progress, f"{node}: stopping ({role})")
@@ -266,7 +265,7 @@ def _rewind_or_clone(config: Config, managed, node: str, primary: str, primary_n
                      fallback_basebackup: bool, progress: Progress) -> tuple[str, str]:
     """pg_rewind `node` onto the primary's history; a fresh base backup when that fails (if allowed).
     Returns (method, pg_rewind's last line)."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     say(progress, f"{node}: pg_rewind from {primary}")
     source = (f"host={primary_node.host} port={primary_node.port} user={config.database.superuser} "
@@ -349,7 +348,7 @@ def _quote(value: str) -> str:
 def wal_end(config: Config, name: str, start_lsn: str | None = None) -> dict:
     """The end of the WAL a managed node wrote before it died, and its last commit time, read from
     its pg_wal with pg_waldump. Falls back to pg_controldata's last checkpoint."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     managed = managed_node(config, name)
     if managed is None:

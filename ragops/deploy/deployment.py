@@ -227,7 +227,7 @@ class DeploymentBase:
             return
         from ragops.db.bringup import live_primary, migrate
         from ragops.db.connect import node_dsn
-        from ragops.db.migrate import breaking_migrations, pending_migrations
+        from ragops.pg.migrate import breaking_migrations, pending_migrations
 
         primary = live_primary(self.config)
         if primary is None:

@@ -315,6 +315,7 @@ def deploy(config: Config, version: str, strategy: str | None = None, steps: lis
     config.resolve_references(*NEEDED_SECRETS)   # before anything is stopped or written
     platform = get_platform(config)
     refuse_if_unfinished(platform)
+    platform.check_release(version)   # a missing image: the command that builds it, before the lock
     return Deployment(config, opts, progress, platform).run()
 
 

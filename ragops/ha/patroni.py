@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from ragops.db import pgctl
 from ragops.errors import OperationFailed
 from ragops.ha.etcd import EtcdCluster
+from ragops.pg import pgctl
 from ragops.process import ManagedProcess
+from ragops.waiting import wait_until
 
 REPLICATION_USER = "replicator"
 REST_USER = "ragops"
@@ -227,11 +227,8 @@ def leader(config) -> str | None:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise OperationFailed(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """wait_until, failing with what it waited for."""
+    value = wait_until(predicate, timeout, interval)
+    if not value:
+        raise OperationFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+    return value

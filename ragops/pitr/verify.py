@@ -21,7 +21,7 @@ from ragops.errors import OperationFailed
 
 def verify_physical(config, backup_id: str = "latest", to_time: str | None = None,
                     progress: Progress = None) -> VerifyResult:
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
     from ragops.pitr.restore import parse_target, restore_physical
 
     storage, _copy = storages(config)

@@ -159,7 +159,11 @@ class Shipper:
     def ship_one(self, name: str) -> None:
         from ragops.backup import pipeline
         from ragops.backup.catalog import iso, now_utc
+        from ragops.pitr.writeonce import already_archived
 
+        if already_archived(self, name, object_key(name), sidecar_key(name)):   # the same content: a no-op; different content raises
+            self.spool.remove(name)
+            return
         archived_at = self.spool.archived_at(name)
         stored = pipeline.store(self.spool.reader(name), self.compressor, self.crypter, self.storage, object_key(name))
         sidecar = {"name": name, "sha256": stored.sha256, "stored_bytes": stored.stored_bytes,
@@ -196,6 +200,10 @@ class Shipper:
             result.shipped.append(name)
             if self.progress:
                 self.progress(f"shipped {name}")
+        if not result.failed:
+            from ragops.pitr.writeonce import clear
+
+            clear(self.config)
         return result
 
 

@@ -171,6 +171,11 @@ class DockerPlatform(Platform):
             return stop_archive(self, progress) if self.region is None and self.proc(SHIPPER).running() else []
         return ensure_shipper(self, progress)
 
+    def check_release(self, version: str) -> None:
+        from ragops.platforms.docker_release import require_release_image
+
+        require_release_image(self, version)
+
     def image_ref(self, version: str) -> str:
         repo = self.config.service.image or f"{self.config.project}/rag-service"
         return f"{repo}:{version}"
@@ -278,7 +283,7 @@ class DockerPlatform(Platform):
                     progress: Progress = _noop) -> ColorState:
         """Start `color` on every host; if one host fails, the color is removed from all of them."""
         image = self.image_ref(version)
-        full_env = service_env(self.config, color, version, env)
+        full_env = service_env(self.config, color, version, env, deploy_id)
         if self.database is not None and "RAG_DATABASE_URL" not in (env or {}):
             full_env["RAG_DATABASE_URL"] = self.database.app_dsn()   # the nodes by name on the network
         labels = {f"{LABEL}.version": version, f"{LABEL}.deploy_id": deploy_id, f"{LABEL}.started_at": utc_now(),
@@ -364,7 +369,7 @@ class DockerPlatform(Platform):
             progress("database: no database.dsn; migrations are left to the database's owner")
             return []
         from ragops.db.connect import app_dsn
-        from ragops.db.migrate import apply_migrations
+        from ragops.pg.migrate import apply_migrations
 
         migrations = self.config.resolve_path(self.config.service.path) / "migrations"
         try:
@@ -475,7 +480,7 @@ class DockerPlatform(Platform):
                 host.dir.remove_tree()
                 steps.append(f"delete {host.dir.root} ({host.label})")
         if purge:
-            from ragops.db.pgctl import remove_server_home
+            from ragops.pg.pgctl import remove_server_home
             from ragops.purge import purge_state_dir
 
             home = remove_server_home(self.config)   # as root: what a physical restore or verify copied there

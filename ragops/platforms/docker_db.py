@@ -88,12 +88,13 @@ class DockerDatabase:
     def app_dsn(self) -> str:
         """The colors' conninfo: every node by its address on the environment's network."""
         from ragops.db.connect import db_password
+        from ragops.pg.conninfo import conninfo
 
         db = self.config.database
         addresses = [self.address(node) for node in self.nodes()]
-        return (f"host={','.join(a[0] for a in addresses)} port={','.join(str(a[1]) for a in addresses)} "
-                f"dbname={db.name} user={db.user} password={db_password(self.config)} "
-                f"target_session_attrs=read-write connect_timeout=3 application_name=ragservice")
+        return conninfo(host=",".join(a[0] for a in addresses), port=",".join(str(a[1]) for a in addresses),
+                        dbname=db.name, user=db.user, password=db_password(self.config),
+                        target_session_attrs="read-write", connect_timeout=3, application_name="ragservice")
 
     def plan(self) -> list[str]:
         image, host = self.settings.image, self.host
@@ -164,7 +165,7 @@ class DockerDatabase:
         """Run the node's container unless it runs; False when it was already running."""
         import docker
 
-        from ragops.db.pgctl import BASE_SETTINGS
+        from ragops.pg.pgctl import BASE_SETTINGS
         from ragops.platforms.docker_wal import outdated
 
         host = self.host
@@ -293,7 +294,7 @@ class DockerDatabase:
 
     def _migrate(self, primary: DbNode, progress: Progress) -> list[str]:
         from ragops.db.connect import node_dsn
-        from ragops.db.migrate import apply_migrations
+        from ragops.pg.migrate import apply_migrations
 
         migrations = self.config.resolve_path(self.config.service.path) / "migrations"
         return apply_migrations(node_dsn(self.config, primary), migrations, app_user=self.config.database.user,

@@ -316,7 +316,8 @@ class DockerHost:
             except Exception as exc:  # noqa: BLE001 - no registry reachable
                 raise OperationFailed(f"host {self.label}: image {image} ({what}) is not on the host and could "
                                       f"not be pulled: {error_text(exc)}",
-                                      hint="`ragops build --version V` builds the service image on every host") from None
+                                      hint=f"`ragops -e {self.config.env_name} build --version V` builds the "
+                                           "service image on every host") from None
 
     # ---- colors -------------------------------------------------------------------------------
     def start_color(self, color: str, version: str, image: str, env: dict[str, str], labels: dict[str, str],

@@ -135,6 +135,7 @@ class LeaseLock:
 
 class KubernetesPlatform(Platform):
     name = "kubernetes"
+    renders_manifests = True
 
     def __init__(self, config: Config):
         self.config = config
@@ -310,6 +311,9 @@ class KubernetesPlatform(Platform):
         return LeaseLock(self)
 
     # ---- router (the weighted TraefikService) -------------------------------------------------------
+    def routers(self) -> list:
+        return [self.router]
+
     @cached_property
     def router(self) -> crd.TraefikCrdRouter:
         return crd.TraefikCrdRouter(metadata=m.meta(self.config, m.router_name(self.config)),

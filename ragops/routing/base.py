@@ -9,8 +9,6 @@ writes to a local folder (local platform) or to a folder on a Docker host over S
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ragops.errors import UsageError
+from ragops.fsutil import write_atomic
 
 
 class ConfigStore(Protocol):
@@ -50,23 +49,6 @@ class FileStore:
 
     def write_text(self, name: str, text: str) -> None:
         write_atomic(self.root / name, text)
-
-
-def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
-    """Temp file in the same folder, fsync, os.replace: a watching router never sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ragservice import db, metrics, schema, text
+from ragservice import db, metrics, schema, text, tracing
 from ragservice.bodies import BodyGuard
 from ragservice.config import Settings
 from ragservice.middleware import ApiAuth, Faults, Observe, allowed_methods
+from ragservice.queue_metrics import QUEUE
 from ragservice.ready import ReadinessCheck
 
 log = logging.getLogger("ragservice")
@@ -36,7 +37,10 @@ async def lifespan(_app):
     metrics.BUILD_INFO.labels(settings.version, settings.color).set(1)
     log.info("ragservice %s (%s) starting; expects schema version %s",
              settings.version, settings.color, EXPECTED_SCHEMA)
+    QUEUE.start(settings.database_url)
     yield
+    QUEUE.stop()
+    tracing.shutdown()
     readiness.close()
     readiness_pool.close()
     pool.close()
@@ -56,6 +60,7 @@ if settings.cors_origins:
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["X-API-Key", "Content-Type"],
                        expose_headers=["X-RAG-Version", "X-RAG-Color", "Retry-After"], max_age=600)
 app.add_middleware(Observe, fastapi_app=app, version=settings.version, color=settings.color)
+tracing.setup(app, version=settings.version, color=settings.color)   # RAG_OTEL_ENDPOINT unset: off, free
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -216,8 +221,10 @@ async def create_document(
     raw = await request.body()
     if len(raw) > settings.max_document_bytes:
         raise HTTPException(413, f"document larger than {settings.max_document_bytes} bytes")
-    doc_title, content, metadata = _parse_document(raw, request.headers.get("content-type", ""), title)
-    created = await run_in_threadpool(db.create_document, pool, doc_title, content, metadata, queued)
+    with tracing.span("file_validation", size_bytes=len(raw)):
+        doc_title, content, metadata = _parse_document(raw, request.headers.get("content-type", ""), title)
+    with tracing.span("storage", queued=queued):
+        created = await run_in_threadpool(db.create_document, pool, doc_title, content, metadata, queued)
     metrics.DOCUMENTS_INGESTED.labels("async" if queued else "sync").inc()
     if queued:
         return JSONResponse({"id": created["id"], "status": "queued"}, status_code=202)
@@ -246,5 +253,6 @@ async def delete_document(id: str):  # noqa: A002
     422: schema.error("query or top_k invalid.")})
 async def query(body: QueryIn):
     results = await run_in_threadpool(db.search, pool, body.query, body.top_k)
-    return {"query": body.query, "results": results,
-            "answer": text.answer(body.query, [r["content"] for r in results if r["score"] > 0])}
+    with tracing.span("ranking", results=len(results)):
+        answer = text.answer(body.query, [r["content"] for r in results if r["score"] > 0])
+    return {"query": body.query, "results": results, "answer": answer}

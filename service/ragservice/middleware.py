@@ -16,7 +16,7 @@ import time
 
 from starlette.routing import Match
 
-from ragservice import metrics
+from ragservice import metrics, tracing
 
 log = logging.getLogger("ragservice")
 
@@ -186,8 +186,9 @@ class ApiAuth:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not self._needs_key(scope):
             return await self.app(scope, receive, send)
-        presented = next((v for k, v in scope["headers"] if k == b"x-api-key"), None)
-        key_id = self._key_id(presented) if presented else None
+        with tracing.span("auth"):
+            presented = next((v for k, v in scope["headers"] if k == b"x-api-key"), None)
+            key_id = self._key_id(presented) if presented else None
         if key_id is None:
             reason = "missing X-API-Key header" if presented is None else "invalid API key"
             return await send_json(send, 401, {"error": reason}, [(b"www-authenticate", b"ApiKey")])

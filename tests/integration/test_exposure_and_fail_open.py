@@ -87,7 +87,7 @@ def test_router_fails_open_when_every_readiness_check_fails(stack):
     """With the database gone every color's /readyz answers 503: the router keeps sending requests to
     the live color (which still answers /version) instead of answering 503 itself."""
     from ragops.config import load_config
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     config = load_config(stack.config_path)
     primary = next(n["name"] for n in stack.json("db", "status")["nodes"] if n["role"] == "primary")

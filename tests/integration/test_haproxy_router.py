@@ -170,7 +170,7 @@ def test_every_check_failing_fails_open_to_the_live_color(haproxy_stack):
     """Issue 24 point 10: with the database gone every color's /readyz answers 503; the unchecked
     backup twins keep the live color serving (its /version works without a database)."""
     from ragops.config import load_config
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     config = load_config(haproxy_stack.config_path, "test")
     primary = next(n["name"] for n in haproxy_stack.json("db", "status")["nodes"] if n["role"] == "primary")

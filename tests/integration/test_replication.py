@@ -35,7 +35,7 @@ def write_config(base: Path, primary_port: int, replica_port: int, **database) -
 
 def make_cluster(base: Path, **database):
     """A managed primary + streaming replica laid out where pgctl.managed_node finds them."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     try:
         pgctl.bin_dir()
@@ -70,7 +70,7 @@ def pg_dir():
 
 @pytest.fixture
 def cluster(pg_dir):
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     c = make_cluster(pg_dir)
     yield c
@@ -88,7 +88,7 @@ def dsn(c, node) -> str:
 
 
 def wait_streaming(c, node, timeout=30):
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     def ok():
         try:
@@ -274,7 +274,7 @@ def test_rejoin_after_crash_with_pg_rewind_and_streaming_resumes(cluster):
     with psycopg.connect(dsn(cluster, cluster["primary"]), autocommit=True) as conn:
         conn.execute("INSERT INTO t SELECT g, 'diverged' FROM generate_series(2, 5000) g")
     cluster["primary"].kill9()   # crash: not shut down cleanly
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
     assert pgctl.wait_until(lambda: not cluster["primary"].running(), 10)
     promote(config, "replica1")
     with psycopg.connect(dsn(cluster, cluster["replica"]), autocommit=True) as conn:
@@ -313,16 +313,16 @@ def test_switchover_then_rejoin_and_switch_back(cluster):
 
 
 def test_synchronous_replication_configured(pg_dir):
-    from ragops.db import pgctl
     from ragops.db.replication import topology
     from ragops.db.standby import configure_sync
+    from ragops.pg import pgctl
 
     c = make_cluster(pg_dir, synchronous=True)
     try:
         wait_streaming(c, c["replica"])
         result = configure_sync(c["config"])
         assert result.synchronous_standby_names == 'ANY 1 ("replica1")'
-        from ragops.db import pgctl
+        from ragops.pg import pgctl
 
         def sync():
             return next(s for s in topology(c["config"]) if s.name == "replica1").sync_state == "quorum"

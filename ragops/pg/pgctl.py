@@ -11,12 +11,16 @@ import os
 import pwd
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragops.errors import ConfigError, OperationFailed
 from ragops.private_fs import private_dirs
+from ragops.waiting import wait_until  # noqa: F401 - re-exported: pgctl.wait_until is what callers and tests use
+
+if TYPE_CHECKING:
+    from ragops.config import Config
 
 PG_SYSTEM_USER = "ragops-pg"
 
@@ -171,7 +175,7 @@ def prepare_dir(path: Path) -> None:
     os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def server_home(config, create: bool = False) -> Path | None:
+def server_home(config: Config, create: bool = False) -> Path | None:
     """As root: the server account's home for this environment, /var/lib/ragops/<project>/<env>-<hash of
     the state dir> (recorded in the state dir). None when ragops runs as a normal account."""
     if not _running_as_root():
@@ -189,7 +193,7 @@ def server_home(config, create: bool = False) -> Path | None:
     return home
 
 
-def remove_server_home(config) -> Path | None:
+def remove_server_home(config: Config) -> Path | None:
     """`down --purge`: delete the environment's server home and the empty parents ragops made."""
     home = server_home(config)
     if home is None or not home.exists():
@@ -273,8 +277,8 @@ def write_server_file(path: Path, text: str, append: bool = False) -> None:
             os.fchown(handle.fileno(), entry.pw_uid, entry.pw_gid)
 
 
-def run_pg(args: list[str], *, env: dict | None = None, check: bool = True, timeout: float = 300,
-           input: str | None = None) -> subprocess.CompletedProcess:
+def run_pg(args: list[str], *, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300,
+           input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a PostgreSQL binary as the server account; raise OperationFailed with its stderr."""
     full_env = {**os.environ, **(env or {})}
     user = server_user()
@@ -314,10 +318,6 @@ class Node:
     @property
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
-
-    @property
-    def is_replica(self) -> bool:
-        return (self.data_dir / "standby.signal").exists()
 
     def pid(self) -> int | None:
         """The postmaster's pid if it is alive (from postmaster.pid)."""
@@ -407,19 +407,10 @@ class Node:
                env={"PGPASSWORD": password}, timeout=600)
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-def managed_node(config, name: str) -> Node:
+def managed_node(config: Config, name: str) -> Node:
     """The local platform's server for a configured node: <state_dir>/db/<name>, its log in
     <state_dir>/logs/db-<name>.log; as root, the same under the server account's home (see server_home)."""
-    from ragops.db.connect import find_node
+    from ragops.pg.nodes import find_node
 
     node = find_node(config, name)
     state = config.state_dir
@@ -432,7 +423,7 @@ def managed_node(config, name: str) -> Node:
                 bin=config.database.bin_dir, home=home)
 
 
-def managed_nodes(config) -> list[Node]:
-    from ragops.db.connect import all_nodes
+def managed_nodes(config: Config) -> list[Node]:
+    from ragops.pg.nodes import all_nodes
 
     return [managed_node(config, n.name) for n in all_nodes(config)]
