@@ -6,10 +6,11 @@ setting model (ragops.config_types.Strict) checks its fields against this table 
 validation, so a model that moves between modules keeps its limits, and the README's
 "Configuration limits" table is this file.
 
-- A duration anywhere (config, runbook, command line) is at most MAX_DURATION_S (parse_duration).
+- A duration anywhere (config, runbook, command line) is at most MAX_DURATION_S (parse_duration, 366d).
 - A duration in DURATION_MAXIMA is at most its own, smaller, limit.
-- An integer or float setting is at most MAX_NUMBER unless NUMBER_MAXIMA names its own limit
-  (or its own Field declares a smaller `le`); inf and nan are refused everywhere.
+- An integer or float setting is at most MAX_NUMBER (MAX_BYTES for a `*_bytes` size) unless
+  NUMBER_MAXIMA names its own limit (or its own Field declares a smaller `le`), and never less than
+  1000 times its default; inf and nan are refused everywhere.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from typing import Any
 
 from ragops.durations import MAX_DURATION_S, format_duration
 
-__all__ = ["DURATION_MAXIMA", "MAX_DURATION_S", "MAX_NUMBER", "NUMBER_MAXIMA", "at_most", "check"]
+__all__ = ["DURATION_MAXIMA", "MAX_BYTES", "MAX_DURATION_S", "MAX_NUMBER", "NUMBER_MAXIMA", "at_most", "check", "number_limit"]
 MAX_NUMBER = 1_000_000               # counts, rates, limits without a smaller bound of their own
+MAX_BYTES = 1024 ** 4                # a size in bytes (a setting named *_bytes): 1 TiB
 
 HOUR = 3600.0
 DURATION_MAXIMA: dict[tuple[str, str], float] = {
@@ -62,9 +64,24 @@ def check(model: Any, durations: set[str]) -> None:
             if value > limit:
                 raise ValueError(f"{name}: {format_duration(value)} is above the maximum {format_duration(limit)}")
             continue
-        limit = NUMBER_MAXIMA.get((cls, name), MAX_NUMBER)
+        limit = number_limit(type(model), name)
         if value > limit:
             raise ValueError(f"{name}: {_number(value)} is above the maximum {_number(limit)}")
+
+
+def number_limit(model: type, name: str) -> float:
+    """A number setting's maximum: its own (NUMBER_MAXIMA), else 1 TiB for a size in bytes (`*_bytes`),
+    else MAX_NUMBER; never below 1000 times its default (a setting added later with a large default
+    is never refused for its own default)."""
+    own = NUMBER_MAXIMA.get((model.__name__, name))
+    if own is not None:
+        return own
+    limit = float(MAX_BYTES if name.endswith("_bytes") else MAX_NUMBER)
+    field = model.model_fields.get(name)    # type: ignore[attr-defined]
+    default = getattr(field, "default", None)
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and math.isfinite(default):
+        limit = max(limit, abs(default) * 1000)
+    return limit
 
 
 def _number(value: float) -> str:

@@ -93,7 +93,7 @@ def test_merge_key_overrides_are_no_duplicates_and_duplicates_name_their_lines(t
 
 @pytest.mark.parametrize(("body", "expected"), [
     ("deploy:\n  health_timeout: 99999999999999999999d\n",
-     r"ragops\.yaml:4: deploy\.health_timeout: duration '99999999999999999999d' is above the maximum 30d"),
+     r"ragops\.yaml:4: deploy\.health_timeout: duration '99999999999999999999d' is above the maximum 366d"),
     ("deploy:\n  health_timeout: 2h\n", r"ragops\.yaml:4: deploy\.health_timeout: 2h is above the maximum 60m"),
     ("deploy:\n  canary:\n    step_pause: 2d\n", r"ragops\.yaml:5: deploy\.canary\.step_pause: 48h is above the maximum 24h"),
     ("deploy:\n  history_limit: 99999999999\n", r"ragops\.yaml:4: deploy\.history_limit: 99999999999 is above the maximum 1000000"),
@@ -147,7 +147,7 @@ def project(tmp_path) -> Path:
     (["deploy", "--version", "v9", "--set", "=value", "--plan"], "--set: '' is not an environment variable name"),
     (["deploy", "--version", "v9", "--set", "1X=value", "--plan"], "--set: '1X' is not an environment variable"),
     (["deploy", "--version", "v9", "--strategy", "canary", "--step-pause", "99999999999999h", "--plan"],
-     "--step-pause: duration '99999999999999h' is above the maximum 30d"),
+     "--step-pause: duration '99999999999999h' is above the maximum 366d"),
     (["deploy", "--version", "v9", "--strategy", "canary", "--step-pause", "25h", "--plan"],
      "--step-pause: 25h is above the maximum 24h"),
     (["deploy", "--version", "v9", "--strategy", "shadow", "--duration", "2d", "--plan"],
@@ -190,3 +190,35 @@ def test_every_documented_maximum_names_a_real_setting():
         assert field in duration_fields(models[model]), (model, field)
     for model, field in bounds.NUMBER_MAXIMA:
         assert field in models[model].model_fields and field not in duration_fields(models[model]), (model, field)
+
+
+def test_no_setting_is_refused_for_its_own_default():
+    """A setting added on another branch (audit.replica_lag_warn_bytes: 50 MB) must not fail every command."""
+    import importlib
+    import pkgutil
+
+    import ragops.settings
+    from ragops import bounds
+    from ragops.config_types import Strict, duration_fields
+
+    for module in pkgutil.iter_modules(ragops.settings.__path__):
+        importlib.import_module(f"ragops.settings.{module.name}")
+    seen = 0
+
+    def walk(cls: type) -> None:
+        nonlocal seen
+        for model in cls.__subclasses__():
+            durations = duration_fields(model)
+            for name, field in model.model_fields.items():
+                default = field.default
+                if isinstance(default, bool) or not isinstance(default, (int, float)):
+                    continue
+                seen += 1
+                if name in durations:
+                    limit = bounds.DURATION_MAXIMA.get((model.__name__, name), bounds.MAX_DURATION_S)
+                else:
+                    limit = bounds.number_limit(model, name)
+                assert default <= limit, (model.__name__, name, default, limit)
+            walk(model)
+    walk(Strict)
+    assert seen > 50
