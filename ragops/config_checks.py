@@ -70,15 +70,16 @@ def check_state_dir(config) -> None:
         raise ConfigError(f"{where(config, 'state_dir')}: state_dir: {state} {what}")
 
 
-def check_service_path(config) -> None:
-    """ConfigError when service.path (the service, its migrations) is not an existing folder: on the
-    local platform (it runs the service from there) and wherever the file names it. A docker or
-    kubernetes environment that deploys an image and leaves the default alone is not checked."""
+def check_service_path(config, required: bool) -> None:
+    """ConfigError when service.path (the service, its migrations) is not an existing folder: when
+    `required` (the platform reads its migrations from there: the caller asks the platform's
+    capability) and wherever the file names it. An environment that deploys an image and leaves the
+    default alone is not checked."""
     path = config.resolve_path(config.service.path)
     if path.is_dir():
         return
     written = key_line(config.path, ("environments", config.env_name, "service", "path"), ("service", "path"))
-    if config.env.platform == "local" or written is not None:
+    if required or written is not None:
         what = "does not exist" if not path.exists() else "is not a directory"
         raise ConfigError(f"{where(config, 'service.path')}: service.path: {path} {what} "
                           "(the service's folder, with its migrations)")

@@ -207,8 +207,10 @@ def deploy(ctx: typer.Context,
         _shadow(env, version, strategy, duration, mirror_percent, mirror_writes, then, overrides, plan_only)
         return
     from ragops.config_checks import check_service_path
+    from ragops.platforms import platform_class
 
-    check_service_path(config)   # its migrations are the deploy's gate: a missing folder is a config error
+    # its migrations are the deploy's gate: a missing folder is a config error
+    check_service_path(config, required=platform_class(config).runs_migrations_in_preflight)
     plan = engine.plan(config, version, strategy, weights, pause, pause_at, overrides)
     if build_first:
         plan.plan.insert(0, f"build {version} on every host (ragops build --version {version})")
