@@ -6,7 +6,7 @@ setting model (ragops.config_types.Strict) checks its fields against this table 
 validation, so a model that moves between modules keeps its limits, and the README's
 "Configuration limits" table is this file.
 
-- A duration anywhere (config, runbook, command line) is at most MAX_DURATION_S (parse_duration, 366d).
+- A duration anywhere (config, runbook, command line) is at most MAX_DURATION_S (parse_duration, 3660d).
 - A duration in DURATION_MAXIMA is at most its own, smaller, limit.
 - An integer or float setting is at most MAX_NUMBER (MAX_BYTES for a `*_bytes` size) unless
   NUMBER_MAXIMA names its own limit (or its own Field declares a smaller `le`), and never less than

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import re
 
-MAX_DURATION_S = 366 * 86400   # 366d: the longest any duration may be (a quarterly drill period fits; ragops.bounds lists the rest)
+MAX_DURATION_S = 3660 * 86400  # 3660d (~10 years: the shipped drills say "any age" as 3650d); ragops.bounds lists the tighter ones
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")

@@ -93,7 +93,7 @@ def test_merge_key_overrides_are_no_duplicates_and_duplicates_name_their_lines(t
 
 @pytest.mark.parametrize(("body", "expected"), [
     ("deploy:\n  health_timeout: 99999999999999999999d\n",
-     r"ragops\.yaml:4: deploy\.health_timeout: duration '99999999999999999999d' is above the maximum 366d"),
+     r"ragops\.yaml:4: deploy\.health_timeout: duration '99999999999999999999d' is above the maximum 3660d"),
     ("deploy:\n  health_timeout: 2h\n", r"ragops\.yaml:4: deploy\.health_timeout: 2h is above the maximum 60m"),
     ("deploy:\n  canary:\n    step_pause: 2d\n", r"ragops\.yaml:5: deploy\.canary\.step_pause: 48h is above the maximum 24h"),
     ("deploy:\n  history_limit: 99999999999\n", r"ragops\.yaml:4: deploy\.history_limit: 99999999999 is above the maximum 1000000"),
@@ -147,7 +147,7 @@ def project(tmp_path) -> Path:
     (["deploy", "--version", "v9", "--set", "=value", "--plan"], "--set: '' is not an environment variable name"),
     (["deploy", "--version", "v9", "--set", "1X=value", "--plan"], "--set: '1X' is not an environment variable"),
     (["deploy", "--version", "v9", "--strategy", "canary", "--step-pause", "99999999999999h", "--plan"],
-     "--step-pause: duration '99999999999999h' is above the maximum 366d"),
+     "--step-pause: duration '99999999999999h' is above the maximum 3660d"),
     (["deploy", "--version", "v9", "--strategy", "canary", "--step-pause", "25h", "--plan"],
      "--step-pause: 25h is above the maximum 24h"),
     (["deploy", "--version", "v9", "--strategy", "shadow", "--duration", "2d", "--plan"],
@@ -222,3 +222,15 @@ def test_no_setting_is_refused_for_its_own_default():
             walk(model)
     walk(Strict)
     assert seen > 50
+
+
+def test_every_duration_written_in_a_shipped_runbook_is_within_the_maximum():
+    """drill-backup-restore says "any age" as max_age: 3650d; a global maximum below it broke the drill."""
+    from ragops.durations import parse_duration
+
+    found = set()
+    for path in (REPO / "runbooks").glob("*.yaml"):
+        found |= set(re.findall(r"\b\d+(?:\.\d+)?(?:ms|s|m|h|d)\b", path.read_text()))
+    assert "3650d" in found
+    for text in found:
+        parse_duration(text)
