@@ -26,7 +26,7 @@ from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
 from ragops.errors import ConfigError
 from ragops.resources import default_service_path
-from ragops.settings.analysis import MetricSpec, OnInconclusive, Provider
+from ragops.settings.analysis import SAMPLES_QUERY, MetricSpec, OnInconclusive, Provider, window_problems
 from ragops.settings.audit import AuditSettings
 from ragops.settings.dns import HealthCheckSettings
 from ragops.settings.docker_db import DockerDatabaseSettings
@@ -34,6 +34,7 @@ from ragops.settings.ha import PatroniSettings
 from ragops.settings.monitoring import MonitoringSettings
 from ragops.settings.notify import NotifySettings
 from ragops.settings.pitr import WalSettings
+from ragops.settings.smoke import SmokeSettings
 
 DEFAULT_CONFIG = "ragops.yaml"
 
@@ -98,6 +99,7 @@ class DatabaseConfig(Strict):
     ha: Literal["manual", "patroni"] = "manual"  # who promotes: a person/ragops, or Patroni + etcd (ragops/ha)
     patroni: PatroniSettings = Field(default_factory=PatroniSettings)  # with ha: patroni
     ha_fast_release: bool = False                # release a leader key once its processes are proven gone
+    ha_sync: Literal["off", "on", "strict"] = "off"  # Patroni synchronous_mode (on) / _strict (strict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> DatabaseConfig:
@@ -195,6 +197,8 @@ class AnalysisConfig(Strict):
     provider: Provider = "builtin"                    # builtin | prometheus (ragops/deploy/analysis/)
     metrics: list[MetricSpec] = []                    # prometheus: PromQL metrics (default: the guide's two)
     on_inconclusive: OnInconclusive = "pause"         # canary: pause (exit 3) or fail when no verdict
+    samples_query: str | None = SAMPLES_QUERY         # prometheus: samples of the canary's own series ("" off)
+    max_empty_results_rate: float | None = Field(None, ge=0, le=1)   # builtin: share of queries finding nothing
 
 
 class DeployConfig(Strict):
@@ -243,6 +247,7 @@ class Sections(Strict):
     runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    smoke: SmokeSettings = Field(default_factory=SmokeSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
 
@@ -325,6 +330,16 @@ class Environment(Sections):
         return hosts
 
     @model_validator(mode="after")
+    def _analysis_window(self) -> Environment:
+        from ragops.durations import parse_duration
+
+        problems = window_problems(self.deploy.analysis, self.deploy.canary.step_pause,
+                                   parse_duration(self.monitoring.scrape_interval))
+        if problems:
+            raise ValueError(problems[0])
+        return self
+
+    @model_validator(mode="after")
     def _router_platform(self) -> Environment:
         if self.router.kind == "haproxy" and self.platform != "local":
             raise ValueError(f"router.kind: haproxy runs only on the local platform (platform is {self.platform})")
@@ -368,6 +383,7 @@ def _listening_ports(env: Environment) -> list[tuple[str, int]]:
             ports += [(f"database.patroni.rest_port+{i}", ha.rest_port + i)
                       for i in range(1 + len(env.database.replicas))]
             ports += [(f"database.patroni.etcd_port+{i}", ha.etcd_port + i) for i in range(6)]
+            ports.append(("database.patroni.endpoint_port", ha.endpoint()))
     if env.platform == "local" and env.monitoring.prometheus == "local":
         ports.append(("monitoring.listen", port_of(env.monitoring.listen)))
     for name, region in env.regions.items():

@@ -78,10 +78,12 @@ def status(ctx: typer.Context) -> None:
 
     manager = database_manager(env.config)
     if manager is not None:   # the HA engine's view: leader, members, DCS health
-        from ragops.cli.ha import render_ha
+        from ragops.cli.ha import exit_on_ha_problems, render_ha
 
-        data["ha"] = manager.status()
+        ha = manager.status()
+        data["ha"] = ha
         env.emit(data, lambda d: render_ha(d["ha"], _render_status(d)))
+        exit_on_ha_problems(ha)
         return
     env.emit(data, _render_status)
 

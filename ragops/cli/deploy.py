@@ -93,7 +93,8 @@ class LiveView:
         text = (f"{a.get('color', '?')}: {a['requests']} req, errors {a.get('error_rate') or 0:.1%}, "
                 f"p95 {a.get('p95_ms') or 0:.0f}ms, {elapsed} ({limits})")
         if "passed" in a:
-            text += " passed" if a["passed"] else " FAILED: " + "; ".join(a.get("breaches") or [])
+            verdict = " passed" if a["passed"] else (" inconclusive: " if a.get("inconclusive") else " FAILED: ")
+            text += verdict + ("; ".join(a.get("breaches") or []) if not a["passed"] else "")
         return text
 
     def _render(self):

@@ -55,6 +55,12 @@ def up(ctx: typer.Context,
     start = time.monotonic()
     result = UpResult(environment=config.env_name, router=platform.router_url())
     result.steps = platform.up(env.progress("up"))
+    if config.env.smoke.golden:       # the golden queries' documents, once (ragops/golden.py)
+        from ragops import golden
+        from ragops.db.connect import api_keys
+
+        result.steps += [f"seeded golden document {name}" for name in
+                         golden.seed(config, platform.router_url(), api_keys(config)[0], env.progress("up"))]
     result.seconds = round(time.monotonic() - start, 2)
     env.emit(result, lambda r: f"{r.environment} is up: {r.router} ({len(r.steps)} changes, {r.seconds:.1f}s)"
              if r.steps else f"{r.environment} is already up: {r.router}")
@@ -127,6 +133,10 @@ def status(ctx: typer.Context,
            explain: bool = typer.Option(False, "--explain", help="Explain the last deploy's outcome step by step.")) -> None:
     """Router weights, each color's version/pid/health, database roles and lag, the deploy lock.
 
+    With database.ha: patroni, Patroni and PostgreSQL are read live; two writable nodes, a leader
+    whose Patroni does not answer, a read-only leader, no leader or etcd quorum lost are named on the
+    first line and the command exits 3.
+
     Example: ragops status --output json
     """
     env = ctx.obj
@@ -138,8 +148,10 @@ def status(ctx: typer.Context,
 
         data["explain"] = explain_deploy(data.get("last_deploy"))
     env.emit(data, _render_status)
+    from ragops.cli.ha import exit_on_ha_problems
     from ragops.errors import GateFailed
 
+    exit_on_ha_problems(data.get("ha"))
     nodes = data.get("database") or []
     if nodes and all(n.get("role") == "unreachable" for n in nodes):
         raise GateFailed("no database node answers (ragops db status)")
@@ -166,6 +178,8 @@ def _render_status(data: dict):
     for n in data["database"]:
         db.add_row(n["name"], f"{n['host']}:{n['port']}", n["role"], _num(n.get("lag_bytes")), _num(n.get("lag_seconds")))
     parts: list[Any] = [head, colors, db]   # rich renderables
+    if (data.get("ha") or {}).get("problems"):   # the first line: what is wrong with the database now
+        parts.insert(0, Text("HA: " + "; ".join(data["ha"]["problems"]), style="bold red"))
     if data.get("ha"):
         ha, dcs = data["ha"], data["ha"]["dcs"]
         members = ", ".join(f"{m['name']} {m['role']}/{m['state']}" for m in ha["members"]) or "no member answers"

@@ -84,10 +84,15 @@ def node_dsn(config: Config, node: DbNode | str | None = None, dbname: str | Non
 
 def app_dsn(config: Config) -> str:
     """The service's conninfo: every node listed, `target_session_attrs=read-write`, so after a
-    promotion the service reconnects to whichever node is the primary without a redeploy."""
+    promotion the service reconnects to whichever node is the primary without a redeploy. With
+    Patroni: its leader-aware endpoint only (PostgreSQL's own view would let a fenced-off old primary in)."""
     db = config.database
     if db.dsn:
         return config.reveal(db.dsn, "database.dsn")
+    # Patroni on nodes ragops runs: the leader-aware endpoint (ragops/ha/endpoint.py)
+    if db.ha == "patroni" and platform_class(config).owns_database_files:
+        return (f"host=127.0.0.1 port={db.patroni.endpoint()} dbname={db.name} user={db.user} "
+                f"password={db_password(config)} connect_timeout=3 application_name=ragservice")
     nodes = all_nodes(config)
     hosts = ",".join(n.host for n in nodes)
     ports = ",".join(str(n.port) for n in nodes)

@@ -376,9 +376,14 @@ class LocalPlatform(Platform):
         return steps
 
     def plan_up(self) -> list[str]:
+        from ragops.db.bringup import database_manager
+
         config, db = self.config, self.config.database
-        return ([f"database: primary {db.primary.name} on {db.primary.host}:{db.primary.port}"]
-                + [f"database: replica {r.name} on {r.host}:{r.port} (pg_basebackup -R)" for r in db.replicas]
+        manager = database_manager(config)   # Patroni: etcd, one Patroni per node, the endpoint, the fences
+        nodes = (manager.plan() if manager is not None else
+                 [f"database: primary {db.primary.name} on {db.primary.host}:{db.primary.port}"]
+                 + [f"database: replica {r.name} on {r.host}:{r.port} (pg_basebackup -R)" for r in db.replicas])
+        return (nodes
                 + [f"database: role {db.user}, database {db.name}, migrations from {config.service.path}/migrations",
                    f"router: {ROUTER_NAMES.get(config.router.kind, config.router.kind)} on {self.router_listen} "
                    f"(API {self.router_api})",

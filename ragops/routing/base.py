@@ -71,6 +71,25 @@ def sides(backends: dict[str, str], weights: dict[str, int]) -> tuple[str, str] 
     return stable, next(c for c in running if c != stable)
 
 
+# The canary header's meaning, one definition for every router (Traefik file and CRD, HAProxy):
+# its values are every line of the header and every comma-separated item in them, compared without
+# case and without surrounding spaces. `always` among them (and not `never`) -> the other color;
+# `never` (and not `always`) -> the stable one; both, neither, or no header -> the weights decide.
+PEOPLE_VALUES = ("always", "never")
+
+
+def people_item_regexp(value: str) -> str:
+    """A Go regexp matching one header line that holds `value` as one of its comma-separated items."""
+    return rf"(?i)(^|,)\s*{value}\s*(,|$)"
+
+
+def traefik_people_rule(header: str, value: str) -> str:
+    """The Traefik rule of PEOPLE_VALUES' `value` (HeaderRegexp tries every line of the header)."""
+    other = next(v for v in PEOPLE_VALUES if v != value)
+    return (f"HeaderRegexp(`{header}`, `{people_item_regexp(value)}`) && "
+            f"!HeaderRegexp(`{header}`, `{people_item_regexp(other)}`)")
+
+
 def people_targets(backends: dict[str, str], weights: dict[str, int]) -> dict[str, str]:
     """Header value -> color for routing people (PeopleRouting): `always` the other color, `never` the
     stable one; empty unless two colors run and the stable one has traffic."""

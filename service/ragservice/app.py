@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ragservice import db, metrics, schema, text, tracing
+from ragservice import db, faults, metrics, schema, text, tracing
 from ragservice.bodies import BodyGuard
 from ragservice.config import Settings
 from ragservice.middleware import ApiAuth, Faults, Observe, allowed_methods
@@ -34,7 +34,7 @@ readiness = ReadinessCheck(lambda: db.readiness(readiness_pool, EXPECTED_SCHEMA)
 
 @asynccontextmanager
 async def lifespan(_app):
-    metrics.BUILD_INFO.labels(settings.version, settings.color).set(1)
+    metrics.start(settings.version, settings.color)
     log.info("ragservice %s (%s) starting; expects schema version %s",
              settings.version, settings.color, EXPECTED_SCHEMA)
     QUEUE.start(settings.database_url)
@@ -253,6 +253,9 @@ async def delete_document(id: str):  # noqa: A002
     422: schema.error("query or top_k invalid.")})
 async def query(body: QueryIn):
     results = await run_in_threadpool(db.search, pool, body.query, body.top_k)
+    if settings.fault_retrieval:
+        results = await run_in_threadpool(faults.retrieval, settings, results, lambda k: db.random_chunks(pool, k))
+    metrics.observe_retrieval(settings.version, results)
     with tracing.span("ranking", results=len(results)):
         answer = text.answer(body.query, [r["content"] for r in results if r["score"] > 0])
     return {"query": body.query, "results": results, "answer": answer}

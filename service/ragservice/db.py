@@ -324,6 +324,13 @@ def search(pool: Pool, query: str, top_k: int) -> list[dict]:
             for r in pool.run(work)]
 
 
+def random_chunks(pool: Pool, k: int) -> list[dict]:
+    """k chunks drawn at random (RAG_FAULT_RETRIEVAL=shuffle: plausible answers from the wrong documents)."""
+    rows = pool.run(lambda conn: conn.execute(
+        "SELECT document_id, id, content FROM chunks ORDER BY random() LIMIT %(k)s", {"k": k}).fetchall())
+    return [{"document_id": str(r[0]), "chunk_id": r[1], "content": r[2]} for r in rows]
+
+
 # --- the ingest queue ----------------------------------------------------------------------------
 
 def process_next_job(pool: Pool) -> str | None:

@@ -74,6 +74,7 @@ class Observe:
     def __init__(self, app, fastapi_app, version: str, color: str):
         self.app = app
         self.fastapi_app = fastapi_app
+        self.version = version
         self.extra = [(b"x-rag-version", version.encode()), (b"x-rag-color", color.encode()), *SECURITY_HEADERS]
 
     async def __call__(self, scope, receive, send):
@@ -106,6 +107,8 @@ class Observe:
                 metrics.IN_FLIGHT.dec()
             metrics.REQUESTS.labels(method_label(scope["method"]), route, str(state["status"])).inc()
             metrics.DURATION.labels(route).observe(time.perf_counter() - began)
+            if route not in PUBLIC_PATHS:
+                metrics.RESPONSES.labels(self.version, f"{str(state['status'])[:1]}xx").inc()
 
 
 class Faults:
