@@ -465,7 +465,12 @@ class Config:
         """Resolve a secret reference (None stays None); `key` names it in errors."""
         if ref is None:
             return None
-        return secrets.resolve(ref, key=f"environments.{self.env_name}.{key}", base_dir=self.base_dir)
+        try:
+            return secrets.resolve(ref, key=f"environments.{self.env_name}.{key}", base_dir=self.base_dir)
+        except ConfigError as exc:   # name the line to edit (read again only on this error path)
+            from ragops.config_checks import where
+
+            raise ConfigError(f"{where(self, key)}: {exc.message}", hint=exc.hint) from None
 
     def references(self, *sections: str) -> list[tuple[str, str]]:
         """(key path, reference) of every secret reference in the environment, or in `sections` of it."""
@@ -522,16 +527,19 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 def find_config_path(explicit: str | None) -> Path:
     value = explicit or os.environ.get("RAGOPS_CONFIG") or DEFAULT_CONFIG
-    return Path(value).expanduser().resolve()
+    try:
+        return Path(value).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:   # a symlink loop (RuntimeError before Python 3.13)
+        raise ConfigError(f"{value}: cannot resolve the config path: {exc}") from None
 
 
 def load_config(path: Path, env_name: str | None = None) -> Config:
     # PyYAML is imported here: a start from ragops.config_cache never needs it
-    from ragops.yamlfile import config_error, load_file_text
+    from ragops.yamlfile import config_error, load_file_text, read_file_text
 
     label = path.name
     try:
-        text = path.read_text()
+        text = read_file_text(path, label)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file (use --config or RAGOPS_CONFIG)") from None
     except OSError as exc:

@@ -15,6 +15,7 @@ from ragops.errors import ConfigError
 from ragops.pg.conninfo import conninfo
 from ragops.pg.nodes import all_nodes, find_node  # re-exported: the engines' callers import them from here
 from ragops.platforms import platform_class
+from ragops.private_fs import private_dirs
 from ragops.secrets import register_secret
 
 
@@ -30,7 +31,7 @@ def state_secret(config: Config, name: str, *, generate: bool = True, length: in
     if path.exists():
         value = path.read_text().strip()
     elif generate:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)
         os.chmod(path.parent, 0o700)
         value = pysecrets.token_urlsafe(length)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -304,6 +304,10 @@ def _options(config: Config, version: str, strategy: str | None, steps: list[int
     strategy = strategy or config.deploy.strategy
     if strategy not in ("blue-green", "canary"):
         raise UsageError(f"--strategy: expected blue-green or canary, got {strategy!r}")
+    if steps is not None and not steps:
+        raise UsageError("--steps: no weights given (expected comma-separated weights like 10,25,50,100)")
+    if strategy != "canary" and (steps is not None or step_pause is not None):
+        raise UsageError(f"--steps and --step-pause only apply to --strategy canary (strategy is {strategy})")
     steps = steps or list(config.deploy.canary.steps)
     for weight in steps:
         if not 1 <= weight <= 100:
@@ -395,6 +399,11 @@ def _journaled(config: Config, progress: Progress, command: str) -> Deployment:
                          step_pause=o.get("step_pause") or 0, pause_at=o.get("pause_at"), env=o.get("env") or {},
                          on_inconclusive=o.get("on_inconclusive") or config.deploy.analysis.on_inconclusive)
     return Deployment(config, opts, progress, platform, record=record, command=command)
+
+
+def resumable(config: Config) -> dict | None:
+    """The journal record `deploy --resume` would continue (None: nothing to resume); reads only."""
+    return Journal(get_platform(config).journal_dir()).current() or None
 
 
 def resume(config: Config, progress: Progress = ignore) -> DeployResult:

@@ -30,6 +30,7 @@ from ragops.netutil import port_open, split_host_port
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, probe_color, with_weights
 from ragops.platforms.file_lock import FileLock
 from ragops.platforms.service_env import service_env
+from ragops.private_fs import private_dirs
 from ragops.process import ManagedProcess
 from ragops.routing import FileStore, Router, get_router
 from ragops.routing.base import PeopleRouting
@@ -98,7 +99,7 @@ class LocalPlatform(Platform):
 
     def journal_dir(self) -> Path:
         path = self.base / "deploy"
-        path.mkdir(parents=True, exist_ok=True)
+        private_dirs(path)
         return path
 
     def lock_backend(self) -> FileLock:
