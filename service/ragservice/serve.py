@@ -24,9 +24,6 @@ def main(argv: list[str] | None = None) -> int:
 
     log_config = configure(args.log_level)   # JSON or text (RAG_LOG_FORMAT), secrets redacted
     from ragservice.app import app, settings   # after logging, so start-up messages show
-    from ragservice.logredact import install as redact_access_log
-
-    redact_access_log()
 
     config = uvicorn.Config(app, host=args.host, port=args.port, workers=1, log_level=args.log_level,
                             log_config=log_config,
