@@ -10,7 +10,8 @@ How ragops reaches one color directly (readiness, the smoke suite, /metrics duri
 the in-flight gauge while draining), in this order:
   1. `kubernetes.color_url`, a pattern with {color} (also {project}, {namespace});
   2. `kubernetes.preview_host`: the preview route through the ingress, http(s)://<preview host>;
-     ragops renders one IngressRoute per color for it;
+     ragops renders one IngressRoute per color for it; or `kubernetes.preview_path`: the same by
+     path prefix under the public route's address (<router_url><preview_path>, prefix stripped);
   3. the color's Service by its cluster DNS name, http://<project>-<color>.<namespace>.svc: this
      works when ragops runs inside the cluster (a CI Job or the drill CronJob); from a laptop,
      set 1 or 2.
@@ -289,8 +290,14 @@ class KubernetesPlatform(Platform):
     def color_url(self, color: str) -> str:
         k8s = self.config.env.kubernetes
         scheme = "https" if k8s.tls_secret else "http"
-        pattern = k8s.color_url or (f"{scheme}://{k8s.preview_host}" if k8s.preview_host
-                                    else "http://{project}-{color}.{namespace}.svc")
+        if k8s.color_url:
+            pattern = k8s.color_url
+        elif k8s.preview_host:
+            pattern = f"{scheme}://{k8s.preview_host}"
+        elif k8s.preview_path:
+            pattern = self.router_url() + k8s.preview_path
+        else:
+            pattern = "http://{project}-{color}.{namespace}.svc"
         return pattern.format(color=color, project=self.config.project, namespace=self.ns).rstrip("/")
 
     def router_url(self) -> str:
@@ -459,7 +466,7 @@ class KubernetesPlatform(Platform):
                 state.detail = found.detail
             if not found.answered:
                 state.detail = (f"{ready}/{want} pods ready in the cluster, but {state.url} does not answer "
-                                f"({found.detail}); set kubernetes.color_url or kubernetes.preview_host")
+                                f"({found.detail}); set kubernetes.color_url, preview_host or preview_path")
         return state
 
     def colors(self) -> list[ColorState]:
@@ -520,7 +527,7 @@ class KubernetesPlatform(Platform):
         """Delete what ragops created in the namespace, by name; the Lease only with purge."""
         config = self.config
         objects = [("IngressRoute", m.router_name(config)), ("Middleware", f"{config.project}-retry"),
-                   ("TraefikService", m.router_name(config))]
+                   ("Middleware", m.preview_strip_name(config)), ("TraefikService", m.router_name(config))]
         for color in COLORS:
             objects += [("IngressRoute", f"{config.project}-preview-{color}"),
                         ("HorizontalPodAutoscaler", m.color_name(config, color)),
