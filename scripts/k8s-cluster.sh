@@ -281,6 +281,9 @@ setup_network() {
     # pg_hba of initdb: 127.0.0.1/32) take the pods' connections
     iptables -t nat -C INPUT -s "$POD_CIDR" -d 127.0.0.1 -j SNAT --to-source 127.0.0.1 -m comment --comment ragops-k8s 2>/dev/null \
         || iptables -t nat -I INPUT -s "$POD_CIDR" -d 127.0.0.1 -j SNAT --to-source 127.0.0.1 -m comment --comment ragops-k8s
+    # (the same for the host's own connections to 10.244.0.1, whose source NAT happens on the way out)
+    iptables -t nat -C POSTROUTING -s "$POD_CIDR" -d 127.0.0.1 -j SNAT --to-source 127.0.0.1 -m comment --comment ragops-k8s 2>/dev/null \
+        || iptables -t nat -I POSTROUTING -s "$POD_CIDR" -d 127.0.0.1 -j SNAT --to-source 127.0.0.1 -m comment --comment ragops-k8s
     # (ragops on the host uses the same address as the pods: 10.244.0.1 is the host's 127.0.0.1 too)
     iptables -t nat -C OUTPUT -d "$HOST_IP" -p tcp -j DNAT --to-destination 127.0.0.1 -m comment --comment ragops-k8s 2>/dev/null \
         || iptables -t nat -I OUTPUT -d "$HOST_IP" -p tcp -j DNAT --to-destination 127.0.0.1 -m comment --comment ragops-k8s
@@ -452,6 +455,7 @@ down() {
     grep -o " $D/[^ ]*" /proc/mounts | sort -r | while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
     while iptables -t nat -D PREROUTING -i "$BRIDGE" -d "$HOST_IP" -p tcp -j DNAT --to-destination 127.0.0.1 -m comment --comment ragops-k8s 2>/dev/null; do :; done
     while iptables -t nat -D INPUT -s "$POD_CIDR" -d 127.0.0.1 -j SNAT --to-source 127.0.0.1 -m comment --comment ragops-k8s 2>/dev/null; do :; done
+    while iptables -t nat -D POSTROUTING -s "$POD_CIDR" -d 127.0.0.1 -j SNAT --to-source 127.0.0.1 -m comment --comment ragops-k8s 2>/dev/null; do :; done
     while iptables -t nat -D OUTPUT -d "$HOST_IP" -p tcp -j DNAT --to-destination 127.0.0.1 -m comment --comment ragops-k8s 2>/dev/null; do :; done
     while iptables -D FORWARD -i "$BRIDGE" -j ACCEPT -m comment --comment ragops-k8s 2>/dev/null; do :; done
     while iptables -D FORWARD -o "$BRIDGE" -j ACCEPT -m comment --comment ragops-k8s 2>/dev/null; do :; done

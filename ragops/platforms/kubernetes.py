@@ -66,7 +66,10 @@ CONFLICT = object()
 
 
 def _subset(want, have) -> bool:
-    """True when every key/value we set is already there (the server adds defaults)."""
+    """True when every key/value we set is already there (the server adds defaults, and drops an
+    empty list or map: a NetworkPolicy's `ingress: []` comes back absent)."""
+    if want in ([], {}) and have is None:
+        return True
     if isinstance(want, dict):
         return isinstance(have, dict) and all(_subset(v, have.get(k)) for k, v in want.items())
     if isinstance(want, list):
@@ -479,7 +482,7 @@ class KubernetesPlatform(Platform):
         to a color when none has traffic (starting blue with service.version if none runs)."""
         import uuid
 
-        steps: list[str] = []
+        steps: list[str] = [f"migrate {name}" for name in self._migrate(progress)]
         for obj in [m.secret(self.config, self._secret_values()), *m.infrastructure(self.config)]:
             outcome = self._apply(obj)
             if outcome != "unchanged":
@@ -499,6 +502,23 @@ class KubernetesPlatform(Platform):
             self.set_weights({color: 100})
             steps.append(f"route 100% to {color}")
         return steps
+
+    def _migrate(self, progress: Progress) -> list[str]:
+        """The database is outside the cluster: apply pending migrations from here, as docker does
+        with database.dsn (a color's /readyz stays 503 on a schema it does not expect)."""
+        from ragops.db.bringup import migrate
+        from ragops.db.connect import app_dsn
+        from ragops.db.migrate import apply_migrations
+
+        try:
+            if self.config.database.dsn:
+                migrations = self.config.resolve_path(self.config.service.path) / "migrations"
+                return apply_migrations(app_dsn(self.config), migrations, app_user=None, progress=progress)
+            return migrate(self.config, progress)
+        except (OperationFailed, ConfigError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - psycopg errors: one line
+            raise OperationFailed(f"database: migrations failed: {str(exc).splitlines()[0][:200]}") from None
 
     def plan_up(self) -> list[str]:
         """From the manifests alone: no cluster is contacted and no secret is resolved."""

@@ -435,3 +435,19 @@ def test_render_writes_the_manifests_without_a_cluster_or_touching_templates(no_
     assert main(["-c", REPO_CONFIG, "-e", "local", "render"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "local platform" in err
+
+
+def test_an_empty_list_the_api_server_dropped_is_unchanged():
+    """The real API server omits an empty `ingress: []` (the worker NetworkPolicy): a second `up`
+    must not replace the object every time (found on the real cluster, the fake kept the list)."""
+    from ragops.platforms.kubernetes import KubernetesPlatform
+
+    want = {"kind": "NetworkPolicy", "metadata": {"labels": {"app": "x"}},
+            "spec": {"podSelector": {"matchLabels": {"app": "x"}}, "policyTypes": ["Ingress", "Egress"],
+                     "ingress": [], "egress": [{"ports": [{"protocol": "TCP", "port": 5432}]}]}}
+    stored = {"kind": "NetworkPolicy", "metadata": {"labels": {"app": "x"}, "resourceVersion": "7"},
+              "spec": {"podSelector": {"matchLabels": {"app": "x"}}, "policyTypes": ["Ingress", "Egress"],
+                       "egress": [{"ports": [{"protocol": "TCP", "port": 5432}]}]}}
+    assert KubernetesPlatform._unchanged(want, stored)
+    stored["spec"]["ingress"] = [{"from": [{"podSelector": {}}]}]
+    assert not KubernetesPlatform._unchanged(want, stored)
