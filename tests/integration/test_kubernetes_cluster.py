@@ -257,14 +257,16 @@ def test_two_deploys_at_once_one_gets_exit_4_through_the_lease(cluster, env):
     first = env.spawn("deploy", "--version", "v6", "--yes")
     try:
         coordination = client.CoordinationV1Api(cluster.api())
+        journal = env.config_path.parent / "state" / "deploy" / "current.json"
 
-        def lease_held():
+        def rolling_out():   # the first deploy holds the Lease from preflight to the end
             try:
-                lease = coordination.read_namespaced_lease(f"{PROJECT}-deploy-lock", env.namespace)
-            except client.ApiException:
+                phase = json.loads(journal.read_text() or "{}").get("phase")
+            except (OSError, ValueError):
                 return False
-            return "ragops.lock" in (lease.metadata.annotations or {})
-        wait_until(lease_held, 60, "the first deploy holds the Lease", interval=0.1)
+            return phase in ("start", "ready", "smoke") and coordination.read_namespaced_lease(
+                f"{PROJECT}-deploy-lock", env.namespace) is not None
+        wait_until(rolling_out, 90, "the first deploy is rolling out", interval=0.05)
         # a second operator elsewhere (a state dir of its own, no shared journal): only the Lease stops it
         other = yaml.safe_load(env.config_path.read_text())
         other["environments"]["k8s"]["state_dir"] = str(env.config_path.parent / "state-other")
