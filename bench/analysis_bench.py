@@ -54,7 +54,7 @@ def main() -> int:
 
     from ragops.deploy.analysis.builtin import scrape
     from ragops.deploy.analysis.prometheus import PrometheusClient, Target, measure, render
-    from ragops.deploy.analysis.settings import default_metrics
+    from ragops.settings.analysis import default_metrics
 
     directory = Path(tempfile.mkdtemp(prefix="ragops-analysis-bench-"))
     directory.chmod(0o755)

@@ -46,8 +46,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ragops.db import pgctl
 from ragops.netutil import free_port
+from ragops.pg import pgctl
 
 Run = tuple[float, float]   # (wall seconds, CPU seconds)
 
@@ -295,7 +295,7 @@ def new_bench(work: Path, node: pgctl.Node, password: str, db: str, level: int, 
     bench = Bench(work, node, password, db, level)
     bench.psql(f"DROP DATABASE IF EXISTS {db}", f"CREATE DATABASE {db}")
     if rows_mb == 0:
-        from ragops.db.migrate import apply_migrations, default_migrations_dir
+        from ragops.pg.migrate import apply_migrations, default_migrations_dir
 
         apply_migrations(bench.conninfo(db), default_migrations_dir())
     return bench

@@ -102,7 +102,7 @@ def create_dataset(conninfo: str, size_mb: int = 1000, progress: Callable[[str],
     {'seconds', 'load_seconds', 'index_seconds', 'db_bytes', 'documents', 'chunks'}."""
     import psycopg
 
-    from ragops.db.migrate import apply_migrations, default_migrations_dir
+    from ragops.pg.migrate import apply_migrations, default_migrations_dir
 
     say = progress or (lambda message: None)
     start = time.monotonic()

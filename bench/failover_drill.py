@@ -114,7 +114,7 @@ class Load:
 
 def drill(mode: str, writers: int, load_seconds: float, keep: bool, warm: bool = False) -> dict:
     from ragops.config import load_config
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     directory = Path(tempfile.mkdtemp(prefix=f"ragops-drill-{mode}-"))
     config_path = write_config(directory, synchronous=(mode == "sync"))

@@ -40,8 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.backup_bench import compare, pairs, run_measured, sh_measured
-from ragops.db import pgctl
 from ragops.netutil import free_port
+from ragops.pg import pgctl
 
 
 class PitrBench:

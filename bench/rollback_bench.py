@@ -18,7 +18,12 @@ command on this machine (`python -c pass`) and failed requests (goal 0).
 The ragops commands run with bytecode caching on (PYTHONDONTWRITEBYTECODE removed from their
 environment), as an installed ragops runs; one warm-up command fills the cache first.
 
-Usage: python bench/rollback_bench.py [--repeats 8] [--rps 150] [--probe-rps 100] [--keep]
+With --webhook-delay S the rounds are instead idle rollbacks without a webhook and with
+notify.webhook pointing at a local server that answers each POST after S seconds (notify.timeout
+stays 5 s), interleaved one by one (the machine's load drifts): the switch must not wait for the
+webhook (issue 25: within 10 % of the time without).
+
+Usage: python bench/rollback_bench.py [--repeats 8] [--rps 150] [--probe-rps 100] [--webhook-delay 20] [--keep]
 """
 from __future__ import annotations
 
@@ -86,6 +91,41 @@ class Probe(threading.Thread):
                 conn.close()
                 conn = http.client.HTTPConnection(parts.netloc, timeout=5)
             self.stop.wait(max(0.0, self.pause - (time.time() - sent)))
+
+
+def slow_webhook(delay: float) -> str:
+    """A local webhook that answers every POST after `delay` seconds (a thread each); its URL."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            time.sleep(delay)
+            try:
+                self.send_response(200)
+                self.end_headers()
+            except OSError:
+                pass     # the client gave up (notify.timeout)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+
+def set_webhook(config: Path, url: str | None) -> None:
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    env = data["environments"]["test"]
+    env["notify"] = {"webhook": "${env:BENCH_WEBHOOK}"} if url else {}
+    ENV.pop("BENCH_WEBHOOK", None)
+    if url:
+        ENV["BENCH_WEBHOOK"] = url
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def first_served(timeline, since: float, version: str) -> float | None:
@@ -165,6 +205,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--rps", type=float, default=150, help="the bounded load of the second round")
     parser.add_argument("--probe-rps", type=float, default=100, help="the sequential probe's rate (both rounds)")
+    parser.add_argument("--webhook-delay", type=float, default=None,
+                        help="compare idle rollbacks without and with a webhook answering after this many seconds")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     args = parser.parse_args()
 
@@ -184,10 +226,30 @@ def main() -> int:
         floor = python_floor()
         print(f"stack in {workdir}; `python -c pass` on this machine: {floor * 1000:.0f} ms; "
               f"load average {os.getloadavg()[0]:.1f}")
-        for name, rps in (("idle", 0.0), ("load", args.rps)):
-            rows, stats, probe_failed = one_round(config, url, rps, args.probe_rps, args.repeats)
-            report(name, rows, stats, probe_failed)
-            failed += probe_failed + (stats.failed if stats else 0)
+        if args.webhook_delay is None:
+            for name, rps in (("idle", 0.0), ("load", args.rps)):
+                rows, stats, probe_failed = one_round(config, url, rps, args.probe_rps, args.repeats)
+                report(name, rows, stats, probe_failed)
+                failed += probe_failed + (stats.failed if stats else 0)
+        else:   # interleaved, one rollback each in turn: the machine's load drifts between rounds
+            hook = slow_webhook(args.webhook_delay)
+            modes = [("idle, no webhook", None), (f"idle, webhook answering after {args.webhook_delay:g}s", hook)]
+            results: dict[str, list[dict]] = {name: [] for name, _ in modes}
+            probe_failures = {name: 0 for name, _ in modes}
+            for _ in range(args.repeats):
+                for name, target in modes:
+                    set_webhook(config, target)
+                    rows, _stats, probe_failed = one_round(config, url, 0.0, args.probe_rps, 1)
+                    results[name] += rows
+                    probe_failures[name] += probe_failed
+            medians = []
+            for name, _ in modes:
+                report(name, results[name], None, probe_failures[name])
+                failed += probe_failures[name]
+                served = [r["served"] for r in results[name] if r["served"] is not None]
+                medians.append(statistics.median(served) if served else None)
+            if None not in medians:
+                print(f"\nwith the slow webhook / without (medians): {medians[1] / medians[0]:.2f} (goal <= 1.10)")
         print(f"\nload average at the end {os.getloadavg()[0]:.1f} (2 cores: above ~2 every wall time stretches)")
     finally:
         if not args.keep:

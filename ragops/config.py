@@ -17,29 +17,31 @@ from pydantic import (
     BaseModel,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from ragops import secrets
 from ragops.config_types import Duration, HostPort, Port, SecretRef, Strict, Weight
-from ragops.deploy.analysis.settings import MetricSpec, OnInconclusive, Provider
-from ragops.dns.settings import HealthCheckSettings
 from ragops.errors import ConfigError
-from ragops.ha.settings import PatroniSettings
-from ragops.monitoring.settings import MonitoringSettings
-from ragops.notify.settings import NotifySettings
-from ragops.pitr.settings import WalSettings
-from ragops.platforms.docker_db_settings import DockerDatabaseSettings
+from ragops.resources import default_service_path
+from ragops.settings.analysis import SAMPLES_QUERY, MetricSpec, OnInconclusive, Provider, window_problems
+from ragops.settings.audit import AuditSettings
+from ragops.settings.dns import HealthCheckSettings
+from ragops.settings.docker_db import DockerDatabaseSettings
+from ragops.settings.ha import PatroniSettings
+from ragops.settings.monitoring import MonitoringSettings
+from ragops.settings.notify import NotifySettings
+from ragops.settings.pitr import WalSettings
+from ragops.settings.smoke import SmokeSettings
 
 DEFAULT_CONFIG = "ragops.yaml"
-SECTIONS = ("service", "router", "database", "backups", "dns", "deploy", "slo", "regions", "runbooks",
-            "monitoring", "notify")
 
 
 class ServiceConfig(Strict):
     version: str = "v1"
-    path: str = "./service"                      # the bundled service, relative to ragops.yaml
+    path: str = "./service"                      # relative to ragops.yaml; unset and no ./service: the shipped one
     image: str | None = None                     # docker/kubernetes: the image repository
     port: Port = 8100                            # local: blue listens here, green on port+1
     replicas: int = Field(1, ge=1, le=100)
@@ -56,7 +58,7 @@ class ServiceConfig(Strict):
     @field_validator("version")
     @classmethod
     def _version_label(cls, value: str) -> str:
-        from ragops.deploy.labels import is_version_label
+        from ragops.settings.labels import is_version_label
 
         if not is_version_label(value):
             raise ValueError(f"{value!r} is not a version label (letters, digits, '_', '.', '-', like a container tag)")
@@ -150,7 +152,7 @@ class BackupsConfig(Strict):
     s3: S3Settings = Field(default_factory=S3Settings)
     tables: list[str] = ["documents", "chunks"]  # counted into the manifest and checked on verify
     max_wal_lag: Duration = 60.0                 # `backup wal check`: exit 3 when the newest segment is older
-    wal: WalSettings = Field(default_factory=WalSettings)   # the continuous WAL archive (ragops/pitr/settings.py)
+    wal: WalSettings = Field(default_factory=WalSettings)   # the continuous WAL archive (ragops/settings/pitr.py)
 
 
 class DnsConfig(Strict):
@@ -165,7 +167,7 @@ class DnsConfig(Strict):
     endpoint_url: str | None = None
     region: str = "us-east-1"
     sync_timeout: Duration = 120.0
-    health_checks: HealthCheckSettings = Field(default_factory=HealthCheckSettings)   # `dns setup` (ragops/dns/settings.py)
+    health_checks: HealthCheckSettings = Field(default_factory=HealthCheckSettings)   # `dns setup` (ragops/settings/dns.py)
 
 
 class CanaryConfig(Strict):
@@ -194,6 +196,8 @@ class AnalysisConfig(Strict):
     provider: Provider = "builtin"                    # builtin | prometheus (ragops/deploy/analysis/)
     metrics: list[MetricSpec] = []                    # prometheus: PromQL metrics (default: the guide's two)
     on_inconclusive: OnInconclusive = "pause"         # canary: pause (exit 3) or fail when no verdict
+    samples_query: str | None = SAMPLES_QUERY         # prometheus: samples of the canary's own series ("" off)
+    max_empty_results_rate: float | None = Field(None, ge=0, le=1)   # builtin: share of queries finding nothing
 
 
 class DeployConfig(Strict):
@@ -242,6 +246,13 @@ class Sections(Strict):
     runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    smoke: SmokeSettings = Field(default_factory=SmokeSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+
+# The one list of sections: Sections' fields. ragops.yaml's top level (ConfigFile) and each environment
+# (Environment) follow it; a new section is one field above.
+SECTIONS = tuple(Sections.model_fields)
 
 
 class DockerHostSettings(Strict):
@@ -327,6 +338,16 @@ class Environment(Sections):
         return hosts
 
     @model_validator(mode="after")
+    def _analysis_window(self) -> Environment:
+        from ragops.durations import parse_duration
+
+        problems = window_problems(self.deploy.analysis, self.deploy.canary.step_pause,
+                                   parse_duration(self.monitoring.scrape_interval))
+        if problems:
+            raise ValueError(problems[0])
+        return self
+
+    @model_validator(mode="after")
     def _router_platform(self) -> Environment:
         if self.router.kind == "haproxy" and self.platform != "local":
             raise ValueError(f"router.kind: haproxy runs only on the local platform (platform is {self.platform})")
@@ -391,22 +412,16 @@ def _no_port_collisions(env: Environment) -> None:
         seen[port] = key
 
 
-class ConfigFile(Strict):
+class ConfigFileHead(Strict):
     project: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
     default_env: str
     environments: dict[str, dict[str, Any]]
-    # defaults for every environment
-    service: dict[str, Any] = {}
-    router: dict[str, Any] = {}
-    database: dict[str, Any] = {}
-    backups: dict[str, Any] = {}
-    dns: dict[str, Any] = {}
-    deploy: dict[str, Any] = {}
-    slo: dict[str, Any] = {}
-    regions: dict[str, Any] = {}
-    runbooks: dict[str, Any] = {}
-    monitoring: dict[str, Any] = {}
-    notify: dict[str, Any] = {}
+
+
+# ragops.yaml's top level: the head, then each section's defaults for every environment (plain dicts here,
+# validated per environment once merged with its own)
+ConfigFile = create_model("ConfigFile", __base__=ConfigFileHead,
+                          **{name: (dict[str, Any], {}) for name in SECTIONS})  # type: ignore[call-overload]
 
 
 class Config:
@@ -560,4 +575,6 @@ def load_config(path: Path, env_name: str | None = None) -> Config:
             environments[name] = Environment.model_validate(merged)
         except ValidationError as exc:
             raise config_error(label, root, exc, prefix=("environments", name)) from None
+        if "path" not in environments[name].service.model_fields_set:   # unset: ./service, else the shipped one
+            environments[name].service.path = default_service_path(path.parent)
     return Config(path, top.project, chosen, environments[chosen], raw, names)

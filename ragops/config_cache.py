@@ -97,6 +97,7 @@ def _key(path: Path, env: str, text: bytes) -> str:
 
     digest = hashlib.sha256(text)
     digest.update(f"|{path}|{env}|{__version__}|{sys.version}|{pydantic.VERSION}|{_code_stamp()}".encode())
+    digest.update(b"|service" if (path.parent / "service").is_dir() else b"|no-service")   # service.path default
     return digest.hexdigest()
 
 

@@ -49,7 +49,7 @@ def run_drill(config, name: str, *, engine, inputs: dict | None = None, report_d
                          f"non-production environments (pass --allow-production to drill it anyway)")
     runbook = resolve_drill(engine, name)
     result = engine.run(runbook, inputs or {})
-    context = engine._context
+    context = engine.context
     rto_seconds, rto_note = _measure_rto(runbook, result, context)
     rpo_seconds, rpo_note = _measure_rpo(runbook, context)
     targets = config.slo

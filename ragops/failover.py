@@ -127,9 +127,9 @@ def measure_rpo(config, target, old_primary) -> tuple[int | None, float | None, 
     if lag and end.get("last_commit"):
         try:
             from ragops.db.connect import find_node
-            from ragops.db.replication import _connect
+            from ragops.db.replication import connect_node
 
-            with _connect(config, find_node(config, target.name)) as conn:
+            with connect_node(config, find_node(config, target.name)) as conn:
                 seconds = conn.execute("SELECT GREATEST(0, EXTRACT(EPOCH FROM (%s::timestamptz - "
                                        "pg_last_xact_replay_timestamp())))",
                                        (end["last_commit"] + " UTC",)).fetchone()[0]
@@ -144,11 +144,14 @@ def region_failover(config, to: str | None = None, failure_time=None, *, confirm
                     skip_service: bool = False, progress: Progress = None) -> FailoverReport:
     """Fence the old primary, promote the target region's replica, move DNS, start and smoke-test the
     service there; journal the report after every step and measure RTO/RPO against the SLO."""
-    from ragops import notify
+    from ragops.notify.outbox import Outbox
 
     run = _RegionFailover(config, to, _parse_time(failure_time), confirm_down, progress)
     what = f"failover of {config.env_name} to {run.region} ({run.node})"
-    notify.event(config, "failover", "start", what, progress=progress)
+    # a slow webhook never delays the failover: events go out in the background, and the command
+    # waits at most notify.timeout for them at its very end (ragops/notify/outbox.py)
+    outbox = Outbox(config, progress)
+    outbox.put("failover", "start", what)
     try:
         run.fence()
         run.promote()
@@ -160,10 +163,12 @@ def region_failover(config, to: str | None = None, failure_time=None, *, confirm
         report = run.finish()
     except (RagopsError, OSError) as exc:
         why = exc.message if isinstance(exc, RagopsError) else type(exc).__name__
-        notify.event(config, "failover", "failed", f"{what}: {redact(why)}", progress=progress)
+        outbox.put("failover", "failed", f"{what}: {redact(why)}")
+        outbox.finish(config.env.notify.timeout)
         raise
-    notify.event(config, "failover", "succeeded", f"{what}: RTO {report.rto_seconds}s",
-                 fields={"rto_seconds": report.rto_seconds, "rpo_seconds": report.rpo_seconds}, progress=progress)
+    outbox.put("failover", "succeeded", f"{what}: RTO {report.rto_seconds}s",
+               fields={"rto_seconds": report.rto_seconds, "rpo_seconds": report.rpo_seconds})
+    outbox.finish(config.env.notify.timeout)
     return report
 
 

@@ -18,6 +18,9 @@ import errno
 import json
 import os
 import secrets
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,27 @@ from ragops.errors import OperationFailed
 from ragops.secrets import redact_data
 
 
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums, paths and datetimes as values json.dumps takes (not redacted)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(asdict(value))
+    if hasattr(value, "to_dict"):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
 def jsonable(data: Any) -> Any:
     """Dataclasses, paths and datetimes as plain JSON values (not redacted)."""
-    from ragops.output import to_jsonable
-
     return json.loads(json.dumps(to_jsonable(data), default=str))
 
 

@@ -10,37 +10,16 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
-from datetime import datetime
-from enum import Enum
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragops.errors import NotApproved
 from ragops.events import Progress
+from ragops.journal import to_jsonable
 from ragops.secrets import redact, redact_data
 
 if TYPE_CHECKING:
     from ragops.config import Config
-
-
-def to_jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(asdict(value))
-    if hasattr(value, "to_dict"):
-        return to_jsonable(value.to_dict())
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    return value
 
 
 _EMOJI_LIKE = re.compile(r":\S+:")

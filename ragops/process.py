@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from ragops.fsutil import write_atomic
+
 if TYPE_CHECKING:
     from ragops.config import Config
 
@@ -92,9 +94,7 @@ class ManagedProcess:
         # its own session: the process group id is its pid (stop() signals the whole group)
         record = {"pid": proc.pid, "pgid": proc.pid, "marker": marker or args[-1], "started": time.time(),
                   "args": args[:6]}
-        tmp = self.pid_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.pid_file)
+        write_atomic(self.pid_file, json.dumps(record), mode=0o644)
         return proc.pid
 
     def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> bool:

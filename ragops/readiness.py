@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable
 
 from ragops.errors import OperationFailed
-from ragops.platforms.base import Platform, Progress, _noop
+from ragops.events import quiet as _noop
+from ragops.platforms.base import Platform, Progress
 
 
 def wait_ready(platform: Platform, color: str, timeout: float, progress: Progress = _noop, *,

@@ -35,8 +35,8 @@ def resolve(ref: str, *, key: str, base_dir: Path | None = None) -> str:
     kind, target = match.groups()
     if kind == "env":
         value = os.environ.get(target)
-        if value is None:
-            raise ConfigError(f"{key}: environment variable {target} is not set")
+        if not value:   # CI expands a secret that is not defined to "": as missing as an unset variable
+            raise ConfigError(f"{key}: environment variable {target} is {'not set' if value is None else 'empty'}")
     else:
         path = Path(target).expanduser()
         if not path.is_absolute() and base_dir is not None:
@@ -58,7 +58,7 @@ def redact(text: str) -> str:
             text = text.replace(secret, MASK)
     # passwords inside connection strings, even ones we never resolved ourselves
     text = re.sub(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", r"\1" + MASK + "@", text)
-    text = re.sub(r"(password=)\S+", r"\1" + MASK, text)
+    text = re.sub(r"(password=)(?:'(?:[^'\\]|\\.)*'?|\S+)", r"\1" + MASK, text)   # quoted: all of it
     return text
 
 

@@ -120,20 +120,16 @@ def smoke_url(url: str, api_key: str, *, health_path: str = "/healthz", readines
 def wait_serving(url: str, path: str, timeout: float = 15.0) -> bool:
     """Until `url` + `path` answers 200 (a router whose health check marked a color down while the
     database failed over serves it again within its check interval), at most `timeout` seconds."""
-    import time
-
     from ragops import loopback
+    from ragops.waiting import wait_until
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def answers() -> bool:
         try:
-            if loopback.get(url.rstrip("/") + path, timeout=2.0).status_code == 200:
-                return True
+            return loopback.get(url.rstrip("/") + path, timeout=2.0).status_code == 200
         except loopback.HttpError:
-            pass
-        if time.monotonic() > deadline:
             return False
-        time.sleep(0.2)
+
+    return wait_until(answers, timeout)
 
 
 def run_smoke(config, url: str | None = None, color: str | None = None, platform=None,
@@ -148,5 +144,29 @@ def run_smoke(config, url: str | None = None, color: str | None = None, platform
             platform = get_platform(config)
         url = platform.color_url(color) if color else platform.router_url()
     service = config.service
-    return smoke_url(url, api_keys(config)[0], health_path=service.health_path,
-                     readiness_path=service.readiness_path, expect_version=expect_version)
+    key = api_keys(config)[0]
+    report = smoke_url(url, key, health_path=service.health_path,
+                       readiness_path=service.readiness_path, expect_version=expect_version)
+    golden_check(config, report, key)
+    return report
+
+
+def golden_check(config, report: SmokeReport, api_key: str) -> None:
+    """smoke.golden: recall@k of the golden queries on the same URL (ragops/golden.py)."""
+    import httpx
+
+    from ragops import golden
+
+    if not config.env.smoke.golden:
+        return
+    started = time.monotonic()
+    try:
+        with httpx.Client(base_url=report.url, timeout=10, headers={"X-API-Key": api_key}) as client:
+            outcome = golden.check(config, client)
+    except httpx.HTTPError as exc:
+        outcome = False, f"{type(exc).__name__}: {exc}"[:200]
+    if outcome is None:
+        return
+    ok, detail = outcome
+    report.checks.append(Check("golden queries", ok, detail, round((time.monotonic() - started) * 1000, 1)))
+    report.passed = report.passed and ok

@@ -47,6 +47,13 @@ def status(config: Config) -> dict:
         "last_deploy": last,
         "deploy": deploy_state(last, lock),
     }
+    from ragops.pitr.recover_journal import state as recover_state
+
+    data["recover"] = recover_state(config)   # an interrupted `db recover` and what to run
+    if platform.owns_database_files and not config.database.dsn:
+        from ragops.pitr.kept import total_bytes
+
+        data["kept_aside_bytes"] = total_bytes(config)   # type: ignore[assignment]  # `ragops db kept` lists them
     from ragops.db.bringup import database_manager
 
     manager = database_manager(config)   # Patroni in charge: its leader, members and etcd quorum

@@ -98,6 +98,10 @@ class Supervisor:
 
         if platform.config.env.monitoring.prometheus == "local" and not platform.proc(monitoring.PROC).running():
             self.heal("prometheus", lambda: monitoring.ensure(platform, lambda _line: None))
+        from ragops.monitoring import tracing
+
+        if platform.config.env.monitoring.tracing == "local" and not platform.proc(tracing.PROC).running():
+            self.heal("jaeger", lambda: tracing.ensure(platform, lambda _line: None))
         for color in platform.was_live():
             if platform.color_state(color, probe=False).running or platform.stopped_on_purpose(color):
                 continue

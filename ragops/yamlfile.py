@@ -46,6 +46,8 @@ def load(text: str) -> tuple[Any, yaml.Node | None]:
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
+        if root is not None:
+            string_keys(root)
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -54,6 +56,23 @@ def load(text: str) -> tuple[Any, yaml.Node | None]:
     finally:
         loader.dispose()
     return data, root
+
+
+BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+def string_keys(node: yaml.Node) -> None:
+    """YAML 1.1 reads a key `on:` (or off, yes, no, y, n) as a boolean; as a mapping key it is the
+    word written (`notify.on:` as documented). Only true/false stay booleans."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if (isinstance(key, yaml.ScalarNode) and key.tag == BOOL_TAG and not key.style
+                    and key.value.lower() not in ("true", "false")):
+                key.tag = "tag:yaml.org,2002:str"
+            string_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            string_keys(item)
 
 
 def duplicate_keys(root: yaml.Node | None, path: tuple = ()) -> list[Problem]:

@@ -23,7 +23,7 @@ def module_name(root: Path, path: Path) -> str:
     return ".".join(parts)
 
 
-def _resolve(module: str | None, level: int, current: str, is_package: bool) -> str:
+def resolve(module: str | None, level: int, current: str, is_package: bool) -> str:
     if not level:
         return module or ""
     base = current.split(".")
@@ -32,19 +32,19 @@ def _resolve(module: str | None, level: int, current: str, is_package: bool) -> 
     return ".".join(base + ([module] if module else []))
 
 
-def _walk(node: ast.AST, lazy: bool):
+def walk(node: ast.AST, lazy: bool):
     """The nodes whose imports run: at import time (module body, if/try blocks, class bodies),
     plus function bodies when `lazy`. `if TYPE_CHECKING:` blocks never run."""
     for child in ast.iter_child_nodes(node):
         if not lazy and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             continue
-        if isinstance(child, ast.If) and _is_type_checking(child.test):
+        if isinstance(child, ast.If) and is_type_checking(child.test):
             continue
         yield child
-        yield from _walk(child, lazy)
+        yield from walk(child, lazy)
 
 
-def _is_type_checking(test: ast.expr) -> bool:
+def is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
         (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
@@ -52,13 +52,13 @@ def _is_type_checking(test: ast.expr) -> bool:
 def imports(root: Path, path: Path, modules: set[str], lazy: bool) -> set[str]:
     current = module_name(root, path)
     tree = ast.parse(path.read_text(), str(path))
-    nodes = _walk(tree, lazy)
+    nodes = walk(tree, lazy)
     found: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = _resolve(node.module, node.level, current, path.name == "__init__.py")
+            base = resolve(node.module, node.level, current, path.name == "__init__.py")
             names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
         else:
             continue

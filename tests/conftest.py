@@ -9,6 +9,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,21 @@ from ragops.netutil import free_port, wait_port
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRED = os.environ.get("RAGOPS_REQUIRE_INTEGRATION") == "1"
+
+# One config cache per test session (the children inherit it): the user's ~/.cache/ragops, or another
+# session's, holds configs validated by other code and other checkouts.
+TEST_CACHE = Path(tempfile.mkdtemp(prefix="ragops-test-cache-"))
+os.environ["XDG_CACHE_HOME"] = str(TEST_CACHE)
+
+# A run started in the background (`pytest &` in a script) inherits SIGINT ignored, and every child it
+# starts would too (exec keeps an ignored signal), so the Ctrl-C tests could not interrupt them.
+# A handler is reset to the default by exec: the children the tests signal get the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 def need(condition: bool, what: str) -> None:
@@ -55,8 +71,8 @@ def require_module(name: str):
 def primary_and_replica(prefix: str, names: tuple[str, str] = ("primary", "replica1")):
     """A real PostgreSQL primary + streaming replica (pgserver binaries) on free ports, in a
     directory of its own; stopped and removed on exit."""
-    from ragops.db import pgctl
     from ragops.errors import OperationFailed
+    from ragops.pg import pgctl
 
     try:
         pgctl.bin_dir()
@@ -100,6 +116,18 @@ def pg_cluster():
     and never promote or stop it)."""
     with primary_and_replica("pg") as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """This checkout as a wheel (`pip wheel --no-deps`), built once per session: the packaging tests
+    read it, tests/integration/test_first_run.py installs it into a fresh venv."""
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(REPO), "-w", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [built] = out.glob("ragops-*.whl")
+    return built
 
 
 @pytest.fixture(scope="session")

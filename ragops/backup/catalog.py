@@ -273,9 +273,9 @@ def list_backups(config) -> list[BackupSummary]:
     return [_summary(m, v, now) for m, v in manifests(storage)]
 
 
-def show_backup(config, backup_id: str) -> dict:
+def show_backup(config, backup_id: str, kind: str | None = None) -> dict:
     storage, _copy = storages(config)
-    manifest = resolve(storage, backup_id)
+    manifest = resolve(storage, backup_id, kind)
     key = f"{manifest.id}/{VERIFICATION}"
     verification = read_json(storage, key) if storage.exists(key) else None
     return {"manifest": manifest.to_dict(), "verification": verification,

@@ -1,12 +1,12 @@
 """`backup check`: the freshness gate, and Prometheus textfile metrics for node_exporter."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 
 from ragops.backup.catalog import Manifest, manifests, now_utc, parse_iso, storages
 from ragops.errors import GateFailed
+from ragops.fsutil import write_atomic
 
 
 @dataclass
@@ -67,7 +67,4 @@ def write_metrics(config, result: CheckResult, newest: Manifest | None, entries)
     metric("ragops_backup_count", "Backups with a manifest.", len(entries))
     metric("ragops_backup_check_ok", "1 if the newest good backup is within the maximum age.", int(result.ok))
     path = config.resolve_path(result.metrics_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text("\n".join(lines) + "\n")
-    os.replace(temp, path)
+    write_atomic(path, "\n".join(lines) + "\n", mode=0o644)   # node_exporter's textfile collector reads it

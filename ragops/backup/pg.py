@@ -164,7 +164,7 @@ def row_counts(cur, tables: list[str]) -> dict:
 
 
 def pg_tool(config, name: str) -> str:
-    from ragops.db.pgctl import tool
+    from ragops.pg.pgctl import tool
 
     return tool(name, config.database.bin_dir)
 

@@ -3,14 +3,24 @@ uploads), on the storage and its copy; a plan unless applied. In-progress backup
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ragops.backup.catalog import LOCK, MANIFEST, lock_alive, manifests, now_utc, parse_iso, safe_json, scan, storages
 from ragops.backup.pipeline import Progress, say
-from ragops.pitr.retention import expired_wal
 
 WAL_DIR = "wal"                      # ragops.pitr.wal.WAL_DIR: pruned by its own rule, never as orphans
+# the rules of engines that keep objects of their own in the backup storage (the WAL archive builds on this
+# package, so its rule is named here and imported when a prune runs): kind -> "module:function(store, kept_bases)"
+PRUNE_RULES: dict[str, str] = {
+    "wal": "ragops.pitr.retention:expired_wal",
+}
+
+
+def _rule(kind: str):
+    module, _, name = PRUNE_RULES[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass
@@ -84,7 +94,8 @@ def prune_backups(config, apply: bool = False, progress: Progress = None, now: d
     for store in [s for s in (storage, copy) if s is not None]:
         scanned = scan(store)
         actions += _orphans(store, scanned, now, skipped)
-        actions += [PruneAction("wal", key, store.url, reason) for key, reason in expired_wal(store, kept_bases)]
+        actions += [PruneAction(kind, key, store.url, reason)
+                    for kind in PRUNE_RULES for key, reason in _rule(kind)(store, kept_bases)]
         if store is copy:
             copy_ids = {b for b, names in scanned.items() if MANIFEST in names}
             actions += [PruneAction("backup", backup_id, copy.url, "outside the retention policy")

@@ -232,6 +232,19 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, (BotoConnectionError, HTTPClientError, TimeoutError, ConnectionError))
 
 
+CREDENTIAL_ERROR_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+                          "TokenRefreshRequired")
+
+
+def _credentials_problem(exc: BaseException) -> bool:
+    """No credentials at all, partial ones, or ones the service rejects as unknown or expired."""
+    from botocore.exceptions import ClientError, CredentialRetrievalError, NoCredentialsError, PartialCredentialsError
+
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
+        return True
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in CREDENTIAL_ERROR_CODES
+
+
 def _why(exc: BaseException) -> str:
     from botocore.exceptions import ClientError
 
@@ -355,6 +368,10 @@ class S3Storage:
             if not isinstance(exc, (BotoCoreError, ClientError, OSError)):
                 raise
             where = self.describe(key) if key is not None else f"s3://{self.bucket}/{self.prefix}"
+            if _credentials_problem(exc):   # configuration, not a failed backup or gate: exit 2
+                raise ConfigError(f"backups.storage: no AWS credentials for {where} ({_why(exc)})",
+                                  hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or an "
+                                       "instance/pod role), or backups.s3.access_key_id/secret_access_key") from None
             tries = f" after {S3_ATTEMPTS} attempts" if _retryable(exc) else ""
             raise OperationFailed(f"S3 {operation} {where} failed{tries}: {_why(exc)}") from None
 

@@ -53,11 +53,11 @@ def verify_backup(config, backup_id: str = "latest", restore: bool = False,
         checks.extend(_scratch_restore(config, storage, manifest, compressor, crypter, progress))
     result = VerifyResult(manifest.id, all(c.ok for c in checks), restore, iso(now_utc()),
                           round(time.monotonic() - started, 3), checks)
-    _record(storage, manifest, result)
+    record_verification(storage, manifest, result)
     return result
 
 
-def _record(storage, manifest: Manifest, result: VerifyResult) -> None:
+def record_verification(storage, manifest: Manifest, result: VerifyResult) -> None:
     key = f"{manifest.id}/{VERIFICATION}"
     history = []
     if storage.exists(key):
@@ -107,12 +107,12 @@ def _data_checks(cur, manifest: Manifest) -> list[Check]:
     for table, expected in manifest.row_counts.items():
         got = counts.get(table)
         checks.append(Check(f"rows {table}", got == expected, f"{table}: {got} rows, manifest {expected}"))
-    checks.append(_service_sanity(cur))
-    checks.append(_amcheck(cur))
+    checks.append(service_sanity(cur))
+    checks.append(run_amcheck(cur))
     return checks
 
 
-def _amcheck(cur) -> Check:
+def run_amcheck(cur) -> Check:
     cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'")
     if not cur.fetchone():
         return Check("amcheck", True, "skipped: amcheck is not available on this server")
@@ -129,7 +129,7 @@ def _amcheck(cur) -> Check:
     return Check("amcheck", not bad, "; ".join(bad) or f"{len(indexes)} btree indexes ok")
 
 
-def _service_sanity(cur) -> Check:
+def service_sanity(cur) -> Check:
     """The bundled service's own invariant: every chunk belongs to an existing document."""
     cur.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'chunks' "
                 "AND column_name = 'document_id' AND to_regclass('documents') IS NOT NULL")

@@ -29,6 +29,7 @@ app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
 # Command modules, each with a `register(app)` function. Imported at start-up, so they must keep
 # heavy SDK imports inside their command bodies.
 COMMAND_MODULES = [
+    "ragops.cli.init_cmd",
     "ragops.cli.config_cmd",
     "ragops.cli.stack",
     "ragops.cli.db",
@@ -39,6 +40,7 @@ COMMAND_MODULES = [
     "ragops.cli.runbook",
     "ragops.cli.build",
     "ragops.cli.render",
+    "ragops.cli.audit",
 ]
 
 # The top-level commands each module registers. A command runs after importing only its own module,
@@ -46,6 +48,7 @@ COMMAND_MODULES = [
 # run); `ragops`, `--help` and an unknown name load them all, so help lists everything. A module in
 # COMMAND_MODULES but not here is loaded every time. tests/unit/test_cli_lazy.py checks this table.
 COMMANDS_OF = {
+    "ragops.cli.init_cmd": ("init",),
     "ragops.cli.config_cmd": ("config",),
     "ragops.cli.stack": ("up", "status", "down", "logs"),
     "ragops.cli.db": ("db",),
@@ -56,6 +59,7 @@ COMMANDS_OF = {
     "ragops.cli.runbook": ("runbook", "drill"),
     "ragops.cli.build": ("build",),
     "ragops.cli.render": ("render",),
+    "ragops.cli.audit": ("audit",),
 }
 
 
@@ -73,7 +77,9 @@ def root(
 ) -> None:
     from ragops.output import Env
 
-    if output not in ("text", "json"):
+    if output in ("sarif", "junit") and ctx.invoked_subcommand != "audit":
+        raise typer.BadParameter(f"{output} is for ragops audit only; expected text or json", param_hint="--output")
+    if output not in ("text", "json", "sarif", "junit"):
         raise typer.BadParameter(f"expected text or json, got {output!r}", param_hint="--output")
     ctx.obj = Env(env_name=env, config_path=config, output=output,
                   verbosity=-1 if quiet else verbose, yes=yes, color=not no_color)

@@ -68,6 +68,12 @@ def status(ctx: typer.Context) -> None:
     live = primary_status(statuses)
     data = {"primary": live.name if live else None, "nodes": [s.to_dict() for s in statuses],
             "journal": {k: v for k, v in read_topology(env.config).items() if k != "history"}}
+    from ragops.pitr.recover_journal import state as recover_state
+
+    unfinished = recover_state(env.config)
+    data["recover"] = unfinished
+    if unfinished:
+        env.status(f"warning: {unfinished['hint']}")
     from ragops.db.bringup import database_manager
 
     manager = database_manager(env.config)
@@ -255,8 +261,8 @@ def migrate_cmd(ctx: typer.Context) -> None:
     env = ctx.obj
     config = env.config
     from ragops.db.connect import node_dsn
-    from ragops.db.migrate import apply_migrations
     from ragops.db.replication import current_primary
+    from ragops.pg.migrate import apply_migrations
 
     primary = current_primary(config)
     dsn = node_dsn(config, primary, dbname=config.database.name)

@@ -7,8 +7,8 @@ import typer
 
 from ragops.cli.fast_path import render_result as _render_result
 from ragops.cli.fast_path import rollback as run_rollback
-from ragops.deploy.labels import check_version_label
 from ragops.events import Event
+from ragops.settings.labels import check_version_label
 
 lock_app = typer.Typer(help="Inspect or break the deploy lock.", no_args_is_help=True)
 
@@ -93,7 +93,8 @@ class LiveView:
         text = (f"{a.get('color', '?')}: {a['requests']} req, errors {a.get('error_rate') or 0:.1%}, "
                 f"p95 {a.get('p95_ms') or 0:.0f}ms, {elapsed} ({limits})")
         if "passed" in a:
-            text += " passed" if a["passed"] else " FAILED: " + "; ".join(a.get("breaches") or [])
+            verdict = " passed" if a["passed"] else (" inconclusive: " if a.get("inconclusive") else " FAILED: ")
+            text += verdict + ("; ".join(a.get("breaches") or []) if not a["passed"] else "")
         return text
 
     def _render(self):
@@ -146,6 +147,9 @@ def deploy(ctx: typer.Context,
                False, "--mirror-writes",
                help="shadow: also mirror POST/PUT/PATCH/DELETE. Off by default: both colors share one database, "
                     "so a mirrored write is applied twice."),
+           build_first: bool = typer.Option(
+               False, "--build",
+               help="docker: build <service.image>:<version> on every host first (like `ragops build`), then deploy."),
            then: str | None = typer.Option(None, "--then",
                                            help="shadow: blue-green = deploy the version after a passed shadow "
                                                 "analysis (default: stop the shadow color)."),
@@ -165,6 +169,7 @@ def deploy(ctx: typer.Context,
       ragops deploy --version v2 --strategy canary --on-inconclusive fail --yes   (no data fails instead of pausing)
       ragops deploy --version v2 --strategy shadow --duration 2m --mirror-percent 20 --yes
       ragops deploy --version v2 --strategy shadow --duration 2m --then blue-green --yes
+      ragops -e docker deploy --version v2 --build --yes   (build the image on every host, then deploy)
     """
     env = ctx.obj
     from ragops.deploy import engine
@@ -183,15 +188,29 @@ def deploy(ctx: typer.Context,
     if on_inconclusive not in (None, "pause", "fail"):
         raise UsageError(f"--on-inconclusive: expected pause or fail, got {on_inconclusive!r}")
     overrides = _parse_env(set_env)
+    if build_first:
+        from ragops.platforms.docker_build import require_docker
+
+        require_docker(config, "--build")
     if strategy == "shadow" or duration is not None or mirror_writes or then is not None:
+        if build_first:
+            raise UsageError("--build: not with --strategy shadow; build first with `ragops build --version V`")
         _shadow(env, version, strategy, duration, mirror_percent, mirror_writes, then, overrides, plan_only)
         return
     plan = engine.plan(config, version, strategy, weights, pause, pause_at, overrides)
+    if build_first:
+        plan.plan.insert(0, f"build {version} on every host (ragops build --version {version})")
     if plan_only:
         env.emit(plan, lambda p: _plan_text(p, config.env_name))
         return
     title = f"deploy {version} to {config.env_name} ({plan.strategy}, {plan.from_color or 'none'} -> {plan.to_color})"
-    env.confirm(f"Deploy {version} to {config.env_name} with {plan.strategy}?", destructive=True)
+    env.confirm(f"{'Build and deploy' if build_first else 'Deploy'} {version} to {config.env_name} "
+                f"with {plan.strategy}?", destructive=True)
+    if build_first:
+        from ragops.platforms.docker_build import build as build_image
+
+        built = build_image(config, version, progress=env.progress("build"))
+        env.status(f"built {built.image} on {len(built.hosts)} host(s) in {built.seconds:.1f}s")
     with LiveView(env, title) as progress:
         result = engine.deploy(config, version, strategy, weights, pause, pause_at, overrides, progress=progress,
                                on_inconclusive=on_inconclusive)

@@ -74,7 +74,7 @@ def rollback(env, to: str | None, resume: bool) -> None:
         env.emit(engine.resume(env.config, progress=env.progress("rollback")), render_result)
         return
     if to is not None:
-        from ragops.deploy.labels import check_version_label
+        from ragops.settings.labels import check_version_label
 
         check_version_label(to, "--to")
     env.confirm(f"Roll back {env.config.env_name}" + (f" to {to}" if to else "") + "?", destructive=True)

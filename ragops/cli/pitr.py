@@ -19,29 +19,99 @@ def register_db(db_app: typer.Typer) -> None:
     if any(command.name == "recover" for command in db_app.registered_commands):
         return
     db_app.command("recover")(recover)
+    db_app.command("kept")(kept)
+
+
+def kept(ctx: typer.Context,
+         remove: str | None = typer.Option(None, "--remove", metavar="ID", help="Delete this kept-aside directory.")) -> None:
+    """Data directories `db recover` kept aside: `original` (before a recover), `failed-attempt` (what a failed
+    one wrote), `recovering` (a killed one's extraction); size, age, whether a server ever started on it.
+
+    Example: ragops db kept -o json
+
+    Example: ragops db kept --remove primary.failed-attempt-20261207T111500Z --yes
+    """
+    env = ctx.obj
+    from ragops.backup.pipeline import size_text
+    from ragops.pitr import kept as kept_engine
+
+    if remove:
+        env.confirm(f"Delete the kept-aside data directory {remove}?")
+        gone = kept_engine.remove(env.config, remove)
+        env.emit(gone, lambda k: f"deleted {k.path} ({size_text(k.bytes)})")
+        return
+    found = kept_engine.kept(env.config)
+    env.emit({"kept": found, "total_bytes": sum(k.bytes for k in found)},
+             lambda d: "\n".join([f"{k.id}: {k.kind} ({k.holds}), {size_text(k.bytes)}, {k.age_seconds / 3600:.1f} h old"
+                                  f"{', started' if k.started else ''}"
+                                  f"{', NEEDED by the unfinished recover' if k.needed_by_unfinished_recover else ''}"
+                                  for k in d["kept"]] + [f"total {size_text(d['total_bytes'])} in {len(d['kept'])}"]))
 
 
 def recover(ctx: typer.Context,
-            to_time: str = typer.Option(..., "--to-time", help="ISO 8601 with a zone: the moment before the damage."),
-            dry_run: bool = typer.Option(False, "--dry-run", help="The coverage check and the plan; change nothing.")) -> None:
-    """Rebuild the environment's database as it was at a moment (local): maintenance on, primary kept aside
-    and restored from the archive, replicas re-cloned, maintenance off; reports RPO and RTO.
+            to_time: str | None = typer.Option(None, "--to-time", help="ISO 8601 with a zone: the moment before the "
+                                               "damage (recovers to the last commit at or before it)."),
+            to_lsn: str | None = typer.Option(None, "--to-lsn", help="Replay up to the record at this LSN."),
+            to_latest: bool = typer.Option(False, "--to-latest", help="Replay everything the archive holds."),
+            from_id: str = typer.Option("latest", "--from", metavar="BACKUP_ID",
+                                        help="The base backup to start from (default: the newest on the path)."),
+            timeline: int | None = typer.Option(None, "--timeline", min=1,
+                                                help="Recover along this timeline (default: the archive's newest)."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Print the checked plan; change nothing "
+                                         "(not even a WAL switch)."),
+            resume: bool = typer.Option(False, "--resume", help="Finish an interrupted recover (killed, Ctrl-C)."),
+            abort: bool = typer.Option(False, "--abort", help="Put the original data directories of an interrupted "
+                                       "recover back and start them.")) -> None:
+    """Rebuild the environment's database as it was at a moment (local): the whole plan resolved and every
+    object checked first, then maintenance on, primary kept aside and restored from the archive, replayed
+    to the plan's stop point, checked, promoted, replicas re-cloned, maintenance off; reports RPO and RTO.
+    A replay that fails puts the original data directories back.
 
-    Example: ragops db recover --to-time 2026-11-29T18:40:00Z --yes
+    Example: ragops db recover --to-time 2026-11-29T18:40:00Z --dry-run
+
+    Example: ragops db recover --to-time 2026-11-29T18:40:00Z --from 20261129T120000Z --timeline 2 --yes
+
+    Example: ragops db recover --abort --yes   (after a killed recover: the originals back in place)
     """
     env = ctx.obj
     from ragops.pitr.recover import recover as run_recover
+    from ragops.pitr.restore import parse_target
 
+    if resume or abort:
+        _resume_or_abort(env, resume, abort, any((to_time, to_lsn, to_latest, dry_run)))
+        return
+    target = parse_target(to_time, to_lsn, to_latest)   # a bad value is refused before the question
     if not dry_run:
-        env.confirm(f"Rebuild the database as of {to_time} (the service answers 503 meanwhile; the current data "
-                    "directories are kept aside)?")
-    result = run_recover(env.config, to_time, dry_run=dry_run, progress=env.progress("recover"))
+        env.confirm(f"Rebuild the database as of {target.describe()} (the service answers 503 meanwhile; the "
+                    "current data directories are kept aside)?")
+    result = run_recover(env.config, to_time, to_lsn=to_lsn, to_latest=to_latest, from_id=from_id, timeline=timeline,
+                         dry_run=dry_run, progress=env.progress("recover"))
     if dry_run:
         env.emit(result, _steps)
         return
-    env.emit(result, lambda r: (f"recovered to {r.target} from {r.base_backup} ({r.segments} WAL segments): last "
-                                f"transaction {r.recovered_to or '-'}, RPO {r.rpo_seconds}s, RTO {r.rto_seconds}s; "
-                                f"kept aside: {', '.join(r.kept_aside) or '-'}"))
+    env.emit(result, lambda r: (f"recovered to {r.target} from {r.base_backup} ({r.segments} WAL segments, stop LSN "
+                                f"{r.stop_lsn or 'the base end'}, timeline path to {r.timeline}): last transaction "
+                                f"{r.recovered_to or '-'}, RPO {r.rpo_seconds}s, RTO {r.rto_seconds}s; "
+                                f"kept aside: {', '.join(r.kept_aside) or '-'}" + (f"\n{r.note}" if r.note else "")))
+
+
+def _resume_or_abort(env, resume: bool, abort: bool, other: bool) -> None:
+    from ragops.errors import UsageError
+    from ragops.pitr import recover_journal
+
+    if (resume and abort) or other:
+        raise UsageError("db recover: --resume and --abort take no target and exclude each other")
+    env.confirm("Finish the interrupted recover?" if resume else
+                "Put the original data directories back (the attempt is kept aside as failed-attempt)?")
+    if abort:
+        steps = recover_journal.abort(env.config, env.progress("recover"))
+        env.emit({"aborted": True, "steps": steps}, lambda d: "\n".join(["recover aborted:", *d["steps"]]))
+        return
+    from ragops.pitr.recover import resume as resume_recover
+
+    result = resume_recover(env.config, env.progress("recover"))
+    env.emit(result, lambda r: "\n".join(r) if isinstance(r, list) else f"recovered to {r.target}: last transaction "
+             f"{r.recovered_to or '-'}, RTO {r.rto_seconds}s")
 
 
 def _steps(plan) -> str:
@@ -88,12 +158,16 @@ def restore(ctx: typer.Context, backup_id: str = typer.Argument("latest", metava
             to_latest: bool = typer.Option(False, "--to-latest", help="Replay everything the archive holds."),
             target_dir: str = typer.Option(..., "--target-dir", help="A new (or empty) data directory."),
             port: int | None = typer.Option(None, "--port", help="Loopback port for the replay (default: a free one)."),
+            timeline: int | None = typer.Option(None, "--timeline", min=1,
+                                                help="Recover along this timeline (default: the archive's newest)."),
             keep_running: bool = typer.Option(False, "--keep-running", help="Leave the restored server running."),
             dry_run: bool = typer.Option(False, "--dry-run", help="Run the checks, print the plan; write nothing.")) -> None:
     """Rebuild a data directory at a moment: base backup + verified WAL, replayed and promoted.
 
-    Refuses a target outside the archive's coverage (naming what is covered), a missing or damaged
-    WAL segment (naming it) and a wrong key, before anything is written.
+    The whole plan first (timeline path, base, every segment fetched, digest-checked and read by
+    pg_waldump, the last commit at or before the target): a target outside the coverage, a missing or
+    damaged object, a wrong key, a used --port or a bad --target-dir is refused before anything is
+    written. The copy never archives, not even when started again by hand.
 
     Example: ragops backup physical restore --to-time 2026-11-29T18:40:00Z --target-dir /srv/pg-restored
     """
@@ -102,14 +176,16 @@ def restore(ctx: typer.Context, backup_id: str = typer.Argument("latest", metava
 
     target = parse_target(to_time, to_lsn, to_latest)
     result = restore_physical(env.config, backup_id, target, target_dir, port=port, keep_running=keep_running,
-                              progress=env.progress("restore"), dry_run=dry_run)
+                              progress=env.progress("restore"), dry_run=dry_run, timeline=timeline)
     if dry_run:
         env.emit(result, _steps)
         return
     env.emit(result, lambda r: (f"restored {r.backup_id} into {r.target_dir} to {r.target}: {r.segments} WAL "
-                                f"segment(s), last transaction {r.recovered_to or 'none replayed'}"
+                                f"segment(s), stop LSN {r.stop_lsn or 'the base end'} on timeline {r.timeline}, "
+                                f"last transaction {r.recovered_to or 'none replayed'}"
                                 + (f", RPO {r.rpo_seconds:.1f}s" if r.rpo_seconds is not None else "")
-                                + f", {r.seconds:.1f}s" + (f"; running on 127.0.0.1:{r.port}" if r.running else "")))
+                                + f", {r.seconds:.1f}s" + (f"; running on 127.0.0.1:{r.port}" if r.running else "")
+                                + (f"\n{r.note}" if r.note else "")))
 
 
 @physical_app.command("verify")

@@ -34,7 +34,7 @@ def render(ctx: typer.Context,
         raise UsageError(f"render: environment {config.env_name} runs on the {kind.name} platform; "
                          "only kubernetes environments have manifests")
     if version:
-        from ragops.deploy.labels import check_version_label
+        from ragops.settings.labels import check_version_label
 
         check_version_label(version, "--version")
     from ragops.platforms import k8s_manifests as m

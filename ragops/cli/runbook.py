@@ -124,7 +124,13 @@ def _finish(env, result) -> None:
 
 
 def _engine(env, approve=(), ack=(), config=None, **kwargs):
+    from ragops.errors import NotApproved
     from ragops.runbook.engine import Engine
+
+    for flag, values in (("--approve", approve), ("--ack", ack)):
+        if any(not value.strip() for value in values or ()):   # "$UNSET_CI_VARIABLE" grants nothing
+            raise NotApproved(f"{flag}: an empty value grants no step (is the CI variable that should name "
+                              f"the step unset?); nothing was run", hint=f"{flag} STEP_ID, e.g. {flag} on-call")
 
     config = config if config is not None else env.config
     return Engine(config, on_event=_renderer(env), prompt=_prompt(env), approvals=approve or (),

@@ -37,17 +37,30 @@ def up(ctx: typer.Context,
     env = ctx.obj
     config = env.config
     from ragops.platforms import get_platform
+    from ragops.up_checks import check_files
 
+    platform = get_platform(config)
+    # before any process starts (and in the plan): the service, its migrations, the configured scripts
+    checked = check_files(config, runs_service_from_source=platform.runs_service_from_source)
     if dry_run:   # the environment's platform plans its own `up`, from the config alone
-        platform = get_platform(config)
-        env.emit({"platform": platform.name, "plan": platform.plan_up(), "state_dir": str(config.state_dir)},
-                 lambda d: "\n".join([f"would do ({d['platform']}):"] + [f"  - {s}" for s in d["plan"]]))
+        env.emit({"platform": platform.name, "checked": checked, "plan": platform.plan_up(),
+                  "state_dir": str(config.state_dir)},
+                 lambda d: "\n".join([f"checked: {c}" for c in d["checked"]] + [f"would do ({d['platform']}):"]
+                                     + [f"  - {s}" for s in d["plan"]]))
         return
 
+    from ragops.pitr.recover_journal import refuse_unfinished
+
+    refuse_unfinished(config, "up")   # never start a half-recovered node as if nothing happened
     start = time.monotonic()
-    platform = get_platform(config)
     result = UpResult(environment=config.env_name, router=platform.router_url())
     result.steps = platform.up(env.progress("up"))
+    if config.env.smoke.golden:       # the golden queries' documents, once (ragops/golden.py)
+        from ragops import golden
+        from ragops.db.connect import api_keys
+
+        result.steps += [f"seeded golden document {name}" for name in
+                         golden.seed(config, platform.router_url(), api_keys(config)[0], env.progress("up"))]
     result.seconds = round(time.monotonic() - start, 2)
     env.emit(result, lambda r: f"{r.environment} is up: {r.router} ({len(r.steps)} changes, {r.seconds:.1f}s)"
              if r.steps else f"{r.environment} is already up: {r.router}")
@@ -100,7 +113,7 @@ def _purge_plan(config, platform, purge_backups: bool) -> dict:
 
     home = None
     if platform.owns_database_files:
-        from ragops.db.pgctl import server_home
+        from ragops.pg.pgctl import server_home
 
         home = server_home(config)   # as root: the PostgreSQL account's data, logs and binaries
     return purge_plan(config, purge_backups=purge_backups, server_home=home)
@@ -131,6 +144,13 @@ def status(ctx: typer.Context,
 
         data["explain"] = explain_deploy(data.get("last_deploy"))
     env.emit(data, _render_status)
+    from ragops.errors import GateFailed
+
+    nodes = data.get("database") or []
+    if nodes and all(n.get("role") == "unreachable" for n in nodes):
+        raise GateFailed("no database node answers (ragops db status)")
+    if data.get("recover"):
+        raise GateFailed(data["recover"]["hint"])
 
 
 def _render_status(data: dict):
@@ -177,6 +197,8 @@ def _render_status(data: dict):
     elif last:
         parts.append(Text(f"last deploy: {last.get('version')} {last.get('strategy')} -> {last.get('result')}"
                           + (f" ({last.get('reason')})" if last.get("reason") else "")))
+    if data.get("recover"):
+        parts.append(Text(f"RECOVER UNFINISHED: {data['recover']['hint']}"))
     if data.get("supervisor"):
         parts.append(Text(_supervisor_line(data["supervisor"])))
     if data.get("explain"):
@@ -209,69 +231,137 @@ def _num(value) -> str:
 
 
 def logs(ctx: typer.Context,
-         component: str | None = typer.Argument(None, help="router, blue, green, db-<node>, ... (default: list them)"),
+         component: str | None = typer.Argument(None, help="router, blue, green, colors (both), db-<node>, ... "
+                                                 "(default: list them)"),
          lines: int = typer.Option(50, "--lines", "-n", help="How many lines from the end (0: none, with -f only new ones)."),
-         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines.")) -> None:
-    """Show a component's log.
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+         level: str | None = typer.Option(None, "--level", help="JSON lines at this level or above: debug, info, "
+                                          "warning, error, critical."),
+         grep: str | None = typer.Option(None, "--grep", help="Only lines matching this regular expression."),
+         trace: str | None = typer.Option(None, "--trace", help="Only the JSON lines of this trace id."),
+         deploy: str | None = typer.Option(None, "--deploy", help="Only the JSON lines of this deploy id."),
+         since: str | None = typer.Option(None, "--since", help="Only JSON lines newer than this: a duration "
+                                          "(10m) or an ISO time.")) -> None:
+    """Show a component's log. The service's JSON lines (RAG_LOG_FORMAT=json) print as one readable
+    line each and can be filtered; -o json prints them as they are. `colors` follows blue and green
+    together, in time order.
 
     Colours in the log (Traefik's) are kept only on a terminal without --no-color or NO_COLOR.
 
     Example: ragops logs green -n 100
+
+    Example: ragops logs colors --level warning --since 10m
+
+    Example: ragops logs colors --deploy d-20261207-103000-abc123 -o json
 
     Example: ragops logs router -n 0 -f | grep -v healthz
     """
     env = ctx.obj
     config = env.config
     from ragops.errors import UsageError
+    from ragops.logview import LEVELS, LogFilter
     from ragops.platforms import get_platform
 
     if lines < 0:
         raise UsageError(f"--lines: {lines} is negative (0 or more)")
+    if level is not None and level not in LEVELS:
+        raise UsageError(f"--level: {level!r} is not one of {', '.join(LEVELS)}")
+    try:
+        wanted = LogFilter(level=level, grep=grep, trace=trace, deploy=deploy, since=_since(since))
+    except re.error as exc:
+        raise UsageError(f"--grep: not a regular expression: {exc}") from None
     platform = get_platform(config)
     files = platform.logs()
     if platform.owns_database_files:
-        from ragops.db.pgctl import managed_nodes
+        from ragops.pg.pgctl import managed_nodes
 
         files.update({f"db-{node.name}": node.log_file for node in managed_nodes(config)})
     if component is None:
         env.emit({name: str(path) for name, path in files.items() if path.exists()},
                  lambda d: "\n".join(f"{k:20} {v}" for k, v in d.items()) or "no logs yet")
         return
-    if component not in files:
-        raise UsageError(f"unknown component {component!r} (one of: {', '.join(files)})")
-    _show_log(files[component], lines, follow, color=sys.stdout.isatty() and not env.out.no_color)
+    colors = [files[c] for c in ("blue", "green") if c in files]
+    if component == "colors" and colors:
+        paths = colors
+    elif component in files:
+        paths = [files[component]]
+    else:
+        raise UsageError(f"unknown component {component!r} (one of: {', '.join([*files, 'colors'])})")
+    _show_log(paths, lines, follow, wanted, raw=env.json, color=sys.stdout.isatty() and not env.out.no_color)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
-def _show_log(path, lines: int, follow: bool, *, color: bool) -> None:
-    """Print the last `lines` lines, then (with follow) new ones; every write is flushed, so a reader
-    behind a pipe gets each line even when `logs -f` is ended with SIGTERM."""
+def _since(text: str | None):
+    """--since as an aware datetime: a duration back from now, or an ISO time (UTC when it has no zone)."""
+    if text is None:
+        return None
+    from datetime import UTC, datetime, timedelta
+
+    from ragops.durations import parse_duration
+    from ragops.errors import UsageError
+
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+    except (ValueError, OverflowError):   # not a duration: a time, then
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since: {text!r} is neither a duration (10m) nor an ISO time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _show_log(paths, lines: int, follow: bool, wanted, *, raw: bool, color: bool) -> None:
+    """Print the last `lines` lines (of each file, merged in time order), then (with follow) new ones;
+    every write is flushed, so a reader behind a pipe gets each line even when `logs -f` is ended
+    with SIGTERM."""
+    from ragops.logview import parse, pretty
     from ragops.process import open_for_reading, tail
     from ragops.secrets import redact
 
-    def show(text: str) -> None:
-        text = redact(text)
-        sys.stdout.write(text if color else _ANSI.sub("", text))
+    def show(line: str) -> None:
+        line = redact(line.rstrip("\n"))
+        record = parse(line)
+        if not wanted.keep(line, record):
+            return
+        text = pretty(record) if record is not None and not raw else line
+        sys.stdout.write((text if color else _ANSI.sub("", text)) + "\n")
         sys.stdout.flush()
 
-    if follow and not path.exists():
+    if follow and not any(p.exists() for p in paths):
         from ragops.errors import OperationFailed
 
-        raise OperationFailed(f"no log yet at {path} (has the component started?)")
+        raise OperationFailed(f"no log yet at {paths[0]} (has the component started?)")
     if follow:
         # SIGTERM (the usual end of `logs -f | ...`) leaves like Ctrl-C: quietly, nothing half-written
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if lines:
-        text = tail(path, lines)
-        show(text + "\n" if text else "")
+        # the colors interleave by their JSON timestamps; a text line sorts with the JSON line before it
+        keyed = []
+        for path in (p for p in paths if p.exists()):
+            stamp = ""
+            for line in (tail(path, lines) or "").splitlines():
+                stamp = str((parse(line) or {}).get("timestamp", stamp))
+                keyed.append((stamp, line))
+        if len(paths) > 1:
+            keyed.sort(key=lambda pair: pair[0])   # stable: a file's own order is kept within one stamp
+        for _stamp, line in keyed[-lines:]:
+            show(line)
     if follow:
-        with open_for_reading(path) as handle:
-            handle.seek(0, 2)
-            while True:
-                line = handle.readline()
-                if line:
-                    show(line.decode(errors="replace"))
-                else:
-                    time.sleep(0.25)
+        handles = []
+        for path in paths:
+            if path.exists():
+                handle = open_for_reading(path)
+                handle.seek(0, 2)
+                handles.append(handle)
+        while True:
+            quiet = True
+            for handle in handles:
+                data = handle.readline()
+                if data:
+                    quiet = False
+                    show(data.decode(errors="replace"))
+            if quiet:
+                time.sleep(0.25)

@@ -5,19 +5,46 @@ Used by platforms that own the database's data directories (local); idempotent l
 """
 from __future__ import annotations
 
+import importlib
+import re
+from pathlib import Path
+
 from ragops.config import Config
+from ragops.errors import ConfigError
 from ragops.events import Say as Progress
 from ragops.events import quiet as _noop
+
+# `database.ha` -> the class that runs the nodes, imported on first use (the HA engine builds on this one)
+DATABASE_MANAGERS: dict[str, str] = {
+    "patroni": "ragops.ha.manager:PatroniDatabase",
+}
 
 
 def database_manager(config: Config):
     """Who runs the nodes, chosen by `database.ha`: None for ragops itself (manual), else the HA
     engine's manager (ragops/ha/manager.py: Patroni + etcd) with up/down/status/dead_components."""
-    if config.database.ha == "patroni":
-        from ragops.ha.manager import PatroniDatabase
+    target = DATABASE_MANAGERS.get(config.database.ha or "")
+    if target is None:
+        return None
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(config)
 
-        return PatroniDatabase(config)
-    return None
+
+def spool_dir(config) -> Path:
+    """Where archive_command puts finished segments: backups.wal.spool_dir, else the platform's
+    (Platform.wal_spool_dir: docker's database containers write into <host dir>/wal-spool), else
+    beside the server's data directories (as root, the server account's home), <...>/wal-spool."""
+    configured = config.backups.wal.spool_dir
+    if configured:
+        path = config.resolve_path(configured)
+    else:
+        from ragops.pg.pgctl import server_home
+        from ragops.platforms import platform_class
+
+        path = platform_class(config).wal_spool_dir(config) or (server_home(config) or config.state_dir) / "wal-spool"
+    if re.search(r"[\s'\"%;&|$`\\]", str(path)):
+        raise ConfigError(f"backups.wal.spool_dir: {path} may not contain spaces, quotes or shell characters")
+    return path
 
 
 def database_up(config: Config, progress: Progress = _noop) -> list[str]:
@@ -27,7 +54,7 @@ def database_up(config: Config, progress: Progress = _noop) -> list[str]:
     manager = database_manager(config)
     if manager is not None:   # the HA engine starts the nodes, clones and promotes
         steps, leader = manager.up(progress)
-        return steps + _role_and_database(config, leader, db_password(config))
+        return steps + role_and_database(config, leader, db_password(config))
     return _manual_up(config, progress)
 
 
@@ -36,8 +63,7 @@ def _archive_at_initdb(config: Config) -> dict[str, str]:
     later), so a first `up` does not restart the primary just to set archive_mode."""
     if not config.backups.wal.enabled:
         return {}
-    from ragops.db import pgctl
-    from ragops.pitr.wal import spool_dir
+    from ragops.pg import pgctl
 
     spool = spool_dir(config)
     pgctl.prepare_dir(spool)
@@ -45,8 +71,8 @@ def _archive_at_initdb(config: Config) -> dict[str, str]:
 
 
 def _manual_up(config: Config, progress: Progress) -> list[str]:
-    from ragops.db import pgctl
     from ragops.db.connect import db_password
+    from ragops.pg import pgctl
 
     steps = []
     db = config.database
@@ -65,7 +91,7 @@ def _manual_up(config: Config, progress: Progress) -> list[str]:
 
     # whichever node is not in recovery is the primary now (it may have changed by a failover)
     current = live_primary(config) or primary
-    steps += _role_and_database(config, current.name, password)
+    steps += role_and_database(config, current.name, password)
     steps += _clone_replicas(config, current, password, progress)
     if db.synchronous and db.replicas:
         from ragops.db.standby import configure_sync
@@ -74,7 +100,7 @@ def _manual_up(config: Config, progress: Progress) -> list[str]:
     return steps
 
 
-def _role_and_database(config: Config, node_name: str, password: str) -> list[str]:
+def role_and_database(config: Config, node_name: str, password: str) -> list[str]:
     from psycopg import sql
 
     from ragops.db.connect import connect, node_dsn
@@ -94,9 +120,9 @@ def _role_and_database(config: Config, node_name: str, password: str) -> list[st
 
 
 def _clone_replicas(config: Config, current, password: str, progress: Progress) -> list[str]:
-    from ragops.db import pgctl
     from ragops.db.connect import connect, node_dsn
     from ragops.db.replication import slot_name
+    from ragops.pg import pgctl
 
     steps = []
     db = config.database
@@ -118,7 +144,7 @@ def _clone_replicas(config: Config, current, password: str, progress: Progress) 
 
 def _set_application_name(node, name: str) -> None:
     """Name the replica's walreceiver after the node, so synchronous_standby_names can list it."""
-    from ragops.db.pgctl import write_server_file
+    from ragops.pg.pgctl import write_server_file
 
     auto = node.data_dir / "postgresql.auto.conf"
     text = auto.read_text()
@@ -128,8 +154,8 @@ def _set_application_name(node, name: str) -> None:
 
 def live_primary(config: Config):
     """The managed node accepting writes now (it may have changed by a failover), or None."""
-    from ragops.db import pgctl
     from ragops.db.replication import primary_status, topology
+    from ragops.pg import pgctl
 
     live = primary_status(topology(config))
     return pgctl.managed_node(config, live.name) if live else None
@@ -138,7 +164,7 @@ def live_primary(config: Config):
 def migrate(config: Config, progress: Progress = _noop) -> list[str]:
     """Apply the service's pending migrations on the current primary (the configured one if none answers)."""
     from ragops.db.connect import node_dsn
-    from ragops.db.migrate import apply_migrations
+    from ragops.pg.migrate import apply_migrations
 
     current = live_primary(config)
     node_name = current.name if current else config.database.primary.name
@@ -149,7 +175,7 @@ def migrate(config: Config, progress: Progress = _noop) -> list[str]:
 
 def database_down(config: Config, progress: Progress = _noop) -> list[str]:
     """Stop every running managed node, replicas first (data kept)."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     manager = database_manager(config)
     if manager is not None:

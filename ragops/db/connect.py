@@ -12,6 +12,8 @@ from typing import Literal, overload
 
 from ragops.config import Config, DbNode
 from ragops.errors import ConfigError
+from ragops.pg.conninfo import conninfo
+from ragops.pg.nodes import all_nodes, find_node  # re-exported: the engines' callers import them from here
 from ragops.platforms import platform_class
 from ragops.secrets import register_secret
 
@@ -67,18 +69,6 @@ def api_keys(config: Config) -> list[str]:
     return keys
 
 
-def all_nodes(config: Config) -> list[DbNode]:
-    return [config.database.primary, *config.database.replicas]
-
-
-def find_node(config: Config, name: str) -> DbNode:
-    for node in all_nodes(config):
-        if node.name == name:
-            return node
-    names = ", ".join(n.name for n in all_nodes(config))
-    raise ConfigError(f"unknown database node {name!r} (nodes: {names})")
-
-
 def node_dsn(config: Config, node: DbNode | str | None = None, dbname: str | None = None,
              user: str | None = None, connect_timeout: int = 5) -> str:
     """A libpq conninfo for one node, as the superuser unless `user` is given."""
@@ -87,8 +77,8 @@ def node_dsn(config: Config, node: DbNode | str | None = None, dbname: str | Non
     node = node or config.database.primary
     db = config.database
     host, port = platform_class(config).database_address(config, node)   # docker: the container's address
-    return (f"host={host} port={port} dbname={dbname or db.name} user={user or db.superuser} "
-            f"password={db_password(config)} connect_timeout={connect_timeout} application_name=ragops")
+    return conninfo(host=host, port=port, dbname=dbname or db.name, user=user or db.superuser,
+                    password=db_password(config), connect_timeout=connect_timeout, application_name="ragops")
 
 
 def app_dsn(config: Config) -> str:
@@ -100,8 +90,8 @@ def app_dsn(config: Config) -> str:
     nodes = all_nodes(config)
     hosts = ",".join(n.host for n in nodes)
     ports = ",".join(str(n.port) for n in nodes)
-    return (f"host={hosts} port={ports} dbname={db.name} user={db.user} password={db_password(config)} "
-            f"target_session_attrs=read-write connect_timeout=3 application_name=ragservice")
+    return conninfo(host=hosts, port=ports, dbname=db.name, user=db.user, password=db_password(config),
+                    target_session_attrs="read-write", connect_timeout=3, application_name="ragservice")
 
 
 def connect(dsn: str, autocommit: bool = True):

@@ -12,7 +12,6 @@ ragops only has SQL: fencing makes the old primary refuse writes, and rejoin is 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from ragops.db.connect import all_nodes, find_node, node_dsn
 from ragops.errors import GateFailed, OperationFailed, UsageError
 from ragops.events import MaybeSay as Progress
 from ragops.events import quiet
+from ragops.fsutil import write_atomic
 from ragops.platforms import get_platform, platform_class
 from ragops.secrets import redact
 
@@ -31,7 +31,7 @@ ADMIN_DB = "postgres"          # ragops' own bookkeeping lives in the always-pre
 HEARTBEAT_TABLE = "ragops_heartbeat"
 
 
-def _say(progress: Progress, message: str) -> None:
+def say(progress: Progress, message: str) -> None:
     if progress:
         progress(redact(message))
 
@@ -92,17 +92,17 @@ class NodeStatus:
         return data
 
 
-def _connect(config: Config, node: DbNode, timeout: int = 3):
+def connect_node(config: Config, node: DbNode, timeout: int = 3):
     import psycopg
 
     return psycopg.connect(node_dsn(config, node, dbname=ADMIN_DB, connect_timeout=timeout), autocommit=True)
 
 
-def _managed(config: Config, name: str):
+def managed_node(config: Config, name: str):
     """The local managed server for `name`, or None when this platform has no local data dirs."""
     if not platform_class(config).owns_database_files or config.database.dsn:
         return None
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     node = pgctl.managed_node(config, name)
     return node if node.initialized else None
@@ -119,12 +119,12 @@ def connect_error(exc: Exception) -> str:
 
 def _probe(config: Config, node: DbNode) -> NodeStatus:
     status = NodeStatus(name=node.name, host=node.host, port=node.port, role="unreachable")
-    managed = _managed(config, node.name)
+    managed = managed_node(config, node.name)
     if managed is not None:
         status.managed = True
-        status.running = _alive(managed)
+        status.running = is_alive(managed)
     try:
-        conn = _connect(config, node)
+        conn = connect_node(config, node)
     except Exception as exc:  # noqa: BLE001 - an unreachable node is data, not an error
         status.error = redact(connect_error(exc))
         return status
@@ -255,9 +255,7 @@ def record_topology(config: Config, *, primary: str, timeline: int | None, event
     history = (data.get("history") or [])[-49:] + [entry]
     data = {"primary": primary, "timeline": timeline, "updated_at": entry["at"], "event": event,
             **extra, "history": history}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n", mode=0o644)
     return data
 
 
@@ -274,7 +272,7 @@ class FenceResult:
 def fence_sql(config: Config, node: DbNode, progress: Progress = None) -> str:
     """Make a primary refuse writes: default_transaction_read_only=on, reload, end client sessions.
     Returns its WAL position after the sessions ended."""
-    with _connect(config, node) as conn:
+    with connect_node(config, node) as conn:
         cur = conn.cursor()
         cur.execute("ALTER SYSTEM SET default_transaction_read_only = on")
         cur.execute("SELECT pg_reload_conf()")
@@ -284,17 +282,11 @@ def fence_sql(config: Config, node: DbNode, progress: Progress = None) -> str:
         ended = cur.fetchone()[0]
         cur.execute("SELECT pg_current_wal_lsn()::text")
         lsn = cur.fetchone()[0]
-    _say(progress, f"{node.name}: writes refused (default_transaction_read_only=on), {ended} session(s) ended")
+    say(progress, f"{node.name}: writes refused (default_transaction_read_only=on), {ended} session(s) ended")
     return lsn
 
 
-def unfence_sql(config: Config, node: DbNode) -> None:
-    with _connect(config, node) as conn:
-        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
-        conn.execute("SELECT pg_reload_conf()")
-
-
-def _alive(managed) -> bool:
+def is_alive(managed) -> bool:
     """The postmaster of a managed node runs (a zombie left by kill -9 does not count)."""
     pid = managed.pid()
     if pid is None:
@@ -306,9 +298,9 @@ def _alive(managed) -> bool:
     return state not in ("Z", "X")
 
 
-def _wait_dead(managed, timeout: float) -> bool:
+def wait_dead(managed, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while _alive(managed):
+    while is_alive(managed):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
@@ -324,23 +316,23 @@ def fence(config: Config, name: str, *, confirm_down: bool = False, progress: Pr
     platform = get_platform(config)   # first: a platform that can stop the node for certain (docker)
     if not (status.reachable and status.role == "replica") and platform.fence_database_node(name, progress or quiet):
         return FenceResult(name, "stopped", f"stopped by the {platform.name} platform")
-    managed = _managed(config, name)
+    managed = managed_node(config, name)
     if managed is not None:
-        if _alive(managed):
+        if is_alive(managed):
             lsn = None
             if status.reachable and status.role == "primary":
                 try:  # end client sessions first so a fast stop does not wait on anything
                     lsn = fence_sql(config, node, progress)
                 except Exception:  # noqa: BLE001 - stopping is the real fence
                     pass
-            _say(progress, f"{name}: stopping the server (pg_ctl stop -m fast)")
+            say(progress, f"{name}: stopping the server (pg_ctl stop -m fast)")
             try:
                 managed.stop(mode="fast", timeout=30)
             except OperationFailed as exc:
-                if _alive(managed):   # it will not stop: kill it, a primary that cannot be stopped is worse
-                    _say(progress, f"{name}: {exc.message}; sending SIGKILL to the postmaster")
+                if is_alive(managed):   # it will not stop: kill it, a primary that cannot be stopped is worse
+                    say(progress, f"{name}: {exc.message}; sending SIGKILL to the postmaster")
                     managed.kill9()
-                    if not _wait_dead(managed, 10):
+                    if not wait_dead(managed, 10):
                         raise OperationFailed(f"{name} could not be stopped or killed (pid {managed.pid()})",
                                               hint="stop it by hand, then retry with --confirm-down") from None
                     return FenceResult(name, "killed", "pg_ctl stop failed; postmaster killed", final_lsn=lsn)
@@ -358,7 +350,7 @@ def fence(config: Config, name: str, *, confirm_down: bool = False, progress: Pr
         raise OperationFailed(
             f"old primary {name} ({node.host}:{node.port}) is unreachable and cannot be fenced from here",
             hint="make sure it is really down (or cut it off from clients), then repeat with --confirm-down")
-    _say(progress, f"{name}: unreachable; proceeding because it was confirmed down")
+    say(progress, f"{name}: unreachable; proceeding because it was confirmed down")
     return FenceResult(name, "down-confirmed", status.error or "unreachable")
 
 
@@ -435,10 +427,10 @@ def check_promotion(config: Config, node: str, *, max_lag: int | None = None, fo
         check.notes.append(f"lag limit overridden: {lag_bytes} > {max_lag} bytes (--force)")
     check.old = _old_primaries(config, target, statuses)
     for status in check.old:
-        managed = _managed(config, status.name)
+        managed = managed_node(config, status.name)
         if status.fenced:
             check.fencing.append((status, "already-fenced"))
-        elif status.role == "unreachable" and managed is not None and not _alive(managed):
+        elif status.role == "unreachable" and managed is not None and not is_alive(managed):
             check.fencing.append((status, "down-verified"))
         elif status.role == "unreachable" and confirm_down:
             check.fencing.append((status, "down-confirmed"))
@@ -466,7 +458,7 @@ def promote(config: Config, node: str, *, max_lag: int | None = None, force: boo
 
     def step(name: str, detail: str = "") -> None:
         steps.append({"step": name, "at": now_iso(), "detail": detail})
-        _say(progress, f"{name}{': ' + detail if detail else ''}")
+        say(progress, f"{name}{': ' + detail if detail else ''}")
 
     check = check_promotion(config, node, max_lag=max_lag, force=force, confirm_down=confirm_down,
                             fence_old=fence_old)
@@ -487,7 +479,7 @@ def promote(config: Config, node: str, *, max_lag: int | None = None, force: boo
     for result in fenced:
         step("fenced", f"{result.node}: {result.method} ({result.detail})")
 
-    with _connect(config, target_node, timeout=5) as conn:
+    with connect_node(config, target_node, timeout=5) as conn:
         cur = conn.cursor()
         step("promoting", f"SELECT pg_promote(wait => true) on {node}")
         cur.execute("SELECT pg_promote(wait => true, wait_seconds => 60)")
@@ -519,7 +511,7 @@ def test_write(config: Config, node: DbNode, note: str = "", timeout: float = 15
     deadline = started + timeout
     while True:
         try:
-            with _connect(config, node) as conn:
+            with connect_node(config, node) as conn:
                 cur = conn.cursor()
                 cur.execute("SET statement_timeout = '10s'")
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (id bigserial PRIMARY KEY, "

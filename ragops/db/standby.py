@@ -16,22 +16,23 @@ from ragops.db.replication import (
     ADMIN_DB,
     Progress,
     PromoteResult,
-    _alive,
-    _connect,
-    _managed,
-    _say,
-    _wait_dead,
+    connect_node,
     fence_sql,
     int_to_lsn,
+    is_alive,
     lsn_to_int,
+    managed_node,
     primary_status,
     promote,
     record_topology,
+    say,
     slot_name,
     topology,
+    wait_dead,
 )
 from ragops.errors import OperationFailed, UsageError
 from ragops.events import quiet
+from ragops.pg.conninfo import conninfo as build_conninfo
 from ragops.platforms import get_platform, platform_class
 from ragops.secrets import redact
 
@@ -68,31 +69,31 @@ def switchover(config: Config, node: str, *, timeout: float = 60.0, rejoin_old: 
     old_node = find_node(config, old.name)
     if not target.streaming:
         raise OperationFailed(f"{node} is not streaming from {old.name}; it would not receive the final WAL")
-    managed = _managed(config, old.name)
+    managed = managed_node(config, old.name)
     rejoin_by_platform = managed is None and platform_class(config).rejoins_database_nodes(config)
     if rejoin_old and managed is None and not rejoin_by_platform:
         raise UsageError(f"--rejoin needs {old.name}'s local data directory or a platform that rebuilds it; the "
                          f"{platform_class(config).name} platform has neither here (nothing was changed)")
-    _say(progress, f"stopping writes on {old.name}")
+    say(progress, f"stopping writes on {old.name}")
     final = fence_sql(config, old_node, progress)
     if managed is not None:
         # a clean shutdown sends every WAL record, including the shutdown checkpoint, to the standbys
-        _say(progress, f"{old.name}: clean shutdown (pg_ctl stop -m fast)")
+        say(progress, f"{old.name}: clean shutdown (pg_ctl stop -m fast)")
         managed.stop(mode="fast")
         control = controldata(config, old.name)
         checkpoint = control.get("Latest checkpoint location")
         if checkpoint:
             final = int_to_lsn(lsn_to_int(checkpoint) + 1)   # past the shutdown checkpoint record
     target_node = find_node(config, node)
-    _say(progress, f"waiting until {node} has replayed {final}")
+    say(progress, f"waiting until {node} has replayed {final}")
     deadline = time.monotonic() + timeout
     replayed = None
     while True:
-        with _connect(config, target_node) as conn:
+        with connect_node(config, target_node) as conn:
             replayed = conn.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()[0]
         if managed is None:   # the fenced primary may still write WAL (checkpoints, hint bits)
             try:
-                with _connect(config, old_node) as conn:
+                with connect_node(config, old_node) as conn:
                     final = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
             except Exception:  # noqa: BLE001
                 pass
@@ -105,7 +106,7 @@ def switchover(config: Config, node: str, *, timeout: float = 60.0, rejoin_old: 
                      f"`ragops db switchover {node}` again, or undo: start {old.name} and `ALTER SYSTEM RESET "
                      f"default_transaction_read_only`")
         time.sleep(0.1)
-    _say(progress, f"{node} replayed {replayed} (final {final}): promoting")
+    say(progress, f"{node} replayed {replayed} (final {final}): promoting")
     result = promote(config, node, fence_old=False, confirm_down=True, progress=progress)
     rejoined = None
     if rejoin_old:   # a local data directory: pg_rewind; else the platform's rebuild (docker: a fresh clone)
@@ -122,18 +123,16 @@ def replica_conninfo(config: Config, primary_node: DbNode | str, replica_name: s
     """primary_conninfo for `replica_name` streaming from `primary_node`; application_name is the
     replica's node name so synchronous_standby_names can name it."""
     primary = find_node(config, primary_node) if isinstance(primary_node, str) else primary_node
-    parts = [f"host={primary.host}", f"port={primary.port}", f"user={config.database.superuser}"]
-    if with_password:
-        parts.append(f"password={db_password(config)}")
-    parts += [f"application_name={replica_name}", "connect_timeout=5"]
-    return " ".join(parts)
+    return build_conninfo(host=primary.host, port=primary.port, user=config.database.superuser,
+                          password=db_password(config) if with_password else None, application_name=replica_name,
+                          connect_timeout=5)
 
 
 def controldata(config: Config, name: str) -> dict:
     """pg_controldata of a managed node's data directory, as a dict."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
-    managed = _managed(config, name)
+    managed = managed_node(config, name)
     if managed is None:
         raise OperationFailed(f"{name} has no local data directory")
     proc = pgctl.run_pg([managed.pg("pg_controldata"), "-D", str(managed.data_dir)])
@@ -159,13 +158,13 @@ class RejoinResult:
 
 
 def _write_standby_config(managed, conninfo: str, slot: str) -> None:
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     auto = managed.data_dir / "postgresql.auto.conf"
     drop = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only", "synchronous_standby_names")
     lines = [ln for ln in (auto.read_text().splitlines() if auto.exists() else [])
              if ln.split("=", 1)[0].strip() not in drop]
-    escaped = conninfo.replace("'", "''")
+    escaped = conninfo.replace("\\", "\\\\").replace("'", "''")   # postgresql.conf reads a backslash as an escape too
     lines += [f"primary_conninfo = '{escaped}'", f"primary_slot_name = '{slot}'"]
     pgctl.write_server_file(auto, "\n".join(lines) + "\n")   # never through a link the server account planted
     (managed.data_dir / "recovery.signal").unlink(missing_ok=True)
@@ -177,11 +176,11 @@ def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeo
     """Turn `node` (typically a former primary) into a streaming replica of the current primary:
     stop it, finish crash recovery if it died, pg_rewind from the primary, standby.signal +
     primary_conninfo + a slot on the primary, start, and wait until it streams."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     started = time.monotonic()
     find_node(config, node)
-    managed = _managed(config, node)
+    managed = managed_node(config, node)
     statuses = topology(config)
     primary = primary_status(statuses)
     if primary is None:
@@ -195,31 +194,31 @@ def rejoin(config: Config, node: str, *, fallback_basebackup: bool = True, timeo
     slot = slot_name(node)
     conninfo = replica_conninfo(config, primary_node, node)
     me = next(s for s in statuses if s.name == node)
-    with _connect(config, primary_node) as conn:
+    with connect_node(config, primary_node) as conn:
         exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
         if not exists:
             conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
-            _say(progress, f"created replication slot {slot} on {primary.name}")
+            say(progress, f"created replication slot {slot} on {primary.name}")
 
     recovered = _stop_cleanly(config, managed, node, me.role, progress)
     method, detail = _rewind_or_clone(config, managed, node, primary.name, primary_node, slot, fallback_basebackup,
                                       progress)
     _write_standby_config(managed, conninfo, slot)
-    _say(progress, f"{node}: starting as a replica of {primary.name}")
+    say(progress, f"{node}: starting as a replica of {primary.name}")
     managed.start()
     node_cfg = find_node(config, node)
     if not pgctl.wait_until(lambda: _streaming(config, node_cfg), timeout, 0.25):
         raise OperationFailed(f"{node} started but is not streaming from {primary.name} after {timeout:.0f}s",
                               hint=f"see its log: {managed.log_file}")
     # slots a former primary kept for its replicas would hold WAL on it forever
-    with _connect(config, node_cfg) as conn:
+    with connect_node(config, node_cfg) as conn:
         conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                      "WHERE NOT active AND slot_type = 'physical'")
     if config.database.synchronous:
         configure_sync(config, progress)
     after = next(s for s in topology(config) if s.name == node)
     record_topology(config, primary=primary.name, timeline=primary.timeline, event="rejoin", rejoined=node)
-    _say(progress, f"{node}: streaming from {primary.name}, lag {after.lag_bytes} bytes")
+    say(progress, f"{node}: streaming from {primary.name}, lag {after.lag_bytes} bytes")
     return RejoinResult(node=node, primary=primary.name, method=method, recovered_crash=recovered, streaming=True,
                         slot=slot, lag_bytes=after.lag_bytes, seconds=round(time.monotonic() - started, 3),
                         detail=detail)
@@ -235,7 +234,7 @@ def _rejoin_by_platform(config: Config, node: str, primary: str, timeline: int |
         configure_sync(config, progress)
     after = next(s for s in topology(config) if s.name == node)
     record_topology(config, primary=primary, timeline=timeline, event="rejoin", rejoined=node)
-    _say(progress, f"{node}: streaming from {primary}, lag {after.lag_bytes} bytes")
+    say(progress, f"{node}: streaming from {primary}, lag {after.lag_bytes} bytes")
     return RejoinResult(node=node, primary=primary, method=method, recovered_crash=False,
                         streaming=bool(after.streaming), slot=slot_name(node), lag_bytes=after.lag_bytes,
                         seconds=round(time.monotonic() - started, 3))
@@ -244,17 +243,17 @@ def _rejoin_by_platform(config: Config, node: str, primary: str, timeline: int |
 def _stop_cleanly(config: Config, managed, node: str, role: str, progress: Progress) -> bool:
     """Stop `node`; if it had crashed, finish crash recovery in single-user mode (nobody can connect to it
     as to a primary meanwhile). True when crash recovery was needed."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
-    if _alive(managed):
-        _say(progress, f"{node}: stopping ({role})")
+    if is_alive(managed):
+        say(progress, f"{node}: stopping ({role})")
         managed.stop(mode="fast")
     elif managed.pid() is not None:   # a zombie postmaster: its pid file would block the restart
-        _wait_dead(managed, 5)
+        wait_dead(managed, 5)
     state = controldata(config, node).get("Database cluster state", "")
     if state in ("shut down", "shut down in recovery"):
         return False
-    _say(progress, f"{node}: cluster state '{state}': running crash recovery in single-user mode")
+    say(progress, f"{node}: cluster state '{state}': running crash recovery in single-user mode")
     (managed.data_dir / "standby.signal").unlink(missing_ok=True)
     (managed.data_dir / "recovery.signal").unlink(missing_ok=True)
     pgctl.run_pg([managed.pg("postgres"), "--single", "-D", str(managed.data_dir), "-c", "archive_mode=off",
@@ -266,9 +265,9 @@ def _rewind_or_clone(config: Config, managed, node: str, primary: str, primary_n
                      fallback_basebackup: bool, progress: Progress) -> tuple[str, str]:
     """pg_rewind `node` onto the primary's history; a fresh base backup when that fails (if allowed).
     Returns (method, pg_rewind's last line)."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
-    _say(progress, f"{node}: pg_rewind from {primary}")
+    say(progress, f"{node}: pg_rewind from {primary}")
     source = (f"host={primary_node.host} port={primary_node.port} user={config.database.superuser} "
               f"dbname={ADMIN_DB} connect_timeout=10")
     proc = pgctl.run_pg([managed.pg("pg_rewind"), "--target-pgdata", str(managed.data_dir), "--source-server",
@@ -280,8 +279,8 @@ def _rewind_or_clone(config: Config, managed, node: str, primary: str, primary_n
     if not fallback_basebackup:
         raise OperationFailed(f"pg_rewind of {node} failed: {detail}",
                               hint=f"rebuild it from a base backup: ragops db rejoin {node} (with the fallback)")
-    _say(progress, f"{node}: pg_rewind failed ({detail}); rebuilding from a base backup")
-    with _connect(config, primary_node) as conn:   # clone_from creates the slot itself
+    say(progress, f"{node}: pg_rewind failed ({detail}); rebuilding from a base backup")
+    with connect_node(config, primary_node) as conn:   # clone_from creates the slot itself
         conn.execute("SELECT pg_drop_replication_slot(%s) FROM pg_replication_slots "
                      "WHERE slot_name = %s AND NOT active", (slot, slot))
     managed.clone_from(pgctl.Node(primary, Path("/nonexistent"), primary_node.port, Path("/dev/null")),
@@ -291,7 +290,7 @@ def _rewind_or_clone(config: Config, managed, node: str, primary: str, primary_n
 
 def _streaming(config: Config, node: DbNode) -> bool:
     try:
-        with _connect(config, node) as conn:
+        with connect_node(config, node) as conn:
             row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
             return bool(row and row[0] == "streaming")
     except Exception:  # noqa: BLE001 - not up yet
@@ -320,23 +319,23 @@ def configure_sync(config: Config, progress: Progress = None, *, set_application
         for status in replicas:
             if status.role != "replica":
                 continue
-            with _connect(config, find_node(config, status.name)) as conn:
+            with connect_node(config, find_node(config, status.name)) as conn:
                 current = conn.execute("SELECT current_setting('primary_conninfo')").fetchone()[0] or ""
                 if f"application_name={status.name}" not in current:
                     conninfo = replica_conninfo(config, live.name, status.name)
                     conn.execute("ALTER SYSTEM SET primary_conninfo = " + _quote(conninfo))
                     conn.execute("SELECT pg_reload_conf()")
-                    _say(progress, f"{status.name}: primary_conninfo application_name={status.name}")
+                    say(progress, f"{status.name}: primary_conninfo application_name={status.name}")
     names = [s.name for s in replicas]
     quoted = ", ".join('"' + n.replace('"', '') + '"' for n in names)
     value = f"ANY 1 ({quoted})" if config.database.synchronous and names else ""
-    with _connect(config, find_node(config, live.name)) as conn:
+    with connect_node(config, find_node(config, live.name)) as conn:
         if value:
             conn.execute("ALTER SYSTEM SET synchronous_standby_names = " + _quote(value))
         else:
             conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
         conn.execute("SELECT pg_reload_conf()")
-    _say(progress, f"{live.name}: synchronous_standby_names = '{value}'")
+    say(progress, f"{live.name}: synchronous_standby_names = '{value}'")
     return SyncResult(primary=live.name, synchronous_standby_names=value, standbys=names if value else [])
 
 
@@ -349,9 +348,9 @@ def _quote(value: str) -> str:
 def wal_end(config: Config, name: str, start_lsn: str | None = None) -> dict:
     """The end of the WAL a managed node wrote before it died, and its last commit time, read from
     its pg_wal with pg_waldump. Falls back to pg_controldata's last checkpoint."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
-    managed = _managed(config, name)
+    managed = managed_node(config, name)
     if managed is None:
         return {}
     control = controldata(config, name)

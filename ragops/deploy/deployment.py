@@ -19,6 +19,7 @@ from ragops.deploy.lock import DeployLock, describe, whoami
 from ragops.deploy.states import checkpoint, live_matches
 from ragops.errors import GateFailed, OperationFailed
 from ragops.events import Event, Progress, ignore, say
+from ragops.notify.outbox import Outbox
 from ragops.platforms import get_platform
 from ragops.platforms.base import other_color
 
@@ -37,6 +38,7 @@ class DeployResult:
     seconds: float = 0.0
     steps: list[dict] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
+    notifications: list[dict] = field(default_factory=list)   # each event's outcome: delivered or why not
 
 
 @dataclass
@@ -77,6 +79,8 @@ class DeploymentBase:
         self.lock = DeployLock(self.platform.lock_backend(), config.deploy.lock_ttl, command,
                                deploy_id=self.record["id"])
         self.started = time.monotonic()
+        # a rollback's events wait until its flip is confirmed; nothing waits for a webhook
+        self.outbox = Outbox(config, self.progress, hold=options.strategy == "rollback")
         self.resumed = False           # set by reconcile(): steps then check the platform before acting
 
     # ---- bookkeeping -----------------------------------------------------------------------
@@ -121,7 +125,9 @@ class DeploymentBase:
         for name in [g for g in gates if g.split(":", 1)[-1].split("@")[0] == color]:
             del gates[name]
 
-    def finish(self, result: str, reason: str | None = None) -> DeployResult:
+    def finish(self, result: str, reason: str | None = None, event: str | None = None) -> DeployResult:
+        """`event`: the notification when it differs from the result (a canary aborted by its
+        analysis is the event `failed`, an operator's abort stays `aborted`)."""
         self.record.update(result=result, reason=reason, ended=now_iso(),
                            seconds=round(time.monotonic() - self.started, 2))
         self.record.pop("phase", None)
@@ -130,11 +136,11 @@ class DeploymentBase:
         r = self.record
         self.report(Event("done", f"deploy {r['id']} {result}" + (f": {reason}" if reason else ""),
                           {"id": r["id"], "result": result, "reason": reason, "seconds": r["seconds"]}))
-        self.notify(result, reason)
+        self.notify(event or result, reason)
         return self.result()
 
     def notify(self, event: str, detail: str | None = None) -> None:
-        """notify.webhook: one event of this deploy or rollback; a failed delivery changes nothing."""
+        """notify.webhook: one event of this deploy or rollback, queued (sent in the background)."""
         from ragops import notify
 
         if not notify.wanted(self.config, event):
@@ -143,9 +149,13 @@ class DeploymentBase:
         kind = "rollback" if r["strategy"] == "rollback" else "deploy"
         message = (f"{kind} of {r['version']} to {self.config.env_name}: {event.replace('_', ' ')}"
                    + (f" ({detail})" if detail else ""))
-        notify.event(self.config, kind, event, message, progress=self.progress,
-                     fields={"deploy_id": r["id"], "version": r["version"], "strategy": r["strategy"],
-                             "from_version": r.get("from_version"), "who": r.get("who")})
+        self.outbox.put(kind, event, message,
+                        fields={"deploy_id": r["id"], "version": r["version"], "strategy": r["strategy"],
+                                "from_version": r.get("from_version"), "who": r.get("who")})
+
+    def deliver_notifications(self) -> list[dict]:
+        """At the very end of the command: wait at most notify.timeout for the queued events."""
+        return self.outbox.finish(self.config.env.notify.timeout)
 
     def result(self) -> DeployResult:
         r = self.record
@@ -227,7 +237,7 @@ class DeploymentBase:
             return
         from ragops.db.bringup import live_primary, migrate
         from ragops.db.connect import node_dsn
-        from ragops.db.migrate import breaking_migrations, pending_migrations
+        from ragops.pg.migrate import breaking_migrations, pending_migrations
 
         primary = live_primary(self.config)
         if primary is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from ragops import golden
 from ragops.config import Config
 from ragops.deploy import shadow
 from ragops.deploy.analysis import AnalysisResult, Target, get_provider
@@ -20,7 +21,7 @@ from ragops.deploy.lock import describe, owner_alive, whoami
 from ragops.deploy.states import checkpoint, interrupted_text, next_step
 from ragops.deploy.states import unfinished_kind as _kind
 from ragops.durations import format_duration
-from ragops.errors import GateFailed, LockHeld, OperationFailed, UsageError
+from ragops.errors import GateFailed, LockHeld, OperationFailed, RagopsError, UsageError
 from ragops.events import Event, Progress, ignore, say
 from ragops.platforms import get_platform
 from ragops.platforms.base import COLORS, other_color, with_weights
@@ -58,19 +59,41 @@ class Deployment(DeploymentBase):
                 self.report(Event("analysis", f"  {color}: {shown}, {r.window_s:.0f}/{window:.0f}s",
                                   {**limits, "metrics": r.metrics, "elapsed_s": r.window_s}))
             elif r.requests:
+                retrieval = "" if r.empty_rate is None else f", no result {r.empty_rate:.0%} of {r.queries} queries"
                 self.report(Event("analysis", f"  {color}: {r.requests} req, errors {r.error_rate or 0:.1%}, "
-                                              f"p95 {r.p95_ms or 0:.0f}ms, {r.window_s:.0f}/{window:.0f}s",
+                                              f"p95 {r.p95_ms or 0:.0f}ms{retrieval}, {r.window_s:.0f}/{window:.0f}s",
                                   {**limits, "requests": r.requests, "error_rate": r.error_rate,
                                    "p95_ms": r.p95_ms, "elapsed_s": r.window_s}))
 
+        stable = baseline or self.record.get("from_color")    # blue-green: the warm previous color
         target = Target(color=color, version=self.options.version, url=self.platform.color_url(color),
-                        baseline_color=baseline)
+                        baseline_color=baseline, baseline_version=str(self.record.get("from_version") or ""),
+                        extra={"stable_url": self.platform.color_url(stable)} if stable and stable != color else {})
         result = provider.analyze(target, window=window, on_sample=on_sample, should_stop=self.aborted_by_request)
         if gate and result.passed:
             self.pass_gate(gate)
-        self.step(label, result.passed, "; ".join(result.breaches) or "within thresholds",
+        # an inconclusive analysis is not a failed one: journaled and printed without a verdict
+        self.step(label, None if result.inconclusive else result.passed,
+                  "; ".join(result.breaches) or "within thresholds",
                   data={"analysis": result.summary()}, analysis=result.summary())
         return result
+
+    def check_scraped(self, color: str) -> None:
+        """Before the first traffic change: the analysis must be able to read the new color's metrics
+        (a Prometheus that does not scrape it would measure nothing)."""
+        gate = f"scraped:{color}"
+        if self.gate_passed(gate):
+            return
+        ok, seen = get_provider(self.config).check_scraped(Target(color=color, version=self.options.version))
+        if not seen:
+            return
+        self.step(f"metrics of {color}", ok, seen)
+        if not ok:
+            self._discard(color)
+            raise GateFailed(f"{seen}; traffic stayed on {self.record.get('from_color') or 'nothing'}",
+                             hint="check the scrape configuration of monitoring.url for this color "
+                                  "(labels color and the service's /metrics)")
+        self.pass_gate(gate)
 
     # ---- strategies -----------------------------------------------------------------------
     def blue_green(self) -> DeployResult:
@@ -79,6 +102,7 @@ class Deployment(DeploymentBase):
         if self.record.get("failing"):
             return self._switch_back(new, old, self.record["failing"])     # resumed inside a switch-back
         self.start_new(new)
+        self.check_scraped(new)
         self.phase("switched")
         self.switch({new: 100, **({old: 0} if old else {})}, f"switch router to {new}")
         self.phase("analysis")
@@ -114,6 +138,7 @@ class Deployment(DeploymentBase):
         if self.record.get("failing"):
             return self._switch_back(new, old, self.record["failing"])
         self.start_new(new)
+        self.check_scraped(new)
         steps = self.options.steps
         window = self.options.step_pause or self.config.deploy.analysis.window
         for index in range(int(self.record.get("step_index", 0)), len(steps)):
@@ -134,7 +159,7 @@ class Deployment(DeploymentBase):
                                            hint="`ragops promote` continues, `ragops abort` undoes")
             if not result.passed:
                 reason = f"at {weight}%: " + "; ".join(result.breaches)
-                self._abort_canary(new, old, reason)
+                self._abort_canary(new, old, reason, event="failed")
                 raise GateFailed(f"canary {self.options.version} aborted {reason}",
                                  hint="the live color was not touched; ragops status --explain shows the values")
             if self.options.pause_at is not None and weight == self.options.pause_at:
@@ -158,11 +183,11 @@ class Deployment(DeploymentBase):
         self.notify("paused", why or f"at {weight}%")
         return self.result()
 
-    def _abort_canary(self, new: str, old: str, reason: str) -> DeployResult:
+    def _abort_canary(self, new: str, old: str, reason: str, event: str | None = None) -> DeployResult:
         self.switch({old: 100, new: 0}, f"canary weight back to 0, {old} 100%")
         self._discard(new)
         self.journal.clear_request()
-        return self.finish("aborted", reason)
+        return self.finish("aborted", reason, event=event)
 
     def rollback_flow(self) -> DeployResult:
         """Back to the version on the warm color: flip, or start it first when it is not warm.
@@ -179,6 +204,7 @@ class Deployment(DeploymentBase):
         started = time.monotonic()
         self.switch({new: 100, old: 0}, f"flip router to warm {new} ({version})")
         self.record["flip_ms"] = round((time.monotonic() - started) * 1000, 1)
+        self.outbox.release()      # the flip is confirmed: its `start` goes out now
         self.phase("drain")
         self.drain(old)
         return self.finish("succeeded")
@@ -196,6 +222,24 @@ class Deployment(DeploymentBase):
         self.step("interrupted", None, interrupted_text(self.record), kind="interrupted")
 
     def run(self, take_over: bool = False) -> DeployResult:
+        """The deploy, then (lock released) at most notify.timeout for its queued notifications."""
+        outcomes: list[dict] = []
+        try:
+            result = self._run(take_over)
+        except RagopsError as exc:     # the error names what was not delivered (it is all -q shows)
+            outcomes = self.deliver_notifications()
+            if any(not o["delivered"] for o in outcomes):
+                exc.message += "; " + _undelivered(outcomes)
+            raise
+        except KeyboardInterrupt:
+            raise       # Ctrl-C: no wait for a webhook on the way out
+        except BaseException:
+            self.deliver_notifications()
+            raise
+        result.notifications = outcomes or self.deliver_notifications()
+        return result
+
+    def _run(self, take_over: bool = False) -> DeployResult:
         self.take_lock(take_over=self.record["id"] if take_over else None)
         paused = False
         try:
@@ -208,8 +252,8 @@ class Deployment(DeploymentBase):
                     self.notify("start")
                 return self.rollback_flow()
             if self.record.get("phase") in (None, "lock", "preflight"):
-                self.notify("start")
                 self.preflight()
+                self.notify("start")       # after preflight: it names the version it replaces
             if self.options.strategy == "canary":
                 result = self.canary()
                 paused = result.result == "paused"
@@ -238,6 +282,11 @@ class Deployment(DeploymentBase):
         finally:
             if not paused:
                 self.lock.release()
+
+
+def _undelivered(outcomes: list[dict]) -> str:
+    missed = [o for o in outcomes if not o["delivered"]]
+    return "not notified: " + ", ".join(f"{o['event']} ({o['error']})" for o in missed)
 
 
 # ---- module-level operations (the CLI and runbooks call these) --------------------------------
@@ -271,6 +320,7 @@ def plan(config: Config, version: str, strategy: str | None = None, steps: list[
     """The ordered steps with effective timeouts and gates; changes nothing."""
     opts = _options(config, version, strategy, steps, step_pause, pause_at, env)
     config.resolve_references(*NEEDED_SECRETS)   # the plan fails exactly where the deploy would
+    golden.load(config)
     platform = get_platform(config)
     d = config.deploy
     states, unknown = platform.plan_colors()   # unknown: why the live color cannot be read (still plan)
@@ -309,8 +359,10 @@ def deploy(config: Config, version: str, strategy: str | None = None, steps: lis
            progress: Progress = ignore, on_inconclusive: str | None = None) -> DeployResult:
     opts = _options(config, version, strategy, steps, step_pause, pause_at, env, on_inconclusive)
     config.resolve_references(*NEEDED_SECRETS)   # before anything is stopped or written
+    golden.load(config)                          # a damaged smoke.golden file: exit 2 before anything starts
     platform = get_platform(config)
     refuse_if_unfinished(platform)
+    platform.check_release(version)   # a missing image: the command that builds it, before the lock
     return Deployment(config, opts, progress, platform).run()
 
 
@@ -401,9 +453,11 @@ def abort(config: Config, progress: Progress = ignore, wait: float = 30.0) -> De
                 deployment._discard(new)
             else:
                 deployment.step(f"keep {new}", None, "not started by this deploy: left as it was")
-        return deployment.finish("aborted", f"aborted by {whoami()}")
+        result = deployment.finish("aborted", f"aborted by {whoami()}")
     finally:
         deployment.lock.release()
+    result.notifications = deployment.deliver_notifications()
+    return result
 
 
 def _from_record(r: dict) -> DeployResult:

@@ -66,6 +66,30 @@ def last_deploy(platform) -> dict | None:
     return deploys[-1] if deploys else None
 
 
+def _verdict(entry: dict) -> str:
+    if entry.get("skipped"):
+        return "skipped"
+    if entry.get("inconclusive"):
+        return "inconclusive"
+    return ("passed" if entry.get("passed") else "failed") + (" (dry run)" if entry.get("dry_run") else "")
+
+
+def analysis_lines(analysis: dict) -> list[str]:
+    """One analysis verdict as plain text: the totals, then one line per metric (no Python reprs)."""
+    def shown(value) -> str:
+        return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    keys = ("window_s",) if analysis.get("metrics") else ("requests", "error_rate", "p95_ms", "queries",
+                                                          "empty_rate", "stable_empty_rate", "window_s")
+    totals = [f"{key} {shown(analysis[key])}" for key in keys if analysis.get(key) is not None]
+    lines = [", ".join(totals + [_verdict(analysis)])]
+    for m in analysis.get("metrics") or []:
+        stable = f" (stable {shown(m.get('baseline'))})" if m.get("baseline") is not None else ""
+        lines.append(f"metric {m.get('name')}: {shown(m.get('value'))}{stable} {_verdict(m)}"
+                     + (f" - {m['why']}" if m.get("why") else ""))
+    return lines
+
+
 def explain(record: dict | None) -> list[str]:
     """Why the last deploy ended the way it did, step by step, for `status --explain`."""
     if not record:
@@ -82,7 +106,7 @@ def explain(record: dict | None) -> list[str]:
         lines.append(line)
         analysis = step.get("analysis")
         if analysis:
-            lines.append("        " + ", ".join(f"{k}={v}" for k, v in analysis.items() if k != "breaches"))
+            lines += ["        " + text for text in analysis_lines(analysis)]
     if record.get("in_progress"):
         from ragops.deploy.states import next_step
 

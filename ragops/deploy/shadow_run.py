@@ -44,6 +44,7 @@ def deploy(config: Config, version: str, settings: ShadowSettings, env: dict | N
     platform = get_platform(config)
     routers_of(platform)
     engine.refuse_if_unfinished(platform)
+    platform.check_release(version)
     deployment = engine.Deployment(config, _options(config, version, env), progress, platform)
     deployment.record["options"][STRATEGY] = settings.as_dict()
     return deployment.run()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from ragops.errors import OperationFailed
 from ragops.events import Say
 from ragops.events import quiet as _noop
 from ragops.ha import patroni
@@ -28,8 +27,8 @@ class PatroniDatabase:
 
     def up(self, progress: Say = _noop) -> tuple[list[str], str]:
         """Start etcd and every node's Patroni; returns the steps and the leader's name."""
-        from ragops.db import pgctl
         from ragops.db.connect import db_password
+        from ragops.pg import pgctl
 
         steps = self.etcd.up(progress)
         password = db_password(self.config)
@@ -123,8 +122,3 @@ class PatroniDatabase:
                 "leader": leader, "paused": bool((data or {}).get("pause")), "members": members,
                 "dcs": self.etcd.health()}
 
-    def require_leader(self) -> str:
-        name = patroni.leader(self.config)
-        if name is None:
-            raise OperationFailed("the Patroni cluster has no running leader", hint="ragops db status")
-        return name

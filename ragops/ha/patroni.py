@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from ragops.db import pgctl
 from ragops.errors import OperationFailed
 from ragops.ha.etcd import EtcdCluster
+from ragops.pg import pgctl
 from ragops.process import ManagedProcess
+from ragops.waiting import wait_until
 
 REPLICATION_USER = "replicator"
 REST_USER = "ragops"
@@ -127,7 +127,7 @@ def archive_parameters(config) -> dict[str, str]:
     only starts archiving once promoted), into the one spool the shipper reads (ragops/pitr)."""
     if not config.backups.wal.enabled or config.database.dsn:
         return {}
-    from ragops.pitr.wal import spool_dir
+    from ragops.db.bringup import spool_dir
 
     return pgctl.archive_settings(spool_dir(config), config.backups.wal.archive_timeout)
 
@@ -135,14 +135,14 @@ def archive_parameters(config) -> dict[str, str]:
 def write_config(config, node: PatroniNode, password: str) -> None:
     """The node's Patroni config: created 0600 for the server account (it holds passwords)."""
     path = node.config_file
-    pgctl._make_dirs(path.parent)
+    pgctl.make_dirs(path.parent)
     text = yaml.safe_dump(node_config(config, node, password), sort_keys=False)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-        account = pgctl._account()
+        account = pgctl.server_account()
         if account is not None:
             os.fchown(handle.fileno(), account.pw_uid, account.pw_gid)
     os.replace(tmp, path)
@@ -154,7 +154,7 @@ def start_node(config, node: PatroniNode, password: str) -> None:
     write_config(config, node, password)
     pgctl.prepare_dir(node.node.data_dir.parent)
     if archive_parameters(config):
-        from ragops.pitr.wal import spool_dir
+        from ragops.db.bringup import spool_dir
 
         pgctl.prepare_dir(spool_dir(config))
     args, env = patroni_command(node.config_file, pgctl.server_home(config))
@@ -227,11 +227,8 @@ def leader(config) -> str | None:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise OperationFailed(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """wait_until, failing with what it waited for."""
+    value = wait_until(predicate, timeout, interval)
+    if not value:
+        raise OperationFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+    return value

@@ -1,7 +1,7 @@
 """The command that runs Patroni as the account PostgreSQL runs as.
 
 A normal account runs Patroni with ragops' own interpreter. As root, PostgreSQL (and so Patroni,
-whose child the postmaster is) runs as the server account (ragops/db/pgctl.py), which cannot read
+whose child the postmaster is) runs as the server account (ragops/pg/pgctl.py), which cannot read
 a venv under a 0700 home: then the installed distributions Patroni needs (patroni + python-etcd,
 psycopg + its binary wheel and their dependencies) are copied under the server home, root-owned
 and world-readable, and run by a system interpreter of the same Python version.
@@ -51,7 +51,7 @@ def _closure() -> list:
 
 def _system_python(entry) -> str:
     """A system interpreter of our Python version the server account can run."""
-    from ragops.db.pgctl import blocked_dir
+    from ragops.pg.pgctl import blocked_dir
 
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     for directory in ("/usr/bin", "/usr/local/bin"):
@@ -65,7 +65,7 @@ def _system_python(entry) -> str:
 
 def copy_site(home: Path) -> Path:
     """Copy Patroni's distributions to <home>/patroni-site (refreshed when their versions change)."""
-    from ragops.db.pgctl import _make_dirs, _open_tree
+    from ragops.pg.pgctl import make_dirs, open_tree
 
     dists = _closure()
     stamp = "\n".join(sorted(f"{d.metadata['Name']}=={d.version}" for d in dists))
@@ -75,7 +75,7 @@ def copy_site(home: Path) -> Path:
             return target
     except OSError:
         pass
-    _make_dirs(home)
+    make_dirs(home)
     tmp = home / f".patroni-site-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     for dist in dists:
@@ -88,7 +88,7 @@ def copy_site(home: Path) -> Path:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, dest)
     (tmp / ".stamp").write_text(stamp)
-    _open_tree(tmp)
+    open_tree(tmp)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target
@@ -98,7 +98,7 @@ def patroni_command(config_file: Path, home: Path | None) -> tuple[list[str], di
     """argv and extra environment that start Patroni with `config_file` as the server account."""
     import pwd
 
-    from ragops.db.pgctl import blocked_dir, server_user
+    from ragops.pg.pgctl import blocked_dir, server_user
 
     user = server_user()
     if user is None:

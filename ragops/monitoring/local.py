@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from ragops.errors import OperationFailed
+from ragops.resources import shipped_dir
 
 PROC = "prometheus"
 
@@ -23,7 +24,7 @@ def binary() -> str | None:
         "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
 
 
-def scrape_config(colors: dict[str, str], router_api: str | None, interval: str) -> dict:
+def scrape_config(colors: dict[str, str], router_api: str | None, interval: str, rule_files: list[str] | None = None) -> dict:
     """colors: color -> base URL (http://127.0.0.1:PORT)."""
     jobs = [{"job_name": "rag-colors", "metrics_path": "/metrics",
              "static_configs": [{"targets": [url.split("://", 1)[-1]], "labels": {"color": color}}
@@ -32,7 +33,7 @@ def scrape_config(colors: dict[str, str], router_api: str | None, interval: str)
         jobs.append({"job_name": "router", "static_configs": [{"targets": [router_api]}]})
     return {"global": {"scrape_interval": interval, "evaluation_interval": interval,
                        "scrape_timeout": interval if _seconds(interval) < 10 else "10s"},
-            "scrape_configs": jobs}
+            "scrape_configs": jobs, **({"rule_files": rule_files} if rule_files else {})}
 
 
 def _seconds(text: str) -> float:
@@ -65,12 +66,18 @@ def ensure(platform, progress) -> list[str]:
     root = platform.base / "prometheus"
     (root / "data").mkdir(parents=True, exist_ok=True)
     config_file = root / "prometheus.yml"
-    from ragops.routing.base import write_atomic
+    from ragops.fsutil import write_atomic
 
     colors = {color: platform.color_url(color) for color in ("blue", "green")}
     # Traefik serves its own metrics on its API entry point (routing/traefik_file.py static config)
     router_api = platform.router_api if platform.config.router.kind == "traefik" else None
-    write_atomic(config_file, yaml.safe_dump(scrape_config(colors, router_api, settings.scrape_interval),
+    # the shipped alert rules, copied beside the config so Prometheus evaluates them (ragops audit checks it)
+    rules = shipped_dir("templates") / "alerts" / "ragops-alerts.yml"
+    rule_files = []
+    if rules.is_file():
+        write_atomic(root / "ragops-alerts.yml", rules.read_text())
+        rule_files.append(str(root / "ragops-alerts.yml"))
+    write_atomic(config_file, yaml.safe_dump(scrape_config(colors, router_api, settings.scrape_interval, rule_files),
                                              sort_keys=False))
     progress(f"starting prometheus on {settings.listen} (scrapes the router and both colors)")
     proc.start([found, f"--config.file={config_file}", f"--storage.tsdb.path={root / 'data'}",

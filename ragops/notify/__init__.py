@@ -52,11 +52,20 @@ def wanted(config, name: str) -> bool:
 
 def event(config, kind: str, name: str, message: str, *, fields: dict | None = None,
           progress: Callable[[str], None] | None = None) -> bool:
-    """Send `kind` (deploy | rollback | failover) event `name` if notify.on lists it; True when sent.
-    Never raises: a failure is reported through `progress` and counted."""
-    settings = config.env.notify
+    """Send `kind` (deploy | rollback | failover) event `name` now if notify.on lists it; True when sent.
+    Never raises: a failure is reported through `progress` and counted. (Deploys and rollbacks
+    send from the background queue in outbox.py instead.)"""
     if not wanted(config, name):
         return False
+    error = deliver(config, kind, name, message, fields=fields)
+    if error and progress:
+        progress(f"notify: {kind}.{name} not delivered ({error}); the {kind} goes on")
+    return error is None
+
+
+def deliver(config, kind: str, name: str, message: str, *, fields: dict | None = None) -> str | None:
+    """POST one event; None when delivered, else why not (redacted). Counted in notify.json."""
+    settings = config.env.notify
     from ragops.secrets import redact
 
     severity = EVENT_SEVERITY.get(name, "info")
@@ -71,11 +80,9 @@ def event(config, kind: str, name: str, message: str, *, fields: dict | None = N
     except Exception as exc:  # noqa: BLE001 - a notification never changes an operation's outcome
         error = redact(exc.message if isinstance(exc, OperationFailed) else f"{type(exc).__name__}: {exc}")
         _count(config, ok=False, error=error)
-        if progress:
-            progress(f"notify: {kind}.{name} not delivered ({error}); the {kind} goes on")
-        return False
+        return error
     _count(config, ok=True)
-    return True
+    return None
 
 
 def _count(config, *, ok: bool, error: str | None = None) -> None:

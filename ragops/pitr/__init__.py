@@ -4,5 +4,5 @@
     basebackup.py  `pg_basebackup -Ft -X fetch -D -` as a reader of the backup pipeline
     coverage.py    what the archive holds: timelines, gaps, newest segment, oldest recoverable time
     restore.py     base backup + prefetched, verified WAL + recovery target, replayed and promoted
-    settings.py    backups.wal (ragops.yaml)
+    (backups.wal, the section model, is ragops/settings/pitr.py)
 """

@@ -1,5 +1,5 @@
 """Turning the WAL archive on for a platform that owns the database (local): the primary's archive
-settings (ragops.db.pgctl.archive_settings; under Patroni its node config carries them) and the
+settings (ragops.pg.pgctl.archive_settings; under Patroni its node config carries them) and the
 shipper process, at `up`; a last drain at `down`.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ SHIPPER = "wal-shipper"
 def configure_primary(config, node, progress: Progress = _noop) -> list[str]:
     """ALTER SYSTEM the archive settings on `node` (a running managed primary); restart it when
     archive_mode changed (it needs a restart), reload otherwise. Idempotent."""
-    from ragops.db import pgctl
     from ragops.db.connect import connect, node_dsn
+    from ragops.pg import pgctl
     from ragops.pitr.wal import spool_dir
 
     spool = spool_dir(config)
@@ -93,7 +93,7 @@ def start_archive(platform, progress: Progress = _noop) -> list[str]:
     if config.database.ha != "manual":   # Patroni's config carries the archive settings (ragops/ha/patroni.py)
         return ensure_shipper(platform, progress)
     from ragops.db.bringup import live_primary
-    from ragops.db.pgctl import managed_node
+    from ragops.pg.pgctl import managed_node
 
     node = live_primary(config) or managed_node(config, config.database.primary.name)
     steps = configure_primary(config, node, progress)

@@ -8,12 +8,12 @@ earlier than the WAL inside it.
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ragops.backup.catalog import Manifest, iso, manifests, now_utc, parse_iso
 from ragops.errors import GateFailed
+from ragops.fsutil import write_atomic
 from ragops.pitr.wal import SEGMENT_RE, SUFFIX, WAL_DIR, parse_segment, segment_name
 
 
@@ -132,6 +132,11 @@ def check_archive(config, metrics_file: str | None = None, now: datetime | None 
         problems.append(f"newest WAL segment {newest.name} is {age:.0f}s old (max {max_lag:.0f}s)")
     if cov.gaps:
         problems.append(f"{len(cov.gaps)} segment(s) missing from the archive, first {cov.gaps[0]}")
+    from ragops.pitr.writeonce import conflict
+
+    clash = conflict(config)
+    if clash:
+        problems.append(f"the shipper stopped since {clash.get('since')}: {clash.get('message')}")
     result = ArchiveCheck(not problems, len(cov.segments), newest.name if newest else None,
                           round(age, 1) if age is not None else None, max_lag, cov.gaps[:100],
                           cov.oldest_recoverable(), len(cov.bases),
@@ -159,9 +164,8 @@ def _write_metrics(config, result: ArchiveCheck, newest: Segment | None) -> None
     if result.oldest_recoverable_time:
         metric("ragops_pitr_oldest_recoverable_timestamp_seconds", "The earliest moment a restore can reach.",
                f"{parse_iso(result.oldest_recoverable_time).timestamp():.3f}")
+    metric("ragops_wal_conflict", "1 if the shipper stopped at a file the archive holds with other content.",
+           int(any("different content" in p for p in result.problems)))
     metric("ragops_wal_check_ok", "1 if the archive is fresh and has no gap.", int(result.ok))
     path = config.resolve_path(result.metrics_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text("\n".join(lines) + "\n")
-    os.replace(temp, path)
+    write_atomic(path, "\n".join(lines) + "\n", mode=0o644)   # node_exporter's textfile collector reads it

@@ -12,6 +12,7 @@ from ragops.backup.pipeline import CommandSink, Meter, Progress, say
 from ragops.errors import OperationFailed
 
 MARK = "# ragops point-in-time restore (removed after the promotion)"
+COPY_MARK = "# ragops restored copy: never archives (kept after the promotion)"
 RECOVERY_TIMEOUT = float(os.environ.get("RAGOPS_PITR_RECOVERY_TIMEOUT", "600"))
 
 
@@ -19,7 +20,7 @@ def extract_base(config, storage, base, compressor, crypter, directory: Path) ->
     """storage -> age -> zstd -> tar -x into a new directory ragops creates (0700, then given to the
     server account: everything in it was written by ragops)."""
     from ragops.backup import pipeline
-    from ragops.db.pgctl import prepare_dir
+    from ragops.pg.pgctl import prepare_dir
 
     prepare_dir(directory)
     os.chmod(directory, 0o700)
@@ -31,26 +32,43 @@ def extract_base(config, storage, base, compressor, crypter, directory: Path) ->
         (directory / name).unlink(missing_ok=True)
 
 
-def prepare_recovery(directory: Path, wal_dir: Path, target, archive: bool = False,
-                     server_version: str = "") -> None:
-    """recovery.signal and the recovery settings (postgresql.auto.conf overrides postgresql.conf);
-    archiving off: a restored copy must never write into the live environment's archive."""
-    settings = {"restore_command": f"cp {wal_dir}/%f %p", "recovery_target_action": "promote",
-                "recovery_target_timeline": "latest", "primary_conninfo": "", "primary_slot_name": ""}
+def lay_down(config, storage, plan, directory: Path, *, archive: bool, progress: Progress) -> None:
+    """The plan's base (or chain) extracted into a new directory, with its recovery settings."""
+    from ragops.backup.catalog import stages_of
+    from ragops.pitr.incremental import apply_links
+
+    for link in plan.chain:
+        say(progress, f"restoring base backup {link.id} into {directory}"
+                      + (" (incremental)" if link is not plan.chain[0] else ""))
+        compressor, crypter = stages_of(config, link)
+        extract_base(config, storage, link, compressor, crypter, directory)
+    if len(plan.chain) > 1:
+        removed = apply_links(directory, plan.base)
+        say(progress, f"applied {len(plan.chain) - 1} incremental backup(s); {removed} file(s) dropped since the full one")
+    prepare_recovery(directory, plan, archive=archive, server_version=plan.base.server_version)
+
+
+def prepare_recovery(directory: Path, plan, archive: bool = False, server_version: str = "") -> None:
+    """recovery.signal and the recovery settings (postgresql.auto.conf overrides postgresql.conf): replay
+    to the plan's stop point on its timeline and pause there (ragops checks, then promotes). A copy
+    (not `archive`) gets archiving off in a block that stays after the promotion: started again by
+    hand later, it must never write into the live environment's archive."""
+    settings = {"restore_command": f"cp {plan.wal_dir}/%f %p", "recovery_target_action": "pause",
+                "recovery_target_timeline": str(plan.timeline), "hot_standby": "on",
+                "primary_conninfo": "", "primary_slot_name": ""}
     if _syncfs_supported(server_version):
         # The server makes the untarred files durable before it replays: one syncfs() per file system
         # instead of an fsync per file (measured on 88 MB, ~1,000 files, a busy shared disk: 0.2 s
         # instead of 5-7 s). Linux >= 5.8 reports write-back errors to syncfs as fsync does.
         settings["recovery_init_sync_method"] = "syncfs"
-    if not archive:
-        settings["archive_mode"] = "off"
-    if target.time:
-        moment = parse_iso(target.time)   # PostgreSQL's own format: no "T", no "Z"
-        settings["recovery_target_time"] = moment.strftime("%Y-%m-%d %H:%M:%S.%f+00")
-    elif target.lsn:
-        settings["recovery_target_lsn"] = target.lsn
+    if plan.stop_lsn:
+        settings["recovery_target_lsn"] = plan.stop_lsn
+    else:
+        settings["recovery_target"] = "immediate"
     lines = "".join(f"{key} = '{value}'\n" for key, value in settings.items())
     with open(directory / "postgresql.auto.conf", "a") as handle:
+        if not archive:
+            handle.write(f"\n{COPY_MARK}\narchive_mode = 'off'\narchive_command = ''\n")
         handle.write(f"\n{MARK}\n" + lines)
     (directory / "recovery.signal").write_text("")
     _give_to_server_account(directory)
@@ -68,7 +86,7 @@ def _syncfs_supported(server_version: str) -> bool:
 
 
 def _give_to_server_account(directory: Path) -> None:
-    from ragops.db.pgctl import server_user
+    from ragops.pg.pgctl import server_user
 
     user = server_user()
     if user is None:
@@ -82,37 +100,78 @@ def _give_to_server_account(directory: Path) -> None:
     os.lchown(directory, entry.pw_uid, entry.pw_gid)
 
 
-def replay(config, directory: Path, port: int | None, progress: Progress, name: str = "pitr-restore"):
-    """Start the restored server on a loopback port; wait until it left recovery. Returns (node,
-    commit time of the last replayed transaction)."""
-    from ragops.db import pgctl
+def replay(config, directory: Path, port: int | None, progress: Progress, name: str = "pitr-restore", plan=None):
+    """Start the restored server on a loopback port; wait until it paused at the plan's stop point, check
+    the LSN it reached, promote, wait until it left recovery. Returns (node, commit time of the last
+    replayed transaction)."""
     from ragops.netutil import free_port
+    from ragops.pg import pgctl
 
     node = pgctl.Node(name, directory, port or free_port(), directory.parent / f"{directory.name}.log",
                       bin=config.database.bin_dir, home=pgctl.server_home(config))
+    offset = node.log_file.stat().st_size if node.log_file.exists() else 0   # earlier runs' lines are not ours
     say(progress, f"replaying WAL on 127.0.0.1:{node.port} (log {node.log_file})")
     try:
         node.start(timeout=RECOVERY_TIMEOUT)
     except OperationFailed:
-        raise OperationFailed(f"recovery failed: {_log_errors(node)} (log {node.log_file})") from None
+        raise OperationFailed(f"recovery failed: {_log_errors(node, offset)} (log {node.log_file})") from None
+    reached = _wait_paused(config, node, offset)
+    _check_reached(plan, reached)
+    say(progress, f"replay paused at {reached} (planned stop {plan.stop_lsn or plan.base.physical['stop_lsn']}); promoting")
+    _sql(config, node, "SELECT pg_promote(true, 60)")
     deadline = time.monotonic() + RECOVERY_TIMEOUT
     # recovery.signal goes first; the server takes writes only once pg_control says "in production"
     # (set together with the end of recovery): a caller writing right after the first got "read-only"
     while (directory / "recovery.signal").exists() or not _in_production(node):
         if not node.running():
-            raise OperationFailed(f"recovery failed: {_log_errors(node)} (log {node.log_file})")
+            raise OperationFailed(f"recovery failed: {_log_errors(node, offset)} (log {node.log_file})")
         if time.monotonic() > deadline:
             raise OperationFailed(f"recovery did not finish within {RECOVERY_TIMEOUT:.0f}s (log {node.log_file})")
         time.sleep(0.05)
-    import shutil
-
-    shutil.rmtree(directory / "pg_ragops_restore", ignore_errors=True)
     _drop_recovery_settings(directory)
-    return node, recovered_time(node.log_file.read_text(errors="replace"))
+    return node, recovered_time(_log_text(node, offset)) or plan.last_commit_time
+
+
+def _sql(config, node, statement: str):
+    from ragops.backup.pg import connect, source_params
+
+    conn = connect({**source_params(config), "dbname": "postgres", "host": "127.0.0.1", "port": node.port,
+                    "connect_timeout": 5})
+    try:
+        return conn.execute(statement).fetchone()
+    finally:
+        conn.close()
+
+
+def _wait_paused(config, node, offset: int) -> str:
+    """The LSN replay reached once it paused at the target (the server exits if it cannot reach it)."""
+    deadline = time.monotonic() + RECOVERY_TIMEOUT
+    while time.monotonic() < deadline:
+        if not node.running():
+            raise OperationFailed(f"recovery failed: {_log_errors(node, offset)} (log {node.log_file})")
+        try:
+            state, lsn = _sql(config, node, "SELECT pg_get_wal_replay_pause_state(), pg_last_wal_replay_lsn()::text")
+        except Exception:  # noqa: BLE001 - not yet accepting connections
+            state, lsn = None, None
+        if state == "paused":
+            return lsn
+        time.sleep(0.1)
+    raise OperationFailed(f"recovery did not reach its stop point within {RECOVERY_TIMEOUT:.0f}s (log {node.log_file})")
+
+
+def _check_reached(plan, reached: str) -> None:
+    """Replay must have applied the plan's stop record (its LSN is the record's start: replay ends past it)."""
+    from ragops.pitr.wal import SEGMENT_SIZE, parse_lsn, segment_name
+
+    wanted = parse_lsn(plan.stop_lsn) + 1 if plan.stop_lsn else parse_lsn(plan.base.physical["stop_lsn"])
+    if parse_lsn(reached) < wanted:
+        segment = segment_name(plan.timeline, parse_lsn(reached) // SEGMENT_SIZE)
+        raise OperationFailed(f"replay stopped at {reached}, before the planned {plan.stop_lsn}: in or after WAL segment "
+                              f"{segment}; nothing was promoted")
 
 
 def _in_production(node) -> bool:
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     done = pgctl.run_pg([node.pg("pg_controldata"), "-D", str(node.data_dir)], check=False, timeout=30)
     return "in production" in done.stdout
@@ -121,7 +180,7 @@ def _in_production(node) -> bool:
 def _drop_recovery_settings(directory: Path) -> None:
     """Once promoted, the recovery settings leave postgresql.auto.conf: a replica cloned from this
     server (pg_basebackup copies the file) must never replay to the old target and promote itself."""
-    from ragops.db.pgctl import write_server_file
+    from ragops.pg.pgctl import write_server_file
 
     auto = directory / "postgresql.auto.conf"
     text = auto.read_text()
@@ -140,11 +199,19 @@ def recovered_time(log_text: str) -> str | None:
     return iso(parse_iso(text))
 
 
-def _log_errors(node) -> str:
-    """The server log's error lines (the first reason and the last word), else its last line."""
+def _log_text(node, offset: int) -> str:
     try:
-        lines = node.log_file.read_text(errors="replace").splitlines()
+        with open(node.log_file, "rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
     except OSError:
+        return ""
+
+
+def _log_errors(node, offset: int = 0) -> str:
+    """This run's server log error lines (the first reason and the last word), else its last line."""
+    lines = _log_text(node, offset).splitlines()
+    if not lines:
         return node.last_log_line()
     errors = [ln.strip() for ln in lines if re.search(r"\b(FATAL|ERROR|PANIC):|invalid|syntax error", ln)]
     restored = [ln.strip() for ln in lines if "restored log file" in ln or "redo done at" in ln]

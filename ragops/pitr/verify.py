@@ -15,13 +15,13 @@ from pathlib import Path
 from ragops.backup.catalog import iso, now_utc, resolve, storages
 from ragops.backup.checks import Check
 from ragops.backup.pipeline import Progress
-from ragops.backup.verify import VerifyResult, _amcheck, _record, _service_sanity
+from ragops.backup.verify import VerifyResult, record_verification, run_amcheck, service_sanity
 from ragops.errors import OperationFailed
 
 
 def verify_physical(config, backup_id: str = "latest", to_time: str | None = None,
                     progress: Progress = None) -> VerifyResult:
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
     from ragops.pitr.restore import parse_target, restore_physical
 
     storage, _copy = storages(config)
@@ -50,7 +50,7 @@ def verify_physical(config, backup_id: str = "latest", to_time: str | None = Non
         shutil.rmtree(scratch, ignore_errors=True)
     verdict = VerifyResult(manifest.id, all(c.ok for c in checks), True, iso(now_utc()),
                            round(time.monotonic() - started, 3), checks)
-    _record(storage, manifest, verdict)
+    record_verification(storage, manifest, verdict)
     return verdict
 
 
@@ -63,6 +63,6 @@ def _data_checks(config, port: int) -> list[Check]:
         with conn.cursor() as cur:
             counts = row_counts(cur, config.backups.tables)
             checks = [Check(f"rows {t}", True, f"{t}: {n} rows") for t, n in counts.items()]
-            return [*checks, _service_sanity(cur), _amcheck(cur)]
+            return [*checks, service_sanity(cur), run_amcheck(cur)]
     finally:
         conn.close()

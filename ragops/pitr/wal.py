@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragops.errors import ConfigError, OperationFailed
+from ragops.db.bringup import spool_dir  # where archive_command writes: the bring-up sets it at initdb
+from ragops.errors import OperationFailed
 
 WAL_DIR = "wal"
 SEGMENT_SIZE = 16 * 1024 * 1024
@@ -73,23 +74,6 @@ def sidecar_key(name: str) -> str:
 
 
 # ---- where ------------------------------------------------------------------------------------
-
-def spool_dir(config) -> Path:
-    """Where archive_command puts finished segments: backups.wal.spool_dir, else the platform's
-    (Platform.wal_spool_dir: docker's database containers write into <host dir>/wal-spool), else
-    beside the server's data directories (as root, the server account's home), <...>/wal-spool."""
-    configured = config.backups.wal.spool_dir
-    if configured:
-        path = config.resolve_path(configured)
-    else:
-        from ragops.db.pgctl import server_home
-        from ragops.platforms import platform_class
-
-        path = platform_class(config).wal_spool_dir(config) or (server_home(config) or config.state_dir) / "wal-spool"
-    if re.search(r"[\s'\"%;&|$`\\]", str(path)):
-        raise ConfigError(f"backups.wal.spool_dir: {path} may not contain spaces, quotes or shell characters")
-    return path
-
 
 # ---- the shipper ------------------------------------------------------------------------------
 
@@ -175,7 +159,11 @@ class Shipper:
     def ship_one(self, name: str) -> None:
         from ragops.backup import pipeline
         from ragops.backup.catalog import iso, now_utc
+        from ragops.pitr.writeonce import already_archived
 
+        if already_archived(self, name, object_key(name), sidecar_key(name)):   # the same content: a no-op; different content raises
+            self.spool.remove(name)
+            return
         archived_at = self.spool.archived_at(name)
         stored = pipeline.store(self.spool.reader(name), self.compressor, self.crypter, self.storage, object_key(name))
         sidecar = {"name": name, "sha256": stored.sha256, "stored_bytes": stored.stored_bytes,
@@ -212,6 +200,10 @@ class Shipper:
             result.shipped.append(name)
             if self.progress:
                 self.progress(f"shipped {name}")
+        if not result.failed:
+            from ragops.pitr.writeonce import clear
+
+            clear(self.config)
         return result
 
 

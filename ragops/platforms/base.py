@@ -109,6 +109,10 @@ class Platform(abc.ABC):
     runs_migrations_in_preflight: ClassVar[bool] = False
     #: a failover region can run its own router and colors (get_platform(config, region))
     supports_regions: ClassVar[bool] = False
+    #: the service runs from manifests `ragops render` produces (their security settings are auditable)
+    renders_manifests: ClassVar[bool] = False
+    #: colors run <service.path>/ragservice from source (not an image): `up` checks that folder first
+    runs_service_from_source: ClassVar[bool] = False
 
     config: Config
     region: str | None = None      # a failover region other than the default (supports_regions)
@@ -126,6 +130,11 @@ class Platform(abc.ABC):
     @abc.abstractmethod
     def down(self, purge: bool = False, progress: Progress = _noop) -> list[str]:
         """Stop what ragops started (data kept unless purge); returns what it stopped."""
+
+    def check_release(self, version: str) -> None:
+        """Refuse (OperationFailed naming what makes it) before a deploy takes its lock when `version`
+        cannot start here, e.g. its image is on no host. Platforms whose colors run from source: nothing."""
+        del version   # nothing to check: colors run from service.path, which `up` checked
 
     @abc.abstractmethod
     def plan_up(self) -> list[str]:
@@ -188,8 +197,12 @@ class Platform(abc.ABC):
     def routers(self) -> list:
         """Every router ragops writes for this environment (one per host where the platform spreads
         over hosts): what a change that must reach all of them, like a shadow mirror, goes to."""
-        router = getattr(self, "router", None)   # local and kubernetes expose theirs as `router`
-        return [router] if router is not None else []
+        return []
+
+    def was_live(self) -> dict[str, int]:
+        """The weights that were live before a restart (what `up`, the supervisor and `db recover` bring
+        back); a platform that does not restore colors itself answers {}."""
+        return {}
 
     @abc.abstractmethod
     def router_weights(self) -> dict[str, int]:

@@ -39,7 +39,7 @@ from ragops.errors import OperationFailed
 from ragops.events import quiet as _noop
 from ragops.netutil import split_host_port
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, probe_color, with_weights
-from ragops.platforms.docker_host import LABEL, DockerHost, _error_text, _now
+from ragops.platforms.docker_host import LABEL, DockerHost, error_text, utc_now
 from ragops.platforms.service_env import service_env
 
 if TYPE_CHECKING:
@@ -171,6 +171,11 @@ class DockerPlatform(Platform):
             return stop_archive(self, progress) if self.region is None and self.proc(SHIPPER).running() else []
         return ensure_shipper(self, progress)
 
+    def check_release(self, version: str) -> None:
+        from ragops.platforms.docker_release import require_release_image
+
+        require_release_image(self, version)
+
     def image_ref(self, version: str) -> str:
         repo = self.config.service.image or f"{self.config.project}/rag-service"
         return f"{repo}:{version}"
@@ -239,7 +244,7 @@ class DockerPlatform(Platform):
                 took = max(took, host.router.confirm(weights, confirm_timeout))
             return took
         except Exception as exc:  # noqa: BLE001 - roll every host back, then report
-            failure = exc.message if isinstance(exc, OperationFailed) else _error_text(exc)
+            failure = exc.message if isinstance(exc, OperationFailed) else error_text(exc)
             restored = []
             for host in written:
                 try:
@@ -278,16 +283,16 @@ class DockerPlatform(Platform):
                     progress: Progress = _noop) -> ColorState:
         """Start `color` on every host; if one host fails, the color is removed from all of them."""
         image = self.image_ref(version)
-        full_env = service_env(self.config, color, version, env)
+        full_env = service_env(self.config, color, version, env, deploy_id)
         if self.database is not None and "RAG_DATABASE_URL" not in (env or {}):
             full_env["RAG_DATABASE_URL"] = self.database.app_dsn()   # the nodes by name on the network
-        labels = {f"{LABEL}.version": version, f"{LABEL}.deploy_id": deploy_id, f"{LABEL}.started_at": _now(),
+        labels = {f"{LABEL}.version": version, f"{LABEL}.deploy_id": deploy_id, f"{LABEL}.started_at": utc_now(),
                   f"{LABEL}.image": image, f"{LABEL}.overrides": json.dumps(env or {}, sort_keys=True)}
         for host in self.hosts:
             try:
                 host.start_color(color, version, image, full_env, labels, progress)
             except Exception as exc:  # noqa: BLE001 - undo on every host, name the one that failed
-                reason = exc.message if isinstance(exc, OperationFailed) else _error_text(exc)
+                reason = exc.message if isinstance(exc, OperationFailed) else error_text(exc)
                 for other in self.hosts:
                     try:
                         other.stop_color(color, drain_timeout=2, progress=progress)
@@ -364,7 +369,7 @@ class DockerPlatform(Platform):
             progress("database: no database.dsn; migrations are left to the database's owner")
             return []
         from ragops.db.connect import app_dsn
-        from ragops.db.migrate import apply_migrations
+        from ragops.pg.migrate import apply_migrations
 
         migrations = self.config.resolve_path(self.config.service.path) / "migrations"
         try:
@@ -372,7 +377,7 @@ class DockerPlatform(Platform):
         except OperationFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - psycopg errors: one line
-            raise OperationFailed(f"database.dsn: migrations failed: {_error_text(exc)}") from None
+            raise OperationFailed(f"database.dsn: migrations failed: {error_text(exc)}") from None
 
     def up(self, progress: Progress = _noop) -> list[str]:
         import uuid
@@ -475,7 +480,7 @@ class DockerPlatform(Platform):
                 host.dir.remove_tree()
                 steps.append(f"delete {host.dir.root} ({host.label})")
         if purge:
-            from ragops.db.pgctl import remove_server_home
+            from ragops.pg.pgctl import remove_server_home
             from ragops.purge import purge_state_dir
 
             home = remove_server_home(self.config)   # as root: what a physical restore or verify copied there

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from ragops.config import Config
-from ragops.errors import OperationFailed
+from ragops.errors import OperationFailed, UsageError
 from ragops.events import quiet as _noop
 from ragops.platforms.base import Progress
 
@@ -40,15 +40,22 @@ def git_revision(path) -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def build(config: Config, version: str | None = None, *, push: bool | None = None,
-          progress: Progress = _noop) -> BuildResult:
+def require_docker(config: Config, what: str = "`ragops build`") -> None:
+    """A UsageError unless the environment runs on docker: images are built for docker hosts only."""
     from ragops.platforms import platform_class
-    from ragops.platforms.docker import DockerPlatform, _error_text
+    from ragops.platforms.docker import DockerPlatform
 
     kind = platform_class(config)
     if not issubclass(kind, DockerPlatform):
-        raise OperationFailed(f"`ragops build` needs a docker environment ({config.env_name} is "
-                              f"{kind.name}); pick one with --env")
+        raise UsageError(f"{what} needs a docker environment ({config.env_name} is {kind.name}); pick one with --env")
+
+
+def build(config: Config, version: str | None = None, *, push: bool | None = None,
+          progress: Progress = _noop) -> BuildResult:
+    from ragops.platforms.docker import DockerPlatform
+    from ragops.platforms.docker_host import error_text
+
+    require_docker(config)
     platform = DockerPlatform(config)
     version = version or config.service.version
     image = platform.image_ref(version)
@@ -71,7 +78,7 @@ def build(config: Config, version: str | None = None, *, push: bool | None = Non
                 path=str(context), tag=image, rm=True, network_mode="host", labels=labels,
                 buildargs={"BASE_IMAGE": config.env.docker.base_image})
         except Exception as exc:  # noqa: BLE001 - BuildError/APIError: name the host
-            detail = _error_text(exc)
+            detail = error_text(exc)
             log = [c.get("stream", "").strip() for c in getattr(exc, "build_log", []) or [] if c.get("stream")]
             tail = " | ".join(line for line in log[-3:] if line)
             raise OperationFailed(f"host {host.label}: building {image} failed: {detail}"

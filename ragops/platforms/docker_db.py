@@ -88,12 +88,13 @@ class DockerDatabase:
     def app_dsn(self) -> str:
         """The colors' conninfo: every node by its address on the environment's network."""
         from ragops.db.connect import db_password
+        from ragops.pg.conninfo import conninfo
 
         db = self.config.database
         addresses = [self.address(node) for node in self.nodes()]
-        return (f"host={','.join(a[0] for a in addresses)} port={','.join(str(a[1]) for a in addresses)} "
-                f"dbname={db.name} user={db.user} password={db_password(self.config)} "
-                f"target_session_attrs=read-write connect_timeout=3 application_name=ragservice")
+        return conninfo(host=",".join(a[0] for a in addresses), port=",".join(str(a[1]) for a in addresses),
+                        dbname=db.name, user=db.user, password=db_password(self.config),
+                        target_session_attrs="read-write", connect_timeout=3, application_name="ragservice")
 
     def plan(self) -> list[str]:
         image, host = self.settings.image, self.host
@@ -105,7 +106,7 @@ class DockerDatabase:
     # ---- up -------------------------------------------------------------------------------------
     def up(self, progress: Progress = _noop) -> list[str]:
         """Start every node (creating the missing ones), then role, database and migrations."""
-        from ragops.db.bringup import _role_and_database
+        from ragops.db.bringup import role_and_database
         from ragops.db.connect import db_password
 
         password = db_password(self.config)
@@ -126,7 +127,7 @@ class DockerDatabase:
         if fresh and self._start(db.primary, "primary", progress):
             steps.append(f"create database node {db.primary.name} (primary)")
         primary = self._wait_primary(expected, steps, progress)
-        steps += _role_and_database(self.config, primary.name, password)
+        steps += role_and_database(self.config, primary.name, password)
         for node in db.replicas:
             if not initialised[node.name]:
                 self._drop_stale_slot(primary, node)
@@ -164,7 +165,7 @@ class DockerDatabase:
         """Run the node's container unless it runs; False when it was already running."""
         import docker
 
-        from ragops.db.pgctl import BASE_SETTINGS
+        from ragops.pg.pgctl import BASE_SETTINGS
         from ragops.platforms.docker_wal import outdated
 
         host = self.host
@@ -213,10 +214,10 @@ class DockerDatabase:
         try:
             host.client.containers.run(**kwargs)
         except Exception as exc:  # noqa: BLE001 - docker API errors: one line naming the node
-            from ragops.platforms.docker_host import _error_text
+            from ragops.platforms.docker_host import error_text
 
             raise OperationFailed(f"host {host.label}: could not start database node {node.name}: "
-                                  f"{_error_text(exc)}") from None
+                                  f"{error_text(exc)}") from None
         return True
 
     def _archive(self) -> dict:
@@ -293,7 +294,7 @@ class DockerDatabase:
 
     def _migrate(self, primary: DbNode, progress: Progress) -> list[str]:
         from ragops.db.connect import node_dsn
-        from ragops.db.migrate import apply_migrations
+        from ragops.pg.migrate import apply_migrations
 
         migrations = self.config.resolve_path(self.config.service.path) / "migrations"
         return apply_migrations(node_dsn(self.config, primary), migrations, app_user=self.config.database.user,
@@ -361,10 +362,10 @@ class DockerDatabase:
                 labels=self.host.labels("database-tool", node=node.name),
                 name=self.host.name(f"{self.part(node)}-rejoin"))
         except Exception as exc:  # noqa: BLE001 - docker API errors: one line naming the node
-            from ragops.platforms.docker_host import _error_text
+            from ragops.platforms.docker_host import error_text
 
             raise OperationFailed(f"database node {node.name}: could not move its data aside in volume {volume}: "
-                                  f"{_error_text(exc)}; nothing was deleted") from None
+                                  f"{error_text(exc)}; nothing was deleted") from None
         return f"{volume}:{PGDATA_ROOT}/{aside}" if b"moved" in (out or b"") else None
 
     def _wait_streaming(self, node: DbNode) -> None:

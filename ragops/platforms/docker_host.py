@@ -24,11 +24,11 @@ ROUTER_ROOT = "/etc/traefik"         # where <dir>/router is mounted in the rout
 LABEL = "ragops"
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _error_text(exc: Exception) -> str:
+def error_text(exc: Exception) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     return " ".join(str(text).split())[:300]
 
@@ -106,7 +106,7 @@ class DockerHost:
         except OperationFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - docker/requests errors: name the host
-            raise OperationFailed(f"host {self.label}: the Docker Engine does not answer: {_error_text(exc)}",
+            raise OperationFailed(f"host {self.label}: the Docker Engine does not answer: {error_text(exc)}",
                                   hint="is dockerd running? (scripts/docker-images.sh starts it)") from None
         return client
 
@@ -285,7 +285,7 @@ class DockerHost:
         try:
             self.client.containers.run(**kwargs)
         except Exception as exc:  # noqa: BLE001
-            raise OperationFailed(f"host {self.label}: could not start the router: {_error_text(exc)}") from None
+            raise OperationFailed(f"host {self.label}: could not start the router: {error_text(exc)}") from None
         deadline = time.monotonic() + 30
         while not self.router.ready():
             found = self.container("router")
@@ -315,8 +315,9 @@ class DockerHost:
                 self.client.images.pull(image)
             except Exception as exc:  # noqa: BLE001 - no registry reachable
                 raise OperationFailed(f"host {self.label}: image {image} ({what}) is not on the host and could "
-                                      f"not be pulled: {_error_text(exc)}",
-                                      hint="`ragops build --version V` builds the service image on every host") from None
+                                      f"not be pulled: {error_text(exc)}",
+                                      hint=f"`ragops -e {self.config.env_name} build --version V` builds the "
+                                           "service image on every host") from None
 
     # ---- colors -------------------------------------------------------------------------------
     def start_color(self, color: str, version: str, image: str, env: dict[str, str], labels: dict[str, str],
@@ -409,7 +410,7 @@ class DockerHost:
         try:
             container = self.client.containers.run(**kwargs)
         except Exception as exc:  # noqa: BLE001
-            raise OperationFailed(f"host {self.label}: could not start accessory {name}: {_error_text(exc)}") from None
+            raise OperationFailed(f"host {self.label}: could not start accessory {name}: {error_text(exc)}") from None
         if not self.host_network:
             # reachable by its accessory name on the environment's network
             network = self.client.networks.get(self.network)

@@ -228,7 +228,7 @@ class LocalDir:
         (self.root / name).mkdir(parents=True, exist_ok=True)
 
     def write_text(self, name: str, text: str) -> None:
-        from ragops.routing.base import write_atomic
+        from ragops.fsutil import write_atomic
 
         write_atomic(self.root / name, text)
 

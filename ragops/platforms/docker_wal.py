@@ -2,7 +2,7 @@
 
 When the platform owns the database (database containers, no `database.dsn`) and
 `backups.wal.enabled`, every database node's container gets the primary's archive settings as
-`-c` options (ragops.db.pgctl.archive_settings: cp + sync + mv, no interpreter per segment) and
+`-c` options (ragops.pg.pgctl.archive_settings: cp + sync + mv, no interpreter per segment) and
 the spool bind-mounted at SPOOL_MOUNT:
 
   <host dir>/wal-spool   (state_dir/docker/<instance>/wal-spool on this machine)
@@ -74,7 +74,7 @@ def remote_spool(config: Config, host: DockerHost) -> str:
 
 def container_settings(config: Config, group_readable: bool) -> dict[str, str]:
     """archive_mode/archive_command/archive_timeout for the containers, into SPOOL_MOUNT."""
-    from ragops.db.pgctl import archive_settings
+    from ragops.pg.pgctl import archive_settings
 
     settings = archive_settings(Path(SPOOL_MOUNT), config.backups.wal.archive_timeout)
     if group_readable:   # a normal account reads the segments through the group: make each group readable

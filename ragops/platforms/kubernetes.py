@@ -139,6 +139,7 @@ class LeaseLock:
 
 class KubernetesPlatform(Platform):
     name = "kubernetes"
+    renders_manifests = True
 
     def __init__(self, config: Config):
         self.config = config
@@ -320,6 +321,9 @@ class KubernetesPlatform(Platform):
         return LeaseLock(self)
 
     # ---- router (the weighted TraefikService) -------------------------------------------------------
+    def routers(self) -> list:
+        return [self.router]
+
     @cached_property
     def router(self) -> crd.TraefikCrdRouter:
         return crd.TraefikCrdRouter(metadata=m.meta(self.config, m.router_name(self.config)),
@@ -508,7 +512,7 @@ class KubernetesPlatform(Platform):
         with database.dsn (a color's /readyz stays 503 on a schema it does not expect)."""
         from ragops.db.bringup import migrate
         from ragops.db.connect import app_dsn
-        from ragops.db.migrate import apply_migrations
+        from ragops.pg.migrate import apply_migrations
 
         try:
             if self.config.database.dsn:

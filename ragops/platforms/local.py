@@ -26,6 +26,7 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.events import quiet as _noop
+from ragops.fsutil import write_atomic
 from ragops.netutil import port_open, split_host_port
 from ragops.platforms.base import COLORS, ColorState, Platform, Progress, TokenFileLock, probe_color, with_weights
 from ragops.platforms.service_env import service_env
@@ -59,9 +60,7 @@ class FileLock(TokenFileLock):
         return True
 
     def _write(self, record: dict) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(record), mode=0o644)
 
     def _remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -76,6 +75,7 @@ class LocalPlatform(Platform):
     owns_database_files = True
     runs_migrations_in_preflight = True
     supports_regions = True
+    runs_service_from_source = True
     #: `up` starts a supervisor that restarts a dead router or live color (ragops/supervisor.py)
     supervised = True
 
@@ -104,6 +104,9 @@ class LocalPlatform(Platform):
     @property
     def router_dir(self) -> Path:
         return self.base / "router"
+
+    def routers(self) -> list:
+        return [self.router]
 
     @cached_property
     def router(self) -> Router:
@@ -220,7 +223,7 @@ class LocalPlatform(Platform):
         if port_open("127.0.0.1", port):
             raise OperationFailed(f"port {port} for color {color} is in use by another program",
                                   hint="change service.port in ragops.yaml")
-        full_env = service_env(self.config, color, version, env)
+        full_env = service_env(self.config, color, version, env, deploy_id)
         full_env["PYTHONPATH"] = str(service_dir) + os.pathsep + os.environ.get("PYTHONPATH", "")
         progress(f"starting {color} ({version}) on 127.0.0.1:{port}")
         pid = self.proc(color).start([sys.executable, "-m", "ragservice.serve", "--host", "127.0.0.1",
@@ -311,6 +314,10 @@ class LocalPlatform(Platform):
 
         steps += start_archive(self, progress) if not self.region else []   # the WAL archive (ragops/pitr)
 
+        if not self.region:   # before the colors, so their first spans have somewhere to go
+            from ragops.monitoring import tracing
+
+            steps += tracing.ensure(self, progress)         # monitoring.tracing: local
         with restoring(self):     # the supervisor may be restarting it right now
             if not self.router_running():
                 self.start_router(progress)
@@ -389,6 +396,10 @@ class LocalPlatform(Platform):
 
         if monitoring.stop(self):
             steps.append("stop prometheus")
+        from ragops.monitoring import tracing
+
+        if tracing.stop(self):
+            steps.append("stop jaeger")
         regions = [None] + [r for r in self.config.env.regions if LocalPlatform(self.config, r).region]
         for region in regions:
             platform = LocalPlatform(self.config, region)
@@ -408,7 +419,7 @@ class LocalPlatform(Platform):
 
         steps += stop_archive(self, progress)   # after the database: its last segments are shipped
         if purge:
-            from ragops.db.pgctl import remove_server_home
+            from ragops.pg.pgctl import remove_server_home
 
             home = remove_server_home(self.config)   # as root: the server account's data, logs, binaries
             if home is not None:

@@ -9,8 +9,6 @@ writes to a local folder (local platform) or to a folder on a Docker host over S
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ragops.errors import UsageError
+from ragops.fsutil import write_atomic
 
 
 class ConfigStore(Protocol):
@@ -52,23 +51,6 @@ class FileStore:
         write_atomic(self.root / name, text)
 
 
-def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
-    """Temp file in the same folder, fsync, os.replace: a watching router never sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass(frozen=True)
 class PeopleRouting:
     """Routing for people during a canary: a header that picks a side whatever the weights
@@ -87,6 +69,25 @@ def sides(backends: dict[str, str], weights: dict[str, int]) -> tuple[str, str] 
         return None
     stable = max(running, key=lambda c: (weights.get(c, 0), c == running[0]))
     return stable, next(c for c in running if c != stable)
+
+
+# The canary header's meaning, one definition for every router (Traefik file and CRD, HAProxy):
+# its values are every line of the header and every comma-separated item in them, compared without
+# case and without surrounding spaces. `always` among them (and not `never`) -> the other color;
+# `never` (and not `always`) -> the stable one; both, neither, or no header -> the weights decide.
+PEOPLE_VALUES = ("always", "never")
+
+
+def people_item_regexp(value: str) -> str:
+    """A Go regexp matching one header line that holds `value` as one of its comma-separated items."""
+    return rf"(?i)(^|,)\s*{value}\s*(,|$)"
+
+
+def traefik_people_rule(header: str, value: str) -> str:
+    """The Traefik rule of PEOPLE_VALUES' `value` (HeaderRegexp tries every line of the header)."""
+    other = next(v for v in PEOPLE_VALUES if v != value)
+    return (f"HeaderRegexp(`{header}`, `{people_item_regexp(value)}`) && "
+            f"!HeaderRegexp(`{header}`, `{people_item_regexp(other)}`)")
 
 
 def people_targets(backends: dict[str, str], weights: dict[str, int]) -> dict[str, str]:

@@ -51,14 +51,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ragops.errors import ConfigError, OperationFailed
-from ragops.routing.base import FileStore, PeopleRouting, Router, RouterState, people_targets
+from ragops.routing.base import PEOPLE_VALUES, FileStore, PeopleRouting, Router, RouterState, people_targets
 
 CONFIG_FILE = "haproxy.cfg"
 SOCKET_FILE = "haproxy.sock"
 PID_FILE = "haproxy.pid"
 MAP_FILE = "maintenance.map"
 PEOPLE_MAP = "people.map"
-PEOPLE_VALUES = ("always", "never")
 NO_COLOR = "none"
 BACKEND = "rag"
 STATE_MARK = "# ragops-state: "
@@ -115,9 +114,14 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
         "    http-check expect status 200",
         "    default-server inter 1s fall 2 rise 1",
     ]
-    # the canary header picks a server whatever the weights (people.map is set at runtime)
+    # the canary header picks a server whatever the weights (people.map is set at runtime), with the
+    # semantics of routing/base.py PEOPLE_VALUES: req.hdr() in a condition tries every line and every
+    # comma-separated item (spaces trimmed); `lower` and -i ignore case; both values -> the weights
+    header = people.header
     for color in sorted(servers):
-        lines.append(f"    use-server {color} if {{ req.hdr({people.header}),map({root}/{PEOPLE_MAP}) -m str {color} }}")
+        mapped = f"{{ req.hdr({header}),lower,map({root}/{PEOPLE_MAP}) -m str {color} }}"
+        lines.append(f"    use-server {color} if {mapped} !{{ req.hdr({header}) -i always }} || "
+                     f"{mapped} !{{ req.hdr({header}) -i never }}")
     lines += _sticky_lines(people, servers)
     cookie = " cookie {}" if people.sticky else ""
     for color, url in sorted(servers.items()):

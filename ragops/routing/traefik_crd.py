@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ragops.errors import OperationFailed
-from ragops.routing.base import PeopleRouting, Router, RouterState, people_targets
+from ragops.routing.base import PeopleRouting, Router, RouterState, people_targets, traefik_people_rule
 
 GROUP = "traefik.io"
 VERSION = "v1alpha1"
@@ -67,19 +67,19 @@ def ingress_route(metadata: dict, *, entry_points: list[str], match: str, servic
 
 def with_people_routes(route: dict, header: str, targets: dict[str, dict]) -> dict:
     """The public IngressRoute `route` with one route per header value in `targets` (value -> the
-    service it goes to) ahead of its main route, with the same match plus `Header(header, value)`
+    service it goes to) ahead of its main route, with the same match plus the header's rule (base.py)
     and the main route's middlewares. Header routes written before are replaced; `targets` empty:
     only the main route is left."""
     spec = dict(route.get("spec") or {})
     routes = spec.get("routes") or []
-    marker = f"Header(`{header}`"
-    main = next((r for r in routes if marker not in str(r.get("match", ""))), None)
+    markers = (f"Header(`{header}`", f"HeaderRegexp(`{header}`")     # both: routes written by older versions
+    main = next((r for r in routes if not any(m in str(r.get("match", "")) for m in markers)), None)
     if main is None:
         return route
     people = []
     for value, service in targets.items():
         base = main["match"] if "||" not in main["match"] else f"({main['match']})"
-        people.append({"match": f"{base} && Header(`{header}`, `{value}`)", "kind": "Rule",
+        people.append({"match": f"{base} && {traefik_people_rule(header, value)}", "kind": "Rule",
                        "priority": PEOPLE_PRIORITY, **({"middlewares": main["middlewares"]}
                                                          if main.get("middlewares") else {}),
                        "services": [service]})

@@ -16,7 +16,7 @@ from typing import Any
 
 from ragops import loopback
 from ragops.errors import OperationFailed
-from ragops.routing.base import Mirror, PeopleRouting, Router, RouterState, people_targets
+from ragops.routing.base import Mirror, PeopleRouting, Router, RouterState, people_targets, traefik_people_rule
 
 SERVICE = "rag"            # the weighted service the public router points at
 MAINTENANCE = "rag-maintenance"
@@ -70,11 +70,12 @@ def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None 
 
 
 def people_routers(backends: dict[str, str], weights: dict[str, int], people: PeopleRouting) -> dict:
-    """`<header>: always` -> the other color, `never` -> the stable one, whatever the weights."""
+    """`<header>: always` -> the other color, `never` -> the stable one, whatever the weights
+    (the header's semantics: routing/base.py PEOPLE_VALUES)."""
     routers = {}
     for value, color in people_targets(backends, weights).items():
         routers[f"{SERVICE}-{value}"] = {"entryPoints": ["web"], "priority": 10_000,
-                                         "rule": f"Header(`{people.header}`, `{value}`)",
+                                         "rule": traefik_people_rule(people.header, value),
                                          "service": color_service(color), "middlewares": ["retry"]}
     return routers
 

@@ -85,6 +85,12 @@ class Engine:
         self._secrets: dict = {"inputs": {}, "steps": {}}   # real values state.json shows as ***
         self._t0 = 0.0
 
+    def audit_sources(self) -> dict:
+        """What `ragops audit` reads from the runbook engine (runbook validity, past runs)."""
+        from ragops.runbook.inventory import audit_sources
+
+        return audit_sources(self.config)
+
     # ---- loading ---------------------------------------------------------------------------
     def load(self, name: str) -> Runbook:
         path = find_runbook(name, self.dirs)
@@ -108,6 +114,11 @@ class Engine:
         return values
 
     # ---- context ---------------------------------------------------------------------------
+    @property
+    def context(self) -> dict:
+        """The last run's expression context (inputs, steps and their outputs): what a drill report measures."""
+        return self._context
+
     def _base_context(self, runbook: Runbook, inputs: dict) -> dict:
         config_view: dict = {}
         env_view: dict = {}
@@ -154,6 +165,21 @@ class Engine:
         if not record["approved"]:
             raise NotApproved(f"step {step.id!r}: {'denied' if kind == 'approve' else 'not confirmed'} by {record['by']}")
         return record
+
+    def refuse_missing_grants(self, runbook: Runbook, start: int = 0) -> None:
+        """Without a terminal, every unconditional approval/manual step from `start` on must be granted
+        up front: NotApproved (exit 5) naming them all before the first step runs, not after a load test."""
+        if self.prompt is not None:
+            return
+        missing = []
+        for step in runbook.steps[start:]:
+            spec = OPERATIONS.get(step.action)
+            kind = spec.interactive if spec else None
+            if kind and not step.when and step.id not in (self.approvals if kind == "approve" else self.acks):
+                missing.append(f"{'--approve' if kind == 'approve' else '--ack'} {step.id}")
+        if missing:
+            raise NotApproved(f"runbook {runbook.name} needs a person at {len(missing)} step(s) and there is no "
+                              f"terminal to ask on; nothing was run. Grant them up front with {' '.join(missing)}")
 
     def _missing_grants(self, step) -> list[str]:
         """The flags for this step and every later unconditional approval/manual step not granted
@@ -263,6 +289,7 @@ class Engine:
             except KeyError:
                 raise UsageError(f"--from: runbook {runbook.name} has no step {from_step!r} "
                                  f"(steps: {', '.join(s.id for s in runbook.steps)})") from None
+        self.refuse_missing_grants(runbook, runbook.index(from_step) if from_step else 0)
         self.run_id = new_run_id(runbook.name)
         self.runbook_name = runbook.name
         self._store = RunStore(self.runs_dir, self.run_id)
@@ -496,6 +523,8 @@ class Engine:
     def _kind(step, spec, exc: BaseException) -> str:
         if isinstance(exc, NotApproved):
             return "not_approved"
+        if isinstance(exc, ConfigError):   # missing credentials or settings: fix the config, no gate failed
+            return "failed"
         gate = step.gate if step.gate is not None else (spec.gate or isinstance(exc, GateFailed))
         return "gate" if gate else "failed"
 
@@ -546,7 +575,7 @@ def render_lenient(value: Any, context: dict) -> Any:
         whole = re.fullmatch(r"\s*\{\{(.*?)\}\}\s*", value, re.DOTALL)
         if whole and value.count("{{") == 1:
             return one(whole.group(1).strip())
-        return re.sub(r"\{\{(.*?)\}\}", lambda m: expr._to_text(one(m.group(1).strip())), value)
+        return re.sub(r"\{\{(.*?)\}\}", lambda m: expr.to_text(one(m.group(1).strip())), value)
     if isinstance(value, dict):
         return {k: render_lenient(v, context) for k, v in value.items()}
     if isinstance(value, list):

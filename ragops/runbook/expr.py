@@ -391,7 +391,7 @@ def render(value: Any, context: dict) -> Any:
         whole = _TEMPLATE.fullmatch(value.strip())
         if whole and value.count("{{") == 1:
             return evaluate(whole.group(1).strip(), context)
-        return _TEMPLATE.sub(lambda m: _to_text(evaluate(m.group(1).strip(), context)), value)
+        return _TEMPLATE.sub(lambda m: to_text(evaluate(m.group(1).strip(), context)), value)
     if isinstance(value, dict):
         return {k: render(v, context) for k, v in value.items()}
     if isinstance(value, list):
@@ -399,7 +399,7 @@ def render(value: Any, context: dict) -> Any:
     return value
 
 
-def _to_text(value: Any) -> str:
+def to_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -16,9 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ragservice import db, metrics, schema, text
+from ragservice import db, faults, metrics, schema, text, tracing
 from ragservice.config import Settings
 from ragservice.middleware import ApiAuth, Faults, Observe, allowed_methods
+from ragservice.queue_metrics import QUEUE
 
 log = logging.getLogger("ragservice")
 settings = Settings.from_env()
@@ -28,10 +29,13 @@ EXPECTED_SCHEMA = db.latest_migration(settings.migrations_dir)
 
 @asynccontextmanager
 async def lifespan(_app):
-    metrics.BUILD_INFO.labels(settings.version, settings.color).set(1)
+    metrics.start(settings.version, settings.color)
     log.info("ragservice %s (%s) starting; expects schema version %s",
              settings.version, settings.color, EXPECTED_SCHEMA)
+    QUEUE.start(settings.database_url)
     yield
+    QUEUE.stop()
+    tracing.shutdown()
     pool.close()
 
 
@@ -47,6 +51,7 @@ if settings.cors_origins:
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["X-API-Key", "Content-Type"],
                        expose_headers=["X-RAG-Version", "X-RAG-Color", "Retry-After"], max_age=600)
 app.add_middleware(Observe, fastapi_app=app, version=settings.version, color=settings.color)
+tracing.setup(app, version=settings.version, color=settings.color)   # RAG_OTEL_ENDPOINT unset: off, free
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -206,8 +211,10 @@ async def create_document(
     raw = await request.body()
     if len(raw) > settings.max_document_bytes:
         raise HTTPException(413, f"document larger than {settings.max_document_bytes} bytes")
-    doc_title, content, metadata = _parse_document(raw, request.headers.get("content-type", ""), title)
-    created = await run_in_threadpool(db.create_document, pool, doc_title, content, metadata, queued)
+    with tracing.span("file_validation", size_bytes=len(raw)):
+        doc_title, content, metadata = _parse_document(raw, request.headers.get("content-type", ""), title)
+    with tracing.span("storage", queued=queued):
+        created = await run_in_threadpool(db.create_document, pool, doc_title, content, metadata, queued)
     metrics.DOCUMENTS_INGESTED.labels("async" if queued else "sync").inc()
     if queued:
         return JSONResponse({"id": created["id"], "status": "queued"}, status_code=202)
@@ -235,5 +242,9 @@ async def delete_document(id: str):  # noqa: A002
     **schema.API_RESPONSES, 200: {"model": schema.QueryOut}, 422: schema.error("query or top_k invalid.")})
 async def query(body: QueryIn):
     results = await run_in_threadpool(db.search, pool, body.query, body.top_k)
-    return {"query": body.query, "results": results,
-            "answer": text.answer(body.query, [r["content"] for r in results if r["score"] > 0])}
+    if settings.fault_retrieval:
+        results = await run_in_threadpool(faults.retrieval, settings, results, lambda k: db.random_chunks(pool, k))
+    metrics.observe_retrieval(settings.version, results)
+    with tracing.span("ranking", results=len(results)):
+        answer = text.answer(body.query, [r["content"] for r in results if r["score"] > 0])
+    return {"query": body.query, "results": results, "answer": answer}

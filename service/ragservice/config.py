@@ -33,6 +33,7 @@ class Settings:
     fault_latency_ms: float = 0.0
     fault_readiness_fail: bool = False
     fault_after_s: float = 0.0          # faults start this long after start-up (a version that degrades)
+    fault_retrieval: str = ""           # empty | shuffle: 200 answers with no or wrong documents (faults.py)
     migrations_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent / "migrations")
     max_document_bytes: int = 5_000_000
     pool_size: int = 10
@@ -43,6 +44,9 @@ class Settings:
         if not 0.0 <= error_rate <= 1.0:
             raise SystemExit(f"error: RAG_FAULT_ERROR_RATE: expected 0..1, got {error_rate}")
         migrations = os.environ.get("RAG_MIGRATIONS_DIR")
+        retrieval = os.environ.get("RAG_FAULT_RETRIEVAL", "").strip().lower()
+        if retrieval not in ("", "empty", "shuffle"):
+            raise SystemExit(f"error: RAG_FAULT_RETRIEVAL: expected empty or shuffle, got {retrieval!r}")
         return cls(
             database_url=os.environ.get("RAG_DATABASE_URL", ""),
             api_keys=tuple(_list("RAG_API_KEYS")),
@@ -54,6 +58,7 @@ class Settings:
             fault_error_rate=error_rate,
             fault_latency_ms=_float("RAG_FAULT_LATENCY_MS", 0.0),
             fault_after_s=_float("RAG_FAULT_AFTER_S", 0.0),
+            fault_retrieval=retrieval,
             fault_readiness_fail=os.environ.get("RAG_FAULT_READINESS_FAIL", "").strip().lower() in ("1", "true", "yes"),
             migrations_dir=Path(migrations) if migrations else cls.__dataclass_fields__["migrations_dir"].default_factory(),
             max_document_bytes=int(_float("RAG_MAX_DOCUMENT_BYTES", 5_000_000)),

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 from psycopg import errors as pgerrors
 
-from ragservice import text
+from ragservice import text, tracing
 
 log = logging.getLogger("ragservice.db")
 
@@ -206,10 +206,11 @@ def store_chunks(pool: Pool, conn, document_id, content: str) -> int:
     cast = "vector" if kind == "vector" else "real[]"
     conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
     pieces = text.chunk(content)
-    with conn.cursor() as cur:
+    with tracing.span("embedding", chunks=len(pieces)):
+        rows = [(document_id, i, piece, _vector_param(text.embed(piece), kind)) for i, piece in enumerate(pieces)]
+    with tracing.span("database_insert", table="chunks", rows=len(rows)), conn.cursor() as cur:
         cur.executemany(
-            f"INSERT INTO chunks (document_id, ordinal, content, embedding) VALUES (%s, %s, %s, %s::{cast})",
-            [(document_id, i, piece, _vector_param(text.embed(piece), kind)) for i, piece in enumerate(pieces)])
+            f"INSERT INTO chunks (document_id, ordinal, content, embedding) VALUES (%s, %s, %s, %s::{cast})", rows)
     return len(pieces)
 
 
@@ -218,11 +219,13 @@ def create_document(pool: Pool, title: str, content: str, metadata: dict, queued
     document_id = uuid.uuid4()
 
     def work(conn):
-        conn.execute(
-            "INSERT INTO documents (id, title, content, metadata, status) VALUES (%s, %s, %s, %s::jsonb, %s)",
-            (document_id, title, content, json.dumps(metadata), "queued" if queued else "ready"))
+        with tracing.span("database_insert", table="documents", document_id=str(document_id)):
+            conn.execute(
+                "INSERT INTO documents (id, title, content, metadata, status) VALUES (%s, %s, %s, %s::jsonb, %s)",
+                (document_id, title, content, json.dumps(metadata), "queued" if queued else "ready"))
         if queued:
-            conn.execute("INSERT INTO ingest_jobs (document_id) VALUES (%s)", (document_id,))
+            with tracing.span("queue_publish", queue="ingest_jobs"):
+                conn.execute("INSERT INTO ingest_jobs (document_id) VALUES (%s)", (document_id,))
             return 0
         return store_chunks(pool, conn, document_id, content)
 
@@ -275,13 +278,15 @@ def _nearest_vectors(conn, query_vec: list[float], top_k: int) -> list[tuple]:
 
 def search(pool: Pool, query: str, top_k: int) -> list[dict]:
     """The top_k chunks by cosine similarity (pgvector's <=> when available)."""
-    query_vec = text.embed(query)
+    with tracing.span("embedding"):
+        query_vec = text.embed(query)
     if not any(query_vec):
         return []   # only stop words: nothing to compare (a zero vector has no cosine)
 
     def work(conn):
         if pool.embedding_type(conn) == "vector":
-            return _nearest_vectors(conn, query_vec, top_k)
+            with tracing.span("vector_search", top_k=top_k):
+                return _nearest_vectors(conn, query_vec, top_k)
         # portable fallback: the dot product of normalised vectors, computed in SQL
         sql = ("SELECT document_id, id, content, "
                "(SELECT coalesce(sum(a * b), 0) FROM unnest(embedding, %(q)s::real[]) AS t(a, b)) AS score "
@@ -292,6 +297,13 @@ def search(pool: Pool, query: str, top_k: int) -> list[dict]:
     return [{"document_id": str(r[0]), "chunk_id": r[1], "content": r[2],
              "score": 0.0 if r[3] is None or math.isnan(r[3]) else round(float(r[3]), 6)}
             for r in pool.run(work)]
+
+
+def random_chunks(pool: Pool, k: int) -> list[dict]:
+    """k chunks drawn at random (RAG_FAULT_RETRIEVAL=shuffle: plausible answers from the wrong documents)."""
+    rows = pool.run(lambda conn: conn.execute(
+        "SELECT document_id, id, content FROM chunks ORDER BY random() LIMIT %(k)s", {"k": k}).fetchall())
+    return [{"document_id": str(r[0]), "chunk_id": r[1], "content": r[2]} for r in rows]
 
 
 # --- the ingest queue ----------------------------------------------------------------------------
@@ -323,3 +335,14 @@ def process_next_job(pool: Pool) -> str | None:
         return str(document_id) if status == "done" else f"{document_id} (failed: {error})"
 
     return pool.run(work)
+
+
+
+def queue_depth(conn) -> tuple[int, float]:
+    """Queued ingestion jobs and the age in seconds of the oldest one (0 when none): what the
+    worker autoscaler reads as rag_ingest_queue_length. One index-backed query, bounded to 1 s."""
+    with conn.transaction():
+        conn.execute("SET LOCAL statement_timeout = '1s'")
+        row = conn.execute("SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) "
+                           "FROM ingest_jobs WHERE status = 'queued'").fetchone()
+    return int(row[0]), float(row[1])

@@ -16,7 +16,7 @@ import time
 
 from starlette.routing import Match
 
-from ragservice import metrics
+from ragservice import metrics, tracing
 
 log = logging.getLogger("ragservice")
 
@@ -74,6 +74,7 @@ class Observe:
     def __init__(self, app, fastapi_app, version: str, color: str):
         self.app = app
         self.fastapi_app = fastapi_app
+        self.version = version
         self.extra = [(b"x-rag-version", version.encode()), (b"x-rag-color", color.encode()), *SECURITY_HEADERS]
 
     async def __call__(self, scope, receive, send):
@@ -106,6 +107,8 @@ class Observe:
                 metrics.IN_FLIGHT.dec()
             metrics.REQUESTS.labels(method_label(scope["method"]), route, str(state["status"])).inc()
             metrics.DURATION.labels(route).observe(time.perf_counter() - began)
+            if route not in PUBLIC_PATHS:
+                metrics.RESPONSES.labels(self.version, f"{str(state['status'])[:1]}xx").inc()
 
 
 class Faults:
@@ -172,8 +175,9 @@ class ApiAuth:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             return await self.app(scope, receive, send)
-        presented = next((v for k, v in scope["headers"] if k == b"x-api-key"), None)
-        key_id = self._key_id(presented) if presented else None
+        with tracing.span("auth"):
+            presented = next((v for k, v in scope["headers"] if k == b"x-api-key"), None)
+            key_id = self._key_id(presented) if presented else None
         if key_id is None:
             reason = "missing X-API-Key header" if presented is None else "invalid API key"
             return await send_json(send, 401, {"error": reason}, [(b"www-authenticate", b"ApiKey")])

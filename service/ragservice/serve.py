@@ -6,7 +6,6 @@ RAG_GRACEFUL_TIMEOUT seconds (default 30), then exits 0.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -21,11 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default=os.environ.get("RAG_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ragservice.logs import configure
+
+    log_config = configure(args.log_level)   # JSON or text (RAG_LOG_FORMAT), secrets redacted
     from ragservice.app import app, settings   # after logging, so start-up messages show
 
     config = uvicorn.Config(app, host=args.host, port=args.port, workers=1, log_level=args.log_level,
+                            log_config=log_config,
                             timeout_graceful_shutdown=settings.graceful_timeout, server_header=False,
                             access_log=os.environ.get("RAG_ACCESS_LOG", "1") != "0", lifespan="on")
     server = uvicorn.Server(config)

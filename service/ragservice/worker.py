@@ -31,8 +31,9 @@ def beat(path: str | None) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=os.environ.get("RAG_LOG_LEVEL", "info").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ragservice.logs import configure
+
+    configure(os.environ.get("RAG_LOG_LEVEL", "info"))   # JSON or text (RAG_LOG_FORMAT), secrets redacted
     settings = Settings.from_env()
     if not settings.database_url:
         print("error: RAG_DATABASE_URL is not set", file=sys.stderr)

@@ -45,7 +45,7 @@ class Stack:
 
 
 def _start_stack(directory: Path, **kw) -> Stack:
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     try:
         pgctl.bin_dir()

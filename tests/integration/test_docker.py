@@ -57,7 +57,7 @@ def engine():
     for version in VERSIONS:
         image.tag(REPOSITORY, version)
     yield client
-    for version in VERSIONS + ("vbuild",):
+    for version in VERSIONS + ("vbuild", "vbuilt-deploy"):
         try:
             client.images.remove(f"{REPOSITORY}:{version}", noprune=True)
         except docker.errors.APIError:
@@ -301,6 +301,30 @@ def test_build_labels_the_image_with_version_and_revision(engine, local_env):
     revision = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
                               text=True).stdout.strip()
     assert image.labels["org.opencontainers.image.revision"].startswith(revision)
+
+
+def test_deploy_of_a_missing_image_names_the_command_that_builds_it(engine, local_env):
+    proc = local_env.cli("deploy", "--version", "v6-unbuilt", "--yes")
+    assert proc.returncode == 1, proc.stderr
+    assert f"image {REPOSITORY}:v6-unbuilt is not on host local" in proc.stderr
+    assert f"ragops -e {local_env.name} build --version v6-unbuilt" in proc.stderr
+    assert "--resume" not in proc.stderr        # refused before the lock: nothing to resume or undo
+    assert all(d["version"] != "v6-unbuilt" for d in local_env.json("history"))   # no deploy was recorded
+    assert owned(engine, local_env, version="v6-unbuilt") == []
+
+
+def test_deploy_build_builds_from_the_shipped_base_image_then_deploys(engine, local_env):
+    """`deploy --build` with the shipped docker environment's docker.base_image: no registry needed."""
+    shipped = yaml.safe_load((REPO / "ragops.yaml").read_text())["environments"]["docker"]["docker"]["base_image"]
+    config = yaml.safe_load(local_env.config_path.read_text())
+    config["environments"][local_env.name]["docker"]["base_image"] = shipped
+    local_env.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    live = version_via(local_env.router_url)
+    proc = local_env.cli("deploy", "--version", "vbuilt-deploy", "--build", "--yes", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"built {REPOSITORY}:vbuilt-deploy on 1 host(s)" in proc.stderr
+    assert engine.images.get(f"{REPOSITORY}:vbuilt-deploy").labels["ragops.version"] == "vbuilt-deploy"
+    assert version_via(local_env.router_url) == "vbuilt-deploy" != live
 
 
 def test_down_removes_what_ragops_created_and_nothing_else(engine, database, tmp_path_factory):

@@ -96,7 +96,7 @@ def restored_labels(env: Env, *args: str) -> tuple[dict, list[str]]:
     """`backup physical restore latest ARGS` into a new directory on this machine, kept running for a
     look at `marks`, then stopped. The result and the labels."""
     from ragops.config import load_config
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     target, port = env.config_path.parent / f"restored-{secrets.token_hex(3)}", free_port()
     result = env.json("backup", "physical", "restore", "latest", *args, "--target-dir", str(target),

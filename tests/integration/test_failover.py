@@ -49,7 +49,7 @@ def region_stack(moto_server, aws_env):
 def test_region_failover_end_to_end(region_stack):
     stack, r53, zone = region_stack
     from ragops.config import load_config
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     config = load_config(stack.config_path)
     headers = {"X-API-Key": stack.api_key}

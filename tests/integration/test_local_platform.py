@@ -101,7 +101,7 @@ def test_down_leaves_no_process_and_up_restores():
     pid_files = list(run_dir.glob("*.pid"))
     assert pids and pid_files
     from ragops.config import load_config
-    from ragops.db.pgctl import managed_node
+    from ragops.pg.pgctl import managed_node
 
     data = {n: managed_node(load_config(stack.config_path), n).data_dir for n in ("primary", "replica1")}
     postmasters = [int((data[n] / "postmaster.pid").read_text().split()[0]) for n in data]

@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from ragops.db import migrate
+from ragops.pg import migrate
 from tests.integration.conftest import _start_stack
 from tests.integration.test_service import SERVICE_DIR, make_database
 

@@ -311,7 +311,7 @@ def test_kill9_leader_node_fails_over_and_returns_as_replica(ha_stack):
     router, the killed node streams again as a replica by itself."""
     _healthy(ha_stack)
     from ragops.config import load_config
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     config = load_config(ha_stack.config_path)
     old = _ha(ha_stack)["leader"]
@@ -345,7 +345,7 @@ def test_wal_archive_follows_the_leader(ha_stack):
     timeline = _member(_ha(ha_stack), leader)["timeline"]
     assert timeline >= 2, "the earlier tests promoted at least once"
     from ragops.config import load_config
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     password = (ha_stack.state_dir / "secrets" / "db-password").read_text().strip()
     port = pgctl.managed_node(load_config(ha_stack.config_path), leader).port

@@ -36,7 +36,7 @@ OTHER_AGE_KEY = _age_key()
 @pytest.fixture(scope="module")
 def archived_primary():
     """A primary archiving into a spool (archive_timeout 1s), with a `marks` table."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     try:
         pgctl.bin_dir()
@@ -129,7 +129,7 @@ def _restored_labels(port: int, password: str) -> list[str]:
 
 
 def _stop_restored(directory: Path, port: int, home) -> None:
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     node = pgctl.Node("pitr-restore", directory, port, directory.parent / "x.log", home=home)
     node.stop(mode="immediate")
@@ -247,6 +247,172 @@ def test_missing_or_corrupt_segment_and_wrong_key_refused(archived_primary, writ
     assert code == 1 and "outside the archive's coverage" in err and "covers" in err
 
 
+def _now_text(pg) -> str:
+    return run_sql(pg["dsn"], "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")[0][0]
+
+
+def _restore(capsys, config: Path, directory: Path, *args: str):
+    port = free_port()
+    code, result, err = cli(capsys, config, "backup", "physical", "restore", *args, "--target-dir", str(directory),
+                            "--port", str(port), "--keep-running")
+    return code, result, err, port
+
+
+def test_target_after_the_last_commit_recovers_to_it_every_time(archived_primary, write_config, capsys, tmp_path):
+    """An idle database: no commit after T. PostgreSQL alone never reaches such a recovery_target_time
+    ("recovery ended before the configured recovery target was reached"); the plan stops at the last commit."""
+    pg = archived_primary
+    config = write_config(f"file://{tmp_path}/store")
+    code, _manifest, err = cli(capsys, config, "backup", "physical", "create")
+    assert code == 0, err
+    label = "idle-" + secrets.token_hex(4)
+    _mark(pg, label)
+    time.sleep(1.2)
+    target = _now_text(pg)            # nothing is committed after this
+    _switch_and_ship(pg, capsys, config)
+    labels = []
+    for attempt in range(2):          # the same T twice
+        directory = pg["base"] / f"idle-{label}-{attempt}"
+        code, result, err, port = _restore(capsys, config, directory, "--to-time", target)
+        assert code == 0, err
+        try:
+            labels.append(_restored_labels(port, pg["password"]))
+            assert "no commit after" in result["note"] and result["stop_lsn"]
+        finally:
+            _stop_restored(directory, port, pg["base"] if os.geteuid() == 0 else None)
+    assert labels[0] == labels[1] and labels[0][-1] == label
+
+
+def test_segment_damaged_inside_a_valid_envelope_is_named_before_anything_is_written(archived_primary, write_config,
+                                                                                      capsys, tmp_path):
+    """WAL damaged before it was shipped: digest and decryption pass; pg_waldump does not. Without the
+    check the replay stops early and the restore said ok with a part of the rows."""
+    pg = archived_primary
+    config = write_config(f"file://{tmp_path}/store")
+    code, _manifest, err = cli(capsys, config, "backup", "physical", "create")
+    assert code == 0, err
+    segment, offset = run_sql(pg["dsn"], "SELECT pg_walfile_name(pg_current_wal_insert_lsn()), "
+                                         "(pg_walfile_name_offset(pg_current_wal_insert_lsn())).file_offset")[0]
+    _mark(pg, "damaged")
+    run_sql(pg["dsn"], "SELECT pg_switch_wal()")
+    spooled = pg["spool"] / segment
+    deadline = time.monotonic() + 30
+    while not spooled.exists():
+        assert time.monotonic() < deadline, f"{segment} never reached the spool"
+        time.sleep(0.1)
+    data = bytearray(spooled.read_bytes())
+    data[offset:offset + 1000] = bytes([0x5A]) * 1000    # the insert's records: garbage inside a good envelope
+    spooled.write_bytes(bytes(data))
+    for i in range(2):
+        _mark(pg, f"after-damage-{i}")
+        _switch_and_ship(pg, capsys, config)
+    directory = pg["base"] / f"inside-{secrets.token_hex(4)}"
+    code, _result, err = cli(capsys, config, "backup", "physical", "restore", "--to-latest", "--target-dir",
+                             str(directory))
+    assert code == 1 and segment in err and "damaged inside" in err, err
+    assert not directory.exists(), "nothing may be written before the checks pass"
+    code, plan, err = cli(capsys, config, "backup", "physical", "restore", "--to-latest", "--dry-run",
+                          "--target-dir", str(directory))
+    assert code == 1 and segment in err
+    # verify replays the same plan: not "ok", and the backup is not marked verified
+    code, verified, err = cli(capsys, config, "backup", "physical", "verify", "latest")
+    assert code == 3 and not verified["ok"] and segment in err, err
+    code, listing, _ = cli(capsys, config, "backup", "list")
+    assert listing["backups"][0]["verified"] is not True
+
+
+def test_restored_copy_started_again_by_hand_never_archives(archived_primary, write_config, capsys, tmp_path):
+    pg = archived_primary
+    store = tmp_path / "store"
+    config = write_config(f"file://{store}")
+    code, _manifest, err = cli(capsys, config, "backup", "physical", "create")
+    assert code == 0, err
+    _mark(pg, "copy")
+    _switch_and_ship(pg, capsys, config)
+    directory = pg["base"] / f"copy-{secrets.token_hex(4)}"
+    code, result, err, port = _restore(capsys, config, directory, "--to-latest")
+    assert code == 0, err
+    home = pg["base"] if os.geteuid() == 0 else None
+    _stop_restored(directory, port, home)
+    from ragops.pg import pgctl
+
+    # later, by hand: pg_ctl start, writes, a segment switch -- nothing may reach the live spool or archive
+    node = pgctl.Node("by-hand", directory, free_port(), pg["base"] / f"{directory.name}-hand.log", home=home)
+    node.start()
+    try:
+        dsn = f"host=127.0.0.1 port={node.port} user=postgres password={pg['password']} dbname=postgres"
+        assert run_sql(dsn, "SHOW archive_mode")[0][0] == "off"
+        timeline = run_sql(dsn, "SELECT timeline_id FROM pg_control_checkpoint()")[0][0]
+        assert timeline >= 2
+        run_sql(dsn, "INSERT INTO marks (label) VALUES ('by-hand')", "SELECT pg_switch_wal()")
+        time.sleep(1.5)
+    finally:
+        node.stop(mode="immediate")
+    prefix = f"{timeline:08X}"
+    assert not [p for p in pg["spool"].iterdir() if p.name.startswith(prefix)]
+    assert not (store / "wal" / prefix).exists()
+
+
+def test_bad_port_target_dir_and_lsn_are_refused_before_a_byte_is_written(archived_primary, write_config, capsys,
+                                                                           tmp_path):
+    import socket
+
+    config = write_config(f"file://{tmp_path}/store")
+    code, _manifest, err = cli(capsys, config, "backup", "physical", "create")
+    assert code == 0, err
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    code, _, err = cli(capsys, config, "backup", "physical", "restore", "--to-latest", "--target-dir",
+                       str(afile / "sub"))
+    assert code == 2 and "is a file" in err and len(err.strip().splitlines()) == 1, err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        directory = tmp_path / "port-busy"
+        code, _, err = cli(capsys, config, "backup", "physical", "restore", "--to-latest", "--target-dir",
+                           str(directory), "--port", str(busy.getsockname()[1]))
+    assert code == 2 and "already in use" in err and not directory.exists(), err
+    code, _, err = cli(capsys, config, "backup", "physical", "restore", "--to-lsn", "0/3000028\r", "--target-dir",
+                       str(directory))
+    assert code == 2 and "--to-lsn" in err and not directory.exists(), err
+
+
+def test_an_archived_segment_is_never_replaced(archived_primary, write_config, capsys, tmp_path):
+    """The same content again (a shipper killed after its sidecar) is a no-op; other content under the same
+    name (another system or a restored copy archiving here) stops the shipper loudly, never overwrites."""
+    pg = archived_primary
+    store = tmp_path / "store"
+    config = write_config(f"file://{store}")
+    _mark(pg, "write-once")
+    segment = run_sql(pg["dsn"], "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    run_sql(pg["dsn"], "SELECT pg_switch_wal()")
+    spooled = pg["spool"] / segment
+    deadline = time.monotonic() + 30
+    while not spooled.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    content = spooled.read_bytes()
+    code, _, err = cli(capsys, config, "backup", "wal", "ship")
+    assert code == 0, err
+    stored = store / "wal" / segment[:8] / f"{segment}.zst.age"
+    before = (stored.read_bytes(), stored.stat().st_mtime_ns)
+    spooled.write_bytes(content)                      # the same file again: nothing re-uploaded
+    code, _, err = cli(capsys, config, "backup", "wal", "ship")
+    assert code == 0 and not spooled.exists(), err
+    assert (stored.read_bytes(), stored.stat().st_mtime_ns) == before
+    spooled.write_bytes(content[:-100] + b"x" * 100)  # another history under the same name
+    code, _, err = cli(capsys, config, "backup", "wal", "ship")
+    assert code == 1 and segment in err and "different content" in err, err
+    assert stored.read_bytes() == before[0] and spooled.exists()
+    metrics = tmp_path / "wal.prom"
+    code, _, err = cli(capsys, config, "backup", "wal", "check", "--metrics-file", str(metrics))
+    assert code == 3 and segment in err, err
+    assert 'ragops_wal_conflict{environment="test",project="pitrtest"} 1' in metrics.read_text()
+    spooled.unlink()                                   # resolved by hand: the next round clears it
+    code, _, err = cli(capsys, config, "backup", "wal", "ship")
+    assert code == 0, err
+
+
 def test_kill_shipper_loses_no_segment(archived_primary, write_config, capsys, tmp_path):
     pg = archived_primary
     config = write_config(f"file://{tmp_path}/store")
@@ -331,13 +497,14 @@ def test_db_recover_local_serves_recovered_data_with_replica_streaming(local_sta
         lost = client.post("/api/v1/documents", headers=headers, json={"title": "lost", "content": "the damage"})
         assert lost.status_code == 201
 
+        _archive_now(stack)   # the dry run closes no segment: the archive must already reach the target
         plan = stack.json("db", "recover", "--to-time", target, "--dry-run")
         assert plan["dry_run"] and any("maintenance on" in s for s in plan["steps"])
         refused = stack.cli("db", "recover", "--to-time", target)          # no terminal, no --yes
         assert refused.returncode != 0
         result = stack.json("db", "recover", "--to-time", target, "--yes")
         assert result["recovered_to"] <= target and result["rpo_seconds"] >= 0 and result["rto_seconds"] > 0
-        assert any("primary.before-recover-" in p for p in result["kept_aside"])
+        assert any("primary.original-" in p for p in result["kept_aside"])
         assert all(Path(p).is_dir() for p in result["kept_aside"])    # kept, never deleted
 
         assert client.get(f"/api/v1/documents/{kept.json()['id']}", headers=headers).status_code == 200
@@ -355,6 +522,54 @@ def test_db_recover_local_serves_recovered_data_with_replica_streaming(local_sta
         time.sleep(0.5)
     assert nodes["replica1"]["role"] == "replica" and nodes["replica1"]["streaming"]
     assert nodes["primary"]["timeline"] == nodes["replica1"]["timeline"] >= 2
+    check = stack.json("backup", "wal", "check")
+    assert check["gaps"] == []
+
+
+def test_db_recover_across_timelines_twice_to_the_same_time_and_after_the_last_commit(local_stack):
+    """A base taken on timeline 1 after the first recover's target is not on timeline 2's path (it was
+    picked, and the recover failed after both nodes were moved aside); the same T twice and a T after the
+    last commit give the same rows; the dry run changes nothing, not even the current WAL segment."""
+    from ragops.config import load_config
+
+    stack = local_stack
+    port = load_config(stack.config_path).database.primary.port
+
+    def rows() -> list[str]:
+        return [r[0] for r in _run_sql(stack, port, "SELECT label FROM tl_marks ORDER BY id")]
+
+    def now() -> str:
+        time.sleep(1.2)
+        moment = _run_sql(stack, port, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+                                       "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")[0][0]
+        time.sleep(1.2)
+        return moment
+
+    _run_sql(stack, port, "CREATE TABLE tl_marks (id serial PRIMARY KEY, label text NOT NULL)",
+             "INSERT INTO tl_marks (label) VALUES ('a')")
+    first = stack.json("backup", "physical", "create")
+    t1 = now()
+    _run_sql(stack, port, "INSERT INTO tl_marks (label) VALUES ('b')")
+    after_t1 = stack.json("backup", "physical", "create")       # timeline 1, after the first target
+    assert after_t1["physical"]["timeline"] == first["physical"]["timeline"]
+    _run_sql(stack, port, "INSERT INTO tl_marks (label) VALUES ('c')")
+
+    _archive_now(stack)
+    dry = stack.cli("-o", "json", "db", "recover", "--to-time", t1, "--dry-run", check=True)
+    plan = json.loads(dry.stdout)
+    assert any(first["id"] in step for step in plan["steps"]), plan
+    # the switch belongs to the real run (the service's own writes may still close a segment meanwhile)
+    assert "closed WAL segment" not in dry.stderr, dry.stderr
+
+    first_recover = stack.json("db", "recover", "--to-time", t1, "--yes", timeout=600)
+    assert rows() == ["a"] and first_recover["base_backup"] == first["id"]
+    _run_sql(stack, port, "INSERT INTO tl_marks (label) VALUES ('d')")
+    t2 = now()
+    results = [stack.json("db", "recover", "--to-time", t2, "--yes", timeout=600) for _ in range(2)]
+    assert rows() == ["a", "d"]
+    assert all(r["base_backup"] == first["id"] for r in results), results   # after_t1 is off the path
+    timelines = [first_recover["timeline"], *[r["timeline"] for r in results]]
+    assert timelines == sorted(timelines) and len(set(timelines)) == 3, timelines
     check = stack.json("backup", "wal", "check")
     assert check["gaps"] == []
 
@@ -389,6 +604,20 @@ def test_pitr_drill_reports_rpo_and_rto(local_stack, tmp_path):
     assert report["status"] == "succeeded", report
     assert report["rto"]["seconds"] > 0 and report["rpo"]["seconds"] is not None
     assert {p.name for p in report_dir.iterdir()} == {"report.json", "report.md", "report.html"}
+
+
+def _archive_now(stack) -> None:
+    """Close the primary's segment, wait until PostgreSQL handed it to the spool, ship the spool."""
+    from ragops.config import load_config
+
+    port = load_config(stack.config_path).database.primary.port
+    segment = _run_sql(stack, port, "SELECT pg_walfile_name(pg_current_wal_lsn())", dbname="postgres")[0][0]
+    _run_sql(stack, port, "SELECT pg_switch_wal()", dbname="postgres")
+    deadline = time.monotonic() + 30
+    while (_run_sql(stack, port, "SELECT last_archived_wal FROM pg_stat_archiver", dbname="postgres")[0][0] or "") < segment:
+        assert time.monotonic() < deadline, "the segment was not archived"
+        time.sleep(0.1)
+    assert stack.cli("backup", "wal", "ship").returncode == 0
 
 
 def _run_sql(stack, port: int, *statements: str, dbname: str = "rag"):
@@ -439,9 +668,9 @@ def test_incremental_chain_restores_every_write_and_drops_what_was_dropped(local
             assert _run_sql(stack, restored["port"], "SELECT to_regclass('incr_doomed')")[0][0] is None
             assert not (target / doomed).exists(), "a file the newest backup no longer lists is removed"
         finally:
-            from ragops.db import pgctl
+            from ragops.pg import pgctl
 
-            home = root if pgctl._account() is not None else None
+            home = root if pgctl.server_account() is not None else None
             pgctl.Node("pitr-restore", target, restored["port"], root / "x.log", home=home).stop(mode="immediate")
 
         # a broken chain is refused naming the missing link, before a byte is written

@@ -35,7 +35,7 @@ def write_config(base: Path, primary_port: int, replica_port: int, **database) -
 
 def make_cluster(base: Path, **database):
     """A managed primary + streaming replica laid out where pgctl.managed_node finds them."""
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     try:
         pgctl.bin_dir()
@@ -70,7 +70,7 @@ def pg_dir():
 
 @pytest.fixture
 def cluster(pg_dir):
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     c = make_cluster(pg_dir)
     yield c
@@ -88,7 +88,7 @@ def dsn(c, node) -> str:
 
 
 def wait_streaming(c, node, timeout=30):
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
 
     def ok():
         try:
@@ -173,7 +173,7 @@ def test_promote_unreachable_primary_needs_confirmation_on_sql_only_platform(clu
     wait_streaming(cluster, cluster["replica"])
     cluster["primary"].stop(mode="immediate")
     config = cluster["config"]
-    monkeypatch.setattr("ragops.db.replication._managed", lambda config, name: None)  # no data dirs here
+    monkeypatch.setattr("ragops.db.replication.managed_node", lambda config, name: None)  # no data dirs here
     with pytest.raises(OperationFailed, match="unreachable"):
         promote(config, "replica1")
     result = promote(config, "replica1", confirm_down=True)
@@ -210,7 +210,7 @@ def test_promote_fences_a_live_primary_by_sql_when_not_managed(cluster, monkeypa
     config = cluster["config"]
     wait_streaming(cluster, cluster["replica"])
     victim = psycopg.connect(dsn(cluster, cluster["primary"]), autocommit=True)
-    monkeypatch.setattr("ragops.db.replication._managed", lambda config, name: None)
+    monkeypatch.setattr("ragops.db.replication.managed_node", lambda config, name: None)
     result = promote(config, "replica1")
     assert result.fenced[0].method == "read-only"
     with pytest.raises(psycopg.OperationalError):
@@ -274,7 +274,7 @@ def test_rejoin_after_crash_with_pg_rewind_and_streaming_resumes(cluster):
     with psycopg.connect(dsn(cluster, cluster["primary"]), autocommit=True) as conn:
         conn.execute("INSERT INTO t SELECT g, 'diverged' FROM generate_series(2, 5000) g")
     cluster["primary"].kill9()   # crash: not shut down cleanly
-    from ragops.db import pgctl
+    from ragops.pg import pgctl
     assert pgctl.wait_until(lambda: not cluster["primary"].running(), 10)
     promote(config, "replica1")
     with psycopg.connect(dsn(cluster, cluster["replica"]), autocommit=True) as conn:
@@ -313,16 +313,16 @@ def test_switchover_then_rejoin_and_switch_back(cluster):
 
 
 def test_synchronous_replication_configured(pg_dir):
-    from ragops.db import pgctl
     from ragops.db.replication import topology
     from ragops.db.standby import configure_sync
+    from ragops.pg import pgctl
 
     c = make_cluster(pg_dir, synchronous=True)
     try:
         wait_streaming(c, c["replica"])
         result = configure_sync(c["config"])
         assert result.synchronous_standby_names == 'ANY 1 ("replica1")'
-        from ragops.db import pgctl
+        from ragops.pg import pgctl
 
         def sync():
             return next(s for s in topology(c["config"]) if s.name == "replica1").sync_state == "quorum"

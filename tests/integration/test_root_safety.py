@@ -26,8 +26,8 @@ def _modes(paths) -> dict[str, int]:
 
 def test_private_home_up_deploy_purge_keep_modes_and_symlinks_do_not_redirect_root(tmp_path):
     from ragops.config import load_config
-    from ragops.db import pgctl
     from ragops.devstack import write_local_config
+    from ragops.pg import pgctl
     from tests.integration.conftest import Stack
 
     try:
@@ -98,9 +98,9 @@ def test_private_home_up_deploy_purge_keep_modes_and_symlinks_do_not_redirect_ro
 
 
 def test_pg_ctl_failure_names_the_log_and_its_last_line():
-    from ragops.db import pgctl
     from ragops.errors import OperationFailed
     from ragops.netutil import free_port
+    from ragops.pg import pgctl
 
     try:
         pgctl.bin_dir()

@@ -93,6 +93,8 @@ def test_pre_deploy_passes_on_a_healthy_stack(stack, webhook):
     load = next(s for s in data["steps"] if s["id"] == "load-test")["outputs"]
     assert load["requests"] > 0 and load["error_rate"] <= 0.01 and load["target_rps"] == 10
     assert next(s for s in data["steps"] if s["id"] == "scratch-migrate")["status"] == "ok"
+    audit = next(s for s in data["steps"] if s["id"] == "audit")["outputs"]
+    assert 0 < audit["score"] <= 100 and "backups.full-age (critical)" not in audit["missed"]
     with psycopg.connect(_dsn(stack, "postgres"), autocommit=True) as conn:
         left = conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'ragops_predeploy_scratch'").fetchone()[0]
     assert left == 0, "the scratch database was not dropped"
@@ -113,7 +115,10 @@ def test_pre_deploy_fails_with_exit_3_when_the_backup_is_stale(stack, webhook):
 
 def test_pre_deploy_without_acks_in_ci_is_exit_5(stack, webhook):
     proc, data = _run(stack, webhook, "runbook", "run", "pre-deploy", "--from", "on-call")
-    assert proc.returncode == 5 and data["failed_step"] == "on-call" and "--ack on-call" in data["error"]
+    # refused before the first step: all three grants named at once, no run started
+    assert proc.returncode == 5 and data is None, proc.stderr
+    assert "--ack on-call --ack runbooks-accessible --approve cost-estimate" in proc.stderr
+    assert "nothing was run" in proc.stderr
 
 
 def test_db_corruption_restores_deleted_rows(stack, webhook):

@@ -1,7 +1,7 @@
 """The bundled RAG service against real PostgreSQL, as real processes over real HTTP.
 
 Each database here gets its own app role (not a superuser) and is migrated with
-ragops.db.migrate, the way the local platform does it.
+ragops.pg.migrate, the way the local platform does it.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragops.db import migrate, pgctl
 from ragops.errors import OperationFailed
 from ragops.netutil import free_port
+from ragops.pg import migrate, pgctl
 from tests.conftest import primary_and_replica
 
 pytestmark = pytest.mark.integration
@@ -106,6 +106,15 @@ def metric(url: str, name: str, **labels) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return None
+
+
+def wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -291,6 +300,9 @@ def test_async_ingestion_by_the_worker(services, migrated_db, tmp_path):
     assert queued.status_code == 202 and queued.json()["status"] == "queued"
     doc_id = queued.json()["id"]
     assert httpx.get(f"{url}/api/v1/documents/{doc_id}", headers=api()).json()["status"] == "queued"
+    # the autoscaler's metric counts it (refreshed every 2 s in the background)
+    assert wait_for(lambda: (metric(url, "rag_ingest_queue_length") or 0) >= 1, 8)
+    assert metric(url, "rag_ingest_oldest_job_age_seconds") >= 0
 
     worker = Proc("ragservice.worker", {"RAG_DATABASE_URL": migrated_db["app"],
                                         "RAG_WORKER_POLL_SECONDS": "0.2"}, tmp_path, "worker")
@@ -306,6 +318,7 @@ def test_async_ingestion_by_the_worker(services, migrated_db, tmp_path):
         assert status["status"] == "ready" and status["chunks"] == 1, worker.logs()
         answer = httpx.post(url + "/api/v1/query", headers=api(), json={"query": "How many quokka on Rottnest?"})
         assert "12000" in answer.json()["answer"]
+        assert wait_for(lambda: metric(url, "rag_ingest_queue_length") == 0, 8)   # drained
     finally:
         assert worker.stop() == 0, worker.logs()
 

@@ -47,6 +47,8 @@ GUIDE = {
     "RagBackupFailed": ("warning", ["ragops_backup_check_ok == 0", "ragops_backup_last_success_timestamp_seconds"],
                         r"> 26 \* 3600$", 0),
     "RagTlsCertificateExpiring": ("warning", ["probe_ssl_earliest_cert_expiry"], r"< 7 \* 86400$", 0),
+    "RagWalArchiveLagging": ("warning", ["ragops_wal_archive_lag_seconds", "ragops_wal_gaps > 0"], None, 600),
+    "RagPitrBeyondRpo": ("critical", ["ragops_wal_last_archived_timestamp_seconds"], r"> 300$", 300),
 }
 
 
@@ -114,3 +116,31 @@ def test_cronjob_manifest_passes_kubernetes_validate():
     kv = require_module("kubernetes_validate")
     job = yaml.safe_load((TEMPLATES / "kubernetes" / "drill-cronjob.yaml").read_text())
     kv.validate(job, "1.29", strict=True)
+
+
+def test_promtool_unit_tests_pass():
+    """Each alert fires on the series that should fire it, after its `for`, and stays quiet before
+    (tests/alerts/ragops-alerts.test.yml, run by Prometheus's own promtool)."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import need
+
+    promtool = shutil.which("promtool")
+    need(promtool is not None, "promtool (apt-get install prometheus)")
+    tests = Path(__file__).resolve().parents[1] / "alerts" / "ragops-alerts.test.yml"
+    proc = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_promtool_checks_the_rules():
+    import shutil
+    import subprocess
+
+    from tests.conftest import need
+
+    promtool = shutil.which("promtool")
+    need(promtool is not None, "promtool (apt-get install prometheus)")
+    proc = subprocess.run([promtool, "check", "rules", str(TEMPLATES / "alerts" / "ragops-alerts.yml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "SUCCESS: 11 rules found" in proc.stdout, proc.stdout + proc.stderr

@@ -223,7 +223,7 @@ def test_deploy_version_must_be_a_label(capsys, bad):
 
 @pytest.mark.parametrize("good", ["v1", "1.2.3", "v2-rc.1", "sha_0123abc"])
 def test_version_labels_accepted(good):
-    from ragops.deploy.labels import is_version_label
+    from ragops.settings.labels import is_version_label
 
     assert is_version_label(good)
 

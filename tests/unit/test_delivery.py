@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from ragops.deploy.analysis.prometheus import judge, promql_duration, render
-from ragops.deploy.analysis.settings import MetricSpec, default_metrics, holds
+from ragops.settings.analysis import MetricSpec, default_metrics, holds
 
 
 def spec(**kw) -> MetricSpec:
@@ -52,14 +52,14 @@ def test_default_metrics_are_the_guides_two_as_promql():
 
 
 def test_traefik_header_routes_and_sticky_cookie():
-    from ragops.routing.base import PeopleRouting
+    from ragops.routing.base import PeopleRouting, traefik_people_rule
     from ragops.routing.traefik_file import dynamic_config, parse_dynamic
 
     backends = {"blue": "http://127.0.0.1:1", "green": "http://127.0.0.1:2"}
     config = dynamic_config(backends, {"blue": 90, "green": 10}, people=PeopleRouting("X-Tester", sticky=True))
     routers = config["http"]["routers"]
     assert routers["rag-always"]["service"] == "rag-green" and routers["rag-never"]["service"] == "rag-blue"
-    assert routers["rag-always"]["rule"] == "Header(`X-Tester`, `always`)"
+    assert routers["rag-always"]["rule"] == traefik_people_rule("X-Tester", "always")
     assert config["http"]["services"]["rag"]["weighted"]["sticky"]["cookie"]["name"] == "ragops_color"
     assert parse_dynamic(config)[1] == {"blue": 90, "green": 10}            # read back unchanged
     # the canary at weight 0 is still reachable with the header; maintenance drops the header routes

@@ -140,8 +140,9 @@ def _deployment(tmp_path, events):
     from ragops.deploy.engine import Deployment, DeployOptions
 
     analysis = SimpleNamespace(max_error_rate=0.05, max_p95_latency_ms=2000.0, min_requests=5, no_data_retries=1,
-                               probe_rps=0, interval=1.0, window=30.0, provider="builtin")
-    from ragops.notify.settings import NotifySettings
+                               probe_rps=0, interval=1.0, window=30.0, provider="builtin",
+                               max_empty_results_rate=None)
+    from ragops.settings.notify import NotifySettings
 
     config = SimpleNamespace(deploy=SimpleNamespace(lock_ttl=60, history_limit=50, analysis=analysis),
                              env=SimpleNamespace(notify=NotifySettings()))

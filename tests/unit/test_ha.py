@@ -27,8 +27,8 @@ def test_default_is_manual(tmp_path):
 
 
 def test_patroni_config_loopback_authenticated_three_etcd_members(tmp_path, monkeypatch):
-    from ragops.db import pgctl
     from ragops.ha import patroni
+    from ragops.pg import pgctl
 
     monkeypatch.setattr(pgctl.Node, "pg", lambda self, name: f"/opt/pg/bin/{name}")
     config = _config(tmp_path, ttl=20, loop_wait=1, retry_timeout=3)
@@ -107,8 +107,8 @@ def test_db_ha_needs_patroni(tmp_path):
 
 
 def test_fast_release_needs_both_processes_gone(tmp_path, monkeypatch):
-    from ragops.db import pgctl
     from ragops.ha import fast_release
+    from ragops.pg import pgctl
     from ragops.process import ManagedProcess
 
     config = _config(tmp_path)

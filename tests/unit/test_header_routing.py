@@ -32,8 +32,10 @@ def test_config_routes_the_configured_header_through_the_map_to_a_server(tmp_pat
     text = render(listen="127.0.0.1:1", api="127.0.0.1:2", root=str(tmp_path),
                   state=RouterState(dict(BACKENDS), {"blue": 100}), people=PeopleRouting(header="X-Tester"))
     rules = [x.split() for x in text.splitlines() if x.strip().startswith("use-server")]
-    assert rules == [["use-server", color, "if", "{", f"req.hdr(X-Tester),map({tmp_path}/{PEOPLE_MAP})", "-m",
-                      "str", color, "}"] for color in ("blue", "green")]
+    def mapped(color):
+        return ["{", f"req.hdr(X-Tester),lower,map({tmp_path}/{PEOPLE_MAP})", "-m", "str", color, "}"]
+    assert rules == [["use-server", color, "if", *mapped(color), "!{", "req.hdr(X-Tester)", "-i", "always", "}", "||",
+                      *mapped(color), "!{", "req.hdr(X-Tester)", "-i", "never", "}"] for color in ("blue", "green")]
 
 
 def test_haproxy_accepts_the_config_with_header_routing(tmp_path):

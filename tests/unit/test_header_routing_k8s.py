@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ragops.platforms import k8s_manifests as m
 from ragops.routing import traefik_crd as crd
-from ragops.routing.base import PeopleRouting
+from ragops.routing.base import PeopleRouting, traefik_people_rule
 from tests.unit.test_kubernetes_manifests import check_traefik_shapes, everything, production  # noqa: F401
 from tests.unit.test_kubernetes_platform import NS, PROJECT, cluster  # noqa: F401 - the fake cluster fixture
 
@@ -28,8 +28,8 @@ def test_header_routes_follow_the_canary_and_go_away_after_it():
     r.apply({}, {"blue": 80, "green": 20}, False)
     routes = objects[("IngressRoute", "rag")]["spec"]["routes"]
     assert [(x["match"], x["services"]) for x in routes[:2]] == [
-        ("Host(`api.example.com`) && Header(`X-Tester`, `always`)", [{"name": "rag-green", "port": 80}]),
-        ("Host(`api.example.com`) && Header(`X-Tester`, `never`)", [{"name": "rag-blue", "port": 80}])]
+        (f"Host(`api.example.com`) && {traefik_people_rule('X-Tester', 'always')}", [{"name": "rag-green", "port": 80}]),
+        (f"Host(`api.example.com`) && {traefik_people_rule('X-Tester', 'never')}", [{"name": "rag-blue", "port": 80}])]
     assert all(x["priority"] > len(routes[2]["match"]) and x["middlewares"] == [{"name": "rag-retry"}]
                for x in routes[:2])
     assert routes[2] == PUBLIC["spec"]["routes"][0]                          # the public route unchanged, last
@@ -54,7 +54,7 @@ def test_set_weights_on_the_platform_writes_the_header_routes_to_the_api_server(
     stored = cluster.fake.get(crd.API_VERSION, NS, "ingressroutes", PROJECT)
     assert [r["services"][0]["name"] for r in stored["spec"]["routes"]] == [f"{PROJECT}-green", f"{PROJECT}-blue",
                                                                            PROJECT]
-    assert "Header(`X-Canary`, `always`)" in stored["spec"]["routes"][0]["match"]
+    assert traefik_people_rule("X-Canary", "always") in stored["spec"]["routes"][0]["match"]
     p.set_weights({"blue": 0, "green": 100})
     stored = cluster.fake.get(crd.API_VERSION, NS, "ingressroutes", PROJECT)
     assert stored["spec"]["routes"] == m.public_route(cluster.config)["spec"]["routes"]

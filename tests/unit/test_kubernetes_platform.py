@@ -64,6 +64,10 @@ def cluster(tmp_path, monkeypatch):
     """A fresh fake API + pod stub, a kubeconfig pointing at it, and a loaded config."""
     monkeypatch.setenv("K8S_TEST_API_KEYS", KEY)
     monkeypatch.setenv("K8S_TEST_DB_PASSWORD", "db-secret-pw")
+    # no database behind the fake: `up`'s migrations run on the real cluster's tests
+    from ragops.platforms.kubernetes import KubernetesPlatform
+
+    monkeypatch.setattr(KubernetesPlatform, "_migrate", lambda self, progress: [])
     fake = FakeKubernetes(ready_delay=0.3).start()
     fake.write_kubeconfig(tmp_path / "kubeconfig", context="fake", namespace=NS)
     stub = PodStub(fake, NS, PROJECT, KEY)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ragops.db import migrate
 from ragops.errors import GateFailed, OperationFailed
+from ragops.pg import migrate
 
 
 def write(directory, name, body="SELECT 1;\n"):

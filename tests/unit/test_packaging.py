@@ -18,13 +18,8 @@ def _tracked_files(folder: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(REPO), "-w", str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    [built] = out.glob("ragops-*.whl")
-    return built
+def wheel(built_wheel) -> Path:
+    return built_wheel     # tests/conftest.py: built once per session (test_first_run installs the same one)
 
 
 def test_wheel_carries_runbooks_templates_and_service(wheel):
@@ -51,7 +46,7 @@ def test_installed_wheel_finds_its_shipped_files(wheel, tmp_path):
     """Unpacked away from the checkout, the lookups answer with the copies inside the package."""
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("from ragops.resources import shipped_dir; from ragops.db.migrate import default_migrations_dir; "
+    probe = ("from ragops.resources import shipped_dir; from ragops.pg.migrate import default_migrations_dir; "
              "print(shipped_dir('runbooks')); print(default_migrations_dir())")
     done = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {probe}"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
@@ -59,3 +54,11 @@ def test_installed_wheel_finds_its_shipped_files(wheel, tmp_path):
     runbooks, migrations = (Path(line) for line in done.stdout.split())
     assert runbooks == site / "ragops" / "_shipped" / "runbooks" and list(runbooks.glob("*.yaml"))
     assert migrations == site / "ragops" / "_shipped" / "service" / "migrations" and list(migrations.glob("*.sql"))
+
+
+def test_wheel_carries_the_security_scan_the_shipped_config_runs(wheel):
+    """runbooks.security_scan of ragops.yaml and of `ragops init` names $RAGOPS_SCRIPTS/security-scan.sh."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "ragops/scripts/security-scan.sh" in names
+    for config in (REPO / "ragops.yaml", REPO / "templates" / "init" / "ragops-local.yaml"):
+        assert 'security_scan: sh "$RAGOPS_SCRIPTS/security-scan.sh"' in config.read_text(), config

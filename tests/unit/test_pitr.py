@@ -11,7 +11,7 @@ from ragops.errors import GateFailed, OperationFailed, UsageError
 from ragops.pitr import coverage as cov_mod
 from ragops.pitr.coverage import Coverage, Segment, find_gaps
 from ragops.pitr.replay import recovered_time
-from ragops.pitr.restore import needed_segments, parse_target
+from ragops.pitr.restore import parse_target
 from ragops.pitr.wal import object_key, parse_lsn, parse_segment, segment_name, segment_of_lsn, sidecar_key
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -47,26 +47,94 @@ def test_gaps_are_named():
 
 
 class _Base:
-    id = "20260101T000000.000Z"
     kind = "physical"
+    server_version = "16"
 
-    def __init__(self):
-        self.physical = {"start_wal_file": segment_name(1, 2), "stop_wal_file": segment_name(1, 2), "timeline": 1,
-                         "stop_time": "2026-01-01T00:00:20Z", "stop_lsn": "0/2000100"}
+    def __init__(self, id="20260101T000000.000Z", timeline=1, start="0/2000028", stop="0/2000100",
+                 stop_time="2026-01-01T00:00:20Z"):
+        self.id = id
+        self.physical = {"start_wal_file": segment_name(timeline, parse_lsn(start) >> 24), "timeline": timeline,
+                         "stop_wal_file": segment_name(timeline, parse_lsn(stop) >> 24), "start_lsn": start,
+                         "stop_lsn": stop, "stop_time": stop_time}
 
 
-def test_needed_segments_stop_at_the_target_and_name_a_missing_one():
-    base = _Base()
-    cov = Coverage(_segments(2, 3, 4, 5, 6), [], [], [base])    # stored at 20, 30, ... 60 s
-    names, _ = needed_segments(cov, base, parse_target("2026-01-01T00:00:35Z", None, False))
-    assert names == [segment_name(1, n) for n in (2, 3, 4)]      # the first stored after the target: 4 (40 s)
-    names, _ = needed_segments(cov, base, parse_target(None, None, True))
-    assert names[-1] == segment_name(1, 6)
-    with pytest.raises(OperationFailed, match=r"outside the archive's coverage.*covers"):
-        needed_segments(cov, base, parse_target("2026-01-01T01:00:00Z", None, False))
-    holey = Coverage(_segments(2, 3, 5, 6), [], [], [base])
-    with pytest.raises(OperationFailed, match=f"{segment_name(1, 4)} is missing"):
-        needed_segments(holey, base, parse_target(None, None, True))
+def _plan(target, path=None, base=None):
+    from ragops.pitr.plan import Hop, RecoveryPlan
+
+    base = base or _Base()
+    return RecoveryPlan(target, (path or [Hop(1, 0, None)])[-1].timeline, path or [Hop(1, 0, None)], base, [base], [], [])
+
+
+def test_segment_list_stops_at_the_target_and_names_a_missing_one():
+    from ragops.pitr.plan import _segment_list
+
+    segments = _segments(2, 3, 4, 5, 6)     # stored at 20, 30, ... 60 s
+    assert _segment_list(_plan(parse_target("2026-01-01T00:00:35Z", None, False)), segments) == \
+        [segment_name(1, n) for n in (2, 3, 4)]      # the first stored after the target: 4 (40 s)
+    assert _segment_list(_plan(parse_target(None, None, True)), segments)[-1] == segment_name(1, 6)
+    with pytest.raises(OperationFailed, match=r"outside the archive's coverage.*stored at"):
+        _segment_list(_plan(parse_target("2026-01-01T01:00:00Z", None, False)), segments)
+    with pytest.raises(OperationFailed, match=f"{segment_name(1, 4)} \\(timeline 1, LSN 0/4000000 to 0/5000000\\) is missing"):
+        _segment_list(_plan(parse_target(None, None, True)), _segments(2, 3, 5, 6))
+
+
+def test_timeline_path_from_history_files_picks_segments_and_bases_on_the_path():
+    from ragops.pitr.plan import _segment_list, choose, on_path, parse_history, timeline_of, timeline_path
+
+    history = parse_history("1\t0/4000100\tbefore 2026-01-01 00:00:35+00\n\n2\t0/6000200\tno recovery target\n")
+    assert history == [(1, 0x4000100), (2, 0x6000200)]
+    path = timeline_path(3, history)
+    assert [timeline_of(path, n) for n in (3, 4, 5, 6, 7)] == [1, 2, 2, 3, 3]
+    old = _Base("old", 1, "0/2000028", "0/2000100", "2026-01-01T00:00:20Z")
+    # taken on timeline 1 after timeline 2 branched off: a history the path left behind
+    abandoned = _Base("abandoned", 1, "0/5000028", "0/5000100", "2026-01-01T00:00:50Z")
+    on_two = _Base("on-two", 2, "0/5000028", "0/5000100", "2026-01-01T00:00:51Z")
+    assert on_path(path, old) and not on_path(path, abandoned) and on_path(path, on_two)
+    target = parse_target("2026-01-01T00:00:55Z", None, False)
+    assert choose(None, [old, on_two, abandoned], path, target, "latest").id == "on-two"
+    assert choose(None, [old, abandoned], path, target, "latest").id == "old"
+    # the segments: each from the path's timeline; a switch segment is the new timeline's
+    archive = _segments(2, 3, 4, 5, 6) + _segments(4, 5, 6, timeline=2) + _segments(6, 7, 8, timeline=3)
+    names = _segment_list(_plan(parse_target(None, None, True), path, old), archive)
+    assert names == [segment_name(1, 2), segment_name(1, 3), segment_name(2, 4), segment_name(2, 5),
+                     segment_name(3, 6), segment_name(3, 7), segment_name(3, 8)]
+
+
+WALDUMP = """rmgr: Heap len (rec/tot): 59/ 59, tx: 740, lsn: 0/03000060, prev 0/03000028, desc: INSERT off: 2
+rmgr: Transaction len (rec/tot): 34/ 34, tx: 740, lsn: 0/030000A0, prev 0/03000060, desc: COMMIT 2026-01-01 00:00:30.250000 UTC
+rmgr: Standby len (rec/tot): 50/ 50, tx: 0, lsn: 0/030000C8, prev 0/030000A0, desc: RUNNING_XACTS nextXid 741
+rmgr: Transaction len (rec/tot): 34/ 34, tx: 741, lsn: 0/03000100, prev 0/030000C8, desc: COMMIT 2026-01-01 00:00:40.000001 UTC
+rmgr: XLOG len (rec/tot): 24/ 24, tx: 0, lsn: 0/03000128, prev 0/03000100, desc: SWITCH
+"""
+
+
+def test_the_stop_point_is_the_last_commit_at_or_before_the_target():
+    from ragops.pitr.plan import parse_waldump, resolve_stop
+
+    records = parse_waldump(WALDUMP)
+    assert [r.xid for r in records if r.commit_time] == [740, 741]
+    plan = _plan(parse_target("2026-01-01T00:00:35Z", None, False))
+    resolve_stop(plan, records)
+    assert (plan.stop_lsn, plan.last_commit_xid, plan.note) == ("0/30000A0", 740, "")
+    # after the last commit (an idle database, the same T twice): the last commit, said so
+    plan = _plan(parse_target("2026-01-01T00:09:00Z", None, False))
+    resolve_stop(plan, records)
+    assert plan.stop_lsn == "0/3000100" and plan.last_commit_time == "2026-01-01T00:00:40.000001Z"
+    assert "no commit after" in plan.note
+    # before any commit after the base's end: the base's consistent state
+    plan = _plan(parse_target("2026-01-01T00:00:21Z", None, False))
+    resolve_stop(plan, records)
+    assert plan.stop_lsn is None and "base's state" in plan.note
+    plan = _plan(parse_target(None, None, True))
+    resolve_stop(plan, records)
+    assert plan.stop_lsn == "0/3000128" and plan.last_commit_xid == 741
+    plan = _plan(parse_target(None, "0/30000B0", False))
+    resolve_stop(plan, records)
+    assert plan.stop_lsn == "0/30000C8"
+    with pytest.raises(OperationFailed, match="beyond the archive's last WAL record"):
+        resolve_stop(_plan(parse_target(None, "0/4000000", False)), records)
+    with pytest.raises(UsageError, match="before base backup"):
+        resolve_stop(_plan(parse_target(None, "0/1000000", False)), records)
 
 
 def test_targets_are_validated():
@@ -78,6 +146,8 @@ def test_targets_are_validated():
         parse_target("2026-01-01T00:00:00", None, False)
     with pytest.raises(UsageError, match="LSN"):
         parse_target(None, "zz", False)
+    with pytest.raises(UsageError, match="whitespace"):
+        parse_target(None, "0/3000028\r", False)
     assert parse_target("2026-01-01T01:00:00+01:00", None, False).time == "2026-01-01T00:00:00Z"
 
 
@@ -89,7 +159,7 @@ def test_recovered_time_from_the_server_log():
 
 
 def test_archive_command_uses_no_interpreter(tmp_path):
-    from ragops.db.pgctl import archive_settings
+    from ragops.pg.pgctl import archive_settings
 
     settings = archive_settings(tmp_path / "spool", 30)
     assert settings["archive_mode"] == "on" and settings["archive_timeout"] == "30"
@@ -101,6 +171,7 @@ def test_check_gates_on_lag_and_gap(monkeypatch, tmp_path):
     class Config:
         env_name, project = "test", "p"
         backups = type("B", (), {"max_wal_lag": 60.0})()
+        state_dir = tmp_path
 
         def resolve_path(self, value):
             return Path(value)

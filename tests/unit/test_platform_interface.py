@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ragops.config import load_config
-from ragops.errors import ConfigError, OperationFailed
+from ragops.errors import ConfigError, OperationFailed, UsageError
 from ragops.platforms import PLATFORMS, get_platform, platform_class
 from ragops.platforms.base import Platform
 
@@ -108,6 +108,14 @@ NAME_CHECK = re.compile(r"""platform\s*(==|!=|\bin\b|\bnot in\b)\s*[(\[{"']|["']
 HASATTR = re.compile(r"hasattr\(\s*(self\.)?\w*platform")
 
 
+@pytest.mark.parametrize("name", ["docker", "kubernetes"])
+def test_was_live_is_part_of_the_interface(tmp_path, name):
+    """`db recover` and the supervisor ask every platform what was live; one that does not restore colors
+    itself answers {} instead of failing with an AttributeError after the database was rebuilt."""
+    platform = platform_class(_config(tmp_path, name))
+    assert platform.was_live(object.__new__(platform)) == {}
+
+
 def test_no_platform_name_comparison_or_hasattr_probe_outside_platforms():
     """Callers ask capabilities and call base-class methods; only ragops/platforms/ and the config
     validation (config.py) may look at the name."""
@@ -137,8 +145,15 @@ def test_no_import_cycle_in_ragops():
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_ragops_holds_the_readme_layer_table():
+    """No package circle, no import up the README's layer table, no private name from another module."""
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "layers.py"), "--quiet"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_build_needs_a_platform_that_runs_images(tmp_path):
     from ragops.platforms.docker_build import build
 
-    with pytest.raises(OperationFailed, match=r"`ragops build` needs a docker environment \(e is local\)"):
+    with pytest.raises(UsageError, match=r"`ragops build` needs a docker environment \(e is local\)"):   # exit 2
         build(_config(tmp_path, "local"))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ragops.config import load_config
+from ragops.errors import NotApproved
 from ragops.runbook.engine import Engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,9 +43,10 @@ steps:
     with: {item: "only sometimes"}
 """)
     engine = Engine(None, runs_dir=tmp_path / "runs", dirs=[books])
-    result = engine.run(engine.load("gated"), {})
-    assert result.exit_code == 5 and result.failed_step == "go"
-    assert "--approve go --ack checked" in result.error and "maybe" not in result.error
+    with pytest.raises(NotApproved) as refused:     # before the first step: slow-check never ran
+        engine.run(engine.load("gated"), {})
+    assert "--approve go --ack checked" in refused.value.message and "maybe" not in refused.value.message
+    assert "nothing was run" in refused.value.message and not list((tmp_path / "runs").glob("*"))
     engine = Engine(None, runs_dir=tmp_path / "runs", dirs=[books], approvals={"go"}, acks={"checked"})
     assert engine.run(engine.load("gated"), {}).exit_code == 0
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from ragops.notify.settings import NotifySettings
 from ragops.platforms.base import ColorState
+from ragops.settings.notify import NotifySettings
 
 
 def color_server(version: str, hits: Counter):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ragops.db import pgctl
 from ragops.errors import OperationFailed
+from ragops.pg import pgctl
 from ragops.process import ManagedProcess, open_log, tail
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the server account exists only when ragops runs as root")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ragops.errors import UsageError
+from ragops.errors import NotApproved, UsageError
 from ragops.runbook.engine import Engine
 from ragops.secrets import register_secret
 
@@ -303,12 +303,10 @@ steps:
     action: shell
     with: {command: "true"}
 """)
-    _, result = run(tmp_path, books, "gated")
-    assert result.exit_code == 5 and result.status == "not_approved" and result.failed_step == "go"
-    assert "--approve go" in result.error
-    assert result.steps[2]["status"] == "skipped"
-    _, result = run(tmp_path, books, "gated", approvals=["go"])
-    assert result.exit_code == 5 and result.failed_step == "checked" and "--ack checked" in result.error
+    with pytest.raises(NotApproved, match="--approve go --ack checked"):   # refused before any step
+        run(tmp_path, books, "gated")
+    with pytest.raises(NotApproved, match=r"--ack checked$"):
+        run(tmp_path, books, "gated", approvals=["go"])
     _, result = run(tmp_path, books, "gated", approvals=["go"], acks=["checked"])
     assert result.exit_code == 0
     audit = [json.loads(line) for line in (Path(result.run_dir) / "audit.jsonl").read_text().splitlines()]

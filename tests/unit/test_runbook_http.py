@@ -275,7 +275,9 @@ steps:
     cfg = str(tmp_path / "ragops.yaml")
     assert main(["-c", cfg, "runbook", "run", "cli"]) == 5
     err = capsys.readouterr().err
-    assert "--approve go" in err and "ragops runbook resume" in err
+    assert "--approve go" in err and "nothing was run" in err      # refused before the http step ran
+    assert main(["-c", cfg, "runbook", "run", "cli", "--approve", ""]) == 5   # "$UNSET_CI_VARIABLE"
+    assert "--approve: an empty value grants no step" in capsys.readouterr().err
     assert main(["-c", cfg, "-o", "json", "runbook", "run", "cli", "--approve", "go"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["status"] == "succeeded" and [s["status"] for s in data["steps"]] == ["ok", "ok"]
@@ -288,6 +290,4 @@ steps:
     assert plan["dry_run"] is True and plan["steps"][0]["params"]["expect_status"] == 200
     assert main(["-c", cfg, "-o", "json", "runbook", "runs"]) == 0
     runs = json.loads(capsys.readouterr().out)
-    assert [r["status"] for r in runs][:3] == ["gate_failed", "succeeded", "not_approved"]
-    failed = runs[2]["run_id"]
-    assert main(["-c", cfg, "runbook", "resume", failed, "--approve", "go"]) == 0
+    assert [r["status"] for r in runs] == ["gate_failed", "succeeded"]   # the refused runs never started

@@ -110,7 +110,7 @@ def test_failover_drill_takes_rto_and_rpo_from_the_report(config, tmp_path, monk
     ("backup.check", {"max_age": "26h"}, "ragops.backup.metrics:check_backups", {"ok": True, "age_seconds": 5}),
     ("backup.show", {"backup_id": "latest"}, "ragops.backup.catalog:show_backup",
      {"manifest": {"id": "b1", "row_counts": {"documents": 3}}}),
-    ("db.migrate", {"dsn": "host=x", "migrations_dir": "/tmp"}, "ragops.db.migrate:apply_migrations", ["0001.sql"]),
+    ("db.migrate", {"dsn": "host=x", "migrations_dir": "/tmp"}, "ragops.pg.migrate:apply_migrations", ["0001.sql"]),
     ("smoke", {"color": "blue", "expect_version": "v1"}, "ragops.smoke:run_smoke", {"passed": True, "checks": []}),
     ("loadtest", {"rps": 4, "duration": "2s", "url": "http://x", "api_key": "k", "path": "/healthz",
                   "max_p95_ms": 100}, "ragops.loadgen:run_load", {"rps": 4.0, "p95_ms": 3.0, "error_rate": 0.0}),

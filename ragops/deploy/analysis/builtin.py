@@ -16,6 +16,8 @@ IGNORED_ROUTES = {"/metrics", "/healthz", "/readyz"}
 REQUESTS = "rag_http_requests"                       # counter family name (…_total samples)
 DURATION = "rag_http_request_duration_seconds"
 IN_FLIGHT = "rag_http_requests_in_flight"
+RETRIEVAL = "rag_retrieval_queries"                  # counter family: outcome results | empty
+STABLE_MARGIN = 0.1      # a canary's empty share may exceed the stable color's by this much
 
 
 @dataclass
@@ -24,6 +26,8 @@ class Snapshot:
     errors: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)   # le -> cumulative count
     in_flight: float = 0.0
+    queries: float = 0.0                # /api/v1/query answers (rag_retrieval_queries_total)
+    empty: float = 0.0                  # of which found nothing
 
 
 @dataclass
@@ -38,9 +42,15 @@ class AnalysisResult:
     attempts: int = 1
     breaches: list[str] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)   # the prometheus provider: one entry per metric
+    queries: int = 0                    # retrieval: queries answered in the window
+    empty_rate: float | None = None     # retrieval: share of them that found nothing
+    stable_empty_rate: float | None = None
 
     def summary(self) -> dict:
-        extra = {"metrics": self.metrics} if self.metrics else {}
+        extra: dict = {"metrics": self.metrics} if self.metrics else {}
+        if self.empty_rate is not None:
+            extra.update(queries=self.queries, empty_rate=round(self.empty_rate, 4),
+                         stable_empty_rate=None if self.stable_empty_rate is None else round(self.stable_empty_rate, 4))
         return {**extra, "requests": self.requests,
                 "error_rate": None if self.error_rate is None else round(self.error_rate, 4),
                 "p95_ms": None if self.p95_ms is None else round(self.p95_ms, 1),
@@ -66,6 +76,10 @@ def parse_metrics(text: str) -> Snapshot:
                 buckets[float(sample.labels["le"])] += sample.value
             elif sample.name == IN_FLIGHT:
                 snap.in_flight += sample.value
+            elif sample.name == RETRIEVAL + "_total":
+                snap.queries += sample.value
+                if sample.labels.get("outcome") == "empty":
+                    snap.empty += sample.value
     snap.buckets = dict(buckets)
     return snap
 
@@ -101,7 +115,7 @@ def p95_from_buckets(before: dict[float, float], after: dict[float, float]) -> f
     return None
 
 
-def _probe(url: str, stop: threading.Event, rps: float) -> None:
+def probe_load(url: str, stop: threading.Event, rps: float) -> None:
     """Light synthetic traffic straight to the color, so an idle environment has data."""
     import httpx
 
@@ -115,13 +129,17 @@ def _probe(url: str, stop: threading.Event, rps: float) -> None:
 
 def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p95_ms: float,
             min_requests: int, no_data_retries: int, probe_rps: float = 5.0,
-            interval: float = 2.0, on_sample=None, should_stop=None) -> AnalysisResult:
-    """Watch `color` for `window` seconds; breach as soon as a threshold is crossed with data."""
+            interval: float = 2.0, on_sample=None, should_stop=None, max_empty_rate: float | None = None,
+            stable_url: str | None = None) -> AnalysisResult:
+    """Watch `color` for `window` seconds; breach as soon as a threshold is crossed with data.
+    Retrieval (max_empty_rate): judged once the window holds min_requests queries, against the
+    stable color's own share (stable_url, its process lifetime) when it has one."""
+    stable = retrieval_share(scrape(stable_url)) if stable_url and max_empty_rate is not None else None
     attempts = 0
     while True:
         attempts += 1
         stop = threading.Event()
-        prober = threading.Thread(target=_probe, args=(url, stop, probe_rps), daemon=True) if probe_rps > 0 else None
+        prober = threading.Thread(target=probe_load, args=(url, stop, probe_rps), daemon=True) if probe_rps > 0 else None
         before = scrape(url)
         start = time.monotonic()
         if prober:
@@ -139,11 +157,17 @@ def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p
                     if result.requests > 0:
                         result.error_rate = (after.errors - before.errors) / result.requests
                         result.p95_ms = p95_from_buckets(before.buckets, after.buckets)
+                    result.queries = int(after.queries - before.queries)
+                    if max_empty_rate is not None and result.queries > 0:
+                        result.empty_rate = (after.empty - before.empty) / result.queries
+                        result.stable_empty_rate = stable
                 result.window_s = elapsed
                 if on_sample:
                     on_sample(result)
                 if result.requests >= max(min_requests, 1):
                     result.breaches = _breaches(result, max_error_rate, max_p95_ms)
+                    if max_empty_rate is not None and result.queries >= max(min_requests, 1):
+                        result.breaches += _retrieval_breach(result, max_empty_rate)
                     # the latest interval on its own too: a version that starts failing late in
                     # the window must not hide behind its healthy first seconds
                     latest = _interval(color, previous, after)
@@ -179,6 +203,24 @@ def _interval(color: str, before: Snapshot | None, after: Snapshot | None) -> An
     return AnalysisResult(color=color, passed=False, requests=requests,
                           error_rate=(after.errors - before.errors) / requests,
                           p95_ms=p95_from_buckets(before.buckets, after.buckets))
+
+
+def retrieval_share(snap: Snapshot | None) -> float | None:
+    """The share of queries that found nothing over a process's life (None: no query yet)."""
+    if snap is None or snap.queries <= 0:
+        return None
+    return snap.empty / snap.queries
+
+
+def _retrieval_breach(result: AnalysisResult, max_empty_rate: float) -> list[str]:
+    """A version that answers 200 with no documents: above the limit, and worse than stable."""
+    rate, stable = result.empty_rate, result.stable_empty_rate
+    if rate is None or rate <= max_empty_rate:
+        return []
+    if stable is not None and rate <= stable + STABLE_MARGIN:
+        return []     # the stable version finds as little: the corpus, not this version
+    versus = f" (stable {stable:.1%})" if stable is not None else ""
+    return [f"empty_results {rate:.1%} of {result.queries} queries > max_empty_results_rate {max_empty_rate:.1%}{versus}"]
 
 
 def _breaches(result: AnalysisResult, max_error_rate: float, max_p95_ms: float) -> list[str]:

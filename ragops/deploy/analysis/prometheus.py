@@ -6,6 +6,11 @@ does not hold (or, with `compare: baseline`, when the canary is worse than the s
 than the allowed ratio/difference); more failures than the metric's `failure_limit` fail the
 analysis at once. At the end of the window a metric whose last measurement had no data or fell in
 its inconclusive range makes the whole analysis inconclusive: never a pass.
+
+No data is not zero: each round first counts the samples Prometheus holds of the canary's own series
+in the window (`deploy.analysis.samples_query`); with fewer than two, `increase()` and `rate()` have
+nothing to measure, so a passing value of that round is recorded as inconclusive. A metric with
+`dry_run: true` is measured and reported but never decides.
 """
 from __future__ import annotations
 
@@ -14,9 +19,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ragops.deploy.analysis.builtin import AnalysisResult, _probe
-from ragops.deploy.analysis.settings import MetricSpec, holds
+from ragops.deploy.analysis.builtin import AnalysisResult, probe_load
 from ragops.durations import format_duration
+from ragops.settings.analysis import MetricSpec, holds
 
 
 @dataclass
@@ -28,12 +33,15 @@ class Measurement:
     inconclusive: bool = False
     failures: int = 0
     why: str = ""
+    skipped: bool = False          # not measured (a baseline metric without a stable color): never a pass
+    dry_run: bool = False          # measured and reported, never deciding
 
     def summary(self) -> dict:
         def r(v: float | None) -> float | None:
             return None if v is None else round(v, 6)
+        extra = {**({"skipped": True} if self.skipped else {}), **({"dry_run": True} if self.dry_run else {})}
         return {"name": self.name, "value": r(self.value), "baseline": r(self.baseline), "passed": self.passed,
-                "inconclusive": self.inconclusive, "failures": self.failures, "why": self.why}
+                "inconclusive": self.inconclusive, "failures": self.failures, "why": self.why, **extra}
 
 
 @dataclass
@@ -42,6 +50,7 @@ class Target:
     color: str
     version: str
     baseline_color: str | None = None
+    baseline_version: str = ""          # what the stable color runs ({{version}} of baseline queries)
     url: str = ""                       # the color's own URL (synthetic probes)
     window_text: str = "30s"            # PromQL duration for {{window}}
     extra: dict = field(default_factory=dict)
@@ -132,16 +141,56 @@ def judge(spec: MetricSpec, value: float | None, baseline: float | None, why: st
 def measure(client: PrometheusClient, spec: MetricSpec, target: Target) -> Measurement:
     if spec.compare == "baseline" and not target.baseline_color:
         # blue-green, or a canary at 100 %: the stable color takes no traffic to compare with
-        return Measurement(spec.name, passed=True, why=f"{spec.name}: skipped (no stable color with traffic)")
+        return Measurement(spec.name, skipped=True, dry_run=spec.dry_run,
+                           why=f"{spec.name}: skipped (no stable color with traffic)")
     value, why = client.query(render(spec.query, target.color, target.version, target.window_text))
     baseline = None
     if spec.compare == "baseline" and target.baseline_color:
-        baseline, _ = client.query(render(spec.query, target.baseline_color, "", target.window_text))
-    return judge(spec, value, baseline, why)
+        baseline, _ = client.query(render(spec.query, target.baseline_color, target.baseline_version,
+                                          target.window_text))
+    m = judge(spec, value, baseline, why)
+    m.dry_run = spec.dry_run
+    return m
+
+
+def samples(client: PrometheusClient, query: str | None, target: Target) -> tuple[float | None, str]:
+    """How many samples of the canary's own series Prometheus holds in the window (None: not asked)."""
+    if not query:
+        return None, ""
+    count, why = client.query(render(query, target.color, target.version, target.window_text))
+    return (0.0 if count is None else count), why
+
+
+def too_few(m: Measurement, count: float | None, target: Target) -> None:
+    """A pass measured on fewer than two samples is no pass: increase() had nothing to compare."""
+    if count is None or count >= MIN_SAMPLES or not m.passed:
+        return
+    m.passed, m.inconclusive = False, True
+    m.why = (f"{m.name}: too few samples ({count:.0f} scrape(s) of {target.color} {target.version} in "
+             f"{target.window_text}, need {MIN_SAMPLES}; the value {m.value} says nothing)")
+
+
+def wait_scraped(client: PrometheusClient, query: str, target: Target, timeout: float) -> str | None:
+    """None once Prometheus holds a sample of the new color's own series; else why not (after `timeout`)."""
+    probe = Target(color=target.color, version=target.version, window_text="5m")
+    deadline = time.monotonic() + timeout
+    while True:
+        count, why = samples(client, query, probe)
+        if count:
+            return None
+        if time.monotonic() >= deadline:
+            return (f"Prometheus at {client.url} has no sample of {target.color} ({target.version}) after "
+                    f"{timeout:.0f}s: it is not scraping that color's target"
+                    + (f" ({why})" if why and why != "no data" else ""))
+        time.sleep(0.5)
+
+
+MIN_SAMPLES = 2
 
 
 def analyze(target: Target, metrics: list[MetricSpec], client: PrometheusClient, *, window: float,
-            interval: float, probe_rps: float = 0.0, on_sample=None, should_stop=None) -> AnalysisResult:
+            interval: float, probe_rps: float = 0.0, on_sample=None, should_stop=None,
+            samples_query: str | None = None) -> AnalysisResult:
     """Evaluate every metric each `interval` for `window` seconds; fail fast past a failure limit."""
     result = AnalysisResult(color=target.color, passed=False)
     failures = {spec.name: 0 for spec in metrics}
@@ -149,16 +198,18 @@ def analyze(target: Target, metrics: list[MetricSpec], client: PrometheusClient,
     stop = threading.Event()
     prober = None
     if probe_rps > 0 and target.url:
-        prober = threading.Thread(target=_probe, args=(target.url, stop, probe_rps), daemon=True)
+        prober = threading.Thread(target=probe_load, args=(target.url, stop, probe_rps), daemon=True)
         prober.start()
     start = time.monotonic()
     try:
         while True:
             elapsed = time.monotonic() - start
             time.sleep(max(0.0, min(interval, window - elapsed)))
+            count, _ = samples(client, samples_query, target)
             for spec in metrics:
                 m = measure(client, spec, target)
-                if not m.passed and not m.inconclusive:
+                too_few(m, count, target)
+                if not m.passed and not m.inconclusive and not m.skipped and not m.dry_run:
                     failures[spec.name] += 1
                 m.failures = failures[spec.name]
                 latest[spec.name] = m
@@ -175,7 +226,7 @@ def analyze(target: Target, metrics: list[MetricSpec], client: PrometheusClient,
                 break
     finally:
         stop.set()
-    unsure = [m for m in latest.values() if m.inconclusive]
+    unsure = [m for m in latest.values() if m.inconclusive and not m.dry_run]
     if unsure:
         result.inconclusive = True
         result.breaches = [f"inconclusive: {m.why} after {format_duration(result.window_s)}" for m in unsure]

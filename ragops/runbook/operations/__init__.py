@@ -6,6 +6,7 @@ To add an operation: write a function with `@operation("area.verb")` in the modu
 from __future__ import annotations
 
 from ragops.runbook.operations import (  # noqa: F401 - imported for their @operation registrations
+    audit,
     backup,
     db,
     deploy,

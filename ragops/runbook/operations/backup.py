@@ -45,9 +45,10 @@ def backup_restore(ctx: Context, *, backup_id: str | None = None, target_dsn: st
 
 
 @operation("backup.show")
-def backup_show(ctx: Context, *, backup_id: str | None = None) -> dict:
-    """A backup's manifest (row counts per table, finish time) and verification record."""
-    outputs = to_outputs(catalog.show_backup(ctx.require_config(), str(backup_id or "latest")))
+def backup_show(ctx: Context, *, backup_id: str | None = None, kind: str | None = None) -> dict:
+    """A backup's manifest (row counts per table, finish time) and verification record.
+    kind: logical or physical, for `latest` (the newest of that kind)."""
+    outputs = to_outputs(catalog.show_backup(ctx.require_config(), str(backup_id or "latest"), kind=kind or None))
     manifest = outputs.get("manifest") or {}
     outputs.update({"id": manifest.get("id"), "row_counts": manifest.get("row_counts") or {},
                     "finished_at": manifest.get("finished_at")})

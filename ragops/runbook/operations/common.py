@@ -6,7 +6,7 @@ from typing import Any, overload
 from ragops import platforms
 from ragops.durations import parse_duration
 from ragops.errors import ConfigError, RagopsError
-from ragops.output import to_jsonable
+from ragops.journal import to_jsonable
 
 
 class Unset:

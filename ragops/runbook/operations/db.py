@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from ragops.db import connect as db_connect
-from ragops.db import migrate as db_migrate
 from ragops.db import replication
+from ragops.pg import migrate as db_migrate
 from ragops.runbook.operations.common import flag, optional_int, to_outputs
 from ragops.runbook.operations.registry import Context, operation
 

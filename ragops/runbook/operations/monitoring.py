@@ -15,7 +15,8 @@ from ragops.runbook.operations.common import duration, number, with_outputs
 from ragops.runbook.operations.registry import Context, operation
 
 GUIDE_ALERTS = ("RagApiDown", "RagDatabaseConnectionFailure", "RagHighErrorRate", "RagDiskSpaceHigh",
-                "RagSlowResponses", "RagMemoryHigh", "RagBackupFailed", "RagTlsCertificateExpiring")
+                "RagSlowResponses", "RagMemoryHigh", "RagBackupFailed", "RagTlsCertificateExpiring",
+                "RagWalArchiveLagging", "RagPitrBeyondRpo")
 
 
 def templates_dir(config) -> Path:

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 from ragops.errors import GateFailed, OperationFailed
+from ragops.resources import script_environment
 from ragops.runbook.operations.common import truncate, with_outputs
 from ragops.runbook.operations.registry import Context, StepTimeout, operation
 
@@ -19,7 +20,7 @@ def shell(ctx: Context, *, command: str | list, cwd: str | None = None, env: dic
     command: a string (run by /bin/sh) or a list of arguments; env: extra environment variables.
     """
     as_shell = isinstance(command, str)
-    environment = dict(os.environ)
+    environment = {**script_environment(), **os.environ}   # $RAGOPS_SCRIPTS, $RAGOPS_PYTHON unless set
     environment.update({str(k): str(v) for k, v in (env or {}).items()})
     cwd = cwd or (str(ctx.config.base_dir) if ctx.config is not None else None)
     started = time.monotonic()

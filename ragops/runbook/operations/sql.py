@@ -7,7 +7,7 @@ from typing import Any
 from ragops import secrets
 from ragops.db import connect as db_connect
 from ragops.errors import GateFailed, OperationFailed, RagopsError
-from ragops.output import to_jsonable
+from ragops.journal import to_jsonable
 from ragops.runbook.operations.common import UNSET, with_outputs
 from ragops.runbook.operations.registry import Context, operation
 

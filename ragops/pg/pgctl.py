@@ -11,11 +11,15 @@ import os
 import pwd
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragops.errors import ConfigError, OperationFailed
+from ragops.waiting import wait_until  # noqa: F401 - re-exported: pgctl.wait_until is what callers and tests use
+
+if TYPE_CHECKING:
+    from ragops.config import Config
 
 PG_SYSTEM_USER = "ragops-pg"
 
@@ -106,7 +110,7 @@ def _reachable_cached(source: Path, home: Path) -> Path:
     return _REACHABLE[key]
 
 
-def _account() -> pwd.struct_passwd | None:
+def server_account() -> pwd.struct_passwd | None:
     user = server_user()
     return pwd.getpwnam(user) if user else None
 
@@ -143,7 +147,7 @@ def _check_reachable(path: Path, entry: pwd.struct_passwd) -> None:
                                    "did not set alone)")
 
 
-def _make_dirs(path: Path, mode: int = 0o755) -> None:
+def make_dirs(path: Path, mode: int = 0o755) -> None:
     """mkdir -p, giving `mode` only to the directories created here."""
     missing = []
     current = path
@@ -161,16 +165,16 @@ def _make_dirs(path: Path, mode: int = 0o755) -> None:
 def prepare_dir(path: Path) -> None:
     """Create a directory the server account owns; as root, stop first if the account could not
     reach it (a 0700 parent), without touching the modes of directories ragops did not create."""
-    entry = _account()
+    entry = server_account()
     if entry is None:
         path.mkdir(parents=True, exist_ok=True)
         return
     _check_reachable(path, entry)
-    _make_dirs(path)
+    make_dirs(path)
     os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def server_home(config, create: bool = False) -> Path | None:
+def server_home(config: Config, create: bool = False) -> Path | None:
     """As root: the server account's home for this environment, /var/lib/ragops/<project>/<env>-<hash of
     the state dir> (recorded in the state dir). None when ragops runs as a normal account."""
     if not _running_as_root():
@@ -188,7 +192,7 @@ def server_home(config, create: bool = False) -> Path | None:
     return home
 
 
-def remove_server_home(config) -> Path | None:
+def remove_server_home(config: Config) -> Path | None:
     """`down --purge`: delete the environment's server home and the empty parents ragops made."""
     home = server_home(config)
     if home is None or not home.exists():
@@ -215,7 +219,7 @@ def _tree_stamp(root: Path) -> str:
 def reachable_bin_dir(source: Path, home: Path) -> Path:
     """`source` if the server account can run it, else a copy of its installation under `home`
     (root-owned, 0755; refreshed when the installation changes)."""
-    entry = _account()
+    entry = server_account()
     if entry is None or blocked_dir(source / "pg_ctl", entry) is None:
         return source
     install = source.parent                                   # pginstall/{bin,lib,share}
@@ -227,7 +231,7 @@ def reachable_bin_dir(source: Path, home: Path) -> Path:
     if stamp_file.exists() and stamp_file.read_text() == stamp:
         return bin_copy
     _check_reachable(home, entry)
-    _make_dirs(home)
+    make_dirs(home)
     tmp = home / f".pginstall-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(install, tmp / install.parent.name / install.name, symlinks=True,
@@ -235,7 +239,7 @@ def reachable_bin_dir(source: Path, home: Path) -> Path:
     if libs.is_dir():
         shutil.copytree(libs, tmp / libs.name, symlinks=True)
     (tmp / ".stamp").write_text(stamp)
-    _open_tree(tmp)
+    open_tree(tmp)
     shutil.rmtree(target, ignore_errors=True)
     try:
         os.replace(tmp, target)
@@ -244,7 +248,7 @@ def reachable_bin_dir(source: Path, home: Path) -> Path:
     return bin_copy
 
 
-def _open_tree(root: Path) -> None:
+def open_tree(root: Path) -> None:
     """Our own copy: directories 0755, files readable (and executable where they were) by all."""
     for directory, _, files in os.walk(root):
         os.chmod(directory, 0o755)
@@ -267,13 +271,13 @@ def write_server_file(path: Path, text: str, append: bool = False) -> None:
         raise
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-        entry = _account()
+        entry = server_account()
         if entry is not None:
             os.fchown(handle.fileno(), entry.pw_uid, entry.pw_gid)
 
 
-def run_pg(args: list[str], *, env: dict | None = None, check: bool = True, timeout: float = 300,
-           input: str | None = None) -> subprocess.CompletedProcess:
+def run_pg(args: list[str], *, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300,
+           input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a PostgreSQL binary as the server account; raise OperationFailed with its stderr."""
     full_env = {**os.environ, **(env or {})}
     user = server_user()
@@ -302,7 +306,7 @@ class Node:
 
     def pg(self, name: str) -> str:
         source = bin_dir(self.bin)
-        entry = _account()
+        entry = server_account()
         if entry is not None:
             if self.home is not None:
                 source = _reachable_cached(source, self.home)
@@ -313,10 +317,6 @@ class Node:
     @property
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
-
-    @property
-    def is_replica(self) -> bool:
-        return (self.data_dir / "standby.signal").exists()
 
     def pid(self) -> int | None:
         """The postmaster's pid if it is alive (from postmaster.pid)."""
@@ -341,7 +341,7 @@ class Node:
             return
         parent = self.log_file.parent
         if parent.exists():    # maybe the user's (a restore's --target-dir beside it): never re-owned
-            entry = _account()
+            entry = server_account()
             if entry is not None:
                 _check_reachable(parent, entry)
         else:
@@ -406,19 +406,10 @@ class Node:
                env={"PGPASSWORD": password}, timeout=600)
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-def managed_node(config, name: str) -> Node:
+def managed_node(config: Config, name: str) -> Node:
     """The local platform's server for a configured node: <state_dir>/db/<name>, its log in
     <state_dir>/logs/db-<name>.log; as root, the same under the server account's home (see server_home)."""
-    from ragops.db.connect import find_node
+    from ragops.pg.nodes import find_node
 
     node = find_node(config, name)
     state = config.state_dir
@@ -431,7 +422,7 @@ def managed_node(config, name: str) -> Node:
                 bin=config.database.bin_dir, home=home)
 
 
-def managed_nodes(config) -> list[Node]:
-    from ragops.db.connect import all_nodes
+def managed_nodes(config: Config) -> list[Node]:
+    from ragops.pg.nodes import all_nodes
 
     return [managed_node(config, n.name) for n in all_nodes(config)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -46,6 +46,7 @@ class MetricSpec(Strict):
     compare: Literal["baseline"] | None = None
     max_ratio: float | None = Field(None, gt=0)        # baseline: canary <= stable * max_ratio passes
     max_difference: float | None = Field(None, ge=0)   # baseline: canary - stable <= max_difference passes
+    dry_run: bool = False                        # measured and reported, never deciding (Argo's dryRun)
 
     @field_validator("success")
     @classmethod
@@ -66,19 +67,37 @@ class MetricSpec(Strict):
         return self
 
 
+# the canary's own series: this process's version on this color, every one created at 0 at start-up
+# (service/ragservice/metrics.py), so increase() sees all of a new process's growth; no `or vector(0)`:
+# an absent series is no data, never a confident 0
+OWN = 'color="{{color}}",version="{{version}}"'
+RESPONSES = "rag_http_responses_total{" + OWN + "%s}"
+# how many scrapes of the canary's own series lie in the window (fewer than 2: nothing to measure)
+SAMPLES_QUERY = "min(count_over_time(" + RESPONSES % "" + "[{{window}}]))"
+
+
 def default_metrics(max_error_rate: float, max_p95_ms: float) -> list[MetricSpec]:
     """The guide's two criteria (error rate <= 5 %, p95 <= 2 s) written as PromQL on the colors' metrics."""
-    requests = f'rag_http_requests_total{{color="{{{{color}}}}",{NOT_TRAFFIC}}}'
-    errors = f'rag_http_requests_total{{color="{{{{color}}}}",status=~"5..",{NOT_TRAFFIC}}}'
     buckets = f'rag_http_request_duration_seconds_bucket{{color="{{{{color}}}}",{NOT_TRAFFIC}}}'
+    errors, answers = RESPONSES % ',class="5xx"', RESPONSES % ""
     return [
         MetricSpec(name="error_rate", success=f"result <= {max_error_rate:g}",
-                   # `or vector(0)`: a color that never answered a 5xx has no such series at all
-                   query=f"(sum(increase({errors}[{{{{window}}}}])) or vector(0)) "
-                         f"/ sum(increase({requests}[{{{{window}}}}]))"),
+                   query=f"sum(increase({errors}[{{{{window}}}}])) / sum(increase({answers}[{{{{window}}}}]))"),
         MetricSpec(name="p95_latency_s", success=f"result <= {max_p95_ms / 1000:g}",
                    query=f"histogram_quantile(0.95, sum by (le) (rate({buckets}[{{{{window}}}}])))"),
     ]
+
+
+def window_problems(analysis: Any, canary_step_pause: float, scrape_interval: float) -> list[str]:
+    """`deploy.analysis.window` (and a canary step_pause, used as its window) of at least two scrapes."""
+    if analysis.provider != "prometheus":
+        return []
+    windows = [("deploy.analysis.window", analysis.window)]
+    if canary_step_pause:
+        windows.append(("deploy.canary.step_pause", canary_step_pause))
+    return [f"{key} ({seconds:g}s) is shorter than 2 x monitoring.scrape_interval ({scrape_interval:g}s): "
+            "a range that holds fewer than two samples of a new process has nothing to measure"
+            for key, seconds in windows if seconds < 2 * scrape_interval]
 
 
 Provider = Literal["builtin", "prometheus"]
