@@ -375,9 +375,12 @@ class KubernetesPlatform(Platform):
             spec, status = dep.get("spec") or {}, dep.get("status") or {}
             want = int(spec.get("replicas", 1))
             ready, updated = int(status.get("readyReplicas") or 0), int(status.get("updatedReplicas") or 0)
+            total, available = int(status.get("replicas") or 0), int(status.get("availableReplicas") or 0)
             observed = int(status.get("observedGeneration") or 0) >= int(dep["metadata"].get("generation") or 0)
             summary = f"{ready}/{want} ready"
-            if observed and ready >= want and updated >= want:
+            # as `kubectl rollout status`: readyReplicas also counts the old version's pods, so
+            # done only when no old pod is left and the new ones are available
+            if observed and updated >= want and total <= updated and available >= updated:
                 return True, summary
             if summary != shown:
                 progress(f"  {name}: {summary}")

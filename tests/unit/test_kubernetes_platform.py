@@ -455,3 +455,23 @@ def test_an_empty_list_the_api_server_dropped_is_unchanged():
     assert KubernetesPlatform._unchanged(want, stored)
     stored["spec"]["ingress"] = [{"from": [{"podSelector": {}}]}]
     assert not KubernetesPlatform._unchanged(want, stored)
+
+
+def test_a_rollout_is_not_done_while_old_pods_are_the_ready_ones(monkeypatch, tmp_path):
+    """Found on the real cluster: replacing a color that still ran v2 with 2 ready pods, the new
+    pods were created (updatedReplicas 2) but not ready, readyReplicas 2 counted the old ones, and
+    the smoke test then met v2. Done only when no old pod is left and the new ones are available."""
+    from ragops.platforms.kubernetes import KubernetesPlatform
+
+    platform = KubernetesPlatform.__new__(KubernetesPlatform)
+    meta = {"generation": 3}
+    mid = {"metadata": meta, "spec": {"replicas": 2},
+           "status": {"observedGeneration": 3, "replicas": 4, "updatedReplicas": 2, "readyReplicas": 2,
+                      "availableReplicas": 2}}
+    done = {"metadata": meta, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
+                       "availableReplicas": 2}}
+    monkeypatch.setattr(platform, "_read", lambda kind, name: mid, raising=False)
+    assert platform.wait_rollout("x", 0.5)[0] is False
+    monkeypatch.setattr(platform, "_read", lambda kind, name: done, raising=False)
+    assert platform.wait_rollout("x", 0.5)[0] is True
