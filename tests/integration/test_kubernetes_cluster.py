@@ -298,7 +298,8 @@ def kill_deploy_in_phase(env: K8sEnv, version: str, phase: str) -> None:
     try:
         wait_until(reached, 150, f"the deploy reached phase {phase}", interval=0.02)
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
