@@ -64,7 +64,7 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="ragops-autofailover-"))
     directory.chmod(0o755)   # as root, the PostgreSQL account must reach the data directories in it
     patroni = {"ttl": args.ttl, "loop_wait": 1, "retry_timeout": 3, "synchronous_mode": args.sync,
-               "rest_port": pair_port(), "etcd_port": free_block(6)}
+               "rest_port": pair_port(), "etcd_port": free_block(7)}
     config_path = write_local_config(directory, extra={"database": {"ha": "patroni", "patroni": patroni,
                                                                     "ha_fast_release": args.fast_release}})
     from ragops.config import load_config

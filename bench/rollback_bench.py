@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Rollback benchmark on the local platform (real PostgreSQL, Traefik, uvicorn colors).
 
-Brings a stack up, deploys v2 (v1 stays warm), then runs `ragops rollback --yes` N times back and
-forth between the two warm colors, in two rounds:
+Brings a stack up, deploys v2 (v1 stays warm), then runs `ragops rollback --to V --yes` N times back
+and forth between the two warm colors, in two rounds:
   - idle:  no load, only the probe below
   - load:  a bounded loopback load through the router besides the probe (--rps, default 150)
 A probe thread sends one request at a time through the router (keep-alive, about --probe-rps a
@@ -162,7 +162,8 @@ def one_round(config: Path, url: str, rps: float, probe_rps: float, repeats: int
         time.sleep(1.5)
         for _ in range(repeats):
             target = "v1" if live_version(config) == "v2" else "v2"
-            proc, spawned, wall, cpu = timed(config, "--output", "json", "rollback", "--yes")
+            # --to: a plain rollback after a rollback changes nothing ("already rolled back")
+            proc, spawned, wall, cpu = timed(config, "--output", "json", "rollback", "--to", target, "--yes")
             if proc.returncode != 0:
                 print(f"rollback failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
                 continue

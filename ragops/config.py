@@ -99,6 +99,7 @@ class DatabaseConfig(Strict):
     ha: Literal["manual", "patroni"] = "manual"  # who promotes: a person/ragops, or Patroni + etcd (ragops/ha)
     patroni: PatroniSettings = Field(default_factory=PatroniSettings)  # with ha: patroni
     ha_fast_release: bool = False                # release a leader key once its processes are proven gone
+    ha_sync: Literal["off", "on", "strict"] = "off"  # Patroni synchronous_mode (on) / _strict (strict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> DatabaseConfig:
@@ -207,7 +208,9 @@ class DeployConfig(Strict):
     health_timeout: Duration = 60.0
     drain_timeout: Duration = 30.0
     keep_previous: int = Field(1, ge=0, le=5)        # old colors kept warm for instant rollback
-    lock_ttl: Duration = 120.0
+    # the heartbeat renews every ttl/3: below 10 s one slow renewal under load lets a second deploy
+    # take over a live one; above an hour a dead owner on another host blocks deploys that long
+    lock_ttl: Annotated[Duration, Field(ge=10, le=3600)] = 120.0
     history_limit: int = Field(200, ge=1)
     canary_header: str = Field("X-Canary", pattern=r"^[A-Za-z0-9-]{1,64}$")  # `always` / `never` pick a side
     sticky: bool = False                             # a cookie keeps each client on the color it first got
@@ -391,6 +394,7 @@ def _listening_ports(env: Environment) -> list[tuple[str, int]]:
             ports += [(f"database.patroni.rest_port+{i}", ha.rest_port + i)
                       for i in range(1 + len(env.database.replicas))]
             ports += [(f"database.patroni.etcd_port+{i}", ha.etcd_port + i) for i in range(6)]
+            ports.append(("database.patroni.endpoint_port", ha.endpoint()))
     if env.platform == "local" and env.monitoring.prometheus == "local":
         ports.append(("monitoring.listen", port_of(env.monitoring.listen)))
     for name, region in env.regions.items():
@@ -470,7 +474,12 @@ class Config:
         """Resolve a secret reference (None stays None); `key` names it in errors."""
         if ref is None:
             return None
-        return secrets.resolve(ref, key=f"environments.{self.env_name}.{key}", base_dir=self.base_dir)
+        try:
+            return secrets.resolve(ref, key=f"environments.{self.env_name}.{key}", base_dir=self.base_dir)
+        except ConfigError as exc:   # name the line to edit (read again only on this error path)
+            from ragops.config_checks import where
+
+            raise ConfigError(f"{where(self, key)}: {exc.message}", hint=exc.hint) from None
 
     def references(self, *sections: str) -> list[tuple[str, str]]:
         """(key path, reference) of every secret reference in the environment, or in `sections` of it."""
@@ -527,16 +536,19 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 def find_config_path(explicit: str | None) -> Path:
     value = explicit or os.environ.get("RAGOPS_CONFIG") or DEFAULT_CONFIG
-    return Path(value).expanduser().resolve()
+    try:
+        return Path(value).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:   # a symlink loop (RuntimeError before Python 3.13)
+        raise ConfigError(f"{value}: cannot resolve the config path: {exc}") from None
 
 
 def load_config(path: Path, env_name: str | None = None) -> Config:
     # PyYAML is imported here: a start from ragops.config_cache never needs it
-    from ragops.yamlfile import config_error, load_file_text
+    from ragops.yamlfile import config_error, load_file_text, read_file_text
 
     label = path.name
     try:
-        text = path.read_text()
+        text = read_file_text(path, label)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file (use --config or RAGOPS_CONFIG)") from None
     except OSError as exc:

@@ -6,11 +6,12 @@ of ragops.config, so that config.py only lists the sections and loading stays in
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
 
-from ragops import secrets
+from ragops import bounds, secrets
 from ragops.durations import parse_duration
 
 
@@ -47,7 +48,27 @@ Port = Annotated[int, Field(gt=0, lt=65536)]
 Weight = Annotated[int, AfterValidator(_weight)]
 
 
+def duration_fields(model: type[BaseModel]) -> set[str]:
+    """The names of a model's Duration fields."""
+    return {name for name, info in model.model_fields.items() if is_duration_field(info)}
+
+
+def is_duration_field(info: FieldInfo) -> bool:
+    """Whether a model field is a Duration (or Duration | None)."""
+    def found(annotation: object) -> bool:
+        if any(isinstance(m, BeforeValidator) and m.func is _duration for m in getattr(annotation, "__metadata__", ())):
+            return True
+        return any(found(arg) for arg in get_args(annotation))
+
+    return any(isinstance(m, BeforeValidator) and m.func is _duration for m in info.metadata) or found(info.annotation)
+
+
 class Strict(BaseModel):
     # defer_build: a model's validator is built on its first validation, not at import; a Config
     # read back from ragops.config_cache never validates, so it never pays for building them
     model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+
+    @model_validator(mode="after")
+    def _within_bounds(self) -> Strict:
+        bounds.check(self, duration_fields(type(self)))   # ragops.bounds: the documented maximum of every duration and number
+        return self

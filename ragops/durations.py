@@ -1,14 +1,27 @@
 """Human durations in config and on the command line: 30s, 2m, 1h30m, 500ms, 26h, or plain seconds."""
 from __future__ import annotations
 
+import math
 import re
+
+MAX_DURATION_S = 3660 * 86400  # 3660d (~10 years: the shipped drills say "any age" as 3650d); ragops.bounds lists the tighter ones
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
 
 def parse_duration(value: object) -> float:
-    """Return seconds; raise ValueError with a message fit for a one-line error."""
+    """Return seconds; raise ValueError with a message fit for a one-line error. At most
+    MAX_DURATION_S: no duration ragops waits for is longer."""
+    seconds = _seconds(value)
+    if math.isnan(seconds):
+        raise ValueError(f"expected a duration like 30s or 2m, got {value!r}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"duration {value!r} is above the maximum {MAX_DURATION_S // 86400:.0f}d")
+    return seconds
+
+
+def _seconds(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like 30s or 2m, got {value!r}")
     if isinstance(value, (int, float)):

@@ -75,8 +75,10 @@ class Env:
         if self._config is None:
             from ragops.config import find_config_path
             from ragops.config_cache import load_cached
+            from ragops.config_checks import check_state_dir
 
             self._config = load_cached(find_config_path(self.config_path), self.env_name)
+            check_state_dir(self._config)
         return self._config
 
     # ---- interactivity ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ragops.fsutil import write_atomic
+from ragops.private_fs import FILE_MODE, private_dirs
 
 if TYPE_CHECKING:
     from ragops.config import Config
@@ -73,8 +74,8 @@ class ManagedProcess:
         A previous process under this name (or what is left of its group) is stopped first, so a
         restart never leaves an untracked one behind."""
         self.stop(timeout=10)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.run_dir)   # the state directory too, when this creates it
+        private_dirs(self.log_dir)
         log = open_log(self.log_file)
         try:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -94,7 +95,7 @@ class ManagedProcess:
         # its own session: the process group id is its pid (stop() signals the whole group)
         record = {"pid": proc.pid, "pgid": proc.pid, "marker": marker or args[-1], "started": time.time(),
                   "args": args[:6]}
-        write_atomic(self.pid_file, json.dumps(record), mode=0o644)
+        write_atomic(self.pid_file, json.dumps(record), mode=FILE_MODE)
         return proc.pid
 
     def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> bool:
@@ -184,7 +185,7 @@ def open_log(path: Path) -> BinaryIO:
     if os.geteuid() == 0 and st.st_uid != 0:
         os.chown(directory, 0, 0)   # ours again: only root may add or replace entries   # ours again: only we may add or replace entries
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             from ragops.errors import OperationFailed

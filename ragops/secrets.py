@@ -13,6 +13,7 @@ from ragops.errors import ConfigError
 
 REF = re.compile(r"^\$\{(env|file):([^}]+)\}$")
 MASK = "***"
+MAX_SECRET_FILE_BYTES = 64 * 1024   # a key, a password, a certificate chain
 
 _known_secrets: set[str] = set()
 
@@ -42,9 +43,16 @@ def resolve(ref: str, *, key: str, base_dir: Path | None = None) -> str:
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         try:
-            value = path.read_text().strip()
+            with open(path, "rb") as handle:   # bounded: ${file:/dev/zero} must not read forever
+                data = handle.read(MAX_SECRET_FILE_BYTES + 1)
         except OSError as exc:
             raise ConfigError(f"{key}: cannot read secret file {path}: {exc.strerror}") from None
+        if len(data) > MAX_SECRET_FILE_BYTES:
+            raise ConfigError(f"{key}: secret file {path} is larger than {MAX_SECRET_FILE_BYTES // 1024} KiB")
+        try:
+            value = data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{key}: secret file {path} is not UTF-8 text") from None
     register_secret(value)
     return value
 

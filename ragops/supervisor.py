@@ -43,12 +43,39 @@ def restoring(platform):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def config_fingerprint(config) -> str:
+    """A digest of the environment's settings as loaded (secret references, never their values)."""
+    import hashlib
+    import json
+
+    text = json.dumps(config.env.model_dump(mode="json"), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def ensure_supervisor(platform, progress) -> list[str]:
-    """Start the supervisor unless it runs; returns the change made."""
+    """Start the supervisor unless it runs with the settings the file gives now; a supervisor started
+    from other settings acts on those (ha_fast_release, monitoring, the router's config), so it is
+    restarted, and `up` says why. Returns the change made."""
     from ragops.process import ensure_ragops_process
 
-    started = ensure_ragops_process(platform.proc("supervisor"), "ragops.supervisor", platform.config, progress,
+    proc = platform.proc("supervisor")
+    stamp = platform.run_dir / "supervisor.config"
+    wanted = config_fingerprint(platform.config)
+    try:
+        recorded = stamp.read_text().strip()
+    except OSError:
+        recorded = None
+    restarted = False
+    if proc.running() and recorded != wanted:
+        progress("restarting the supervisor: this environment's settings changed since it started")
+        proc.stop(timeout=5)
+        restarted = True
+    started = ensure_ragops_process(proc, "ragops.supervisor", platform.config, progress,
                                     "starting the supervisor (restarts a dead router, live color or WAL shipper)")
+    if started:
+        stamp.write_text(wanted + "\n")
+    if restarted:
+        return ["restart supervisor (settings changed)"]
     return ["start supervisor"] if started else []
 
 
@@ -92,36 +119,56 @@ class Supervisor:
 
     def check(self) -> None:
         platform = self.platform
+        seen: set[str] = set()   # the components found down at this tick
         if not platform.router_running():
             self.heal("router", lambda: self.start_router())
+            seen.add("router")
         from ragops.monitoring import local as monitoring
 
         if platform.config.env.monitoring.prometheus == "local" and not platform.proc(monitoring.PROC).running():
             self.heal("prometheus", lambda: monitoring.ensure(platform, lambda _line: None))
+            seen.add("prometheus")
         from ragops.monitoring import tracing
 
         if platform.config.env.monitoring.tracing == "local" and not platform.proc(tracing.PROC).running():
             self.heal("jaeger", lambda: tracing.ensure(platform, lambda _line: None))
+            seen.add("jaeger")
         for color in platform.was_live():
             if platform.color_state(color, probe=False).running or platform.stopped_on_purpose(color):
                 continue
             self.heal(color, lambda: platform.restore_live(skip_stopped=True))
+            seen.add(color)
         from ragops.db.bringup import database_manager
 
-        manager = database_manager(platform.config)   # an HA engine's processes (etcd, Patroni)
+        manager = database_manager(platform.config)   # an HA engine's processes (etcd, Patroni, fences)
         for name, restart in manager.dead_components() if manager is not None else []:
             self.heal(name, restart)
+            seen.add(name)
         from ragops.pitr.archive import dead_shipper
 
         for name, restart in dead_shipper(platform):   # the WAL archive's shipper (ragops/pitr)
             self.heal(name, restart)
+            seen.add(name)
+        self.close_outages(seen)
 
     def start_router(self) -> None:
         with restoring(self.platform):
             if not self.platform.router_running():
                 self.platform.start_router()
 
+    def close_outages(self, seen: set[str]) -> None:
+        """A component found down before and not now came back without a restart of ours (its
+        waiting ended, `up` or `db rejoin` started it): its outage ends here, counted from the first
+        failed look."""
+        for name, entry in self.state["components"].items():
+            if entry.get("down_since") and name not in seen:
+                entry["last_outage_s"] = round(time.time() - entry.pop("down_at", time.time()), 2)
+                entry["down_since"] = None
+                self.save()
+
     def heal(self, name: str, restart) -> None:
+        """`restart` None: down, but not to be restarted yet (a dead leader's Patroni waits for its
+        key to expire): the outage is counted from this first look all the same."""
         entry = self.component(name)
         if entry["down_since"] is None:
             entry["down_since"] = _now_iso()
@@ -132,7 +179,7 @@ class Supervisor:
             delay = min(MAX_BACKOFF, 2.0 ** (self.failures[name] - 1)) if self.failures[name] else 0.0
             self.retry_at[name] = time.monotonic() + delay
             self.save()
-        if time.monotonic() < self.retry_at.get(name, 0):
+        if restart is None or time.monotonic() < self.retry_at.get(name, 0):
             return
         try:
             restart()

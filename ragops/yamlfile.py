@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from ragops.errors import ConfigError
+from ragops.yamlbounds import BoundedLoader, decode, explicit_pairs, read_limited
 
 
 @dataclass
@@ -42,20 +44,36 @@ class YamlSyntaxError(Exception):
 
 
 def load(text: str) -> tuple[Any, yaml.Node | None]:
-    """The data and its node tree (None for an empty document); YamlSyntaxError when invalid."""
-    loader = yaml.SafeLoader(text)
+    """The data and its node tree (None for an empty document); YamlSyntaxError when invalid,
+    too deep, or too large with its aliases expanded (ragops.yamlbounds)."""
+    loader = None
     try:
+        loader = BoundedLoader(text)   # the reader checks every character here
         root = loader.get_single_node()
         if root is not None:
             string_keys(root)
         data = loader.construct_document(root) if root is not None else None
+    except yaml.reader.ReaderError as exc:   # a control character: it has a position, not a mark
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlSyntaxError(Problem(line, "", f"invalid YAML: character {exc.character!r} is not allowed")) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise YamlSyntaxError(Problem(mark.line + 1 if mark else None, "", f"invalid YAML: {problem}")) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, root
+
+
+def read_text(path: Path) -> str:
+    """A YAML file's text: at most MAX_FILE_BYTES of UTF-8; OSError when unreadable, YamlSyntaxError
+    (naming the line) when too large or not UTF-8 text."""
+    data = read_limited(path)   # ValueError when too large
+    text, line, reason = decode(data)
+    if text is None:
+        raise YamlSyntaxError(Problem(line, "", reason))
+    return text
 
 
 BOOL_TAG = "tag:yaml.org,2002:bool"
@@ -75,22 +93,28 @@ def string_keys(node: yaml.Node) -> None:
             string_keys(item)
 
 
-def duplicate_keys(root: yaml.Node | None, path: tuple = ()) -> list[Problem]:
-    """Every key written twice in one mapping, naming the line of each."""
+def duplicate_keys(root: yaml.Node | None, path: tuple = (), seen: set[int] | None = None) -> list[Problem]:
+    """Every key written twice in one mapping, naming the line of each. Keys a merge key (`<<`)
+    brings in are not duplicates: the mapping's own keys override them. A node an alias repeats
+    is checked once."""
     found: list[Problem] = []
+    seen = set() if seen is None else seen
+    if id(root) in seen:
+        return found
+    seen.add(id(root))
     if isinstance(root, yaml.MappingNode):
         first: dict[Any, int] = {}
-        for key, value in root.value:
+        for key, value in explicit_pairs(root):
             line = key.start_mark.line + 1
             if key.value in first:
                 found.append(Problem(line, format_loc(path + (key.value,)),
                                      f"duplicate key (first on line {first[key.value]}, again on line {line})"))
             else:
                 first[key.value] = line
-            found.extend(duplicate_keys(value, path + (key.value,)))
+            found.extend(duplicate_keys(value, path + (key.value,), seen))
     elif isinstance(root, yaml.SequenceNode):
         for index, item in enumerate(root.value):
-            found.extend(duplicate_keys(item, path + (index,)))
+            found.extend(duplicate_keys(item, path + (index,), seen))
     return found
 
 
@@ -154,6 +178,17 @@ def _problem(root: yaml.Node | None, err: ErrorDetails, prefix: tuple) -> Proble
 def config_error(label: str, root: yaml.Node | None, exc: ValidationError, prefix: tuple = ()) -> ConfigError:
     """The first validation error as a one-line ConfigError: `FILE:LINE: path: message`."""
     return ConfigError(validation_problems(root, exc, prefix)[0].format(label))
+
+
+def read_file_text(path: Path, label: str) -> str:
+    """`read_text` for files that stop at the first problem: a ConfigError naming FILE:LINE when
+    too large or not UTF-8 (OSError as it comes, for the caller's own message)."""
+    try:
+        return read_text(path)
+    except ValueError as exc:
+        raise ConfigError(f"{label}: {exc}") from None
+    except YamlSyntaxError as exc:
+        raise ConfigError(exc.problem.format(label)) from None
 
 
 def load_file_text(text: str, label: str) -> tuple[Any, yaml.Node | None]:

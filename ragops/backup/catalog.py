@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import socket
 import threading
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,9 @@ DATA = "backup.dump.zst.age"
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
 LOCK = "lock.json"
-ID_RE = re.compile(r"^\d{8}T\d{6}\.\d{3}Z$")
+# time (UTC, ms) and, since two hosts or processes can start a backup in the same millisecond, a
+# random suffix; ids written before the suffix existed stay valid
+ID_RE = re.compile(r"^\d{8}T\d{6}\.\d{3}Z(-[0-9a-f]{6})?$")
 FORMAT_VERSION = 1
 STALE_LOCK = timedelta(hours=24)     # a lock from another host older than this is abandoned
 
@@ -41,9 +44,11 @@ _last_id: list[str] = [""]
 _id_lock = threading.Lock()
 
 
-def new_backup_id(now: datetime | None = None) -> str:
-    """A sortable, time-based id: 20250131T235959.123Z (UTC, milliseconds). Two ids asked for in
-    the same millisecond by one process still differ (the second moves on a millisecond)."""
+def new_backup_id(now: datetime | None = None, suffix: bool = True) -> str:
+    """A sortable, time-based id: 20250131T235959.123Z-3fa9c1 (UTC, milliseconds, 24 random bits).
+    Two ids asked for in the same millisecond by one process still differ in time (the second moves
+    on a millisecond); other processes differ by the suffix, and the storage refuses a taken id
+    (commit_backup creates the lock and the manifest only if absent)."""
     def fmt(moment: datetime) -> str:
         return moment.strftime("%Y%m%dT%H%M%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -54,11 +59,11 @@ def new_backup_id(now: datetime | None = None) -> str:
         if last and candidate <= last and id_time(last) - moment < timedelta(seconds=1):
             candidate = fmt(id_time(last) + timedelta(milliseconds=1))
         _last_id[0] = candidate
-        return candidate
+        return f"{candidate}-{secrets.token_hex(3)}" if suffix else candidate
 
 
 def id_time(backup_id: str) -> datetime:
-    return datetime.strptime(backup_id[:-1], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+    return datetime.strptime(backup_id.partition("Z")[0], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
 
 
 def now_utc() -> datetime:
@@ -215,7 +220,7 @@ def resolve(storage, backup_id: str, kind: str | None = None) -> Manifest:
             raise OperationFailed(f"no {kind + ' ' if kind else ''}backups in {storage.url}")
         return entries[-1][0]
     if not ID_RE.match(backup_id):
-        raise UsageError(f"backup id {backup_id!r}: expected 'latest' or an id like 20250131T235959.123Z")
+        raise UsageError(f"backup id {backup_id!r}: expected 'latest' or an id like 20250131T235959.123Z-3fa9c1")
     if not storage.exists(f"{backup_id}/{MANIFEST}"):
         raise OperationFailed(f"no backup {backup_id} in {storage.url} (a backup without a manifest does not exist)")
     return Manifest.from_dict(read_json(storage, f"{backup_id}/{MANIFEST}"))
@@ -223,8 +228,9 @@ def resolve(storage, backup_id: str, kind: str | None = None) -> Manifest:
 
 # ---- in-progress locks ----------------------------------------------------------------------
 
-def write_lock(storage, backup_id: str, started: datetime) -> None:
-    storage.put_bytes(f"{backup_id}/{LOCK}", json.dumps(
+def write_lock(storage, backup_id: str, started: datetime) -> bool:
+    """Claim `backup_id`: False when its lock already exists (another backup took that id)."""
+    return storage.put_bytes_if_absent(f"{backup_id}/{LOCK}", json.dumps(
         {"id": backup_id, "host": socket.gethostname(), "pid": os.getpid(), "started_at": iso(started)}).encode())
 
 

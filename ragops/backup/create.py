@@ -64,9 +64,16 @@ def commit_backup(storage, copy, progress: Progress, doing: str, verb: str,
     """The skeleton shared by logical and physical backups: a new id, the lock, `stream(id, started)`
     (which stores the data object and returns its manifest), the copy to backups.copy_to, and the
     manifest last (the commit point); the lock goes in every case."""
-    backup_id = new_backup_id()
     started = now_utc()
-    write_lock(storage, backup_id, started)
+    backup_id = new_backup_id()
+    # claimed before any data is written: the lock object is created only if absent, and a finished
+    # backup of that id (its lock gone, its manifest there) refuses it too
+    claimed = write_lock(storage, backup_id, started)
+    if not claimed or storage.exists(f"{backup_id}/{MANIFEST}"):
+        if claimed:
+            drop_lock(storage, backup_id)
+        raise OperationFailed(f"backup id {backup_id} is taken in {storage.url} (another backup claimed it); "
+                              "nothing was written", hint="run the backup again")
     try:
         say(progress, f"{backup_id}: {doing}")
         manifest = stream(backup_id, started)
@@ -74,13 +81,20 @@ def commit_backup(storage, copy, progress: Progress, doing: str, verb: str,
             say(progress, f"{backup_id}: copying to {copy.url}")
             _copy_backup(storage, copy, manifest, progress)
             manifest.copies.append(copy.url)
-            copy.put_bytes(f"{backup_id}/{MANIFEST}", manifest_bytes(manifest))
-        storage.put_bytes(f"{backup_id}/{MANIFEST}", manifest_bytes(manifest))   # the commit point
+            _create_manifest(copy, manifest)
+        _create_manifest(storage, manifest)   # the commit point
     finally:
         drop_lock(storage, backup_id)   # anything left without a manifest is an orphan for prune
     say(progress, f"{backup_id}: done, {size_text(manifest.raw_bytes)} {verb}, {size_text(manifest.stored_bytes)} "
                   f"stored in {manifest.duration_seconds:.1f}s")
     return manifest
+
+
+def _create_manifest(storage, manifest: Manifest) -> None:
+    """Write the manifest only if none exists: a backup never replaces another one's."""
+    if not storage.put_bytes_if_absent(f"{manifest.id}/{MANIFEST}", manifest_bytes(manifest)):
+        raise OperationFailed(f"{storage.describe(manifest.id + '/' + MANIFEST)} already exists: another backup "
+                              "wrote the same id; this one is not recorded (prune removes its data)")
 
 
 def _plan(config, storage, copy, params, compressor, crypter) -> CreatePlan:

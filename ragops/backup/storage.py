@@ -47,6 +47,8 @@ class Storage(Protocol):
     def describe(self, key: str) -> str: ...
     def writer(self, key: str) -> ObjectWriter: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """Create `key` only if no object has that name (False then, and nothing is changed)."""
     def get_bytes(self, key: str) -> bytes: ...
     def read_chunks(self, key: str, size: int = READ_SIZE, limit: int | None = None) -> Iterator[bytes]: ...
     def exists(self, key: str) -> bool: ...
@@ -151,6 +153,25 @@ class FileStorage:
     def put_bytes(self, key: str, data: bytes) -> None:
         with self.writer(key) as out:
             out.write(data)
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        # written whole under a temporary name, then linked: link() refuses an existing name
+        # atomically (os.replace would overwrite), and a reader never sees half an object
+        with self.writer(key) as out:
+            out.write(data)
+            out.handle.flush()
+            os.fsync(out.handle.fileno())
+            out.handle.close()
+            try:
+                os.link(out.temp, out.final)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                raise OperationFailed(f"cannot create {self.describe(key)}: {exc.strerror}") from None
+            finally:
+                out.temp.unlink(missing_ok=True)
+                out.done = True
+        return True
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -380,6 +401,17 @@ class S3Storage:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self.call("put_object", key, Bucket=self.bucket, Key=self.full_key(key), Body=data)
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        # S3's conditional write (If-None-Match: *): the store refuses an existing key with 412
+        try:
+            self.call("put_object", key, Bucket=self.bucket, Key=self.full_key(key), Body=data, IfNoneMatch="*")
+            return True
+        except OperationFailed as exc:
+            if "PreconditionFailed" not in exc.message and "HTTP 412" not in exc.message:
+                raise
+        # a retried PUT whose first attempt landed also gets 412: the same bytes there are ours
+        return self.get_bytes(key) == data
 
     def get_bytes(self, key: str) -> bytes:
         return b"".join(self.read_chunks(key))

@@ -81,6 +81,9 @@ def root(
         raise typer.BadParameter(f"{output} is for ragops audit only; expected text or json", param_hint="--output")
     if output not in ("text", "json", "sarif", "junit"):
         raise typer.BadParameter(f"expected text or json, got {output!r}", param_hint="--output")
+    if quiet and verbose:
+        raise typer.BadParameter("give one of them: --quiet (only results and errors) contradicts --verbose",
+                                 param_hint="--verbose/--quiet")
     ctx.obj = Env(env_name=env, config_path=config, output=output,
                   verbosity=-1 if quiet else verbose, yes=yes, color=not no_color)
 

@@ -154,8 +154,11 @@ def restore(ctx: typer.Context, backup_id: str = typer.Argument("latest", metava
         env.emit(plan, lambda r: "\n".join(r.steps))
         return
     env.confirm(f"Restore backup {backup_id} into {where}{' (--clean drops existing objects)' if clean else ''}?")
-    result = restore_backup(env.config, backup_id, target_dsn=target, to_env=to_env, clean=clean, create=create,
-                            progress=env.progress("restore"))
+    from ragops.deploy.oplock import operation
+
+    with operation(env.config, "ragops backup restore", past_dormant=True, progress=env.progress("restore")):
+        result = restore_backup(env.config, backup_id, target_dsn=target, to_env=to_env, clean=clean, create=create,
+                                progress=env.progress("restore"))
     env.emit(result, lambda r: f"restored {r.backup_id} into {r.target}: {_size(r.stored_bytes)} in "
                                f"{r.elapsed_seconds:.1f}s ({_size(r.rate_bytes_per_second)}/s)")
 

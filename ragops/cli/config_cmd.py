@@ -25,7 +25,11 @@ def validate(ctx: typer.Context,
       ragops -e staging config validate --output json
     """
     env = ctx.obj
+    from ragops.config_checks import check_service_path
+    from ragops.platforms import platform_class
+
     config = env.config  # loading validates every environment
+    check_service_path(config, required=platform_class(config).runs_migrations_in_preflight)
     resolved = config.resolve_references()
     env.emit({"valid": True, "config": str(config.path), "environments": config.env_names,
               "default_env": config.raw.get("default_env"), "selected": config.env_name,

@@ -21,6 +21,13 @@ def _ha(env):
     return database_manager(env.config)
 
 
+def _locked(env, command: str):
+    """The operations lock for a database change (brief: a deploy started meanwhile waits for it)."""
+    from ragops.deploy.oplock import operation
+
+    return operation(env.config, command, brief=True, past_dormant=True, progress=env.progress(command.split()[-1]))
+
+
 def _render_ha_result(r) -> str:
     if r.action == "rejoin":
         return f"rejoin: {r.node} streams from the leader {r.previous_leader} ({r.seconds:.1f}s)"
@@ -78,10 +85,12 @@ def status(ctx: typer.Context) -> None:
 
     manager = database_manager(env.config)
     if manager is not None:   # the HA engine's view: leader, members, DCS health
-        from ragops.cli.ha import render_ha
+        from ragops.cli.ha import exit_on_ha_problems, render_ha
 
-        data["ha"] = manager.status()
+        ha = manager.status()
+        data["ha"] = ha
         env.emit(data, lambda d: render_ha(d["ha"], _render_status(d)))
+        exit_on_ha_problems(ha)
         return
     env.emit(data, _render_status)
 
@@ -118,7 +127,8 @@ def promote_cmd(
                      lambda d: "plan:\n  1. " + d["steps"][0])
             return
         env.confirm(f"Ask Patroni to promote {node}?")
-        env.emit(failover(env.config, node, force=force, progress=env.progress("promote")), _render_ha_result)
+        with _locked(env, "ragops db promote"):
+            env.emit(failover(env.config, node, force=force, progress=env.progress("promote")), _render_ha_result)
         return
     from ragops.db.replication import check_promotion, promote
 
@@ -135,8 +145,9 @@ def promote_cmd(
         env.emit(plan, lambda d: "plan:\n" + "\n".join(f"  {i + 1}. {s}" for i, s in enumerate(d["steps"])))
         return
     env.confirm(f"Fence the old primary and promote {node}?")
-    result = promote(env.config, node, max_lag=max_lag, force=force, confirm_down=confirm_down, fence_old=fence,
-                     progress=env.progress("promote"))
+    with _locked(env, "ragops db promote"):
+        result = promote(env.config, node, max_lag=max_lag, force=force, confirm_down=confirm_down, fence_old=fence,
+                         progress=env.progress("promote"))
     env.emit(result, _render_promote)
 
 
@@ -161,8 +172,9 @@ def switchover_cmd(
                      lambda d: "plan:\n  1. " + d["steps"][0])
             return
         env.confirm(f"Switch the primary over to {node} (writes stop briefly)?")
-        env.emit(ha_switchover(env.config, node, timeout=timeout, progress=env.progress("switchover")),
-                 _render_ha_result)
+        with _locked(env, "ragops db switchover"):
+            env.emit(ha_switchover(env.config, node, timeout=timeout, progress=env.progress("switchover")),
+                     _render_ha_result)
         return
     from ragops.db.standby import switchover
 
@@ -175,7 +187,9 @@ def switchover_cmd(
                  lambda d: "plan:\n" + "\n".join(f"  {i + 1}. {s}" for i, s in enumerate(d["steps"])))
         return
     env.confirm(f"Switch the primary over to {node} (writes stop briefly)?")
-    result = switchover(env.config, node, timeout=timeout, rejoin_old=rejoin_old, progress=env.progress("switchover"))
+    with _locked(env, "ragops db switchover"):
+        result = switchover(env.config, node, timeout=timeout, rejoin_old=rejoin_old,
+                            progress=env.progress("switchover"))
     env.emit(result, lambda r: (f"switched over from {r.previous_primary} to {r.node} in {r.seconds:.1f}s: "
                                 f"replayed {r.replayed_lsn} >= final {r.final_lsn}, 0 rows lost"
                                 + ("" if r.rejoined else f"\nnext: ragops db rejoin {r.previous_primary}")))

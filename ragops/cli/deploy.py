@@ -114,6 +114,8 @@ class LiveView:
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:
+    import re
+
     from ragops.errors import UsageError
 
     out = {}
@@ -121,6 +123,9 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
         if "=" not in pair:
             raise UsageError(f"--set: expected KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UsageError(f"--set: {key!r} is not an environment variable name (letters, digits and '_', "
+                             "not starting with a digit)")
         out[key] = value
     return out
 
@@ -131,7 +136,8 @@ def deploy(ctx: typer.Context,
                                                help="blue-green, canary or shadow (default: deploy.strategy)."),
            steps: str | None = typer.Option(None, "--steps", help="Canary weights, e.g. 10,25,50,100."),
            step_pause: str | None = typer.Option(None, "--step-pause", help="Analysis window per canary step, e.g. 30s."),
-           pause_at: int | None = typer.Option(None, "--pause-at", help="Pause after this canary weight until `ragops promote`."),
+           pause_at: int | None = typer.Option(None, "--pause-at", min=1, max=99,
+                                                 help="Pause after this canary weight until `ragops promote`."),
            set_env: list[str] = typer.Option([], "--set", help="KEY=VALUE service environment for the new version (repeatable)."),
            plan_only: bool = typer.Option(False, "--plan", "--dry-run",
                                           help="Print the ordered steps, gates and timeouts; change nothing."),
@@ -177,6 +183,10 @@ def deploy(ctx: typer.Context,
 
     config = env.config
     if resume_:
+        if engine.resumable(config) is None:
+            raise UsageError(f"nothing to resume: no deploy is in progress, paused or interrupted in {config.env_name}")
+        if plan_only:
+            raise UsageError("--plan does not combine with --resume (ragops status shows the interrupted deploy)")
         env.confirm(f"Resume the interrupted deploy in {config.env_name}?", destructive=True)
         result = engine.resume(config, progress=env.progress("deploy"))
         env.emit(result, _render_result)
@@ -197,6 +207,11 @@ def deploy(ctx: typer.Context,
             raise UsageError("--build: not with --strategy shadow; build first with `ragops build --version V`")
         _shadow(env, version, strategy, duration, mirror_percent, mirror_writes, then, overrides, plan_only)
         return
+    from ragops.config_checks import check_service_path
+    from ragops.platforms import platform_class
+
+    # its migrations are the deploy's gate: a missing folder is a config error
+    check_service_path(config, required=platform_class(config).runs_migrations_in_preflight)
     plan = engine.plan(config, version, strategy, weights, pause, pause_at, overrides)
     if build_first:
         plan.plan.insert(0, f"build {version} on every host (ragops build --version {version})")
@@ -225,19 +240,22 @@ def _plan_text(p, env_name: str) -> str:
 
 def _canary_options(steps: str | None, step_pause: str | None) -> tuple[list[int] | None, float | None]:
     """--steps and --step-pause parsed (None when not given)."""
+    from ragops.bounds import CLI_STEP_PAUSE_MAX_S, at_most
     from ragops.durations import parse_duration
     from ragops.errors import UsageError
 
     weights = None
-    if steps:
+    if steps is not None:
         try:
             weights = [int(s) for s in steps.split(",") if s.strip()]
         except ValueError:
-            raise UsageError(f"--steps: expected comma-separated weights like 10,25,50,100, got {steps!r}") from None
+            weights = []
+        if not weights:   # "" or "," is a mistake, not "use the configured steps"
+            raise UsageError(f"--steps: expected comma-separated weights like 10,25,50,100, got {steps!r}")
     pause = None
     if step_pause is not None:
         try:
-            pause = parse_duration(step_pause)
+            pause = at_most(parse_duration(step_pause), CLI_STEP_PAUSE_MAX_S)
         except ValueError as exc:
             raise UsageError(f"--step-pause: {exc}") from None
     return weights, pause
@@ -246,6 +264,7 @@ def _canary_options(steps: str | None, step_pause: str | None) -> tuple[list[int
 def _shadow(env, version: str, strategy: str | None, duration: str | None, mirror_percent: int,
             mirror_writes: bool, then: str | None, overrides: dict[str, str], plan_only: bool) -> None:
     """`deploy --strategy shadow`: the options are checked before anything is asked or changed."""
+    from ragops.bounds import CLI_SHADOW_DURATION_MAX_S, at_most
     from ragops.deploy import shadow_run
     from ragops.deploy.shadow import ShadowSettings
     from ragops.durations import parse_duration
@@ -256,7 +275,7 @@ def _shadow(env, version: str, strategy: str | None, duration: str | None, mirro
     if duration is None:
         raise UsageError("--strategy shadow needs --duration (how long the shadow color is analysed, e.g. 2m)")
     try:
-        seconds = parse_duration(duration)
+        seconds = at_most(parse_duration(duration), CLI_SHADOW_DURATION_MAX_S)
     except ValueError as exc:
         raise UsageError(f"--duration: {exc}") from None
     config = env.config
@@ -307,7 +326,7 @@ def abort(ctx: typer.Context) -> None:
     env.emit(engine.abort(env.config, progress=env.progress("abort")), _render_result)
 
 
-def history(ctx: typer.Context, limit: int = typer.Option(20, "--limit", "-n", help="How many entries.")) -> None:
+def history(ctx: typer.Context, limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000, help="How many entries.")) -> None:
     """Past deploys: version, strategy, who, when, result, measured analysis values.
 
     Example: ragops history -n 5 --output json

@@ -148,7 +148,7 @@ def failback(ctx: typer.Context,
 
 
 @dns_app.command("history")
-def history(ctx: typer.Context, limit: int = typer.Option(20, "--limit")) -> None:
+def history(ctx: typer.Context, limit: int = typer.Option(20, "--limit", min=1, max=10_000)) -> None:
     """The journalled changes (change ids) from <state_dir>/dns-changes.jsonl.
 
     Example: ragops dns history --output json

@@ -58,8 +58,8 @@ def _parse_rollback(argv: list[str]):
         else:
             return None     # --help, --, an option of another command, a stray argument: typer decides
         index += 1
-    if values.get("output", "text") not in ("text", "json"):
-        return None
+    if values.get("output", "text") not in ("text", "json") or (counts["q"] and counts["v"]):
+        return None     # typer's own error message (-v with -q is refused there)
     env = Env(env_name=values.get("env"), config_path=values.get("config"), output=values.get("output", "text"),
               verbosity=-1 if counts["q"] else counts["v"], yes=bool(counts["y"]), color=not counts["no-color"])
     return env, values.get("to"), bool(counts["resume"])
@@ -70,6 +70,10 @@ def rollback(env, to: str | None, resume: bool) -> None:
     from ragops.deploy import engine
 
     if resume:
+        if engine.resumable(env.config) is None:
+            from ragops.errors import UsageError
+
+            raise UsageError(f"nothing to resume: no deploy or rollback is interrupted in {env.config.env_name}")
         env.confirm(f"Resume the interrupted rollback in {env.config.env_name}?", destructive=True)
         env.emit(engine.resume(env.config, progress=env.progress("rollback")), render_result)
         return

@@ -11,6 +11,7 @@ def render_ha(ha: dict, topology=None):
     """Leader, members (role, state, timeline, lag) and the etcd quorum, after the PostgreSQL view."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     dcs = ha["dcs"]
     title = (f"Patroni {ha['scope']}: leader {ha['leader'] or 'none'}"
@@ -24,7 +25,17 @@ def render_ha(ha: dict, topology=None):
                       "-" if m["lag_bytes"] is None else f"{m['lag_bytes']} B")
     if not ha["reachable"]:
         table.add_row("-", "-", "-", "no Patroni REST API answers", "-", "-")
-    return Group(*([topology] if topology is not None else []), table)
+    head = [Text("HA: " + "; ".join(ha["problems"]), style="bold red")] if ha.get("problems") else []
+    return Group(*head, *([topology] if topology is not None else []), table)
+
+
+def exit_on_ha_problems(ha: dict | None) -> None:
+    """Exit 3 (after the output) when the live HA view names a problem."""
+    if ha and ha.get("problems"):
+        from ragops.errors import GateFailed
+
+        raise GateFailed("database HA: " + "; ".join(ha["problems"]), hint="ragops db status; see README "
+                         "'Automatic failover (Patroni)'")
 
 
 def _manager(env):
@@ -73,6 +84,8 @@ def config_cmd(
 ) -> None:
     """Show Patroni's DCS settings, or change them (plan first, then confirm).
 
+    ha_sync (from synchronous_mode / synchronous_mode_strict) is shown with the guarantee it gives.
+
     Examples: ragops db ha config --output json
               ragops db ha config ttl=30 loop_wait=2 --dry-run
     """
@@ -82,8 +95,12 @@ def config_cmd(
 
     wanted = parse_changes(changes or [])
     if not wanted:
+        from ragops.ha.sync import GUARANTEES, mode_of
+
         current = read_config(env.config)
-        env.emit({k: current.get(k) for k in TUNABLE} | {"pause": bool(current.get("pause"))},
+        mode = mode_of(current)
+        env.emit({k: current.get(k) for k in TUNABLE} | {"pause": bool(current.get("pause")), "ha_sync": mode,
+                                                        "guarantee": GUARANTEES[mode]},
                  lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
         return
     plan = plan_config(env.config, wanted)

@@ -84,8 +84,15 @@ def recover(ctx: typer.Context,
     if not dry_run:
         env.confirm(f"Rebuild the database as of {target.describe()} (the service answers 503 meanwhile; the "
                     "current data directories are kept aside)?")
-    result = run_recover(env.config, to_time, to_lsn=to_lsn, to_latest=to_latest, from_id=from_id, timeline=timeline,
-                         dry_run=dry_run, progress=env.progress("recover"))
+    if dry_run:
+        result = run_recover(env.config, to_time, to_lsn=to_lsn, to_latest=to_latest, from_id=from_id,
+                             timeline=timeline, dry_run=True, progress=env.progress("recover"))
+    else:
+        from ragops.deploy.oplock import operation
+
+        with operation(env.config, "ragops db recover", past_dormant=True, progress=env.progress("recover")):
+            result = run_recover(env.config, to_time, to_lsn=to_lsn, to_latest=to_latest, from_id=from_id,
+                                 timeline=timeline, dry_run=False, progress=env.progress("recover"))
     if dry_run:
         env.emit(result, _steps)
         return
@@ -103,13 +110,18 @@ def _resume_or_abort(env, resume: bool, abort: bool, other: bool) -> None:
         raise UsageError("db recover: --resume and --abort take no target and exclude each other")
     env.confirm("Finish the interrupted recover?" if resume else
                 "Put the original data directories back (the attempt is kept aside as failed-attempt)?")
-    if abort:
-        steps = recover_journal.abort(env.config, env.progress("recover"))
-        env.emit({"aborted": True, "steps": steps}, lambda d: "\n".join(["recover aborted:", *d["steps"]]))
-        return
+    from ragops.deploy.oplock import operation
     from ragops.pitr.recover import resume as resume_recover
 
-    result = resume_recover(env.config, env.progress("recover"))
+    command = "ragops db recover --resume" if resume else "ragops db recover --abort"
+    with operation(env.config, command, past_dormant=True, progress=env.progress("recover")):
+        if abort:
+            steps = recover_journal.abort(env.config, env.progress("recover"))
+        else:
+            result = resume_recover(env.config, env.progress("recover"))
+    if abort:
+        env.emit({"aborted": True, "steps": steps}, lambda d: "\n".join(["recover aborted:", *d["steps"]]))
+        return
     env.emit(result, lambda r: "\n".join(r) if isinstance(r, list) else f"recovered to {r.target}: last transaction "
              f"{r.recovered_to or '-'}, RTO {r.rto_seconds}s")
 

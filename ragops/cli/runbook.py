@@ -271,9 +271,12 @@ def run(ctx: typer.Context,
 
     Example: ragops runbook run db-corruption --dry-run
     """
+    from ragops.runbook.grants import check_grants
+
     env = ctx.obj
     engine = _engine(env, approve, ack)
     runbook = engine.load(name)
+    check_grants(runbook, engine.load, approve, ack)
     values = _parse_inputs(inputs)
     run = engine.plan if dry_run else engine.run
     result = run(runbook, values, from_step=from_step)
@@ -298,7 +301,7 @@ def resume(ctx: typer.Context,
 
 
 @runbook_app.command("runs")
-def runs(ctx: typer.Context, limit: int = typer.Option(20, "--limit", help="How many runs to show.")) -> None:
+def runs(ctx: typer.Context, limit: int = typer.Option(20, "--limit", min=1, max=10_000, help="How many runs to show.")) -> None:
     """List recent runbook runs (newest first) with their result.
 
     Example: ragops runbook runs --output json
@@ -341,12 +344,14 @@ def drill_run(ctx: typer.Context,
 
     Example: ragops -e staging drill run backup-restore --report ./drill-reports
     """
+    from ragops.deploy.oplock import operation
     from ragops.drill import run_drill
 
     env = ctx.obj
     engine = _engine(env, approve, ack)
-    outcome = run_drill(env.config, name, engine=engine, inputs=_parse_inputs(inputs), report_dir=report,
-                        allow_production=allow_production)
+    with operation(env.config, f"ragops drill run {name}", progress=env.progress("drill")):
+        outcome = run_drill(env.config, name, engine=engine, inputs=_parse_inputs(inputs), report_dir=report,
+                            allow_production=allow_production)
 
     def render(d):
         from ragops.durations import format_duration

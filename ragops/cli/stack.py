@@ -71,15 +71,20 @@ def down(ctx: typer.Context,
                                     "secrets); backups and their key are kept."),
          purge_backups: bool = typer.Option(False, "--purge-backups", help="With --purge: also delete the file:// "
                                             "backups and the generated backup key."),
-         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be deleted and kept; change nothing.")) -> None:
+         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be deleted and kept; change nothing."),
+         force: bool = typer.Option(False, "--force", help="Stop even while another command (a deploy, a switchover) "
+                                    "holds the operations lock; that command then fails.")) -> None:
     """Stop everything cleanly (data kept). With --purge, delete the state directory too; backups
-    are deleted only when asked for by name (--purge-backups).
+    are deleted only when asked for by name (--purge-backups). While a deploy or another command
+    that changes the environment runs, down refuses (exit 4, naming it) unless --force.
 
     Example: ragops down
 
     Example: ragops down --purge --dry-run
 
     Example: ragops down --purge --yes
+
+    Example: ragops down --force   # even while a deploy runs (it then fails)
     """
     env = ctx.obj
     config = env.config
@@ -100,7 +105,11 @@ def down(ctx: typer.Context,
         for path in plan["keep"]:
             env.status(f"keeping {path} (backups are deleted only with --purge-backups)")
         env.confirm(f"Delete {', '.join(plan['delete']) or 'nothing'} of {config.env_name}?")
-    steps = platform.down(purge=purge, progress=env.progress("down"))
+    from ragops.deploy.oplock import operation
+
+    with operation(config, "ragops down", force=force, past_dormant=True, platform=platform,
+                   progress=env.progress("down")):
+        steps = platform.down(purge=purge, progress=env.progress("down"))
     if purge_backups:
         from ragops.purge import purge_backups as delete_backups
 
@@ -133,6 +142,10 @@ def status(ctx: typer.Context,
            explain: bool = typer.Option(False, "--explain", help="Explain the last deploy's outcome step by step.")) -> None:
     """Router weights, each color's version/pid/health, database roles and lag, the deploy lock.
 
+    With database.ha: patroni, Patroni and PostgreSQL are read live; two writable nodes, a leader
+    whose Patroni does not answer, a read-only leader, no leader or etcd quorum lost are named on the
+    first line and the command exits 3.
+
     Example: ragops status --output json
     """
     env = ctx.obj
@@ -144,8 +157,10 @@ def status(ctx: typer.Context,
 
         data["explain"] = explain_deploy(data.get("last_deploy"))
     env.emit(data, _render_status)
+    from ragops.cli.ha import exit_on_ha_problems
     from ragops.errors import GateFailed
 
+    exit_on_ha_problems(data.get("ha"))
     nodes = data.get("database") or []
     if nodes and all(n.get("role") == "unreachable" for n in nodes):
         raise GateFailed("no database node answers (ragops db status)")
@@ -172,6 +187,8 @@ def _render_status(data: dict):
     for n in data["database"]:
         db.add_row(n["name"], f"{n['host']}:{n['port']}", n["role"], _num(n.get("lag_bytes")), _num(n.get("lag_seconds")))
     parts: list[Any] = [head, colors, db]   # rich renderables
+    if (data.get("ha") or {}).get("problems"):   # the first line: what is wrong with the database now
+        parts.insert(0, Text("HA: " + "; ".join(data["ha"]["problems"]), style="bold red"))
     if data.get("ha"):
         ha, dcs = data["ha"], data["ha"]["dcs"]
         members = ", ".join(f"{m['name']} {m['role']}/{m['state']}" for m in ha["members"]) or "no member answers"

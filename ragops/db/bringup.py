@@ -166,9 +166,12 @@ def migrate(config: Config, progress: Progress = _noop) -> list[str]:
     from ragops.db.connect import node_dsn
     from ragops.pg.migrate import apply_migrations
 
+    migrations = config.resolve_path(config.service.path) / "migrations"
+    manager = database_manager(config)
+    if manager is not None:   # the HA engine's writer address (Patroni: its leader-aware endpoint) only
+        return apply_migrations(manager.writer_dsn(), migrations, app_user=config.database.user, progress=progress)
     current = live_primary(config)
     node_name = current.name if current else config.database.primary.name
-    migrations = config.resolve_path(config.service.path) / "migrations"
     return apply_migrations(node_dsn(config, node_name), migrations, app_user=config.database.user,
                             progress=progress)
 

@@ -15,6 +15,7 @@ from ragops.errors import ConfigError
 from ragops.pg.conninfo import conninfo
 from ragops.pg.nodes import all_nodes, find_node  # re-exported: the engines' callers import them from here
 from ragops.platforms import platform_class
+from ragops.private_fs import private_dirs
 from ragops.secrets import register_secret
 
 
@@ -30,7 +31,7 @@ def state_secret(config: Config, name: str, *, generate: bool = True, length: in
     if path.exists():
         value = path.read_text().strip()
     elif generate:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)
         os.chmod(path.parent, 0o700)
         value = pysecrets.token_urlsafe(length)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -83,10 +84,15 @@ def node_dsn(config: Config, node: DbNode | str | None = None, dbname: str | Non
 
 def app_dsn(config: Config) -> str:
     """The service's conninfo: every node listed, `target_session_attrs=read-write`, so after a
-    promotion the service reconnects to whichever node is the primary without a redeploy."""
+    promotion the service reconnects to whichever node is the primary without a redeploy. With
+    Patroni: its leader-aware endpoint only (PostgreSQL's own view would let a fenced-off old primary in)."""
     db = config.database
     if db.dsn:
         return config.reveal(db.dsn, "database.dsn")
+    # Patroni on nodes ragops runs: the leader-aware endpoint (ragops/ha/endpoint.py)
+    if db.ha == "patroni" and platform_class(config).owns_database_files:
+        return (f"host=127.0.0.1 port={db.patroni.endpoint()} dbname={db.name} user={db.user} "
+                f"password={db_password(config)} connect_timeout=3 application_name=ragservice")
     nodes = all_nodes(config)
     hosts = ",".join(n.host for n in nodes)
     ports = ",".join(str(n.port) for n in nodes)

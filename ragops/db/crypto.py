@@ -61,7 +61,9 @@ def load_key(config, *, generate: bool = True) -> Key:
             raise ConfigError(f"no backup key at {path} and backups.encryption_key is not set")
         from pyrage import x25519
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from ragops.private_fs import private_dirs
+
+        private_dirs(path.parent)
         os.chmod(path.parent, 0o700)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, NoReturn
 
 from ragops.config import Config
+from ragops.deploy import oplock
 from ragops.deploy.history import Journal, now_iso
 from ragops.deploy.lock import DeployLock, describe, whoami
 from ragops.deploy.states import checkpoint, live_matches
@@ -77,7 +78,8 @@ class DeploymentBase:
                         "on_inconclusive": options.on_inconclusive},
         }
         self.lock = DeployLock(self.platform.lock_backend(), config.deploy.lock_ttl, command,
-                               deploy_id=self.record["id"])
+                               deploy_id=self.record["id"], brief=options.strategy == "rollback")
+        self.lock_taken = False        # a rollback takes it before it decides where to go
         self.started = time.monotonic()
         # a rollback's events wait until its flip is confirmed; nothing waits for a webhook
         self.outbox = Outbox(config, self.progress, hold=options.strategy == "rollback")
@@ -85,6 +87,7 @@ class DeploymentBase:
 
     # ---- bookkeeping -----------------------------------------------------------------------
     def phase(self, name: str, **extra) -> None:
+        self.check_not_overridden()
         self.record["phase"] = name
         self.record.update(extra)
         self.journal.save(self.record)
@@ -166,8 +169,11 @@ class DeploymentBase:
 
     def take_lock(self, take_over: str | None = None) -> None:
         """The deploy lock; a dead owner's lock that no journal explains is taken over and recorded."""
-        current = self.journal.current()
-        self.lock.acquire(take_over_deploy=take_over, journaled=current.get("id") if current else None)
+        if not self.lock_taken:
+            oplock.acquire(self.lock, self.journal, take_over_deploy=take_over, on_wait=self.progress)
+            self.lock_taken = True
+        if (self.journal.pending_request() or {}).get("action") == oplock.FORCED:
+            self.journal.clear_request()     # meant for the deploy it overrode, which has ended
         if self.lock.taken_over:
             stale = self.lock.taken_over
             self.journal.audit("stale lock taken over", by=whoami(), lock=stale)
@@ -392,6 +398,18 @@ class DeploymentBase:
                 time.sleep(0.1)
         self._discard(color, drain_timeout=self.config.deploy.drain_timeout)
         self.step(f"drain {color}", True, "no request in flight; stopped (deploy.keep_previous is 0)")
+
+    def overridden(self) -> dict | None:
+        request = self.journal.pending_request() or {}
+        return request if request.get("action") == oplock.FORCED else None
+
+    def check_not_overridden(self) -> None:
+        """A command run with --force while this deploy held the lock (down --force) stopped what
+        it works on: fail at once, saying so, instead of reading numbers from stopped processes."""
+        request = self.overridden()
+        if request:
+            raise OperationFailed(f"the environment was changed under this deploy by {request.get('by')} "
+                                  "(the stack it deploys to may be stopped)")
 
     def aborted_by_request(self) -> bool:
         return (self.journal.pending_request() or {}).get("action") == "abort"

@@ -17,7 +17,8 @@ from ragops.deploy import shadow
 from ragops.deploy.analysis import AnalysisResult, Target, get_provider
 from ragops.deploy.deployment import DeploymentBase, DeployOptions, DeployResult
 from ragops.deploy.history import Journal
-from ragops.deploy.lock import describe, owner_alive, whoami
+from ragops.deploy.lock import DeployLock, describe, owner_alive, whoami
+from ragops.deploy.oplock import acquire as acquire_lock
 from ragops.deploy.states import checkpoint, interrupted_text, next_step
 from ragops.deploy.states import unfinished_kind as _kind
 from ragops.durations import format_duration
@@ -69,7 +70,9 @@ class Deployment(DeploymentBase):
         target = Target(color=color, version=self.options.version, url=self.platform.color_url(color),
                         baseline_color=baseline, baseline_version=str(self.record.get("from_version") or ""),
                         extra={"stable_url": self.platform.color_url(stable)} if stable and stable != color else {})
-        result = provider.analyze(target, window=window, on_sample=on_sample, should_stop=self.aborted_by_request)
+        result = provider.analyze(target, window=window, on_sample=on_sample,
+                                  should_stop=lambda: self.aborted_by_request() or self.overridden())
+        self.check_not_overridden()
         if gate and result.passed:
             self.pass_gate(gate)
         # an inconclusive analysis is not a failed one: journaled and printed without a verdict
@@ -267,6 +270,10 @@ class Deployment(DeploymentBase):
         except GateFailed:
             if "result" not in self.record or self.record.get("result") in (None, "paused"):
                 self.finish("failed", self.record["steps"][-1]["detail"] if self.record["steps"] else None)
+            forced = self.overridden()
+            if forced:     # the gate failed because a --force command stopped what it checked: say so
+                raise OperationFailed(f"deploy {self.record['id']} failed: the environment was changed under "
+                                      f"this deploy by {forced.get('by')}") from None
             raise
         except KeyboardInterrupt:
             self.interrupted()
@@ -297,6 +304,10 @@ def _options(config: Config, version: str, strategy: str | None, steps: list[int
     strategy = strategy or config.deploy.strategy
     if strategy not in ("blue-green", "canary"):
         raise UsageError(f"--strategy: expected blue-green or canary, got {strategy!r}")
+    if steps is not None and not steps:
+        raise UsageError("--steps: no weights given (expected comma-separated weights like 10,25,50,100)")
+    if strategy != "canary" and (steps is not None or step_pause is not None):
+        raise UsageError(f"--steps and --step-pause only apply to --strategy canary (strategy is {strategy})")
     steps = steps or list(config.deploy.canary.steps)
     for weight in steps:
         if not 1 <= weight <= 100:
@@ -390,6 +401,11 @@ def _journaled(config: Config, progress: Progress, command: str) -> Deployment:
     return Deployment(config, opts, progress, platform, record=record, command=command)
 
 
+def resumable(config: Config) -> dict | None:
+    """The journal record `deploy --resume` would continue (None: nothing to resume); reads only."""
+    return Journal(get_platform(config).journal_dir()).current() or None
+
+
 def resume(config: Config, progress: Progress = ignore) -> DeployResult:
     """Finish an interrupted deploy or rollback from its journal (the lock of a dead owner is taken
     over), after reconciling the journal with the router's live weights and the colors."""
@@ -469,10 +485,23 @@ def _from_record(r: dict) -> DeployResult:
 
 def rollback(config: Config, to_version: str | None = None, progress: Progress = ignore) -> DeployResult:
     """Back to the previous version: a router flip when its color is still warm, else a blue-green
-    deploy of that version."""
+    deploy of that version. Decided under the operations lock: concurrent rollbacks wait for each
+    other, and one that finds its move already made changes nothing ("already rolled back")."""
     config.resolve_references(*NEEDED_SECRETS)
     platform = get_platform(config)
     journal = Journal(platform.journal_dir())
+    # the journal is read under the lock: a concurrent rollback's journal is waited out, not refused
+    lock = DeployLock(platform.lock_backend(), config.deploy.lock_ttl, "ragops rollback", brief=True)
+    acquire_lock(lock, journal, on_wait=lambda text: say(progress, text))
+    try:
+        return _rollback_locked(config, platform, journal, lock, to_version, progress)
+    except BaseException:
+        lock.release()    # once the rollback runs, run() releases it
+        raise
+
+
+def _rollback_locked(config: Config, platform, journal: Journal, lock: DeployLock, to_version: str | None,
+                     progress: Progress) -> DeployResult:
     unfinished = journal.current()
     if unfinished:
         raise UsageError(f"{_kind(unfinished)} {unfinished['id']} is in progress or interrupted",
@@ -486,19 +515,37 @@ def rollback(config: Config, to_version: str | None = None, progress: Progress =
     live = max(states.values(), key=lambda c: c.weight)
     if live.weight == 0:
         raise UsageError("no color serves traffic; nothing to roll back from")
+    records = [r for r in journal.history() if r.get("result") == "succeeded" and r.get("version")]
+    made_live = [r for r in records if r["version"] == live.version]
+    if to_version is None or to_version == live.version:
+        done = made_live[-1] if made_live else None
+        if to_version == live.version or (done and done.get("strategy") == "rollback"):
+            lock.release()
+            return _already_rolled_back(live, done, progress)
     if to_version is None:
-        done = [r for r in journal.history() if r.get("result") == "succeeded" and r.get("version") == live.version
-                and r.get("from_version")]
-        if not done:
+        done_deploys = [r for r in made_live if r.get("from_version")]
+        if not done_deploys:
             raise UsageError(f"no previous version is recorded for {live.version}; use --to VERSION")
-        to_version = done[-1]["from_version"]
+        to_version = done_deploys[-1]["from_version"]
     warm = states[other_color(live.color)]
     _check_rollback_target(to_version, journal.history(), warm)
     deployment = Deployment(config, DeployOptions(version=to_version, strategy="rollback", steps=[100], step_pause=0),
                             progress, platform, command="ragops rollback")
-    # journaled (by run) before the router or a color changes
+    lock.name_deploy(deployment.record["id"])
+    deployment.lock, deployment.lock_taken = lock, True
+    # journaled (by run) before the router or a color changes: the version it moves away from
     deployment.record.update(from_color=live.color, from_version=live.version, to_color=warm.color)
     return deployment.run()
+
+
+def _already_rolled_back(live, done: dict | None, progress: Progress) -> DeployResult:
+    """The move this rollback wants is made (by a concurrent rollback, or an earlier one): nothing to do."""
+    how = (f" (rollback {done['id']} moved away from {done.get('from_version')} at {done.get('ended') or done.get('started')})"
+           if done and done.get("strategy") == "rollback" else "")
+    reason = f"already rolled back to {live.version}{how}; nothing changed"
+    say(progress, reason)
+    return DeployResult(id=done["id"] if done else "-", version=live.version, strategy="rollback", result="unchanged",
+                        from_version=done.get("from_version") if done else None, to_color=live.color, reason=reason)
 
 
 def _check_rollback_target(version: str, records: list[dict], warm) -> None:

@@ -11,9 +11,15 @@ import socket
 import threading
 import time
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from ragops.errors import LockHeld
+
+# the token of the lease held by the operation this code runs inside (ragops.deploy.oplock sets it):
+# an operation nested in it (a drill's restore, a runbook's deploy) runs under that lease instead
+# of refusing itself; unrelated locks of one process (threads, tests) stay exclusive
+OUTER_LEASE: ContextVar[str | None] = ContextVar("ragops_outer_lease", default=None)
 
 
 def whoami() -> str:
@@ -54,19 +60,22 @@ def describe(record: dict) -> str:
 
 
 class DeployLock:
-    def __init__(self, backend, ttl: float, command: str, deploy_id: str | None = None):
+    def __init__(self, backend, ttl: float, command: str, deploy_id: str | None = None, brief: bool = False):
         self.backend = backend
+        self.brief = brief             # seconds, not minutes: others wait for it instead of exit 4
         self.ttl = ttl
         self.command = command
         self.deploy_id = deploy_id
         self.token = uuid.uuid4().hex
+        self.nested = False            # acquired inside an operation of this process that holds it
+        self.taken_over: dict | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _record(self, paused: bool = False) -> dict:
         return {"token": self.token, "owner": whoami(), "host": socket.gethostname(), "pid": os.getpid(),
                 "command": self.command, "deploy_id": self.deploy_id, "created": _now_iso(),
-                "expires_at": time.time() + self.ttl, "ttl": self.ttl, "paused": paused}
+                "expires_at": time.time() + self.ttl, "ttl": self.ttl, "paused": paused, "brief": self.brief}
 
     def acquire(self, *, take_over_deploy: str | None = None, journaled: str | None = None) -> DeployLock:
         """Take the lease. A stale lease, or one held by the deploy we are resuming, is replaced.
@@ -76,12 +85,16 @@ class DeployLock:
         a journal (killed between the two) has nothing to resume and is taken over: `taken_over`
         then holds the old record, for the caller to write down.
         """
-        self.taken_over: dict | None = None
+        self.taken_over = None
+        self.nested = False
         record = self._record()
         if self.backend.create(record):
             self._start_heartbeat()
             return self
         current = self.backend.read() or {}
+        if current.get("token") and current.get("token") == OUTER_LEASE.get():
+            self.nested = True      # released by the operation that took it
+            return self
         resumable = take_over_deploy and current.get("deploy_id") == take_over_deploy
         if not resumable and owner_alive(current):
             raise LockHeld(f"deploy lock is held by {describe(current)}",
@@ -97,6 +110,7 @@ class DeployLock:
         return self
 
     def _start_heartbeat(self) -> None:
+
         def beat() -> None:
             while not self._stop.wait(max(1.0, self.ttl / 3)):
                 current = self.backend.read() or {}
@@ -108,12 +122,29 @@ class DeployLock:
 
     def pause(self) -> None:
         """Keep the lock after this process exits (a paused canary), until promote or abort."""
+        if self.nested:
+            return      # the outer operation's lease: it ends with that operation
         self._stop.set()
         current = self.backend.read() or {}
         if current.get("token") == self.token:
             self.backend.replace(self.token, {**current, "paused": True, "pid": None})
 
+    def name_deploy(self, deploy_id: str) -> None:
+        """Write the id of the deploy or rollback this lease now belongs to (decided under the lease)."""
+        self.deploy_id = deploy_id
+        current = self.backend.read() or {}
+        if not self.nested and current.get("token") == self.token:
+            self.backend.replace(self.token, {**current, "deploy_id": deploy_id})
+
+    def held(self) -> bool:
+        """Whether the lease is still this lock's (False once broken or taken over by another)."""
+        if self.nested:
+            return True
+        return (self.backend.read() or {}).get("token") == self.token
+
     def release(self) -> None:
+        if self.nested:
+            return
         self._stop.set()
         self.backend.delete(self.token)
 

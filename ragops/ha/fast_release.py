@@ -51,8 +51,10 @@ def read_leader(config, etcd: EtcdCluster) -> tuple[str, str] | None:
 
 def processes_gone(config, name: str) -> bool:
     """True only when neither the node's Patroni nor its postmaster exists on this machine."""
+    from ragops.ha.watchdog import postmaster_alive
+
     node = patroni.find(config, name)
-    return node.proc.pid() is None and node.node.pid() is None
+    return node.proc.pid() is None and not postmaster_alive(node)
 
 
 def release_dead_leader(config, etcd: EtcdCluster | None = None) -> str | None:

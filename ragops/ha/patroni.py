@@ -45,9 +45,11 @@ def rest_password(config) -> str:
 
 
 def dcs_settings(config) -> dict:
+    from ragops.ha.sync import sync_settings
+
     s = config.database.patroni
     return {"ttl": s.ttl, "loop_wait": s.loop_wait, "retry_timeout": s.retry_timeout,
-            "maximum_lag_on_failover": s.maximum_lag_on_failover, "synchronous_mode": s.synchronous_mode}
+            "maximum_lag_on_failover": s.maximum_lag_on_failover, **sync_settings(config)}
 
 
 @dataclass

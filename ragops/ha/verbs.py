@@ -14,7 +14,7 @@ from ragops.ha import patroni
 
 #: what `db ha config` may change, with the type each takes
 TUNABLE = {"ttl": int, "loop_wait": int, "retry_timeout": int, "maximum_lag_on_failover": int,
-           "synchronous_mode": bool}
+           "synchronous_mode": bool, "synchronous_mode_strict": bool}
 
 
 @dataclass

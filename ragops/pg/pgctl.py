@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragops.errors import ConfigError, OperationFailed
+from ragops.private_fs import private_dirs
 from ragops.waiting import wait_until  # noqa: F401 - re-exported: pgctl.wait_until is what callers and tests use
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def prepare_dir(path: Path) -> None:
     reach it (a 0700 parent), without touching the modes of directories ragops did not create."""
     entry = server_account()
     if entry is None:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dirs(path)   # the state directory too, when this creates it
         return
     _check_reachable(path, entry)
     make_dirs(path)

@@ -118,7 +118,10 @@ def _env(config, color: str, version: str, extra: dict[str, str] | None) -> list
               "RAG_RATE_LIMIT_PER_MINUTE": str(service.rate_limit_per_minute),
               "RAG_CORS_ORIGINS": ",".join(service.cors_origins),
               "RAG_GRACEFUL_TIMEOUT": str(int(config.deploy.drain_timeout)),
-              "PYTHONUNBUFFERED": "1", **service.env, **(extra or {})}
+              "PYTHONUNBUFFERED": "1",
+              # ragops reads a color's /metrics through its preview route (a proxy) without a key;
+              # service.env may set "proxied" where analysis reads the Service directly
+              "RAG_METRICS_AUTH": "never", **service.env, **(extra or {})}
     return [{"name": k, "value": str(v)} for k, v in values.items()]
 
 

@@ -26,45 +26,14 @@ from pathlib import Path
 from ragops.config import Config
 from ragops.errors import OperationFailed
 from ragops.events import quiet as _noop
-from ragops.fsutil import write_atomic
 from ragops.netutil import port_open, split_host_port
-from ragops.platforms.base import COLORS, ColorState, Platform, Progress, TokenFileLock, probe_color, with_weights
+from ragops.platforms.base import COLORS, ColorState, Platform, Progress, probe_color, with_weights
+from ragops.platforms.file_lock import FileLock
 from ragops.platforms.service_env import service_env
+from ragops.private_fs import private_dirs
 from ragops.process import ManagedProcess
 from ragops.routing import FileStore, Router, get_router
 from ragops.routing.base import PeopleRouting
-
-
-class FileLock(TokenFileLock):
-    """The deploy lock as a file created with O_EXCL; replace/delete compare the owner token."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def read(self) -> dict | None:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            return {"token": "?", "owner": "unreadable lock file", "expires_at": 0}
-
-    def create(self, record: dict) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle)
-        return True
-
-    def _write(self, record: dict) -> None:
-        write_atomic(self.path, json.dumps(record), mode=0o644)
-
-    def _remove(self) -> None:
-        self.path.unlink(missing_ok=True)
-
 
 ROUTER_NAMES = {"traefik": "Traefik", "haproxy": "HAProxy"}   # for plans
 
@@ -130,7 +99,7 @@ class LocalPlatform(Platform):
 
     def journal_dir(self) -> Path:
         path = self.base / "deploy"
-        path.mkdir(parents=True, exist_ok=True)
+        private_dirs(path)
         return path
 
     def lock_backend(self) -> FileLock:
@@ -375,9 +344,14 @@ class LocalPlatform(Platform):
         return steps
 
     def plan_up(self) -> list[str]:
+        from ragops.db.bringup import database_manager
+
         config, db = self.config, self.config.database
-        return ([f"database: primary {db.primary.name} on {db.primary.host}:{db.primary.port}"]
-                + [f"database: replica {r.name} on {r.host}:{r.port} (pg_basebackup -R)" for r in db.replicas]
+        manager = database_manager(config)   # Patroni: etcd, one Patroni per node, the endpoint, the fences
+        nodes = (manager.plan() if manager is not None else
+                 [f"database: primary {db.primary.name} on {db.primary.host}:{db.primary.port}"]
+                 + [f"database: replica {r.name} on {r.host}:{r.port} (pg_basebackup -R)" for r in db.replicas])
+        return (nodes
                 + [f"database: role {db.user}, database {db.name}, migrations from {config.service.path}/migrations",
                    f"router: {ROUTER_NAMES.get(config.router.kind, config.router.kind)} on {self.router_listen} "
                    f"(API {self.router_api})",

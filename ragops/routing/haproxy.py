@@ -61,6 +61,8 @@ PEOPLE_MAP = "people.map"
 NO_COLOR = "none"
 BACKEND = "rag"
 STATE_MARK = "# ragops-state: "
+FAIL_OPEN_SUFFIX = "-open"    # a color's unchecked backup server (fail open, see render)
+FAIL_OPEN_SCHEME = 1          # recorded: a config written before the backup servers is reloaded once
 MAINTENANCE_PAGE = ("<!doctype html><html><head><title>Maintenance</title></head><body>"
                     "<h1>503 Service Unavailable</h1><p>The service is down for maintenance.</p></body></html>")
 SOCKET_PATH_MAX = 100       # sun_path is 108 bytes
@@ -79,7 +81,7 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
     people = people or PeopleRouting()
     servers = {**(servers or {}), **state.backends}
     record = {"backends": state.backends, "weights": {c: int(w) for c, w in state.weights.items()},
-              "maintenance": state.maintenance, "servers": servers}
+              "maintenance": state.maintenance, "servers": servers, "fail_open": FAIL_OPEN_SCHEME}
     if people.sticky:
         record["cookie"] = people.cookie           # recorded: a change of the static cookie lines is a reload
     lines = [
@@ -96,6 +98,7 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
         "    timeout server 30s",
         "    timeout http-keep-alive 10s",
         "    option http-server-close",
+        "    option forwardfor",      # the service asks a proxied /metrics request for the API key
         # a refused or reset backend connection is retried on the other color
         "    retries 3",
         "    option redispatch 1",
@@ -113,6 +116,11 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
         f"    option httpchk GET {health_path}",
         "    http-check expect status 200",
         "    default-server inter 1s fall 2 rise 1",
+        "    timeout check 3s",          # above the service's tail latency under load (the probe answers in ms)
+        # fail open: each color has an unchecked backup twin at the same weight; when every checked
+        # server is down (a probe timing out under load, a switchover failing every readiness at
+        # once) the backups carry the traffic with the live weights instead of a 503 for everyone
+        "    option allbackups",
     ]
     # the canary header picks a server whatever the weights (people.map is set at runtime), with the
     # semantics of routing/base.py PEOPLE_VALUES: req.hdr() in a condition tries every line and every
@@ -127,6 +135,9 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
     for color, url in sorted(servers.items()):
         lines.append(f"    server {color} {_server_address(url)} weight {int(state.weights.get(color, 0))} check"
                      + cookie.format(color))
+    for color, url in sorted(servers.items()):
+        lines.append(f"    server {fail_open_name(color)} {_server_address(url)} "
+                     f"weight {int(state.weights.get(color, 0))} backup")
     lines += [
         "frontend stats",
         f"    bind {api}",
@@ -135,6 +146,11 @@ def render(*, listen: str, api: str, root: str, state: RouterState, servers: dic
         "    stats uri /stats",
     ]
     return "\n".join(lines) + "\n"
+
+
+def fail_open_name(color: str) -> str:
+    """The unchecked backup twin of a color's server (see render)."""
+    return f"{color}{FAIL_OPEN_SUFFIX}"
 
 
 def _sticky_lines(people: PeopleRouting, servers: dict[str, str]) -> list[str]:
@@ -198,11 +214,13 @@ def runtime(path: Path, command: str, timeout: float = 2.0) -> str:
 
 
 def parse_servers_state(text: str) -> dict[str, int]:
-    """`show servers state <backend>` -> server name -> user weight."""
+    """`show servers state <backend>` -> server name -> user weight (the colors' servers; their
+    fail-open backup twins follow them)."""
     weights = {}
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) > 7 and not line.startswith("#") and fields[1] == BACKEND:
+        if (len(fields) > 7 and not line.startswith("#") and fields[1] == BACKEND
+                and not fields[3].endswith(FAIL_OPEN_SUFFIX)):
             weights[fields[3]] = int(fields[7])
     return weights
 
@@ -261,7 +279,7 @@ class HAProxyRouter(Router):
         # a reload when the declared servers or the sticky cookie change, or once for a config
         # written before people.map
         if (servers != (old.get("servers") or {}) or new.get("cookie") != old.get("cookie")
-                or PEOPLE_MAP not in (old_text or "")):
+                or new.get("fail_open") != old.get("fail_open") or PEOPLE_MAP not in (old_text or "")):
             self.reload(worker)                                   # the only reloads: see the module docstring
         else:
             self._set_weights({c: state.weights.get(c, 0) for c in servers}, parse(old_text).weights,
@@ -278,8 +296,11 @@ class HAProxyRouter(Router):
         commands = []
         for color in [c for c in new if new[c] > old.get(c, 0)]:
             commands += [f"set server {BACKEND}/{color} state ready", f"set server {BACKEND}/{color} health up",
-                         f"set server {BACKEND}/{color} weight {new[color]}"]
-        commands += [f"set server {BACKEND}/{c} weight {new[c]}" for c in new if new[c] <= old.get(c, 0)]
+                         f"set server {BACKEND}/{color} weight {new[color]}",
+                         f"set server {BACKEND}/{fail_open_name(color)} weight {new[color]}"]
+        for color in [c for c in new if new[c] <= old.get(c, 0)]:
+            commands += [f"set server {BACKEND}/{color} weight {new[color]}",
+                         f"set server {BACKEND}/{fail_open_name(color)} weight {new[color]}"]
         commands += then or []       # the canary header's targets follow the weights
         if maintenance is not None:
             # always sent (idempotent): the running haproxy follows the file even after a failed call

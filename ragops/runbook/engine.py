@@ -8,6 +8,7 @@ Events: run_start, step_start, step_retry, step_end, step_skip, progress, plan_s
 """
 from __future__ import annotations
 
+import contextvars
 import socket
 import threading
 import time
@@ -542,7 +543,9 @@ class Engine:
             except BaseException as exc:  # noqa: BLE001 - handed to the engine thread
                 box["error"] = exc
 
-        worker = threading.Thread(target=target, name=f"runbook-step-{step.id}", daemon=True)
+        # in this thread's context: an operation the step runs sees the drill's operations lease
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(target,),
+                                  name=f"runbook-step-{step.id}", daemon=True)
         worker.start()
         try:
             worker.join(step.timeout + TIMEOUT_GRACE)

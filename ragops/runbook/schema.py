@@ -52,6 +52,7 @@ from ragops.resources import shipped_dir
 from ragops.runbook import expr
 from ragops.yamlfile import Problem, YamlSyntaxError, duplicate_keys, format_loc, line_of, validation_problems
 from ragops.yamlfile import load as load_yaml
+from ragops.yamlfile import read_text as read_yaml_text
 
 STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 INPUT_TYPES = ("string", "number", "integer", "boolean", "duration", "list")
@@ -328,11 +329,12 @@ def parse_runbook(path: Path | str) -> tuple[Runbook | None, list[Issue]]:
     path = Path(path)
     label = str(path)
     try:
-        text = path.read_text()
+        text = read_yaml_text(path)
+        data, root = load_yaml(text)
     except OSError as exc:
         return None, [Issue(label, None, f"cannot read: {exc.strerror}")]
-    try:
-        data, root = load_yaml(text)
+    except ValueError as exc:
+        return None, [Issue(label, None, str(exc))]
     except YamlSyntaxError as exc:
         return None, [Issue.of(label, exc.problem)]
     if not isinstance(data, dict):

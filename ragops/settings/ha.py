@@ -21,3 +21,8 @@ class PatroniSettings(Strict):
     etcd_port: Port = 2379                                     # member i: client etcd_port + 2i, peer + 2i + 1
     rest_password: SecretRef | None = None                     # local generates one if unset
     scope: str | None = None                                   # the cluster name; default <project>-<env>
+    endpoint_port: Port | None = None                          # the leader-aware endpoint; default etcd_port + 6
+
+    def endpoint(self) -> int:
+        """Where the leader-aware endpoint (HAProxy, ragops/ha/endpoint.py) listens."""
+        return self.endpoint_port if self.endpoint_port is not None else self.etcd_port + 6

@@ -17,14 +17,19 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from ragservice import db, faults, metrics, schema, text, tracing
+from ragservice.bodies import BodyGuard
 from ragservice.config import Settings
 from ragservice.middleware import ApiAuth, Faults, Observe, allowed_methods
 from ragservice.queue_metrics import QUEUE
+from ragservice.ready import ReadinessCheck
 
 log = logging.getLogger("ragservice")
 settings = Settings.from_env()
-pool = db.Pool(settings.database_url, size=settings.pool_size)
+pool = db.Pool(settings.database_url, size=settings.pool_size, retry_seconds=settings.db_retry_seconds)
 EXPECTED_SCHEMA = db.latest_migration(settings.migrations_dir)
+# readiness has its own connection and thread: a busy request pool must not fail the router's probe
+readiness_pool = db.Pool(settings.database_url, size=1)
+readiness = ReadinessCheck(lambda: db.readiness(readiness_pool, EXPECTED_SCHEMA), EXPECTED_SCHEMA)
 
 
 @asynccontextmanager
@@ -36,6 +41,8 @@ async def lifespan(_app):
     yield
     QUEUE.stop()
     tracing.shutdown()
+    readiness.close()
+    readiness_pool.close()
     pool.close()
 
 
@@ -43,7 +50,9 @@ app = FastAPI(title="ragservice", version=settings.version, lifespan=lifespan,
               docs_url=None, redoc_url=None)   # no docs UI: the CSP forbids its scripts anyway
 
 # add_middleware prepends: the last one added is the outermost
-app.add_middleware(ApiAuth, api_keys=settings.api_keys, rate_limit_per_minute=settings.rate_limit_per_minute)
+app.add_middleware(BodyGuard, max_bytes=settings.max_document_bytes)   # after the key check: 401 before 415
+app.add_middleware(ApiAuth, api_keys=settings.api_keys, rate_limit_per_minute=settings.rate_limit_per_minute,
+                   metrics_auth=settings.metrics_auth)
 app.add_middleware(Faults, error_rate=settings.fault_error_rate, latency_ms=settings.fault_latency_ms,
                    after_s=settings.fault_after_s)
 if settings.cors_origins:
@@ -92,7 +101,7 @@ async def readyz():
     if settings.fault_readiness_fail:
         return JSONResponse({"status": "not ready", "reason": "fault injection: RAG_FAULT_READINESS_FAIL=1"},
                             status_code=503)
-    ready, reason, version, newest = await run_in_threadpool(db.readiness, pool, EXPECTED_SCHEMA)
+    ready, reason, version, newest = await readiness.result()
     body = {"status": "ready" if ready else "not ready", "reason": reason,
             "schema_version": version, "expected_schema_version": EXPECTED_SCHEMA,
             "accepted_schema_versions": {"from": EXPECTED_SCHEMA, "to": newest}}
@@ -121,7 +130,8 @@ async def version():
 
 
 @app.get("/metrics", response_class=PlainTextResponse,
-         responses={200: {"description": "Prometheus text exposition format."}})
+         responses={200: {"description": "Prometheus text exposition format."},
+                    401: schema.error("Reached through a router without X-API-Key (RAG_METRICS_AUTH).")})
 async def prometheus_metrics():
     return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -239,7 +249,8 @@ async def delete_document(id: str):  # noqa: A002
 
 
 @app.post("/api/v1/query", response_model=None, dependencies=API_KEY, responses={
-    **schema.API_RESPONSES, 200: {"model": schema.QueryOut}, 422: schema.error("query or top_k invalid.")})
+    **schema.API_RESPONSES, **schema.QUERY_RESPONSES, 200: {"model": schema.QueryOut},
+    422: schema.error("query or top_k invalid.")})
 async def query(body: QueryIn):
     results = await run_in_threadpool(db.search, pool, body.query, body.top_k)
     if settings.fault_retrieval:

@@ -20,6 +20,13 @@ def _float(name: str, default: float) -> float:
         raise SystemExit(f"error: {name}: expected a number, got {raw!r}") from None
 
 
+def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(name, default).strip().lower() or default
+    if value not in choices:
+        raise SystemExit(f"error: {name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = ""
@@ -37,6 +44,8 @@ class Settings:
     migrations_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent / "migrations")
     max_document_bytes: int = 5_000_000
     pool_size: int = 10
+    db_retry_seconds: float = 10.0      # a request waits this long for a lost primary (switchover) before 503
+    metrics_auth: str = "proxied"       # /metrics needs X-API-Key: proxied (through a router) | always | never
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -63,4 +72,6 @@ class Settings:
             migrations_dir=Path(migrations) if migrations else cls.__dataclass_fields__["migrations_dir"].default_factory(),
             max_document_bytes=int(_float("RAG_MAX_DOCUMENT_BYTES", 5_000_000)),
             pool_size=int(_float("RAG_DB_POOL_SIZE", 10)),
+            db_retry_seconds=_float("RAG_DB_RETRY_SECONDS", 10.0),
+            metrics_auth=_choice("RAG_METRICS_AUTH", ("proxied", "always", "never"), "proxied"),
         )

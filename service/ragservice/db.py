@@ -38,6 +38,20 @@ def latest_migration(migrations_dir: Path) -> int:
     return max(versions, default=0)
 
 
+class ConnectFailed(DatabaseUnavailable):
+    """No connection could be made (the server is down, starting, or a standby for a read-write
+    session): worth another try, unlike a pool with no free connection or no URL at all."""
+
+
+def _server_gone(exc: BaseException) -> bool:
+    """No writable server right now (worth waiting for), as opposed to an error the server
+    answered (a too-large value is an OperationalError too: retrying it would only be slower)."""
+    if isinstance(exc, (ConnectFailed, pgerrors.ReadOnlySqlTransaction, pgerrors.AdminShutdown,
+                        pgerrors.CannotConnectNow)):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and getattr(exc, "sqlstate", None) is None
+
+
 def _is_connection_problem(exc: BaseException) -> bool:
     # ReadOnlySqlTransaction: we are talking to a node that has become a standby
     return isinstance(exc, (psycopg.OperationalError, pgerrors.ReadOnlySqlTransaction,
@@ -47,10 +61,11 @@ def _is_connection_problem(exc: BaseException) -> bool:
 class Pool:
     """At most `size` connections; idle ones are reused, broken ones never come back."""
 
-    def __init__(self, dsn: str, size: int = 10, acquire_timeout: float = 10.0):
+    def __init__(self, dsn: str, size: int = 10, acquire_timeout: float = 10.0, retry_seconds: float = 0.0):
         self.dsn = dsn
         self.size = size
         self.acquire_timeout = acquire_timeout
+        self.retry_seconds = retry_seconds     # run(): how long a lost database is waited for
         self._slots = threading.BoundedSemaphore(size)
         self._idle: deque[tuple[psycopg.Connection, float]] = deque()
         self._lock = threading.Lock()
@@ -69,7 +84,7 @@ class Pool:
         try:
             return psycopg.connect(self.dsn, autocommit=True, **self._defaults)
         except psycopg.Error as exc:
-            raise DatabaseUnavailable(_one_line(exc)) from None
+            raise ConnectFailed(_one_line(exc)) from None
 
     def discard_idle(self) -> None:
         with self._lock:
@@ -109,20 +124,30 @@ class Pool:
             self._slots.release()
 
     def run(self, work, retries: int = 1):
-        """Call work(conn) inside a transaction. A lost or read-only connection is retried once
-        on a fresh one: the failed transaction was rolled back, so the retry starts clean (only a
-        commit whose acknowledgement was lost in the crash could run twice)."""
-        for attempt in range(retries + 1):
+        """Call work(conn) inside a transaction. A lost or read-only connection, or a failed
+        connect, is retried on a fresh one: at once `retries` times, then with a growing pause
+        until `retry_seconds` have passed (a switchover or a restart of the primary is a few
+        seconds without a writable server: the request waits instead of failing with 503). The
+        failed transaction was rolled back, so a retry starts clean (only a commit whose
+        acknowledgement was lost in the crash could run twice)."""
+        deadline = time.monotonic() + self.retry_seconds
+        pause, attempt = 0.05, 0
+        while True:
             try:
                 with self.connection() as conn:
                     with conn.transaction():
                         return work(conn)
             except Exception as exc:  # noqa: BLE001 - classified below
-                if not _is_connection_problem(exc):
+                if not (_is_connection_problem(exc) or isinstance(exc, ConnectFailed)):
                     raise
-                if attempt == retries:
+                attempt += 1
+                waiting = attempt > retries
+                if waiting and (not _server_gone(exc) or time.monotonic() + pause > deadline):
                     raise DatabaseUnavailable(_one_line(exc)) from None
                 log.warning("database connection lost, retrying: %s", _one_line(exc))
+                if waiting:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 1.0)
 
     def close(self) -> None:
         self.discard_idle()

@@ -23,7 +23,8 @@ from urllib.parse import unquote, urlsplit
 
 from pythonjsonlogger.json import JsonFormatter
 
-SECRET_PARAM = re.compile(r"(?i)([?&;](?:[\w.-]*(?:key|token|password|passwd|secret|auth)[\w.-]*)=)[^&;\s\"']*")
+from ragservice.logredact import redact_params
+
 STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 
 
@@ -53,7 +54,7 @@ class Redactor(logging.Filter):
     def clean(self, text: str) -> str:
         for value in self.values:
             text = text.replace(value, "***")
-        return SECRET_PARAM.sub(r"\1***", text)
+        return redact_params(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):   # kept (cleaned): the access log's fields become its context

@@ -156,10 +156,16 @@ class RateLimiter:
 
 
 class ApiAuth:
-    """/api/* needs a valid X-API-Key (compared in constant time), then passes the rate limit."""
+    """/api/* needs a valid X-API-Key (compared in constant time), then passes the rate limit.
+    /metrics needs one too when `metrics_auth` says so: "proxied" (default) when the request came
+    through a router (it carries X-Forwarded-For: Traefik and HAProxy set it), so the public address
+    does not give it away while Prometheus, scraping the color's internal address, needs no key;
+    "always"; or "never"."""
 
-    def __init__(self, app, api_keys: tuple[str, ...], rate_limit_per_minute: float):
+    def __init__(self, app, api_keys: tuple[str, ...], rate_limit_per_minute: float,
+                 metrics_auth: str = "proxied"):
         self.app = app
+        self.metrics_auth = metrics_auth
         self.keys = [k.encode() for k in api_keys]
         self.limiter = RateLimiter(rate_limit_per_minute)
         if not self.keys:
@@ -172,8 +178,16 @@ class ApiAuth:
                 found = str(index)
         return found
 
+    def _needs_key(self, scope) -> bool:
+        path = scope["path"]
+        if path.startswith("/api/"):
+            return True
+        if path.rstrip("/") != "/metrics" or self.metrics_auth == "never":
+            return False
+        return self.metrics_auth == "always" or any(k == b"x-forwarded-for" for k, _ in scope["headers"])
+
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http" or not self._needs_key(scope):
             return await self.app(scope, receive, send)
         with tracing.span("auth"):
             presented = next((v for k, v in scope["headers"] if k == b"x-api-key"), None)

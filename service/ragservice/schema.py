@@ -102,6 +102,11 @@ API_RESPONSES: dict[int | str, dict] = {
     "default": error("Any other error: 500 for an internal error or an injected fault."),
 }
 
+QUERY_RESPONSES: dict[int | str, dict] = {
+    400: error("The body is JSON nested deeper than 64 levels."),
+    415: error("The body is not application/json."),
+}
+
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": DocumentIn.model_json_schema()},
     "text/plain": {"schema": {"type": "string", "pattern": NOT_BLANK_NO_NUL},
@@ -111,7 +116,8 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {
 UPLOAD_RESPONSES: dict[int | str, dict] = {
     201: {"model": DocumentCreated, "description": "Stored, chunked and embedded."},
     202: {"model": DocumentQueued, "description": "Stored and queued for the worker (?async=true)."},
-    400: error("The body is not valid JSON or not UTF-8 text."),
+    400: error("The body is not valid JSON, is nested deeper than 64 levels, or is not UTF-8 text."),
     413: error("The document is larger than RAG_MAX_DOCUMENT_BYTES."),
+    415: error("The body is neither application/json nor text/plain."),
     422: error("A field is missing or invalid (empty content, NUL or lone surrogate, wrong type)."),
 }

@@ -533,3 +533,76 @@ def test_s3_storage_multipart_streams_and_aborts(moto_server, aws_env):
     with pytest.raises(RuntimeError):
         put_stream(storage, "x/failed", failing())
     assert storage.pending_uploads() == [] and [o.key for o in storage.list()] == ["x/big"]
+
+
+# ---- concurrent backups (issue 24: two at once printed one id, one was lost) ----------------------
+
+def test_ten_concurrent_backups_are_ten_listed_and_verified(cli, write_config, source_db, tmp_path):
+    config = write_config(source_db)
+    procs = [subprocess.Popen([sys.executable, "-m", "ragops.cli.main", "-c", str(config), "-q", "-o", "json",
+                               "backup", "create", "--label", f"c{n}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(10)]
+    outputs = [(p.wait(timeout=240), *p.communicate()) for p in procs]
+    assert [code for code, _, _ in outputs] == [0] * 10, [err for _, _, err in outputs]
+    created = {json.loads(out)["id"]: json.loads(out)["sha256"] for _, out, _ in outputs}
+    assert len(created) == 10, "every backup printed an id of its own"
+    code, listing, _ = cli(config, "backup", "list")
+    assert code == 0
+    assert {b["id"]: b["label"] for b in listing["backups"]} == {
+        json.loads(out)["id"]: f"c{n}" for n, (_, out, _) in enumerate(outputs)}
+    for backup_id, digest in created.items():
+        code, result, err = cli(config, "backup", "verify", backup_id)
+        assert code == 0 and result["ok"], err
+        code, shown, _ = cli(config, "backup", "show", backup_id)
+        assert shown["manifest"]["sha256"] == digest
+
+
+def test_a_taken_backup_id_is_refused_by_the_storage(monkeypatch, tmp_path, moto_server, aws_env):
+    """Two backups given the same id (a clock, a race): the second is refused before it writes
+    data, and a manifest is never replaced, on file:// (link) and on s3:// (If-None-Match: *)."""
+    from ragops.backup import catalog, create
+    from ragops.backup.storage import FileStorage, S3Storage
+    from ragops.errors import OperationFailed
+
+    s3 = _s3(moto_server)
+    bucket = f"excl-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=bucket)
+    stores = [FileStorage(f"file://{tmp_path}/s", tmp_path / "s"),
+              S3Storage(f"s3://{bucket}/p", bucket, "p", endpoint_url=moto_server, region="us-east-1",
+                        access_key_id=None, secret_access_key=None)]
+    taken = "20250101T000000.000Z-abcdef"
+    monkeypatch.setattr(create, "new_backup_id", lambda: taken)
+    for storage in stores:
+        assert storage.put_bytes_if_absent("a/manifest.json", b"first")
+        assert not storage.put_bytes_if_absent("a/manifest.json", b"second")
+        assert storage.get_bytes("a/manifest.json") == b"first"
+        assert [o.key for o in storage.list()] == ["a/manifest.json"], "no temporary object is left"
+
+        streamed: list[str] = []
+
+        def stream(backup_id, started, second=None, storage=storage, streamed=streamed):
+            streamed.append(backup_id)
+            storage.put_bytes(f"{backup_id}/{catalog.DATA}", f"data {len(streamed)}".encode())
+            if second:
+                with pytest.raises(OperationFailed, match="is taken"):   # while the first runs
+                    create.commit_backup(storage, None, None, "dumping", "dumped", stream)
+            return _manifest(backup_id, str(len(streamed)))
+
+        create.commit_backup(storage, None, None, "dumping", "dumped",
+                             lambda i, s, stream=stream: stream(i, s, second=True))
+        with pytest.raises(OperationFailed, match="is taken"):             # after the first finished
+            create.commit_backup(storage, None, None, "dumping", "dumped", stream)
+        assert streamed == [taken], "a refused backup writes nothing"
+        assert storage.get_bytes(f"{taken}/{catalog.DATA}") == b"data 1"
+        assert json.loads(storage.get_bytes(f"{taken}/{catalog.MANIFEST}"))["sha256"] == "1"
+        assert sorted(o.key for o in storage.list() if o.key.startswith(taken)) == [
+            f"{taken}/{catalog.DATA}", f"{taken}/{catalog.MANIFEST}"]
+
+
+def _manifest(backup_id: str, digest: str):
+    from ragops.backup.catalog import Manifest
+
+    return Manifest(id=backup_id, project="p", environment="e", database="d", server_version="16",
+                    started_at="2025-01-01T00:00:00Z", finished_at="2025-01-01T00:00:01Z", duration_seconds=1,
+                    wal_lsn="0/0", wal_file=None, raw_bytes=1, stored_bytes=1, sha256=digest, compression={},
+                    encryption={}, row_counts={}, ragops_version="0")

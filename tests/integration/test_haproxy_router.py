@@ -164,3 +164,26 @@ def test_maintenance_answers_503_with_a_page_and_keeps_weights(haproxy_stack):
         local.set_maintenance(False)
     assert httpx.get(haproxy_stack.router_url + "/version", timeout=5).status_code == 200
     assert local.router_weights() == before
+
+
+def test_every_check_failing_fails_open_to_the_live_color(haproxy_stack):
+    """Issue 24 point 10: with the database gone every color's /readyz answers 503; the unchecked
+    backup twins keep the live color serving (its /version works without a database)."""
+    from ragops.config import load_config
+    from ragops.pg import pgctl
+
+    config = load_config(haproxy_stack.config_path, "test")
+    primary = next(n["name"] for n in haproxy_stack.json("db", "status")["nodes"] if n["role"] == "primary")
+    node = pgctl.managed_node(config, primary)
+    live = next(c for c in haproxy_stack.json("status")["colors"] if c.get("weight"))
+    node.kill9()
+    try:
+        assert pgctl.wait_until(lambda: httpx.get(live["url"] + "/readyz", timeout=5).status_code == 503, 15)
+        time.sleep(3.5)   # fall 2 at inter 1s: every checked server is down
+        state = __import__("ragops.routing.haproxy", fromlist=["runtime"]).runtime(
+            platform(haproxy_stack).router.socket_path, "show servers state rag")
+        answers = [httpx.get(haproxy_stack.router_url + "/version", timeout=10) for _ in range(20)]
+        assert [r.status_code for r in answers] == [200] * 20, state
+        assert {r.headers.get("x-rag-color") for r in answers} == {live["color"]}
+    finally:
+        node.start()

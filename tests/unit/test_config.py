@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,7 +171,9 @@ def test_secret_reference_errors_name_the_key(tmp_path, monkeypatch):
     config = load_config(REPO / "ragops.yaml", "staging")
     with pytest.raises(ConfigError) as exc:
         db_password(config)
-    assert exc.value.message == ("environments.staging.database.password: environment variable "
+    line = next(i for i, text in enumerate((REPO / "ragops.yaml").read_text().splitlines(), 1)
+                if "STAGING_DB_PASSWORD" in text)   # the line to edit is named too
+    assert exc.value.message == (f"ragops.yaml:{line}: environments.staging.database.password: environment variable "
                                  "STAGING_DB_PASSWORD is not set")
 
 
@@ -185,18 +188,19 @@ def test_env_and_config_from_environment_variables(monkeypatch):
 def test_validate_resolves_the_selected_environments_references(tmp_path, monkeypatch, capsys):
     """Shape for every environment; the selected one's references resolve too, naming the key."""
     monkeypatch.delenv("RAG_API_KEYS", raising=False)
-    path = write(tmp_path, SHIPPED)
+    path = write(tmp_path, mutate(service__path=str(REPO / "service")))
     assert main(["-c", str(path), "config", "validate"]) == 0          # local: no references
     assert main(["-c", str(path), "-e", "staging", "config", "validate"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: environments.staging.service.api_keys: environment variable RAG_API_KEYS is not set"
+    assert re.fullmatch(r"error: ragops\.yaml:\d+: environments\.staging\.service\.api_keys: "
+                        r"environment variable RAG_API_KEYS is not set", err), err
 
 
 def test_unresolvable_secret_fails_the_plan_before_anything_runs(tmp_path, monkeypatch, capsys):
     """A deploy resolves every reference it needs before the first change; --plan fails the same way."""
     monkeypatch.delenv("RAGOPS_TEST_UNSET", raising=False)
     data = mutate(environments__local__service__secrets={"RAG_EXTRA": "${env:RAGOPS_TEST_UNSET}"},
-                  environments__local__state_dir=str(tmp_path / "state"))
+                  environments__local__state_dir=str(tmp_path / "state"), service__path=str(REPO / "service"))
     path = write(tmp_path, data)
     for argv in (["deploy", "--version", "v2", "--plan"], ["deploy", "--version", "v2", "--yes"],
                  ["rollback", "--yes"]):

@@ -45,25 +45,43 @@ def test_patroni_config_loopback_authenticated_three_etcd_members(tmp_path, monk
 
 
 def test_supervisor_waits_while_the_leader_key_names_the_dead_node(tmp_path, monkeypatch):
+    """A dead node (Patroni and postmaster) whose key still lives is reported down (its outage is
+    counted) but not restarted; a Patroni that died alone, its postmaster running, comes back at once."""
     from ragops.ha import manager as manager_mod
     from ragops.ha import patroni
+    from ragops.pg import pgctl
     from ragops.process import ManagedProcess
 
     config = _config(tmp_path)
     m = manager_mod.PatroniDatabase(config)
-    running = {"etcd1", "etcd2", "etcd3", "patroni-replica1"}
+    running = {"etcd1", "etcd2", "etcd3", "patroni-replica1", "db-endpoint", "watchdog-primary", "watchdog-replica1"}
     monkeypatch.setattr(ManagedProcess, "running", lambda self: self.name in running)
+    from ragops.ha import watchdog
+
+    postmasters: dict[str, int] = {}
+    monkeypatch.setattr(pgctl.Node, "pid", lambda self: postmasters.get(self.name))
+    monkeypatch.setattr(watchdog, "_alive", lambda pid: True)
     view = {"members": [{"name": "primary", "role": "leader"}, {"name": "replica1", "role": "replica"}]}
     monkeypatch.setattr(patroni, "cluster", lambda c: view)
-    assert m.dead_components() == []                       # its key still lives: no restart yet
+
+    def restartable():
+        return [name for name, restart in m.dead_components() if restart is not None]
+
+    assert m.dead_components() == [("patroni-primary", None)]   # its key still lives: down, no restart yet
+    assert restartable() == []
+    postmasters["primary"] = 4242                                # Patroni alone died: back at once
+    assert restartable() == ["patroni-primary"]
+    postmasters.clear()
     view["members"] = [{"name": "replica1", "role": "replica"}]
-    assert m.dead_components() == []                       # key expired, nobody leads yet: still wait
+    assert restartable() == []                                   # key expired, nobody leads yet: still wait
     manager_mod._LEADERLESS_SINCE[patroni.scope(config)] -= 31   # nobody took it for 3 loops
-    assert [name for name, _ in m.dead_components()] == ["patroni-primary"]
+    assert restartable() == ["patroni-primary"]
     view["members"] = [{"name": "replica1", "role": "leader"}]
-    assert [name for name, _ in m.dead_components()] == ["patroni-primary"]   # another leads: rejoin
+    assert restartable() == ["patroni-primary"]   # another leads: rejoin
     running.discard("etcd2")
-    assert [name for name, _ in m.dead_components()] == ["etcd2", "patroni-primary"]
+    running.discard("db-endpoint")
+    running.discard("watchdog-replica1")
+    assert restartable() == ["etcd2", "db-endpoint", "watchdog-replica1", "patroni-primary"]
 
 
 def test_promote_refused_while_a_healthy_leader_runs(tmp_path, monkeypatch):

@@ -64,7 +64,8 @@ def test_traefik_writes_dynamic_config_atomically_and_reads_it_back(tmp_path):
     assert router.desired() == RouterState(BACKENDS, {"green": 100}, False)
     assert sorted(p.name for p in (tmp_path / "dynamic").iterdir()) == ["ragops.yml"]   # no temp files left
     dynamic = yaml.safe_load((tmp_path / "dynamic" / "ragops.yml").read_text())
-    assert dynamic["http"]["routers"]["rag"]["service"] == "rag"
+    assert dynamic["http"]["routers"]["rag"]["service"] == "rag-open"   # rag, or the live color when all checks fail
+    assert dynamic["http"]["services"]["rag-open"]["failover"]["service"] == "rag"
     router.apply(BACKENDS, {"green": 100}, True)
     assert router.desired().maintenance is True
     snapshot = router.snapshot()
@@ -189,7 +190,7 @@ def test_traefik_confirm_waits_until_maintenance_on_and_off_are_served(tmp_path)
         assert fresh.confirm({"blue": 100}, timeout=10) < 10
         with pytest.raises(OperationFailed) as caught:       # Traefik serves "off": waiting for "on" times out
             wait_for_weights(api, {"blue": 100}, 0.3, maintenance=True)
-        assert "in maintenance" in caught.value.message and "through rag)" in caught.value.message
+        assert "in maintenance" in caught.value.message and "through rag-open)" in caught.value.message
     finally:
         proc.terminate()
         proc.wait(10)
@@ -214,7 +215,11 @@ def test_haproxy_config_records_weights_backends_and_maintenance(tmp_path):
     assert router.desired() == RouterState(BACKENDS, {"blue": 30, "green": 70}, False)
     servers = [line.split() for line in text.splitlines() if line.strip().startswith("server ")]
     assert servers == [["server", "blue", "127.0.0.1:9001", "weight", "30", "check"],
-                       ["server", "green", "127.0.0.1:9002", "weight", "70", "check"]]
+                       ["server", "green", "127.0.0.1:9002", "weight", "70", "check"],
+                       # fail open: unchecked twins at the same weights carry the traffic when every check fails
+                       ["server", "blue-open", "127.0.0.1:9001", "weight", "30", "backup"],
+                       ["server", "green-open", "127.0.0.1:9002", "weight", "70", "backup"]]
+    assert "option allbackups" in text and "timeout check 3s" in text
     assert "option httpchk GET /readyz" in text
     assert f"stats socket {tmp_path}/haproxy.sock mode 600 level admin" in text
     assert "bind 127.0.0.1:18080" in text and "bind 127.0.0.1:18081" in text
@@ -286,7 +291,8 @@ def test_haproxy_raises_the_new_side_before_lowering_the_old(tmp_path, monkeypat
     router = make("haproxy", tmp_path)
     router._set_weights({"blue": 0, "green": 100}, {"blue": 100, "green": 0})
     assert sent == [("set server rag/green state ready;set server rag/green health up;"
-                     "set server rag/green weight 100;set server rag/blue weight 0")]
+                     "set server rag/green weight 100;set server rag/green-open weight 100;"
+                     "set server rag/blue weight 0;set server rag/blue-open weight 0")]
     sent.clear()
     router._set_weights({"blue": 0, "green": 100}, {"blue": 100, "green": 0}, maintenance=True)
     assert sent[0].startswith(f"set map {tmp_path}/maintenance.map maintenance on;set server rag/green state ready;")

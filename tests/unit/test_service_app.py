@@ -141,3 +141,36 @@ def test_what_the_schema_promises_is_enforced(client):
     for wrong in (False, [], 0, ""):
         response = client.post("/api/v1/documents", json={"content": "fine", "metadata": wrong})
         assert response.status_code == 422 and response.json()["error"].startswith("metadata: "), wrong
+
+
+def test_json_nested_100000_deep_is_400_not_500(client):
+    """Issue 24 point 11: json.loads recursed until RecursionError (500) on deep metadata."""
+    deep = b'{"content": "fine", "metadata": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    for path in ("/api/v1/documents", "/api/v1/query"):
+        response = client.post(path, content=deep, headers=JSON)
+        assert response.status_code == 400, (path, response.text)
+        assert "nested deeper than 64 levels" in response.json()["error"]
+    # brackets inside strings are text, not nesting
+    fine = client.post("/api/v1/query", json={"query": "[" * 200})
+    assert fine.status_code in (200, 503), fine.text   # past the guard (503: no database in this test)
+
+
+@pytest.mark.parametrize(("path", "media"), [
+    ("/api/v1/documents", "application/xml"), ("/api/v1/documents", "application/x-www-form-urlencoded"),
+    ("/api/v1/documents", ""), ("/api/v1/query", "text/plain"), ("/api/v1/query", "application/xml"),
+])
+def test_a_body_of_a_type_the_route_does_not_take_is_415(client, path, media):
+    response = client.post(path, content=b"<doc>Liquid sodium cools the reactor core.</doc>",
+                           headers={"Content-Type": media} if media else {})
+    assert response.status_code == 415, response.text
+    assert "is not accepted here" in response.json()["error"]
+
+
+def test_unparseable_bodies_are_4xx(client):
+    for path in ("/api/v1/documents", "/api/v1/query"):
+        for raw in (b"{", b"\xff\xfe{}", b'{"query": "x"' + b"}" * 10, b"null", b"[]"):
+            response = client.post(path, content=raw, headers=JSON)
+            assert 400 <= response.status_code < 500, (path, raw, response.status_code, response.text)
+    unauthenticated = client.post("/api/v1/query", content=b"<x/>", headers={"Content-Type": "text/xml",
+                                                                              "X-API-Key": "wrong"})
+    assert unauthenticated.status_code == 401   # the key is checked before the body

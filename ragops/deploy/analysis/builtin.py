@@ -146,12 +146,18 @@ def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p
             prober.start()
         result = AnalysisResult(color=color, passed=False, attempts=attempts)
         previous, last_elapsed = before, 0.0
+        last_moved = 0.0       # when the request counter last went up (probes keep it moving)
+        after = seen = before
         try:
             while True:
                 elapsed = time.monotonic() - start
                 time.sleep(max(0.0, min(interval, window - elapsed)))
                 after = scrape(url)
                 elapsed = time.monotonic() - start
+                if after is not None:
+                    if seen is not None and after.requests > seen.requests:
+                        last_moved = elapsed
+                    seen = after
                 if before is not None and after is not None:
                     result.requests = int(after.requests - before.requests)
                     if result.requests > 0:
@@ -181,6 +187,13 @@ def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p
                     break
         finally:
             stop.set()
+        silent = _silent(after, probe_rps, interval, result.window_s - last_moved)
+        if silent and before is not None:
+            # the numbers so far are from a color that no longer answers (stopped, killed, frozen):
+            # they say nothing about the end of the window, so there is no verdict
+            result.inconclusive, result.passed = True, False
+            result.breaches = [f"no verdict: {color} {silent} (inconclusive is not a pass)"]
+            return result
         if before is None or result.requests < max(min_requests, 1):
             if attempts > no_data_retries:
                 result.inconclusive = True
@@ -191,6 +204,17 @@ def analyze(color: str, url: str, *, window: float, max_error_rate: float, max_p
             continue
         result.passed = not result.breaches
         return result
+
+
+def _silent(last: Snapshot | None, probe_rps: float, interval: float, still_for: float) -> str | None:
+    """Why the color's own numbers cannot be trusted at the end of the window, or None."""
+    if last is None:
+        return "stopped answering /metrics before the window ended"
+    # with probes running the counter moves every 1/probe_rps s; flat for three intervals (at
+    # least 2 s and five probes: a slow answer under load is not a dead color) means no answer
+    if probe_rps > 0 and still_for > max(3 * interval, 2.0, 5 / probe_rps):
+        return f"counted no request in the last {still_for:.0f}s while probed at {probe_rps:g}/s"
+    return None
 
 
 def _interval(color: str, before: Snapshot | None, after: Snapshot | None) -> AnalysisResult | None:

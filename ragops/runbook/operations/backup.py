@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 from ragops.backup import catalog, create, metrics, restore, verify
-from ragops.db import connect as db_connect
 from ragops.errors import GateFailed
 from ragops.runbook.operations.common import duration, flag, to_outputs, with_outputs
 from ragops.runbook.operations.registry import Context, operation
@@ -39,7 +38,9 @@ def backup_restore(ctx: Context, *, backup_id: str | None = None, target_dsn: st
     """
     config = ctx.require_config()
     if not target_dsn:
-        target_dsn = db_connect.node_dsn(config, node or None, dbname=str(target_db or config.database.name))
+        from ragops.db.roles import role_dsn
+
+        target_dsn = role_dsn(config, node or None, dbname=str(target_db or config.database.name))
     return to_outputs(restore.restore_backup(config, backup_id=str(backup_id or "latest"), target_dsn=target_dsn,
                                                clean=flag(clean), create=flag(create), progress=ctx.progress))
 

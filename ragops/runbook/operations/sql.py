@@ -20,7 +20,9 @@ def step_dsn(ctx: Context, dsn: str | None, node: str | None, dbname: str | None
                 return ctx.config.reveal(dsn, f"runbook step {ctx.step.id}.dsn")
             return secrets.resolve(dsn, key=f"step {ctx.step.id}: dsn")
         return str(dsn)
-    return db_connect.node_dsn(ctx.require_config(), node, dbname=dbname)
+    from ragops.db.roles import role_dsn
+
+    return role_dsn(ctx.require_config(), node, dbname=dbname)
 
 
 @operation("sql", gate=True)
@@ -28,7 +30,8 @@ def sql(ctx: Context, *, query: str, node: str | None = None, dbname: str | None
         expect: Any = UNSET, expect_rows: int | None = None) -> dict:
     """Run SQL on a database node; optionally compare the first value with `expect`.
 
-    node: default the primary; dsn: a conninfo or secret reference instead; expect_rows: the
+    node: a node's name, or a role resolved when the step runs: `primary` (the default; waits
+    through a switchover) or `replica`; dsn: a conninfo or secret reference instead; expect_rows: the
     expected number of rows.
     """
     target = step_dsn(ctx, dsn, node, dbname)
