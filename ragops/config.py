@@ -296,15 +296,24 @@ class KubernetesSettings(Strict):
     tls_secret: str | None = None                # a TLS Secret for the public route (https)
     router_url: str | None = None                # how ragops reaches the public route; default http(s)://<host>
     preview_host: str | None = None              # e.g. "{color}.preview.example.com": one preview route per color
+    preview_path: str | None = None              # e.g. "/_preview/{color}": one preview route per color by path
+                                                 # prefix on the public route's address (no DNS name needed)
     color_url: str | None = None                 # direct URL of a color ({color}, {project}, {namespace});
                                                  # default http://<preview_host>, else the Service's cluster DNS
     rollout_timeout: Duration | None = None      # default: deploy.health_timeout
 
-    @field_validator("preview_host", "color_url")
+    @field_validator("preview_host", "preview_path", "color_url")
     @classmethod
     def _per_color(cls, value: str | None) -> str | None:
         if value is not None and "{color}" not in value:
             raise ValueError(f"must contain {{color}} (one address per color), got {value!r}")
+        return value
+
+    @field_validator("preview_path")
+    @classmethod
+    def _absolute_path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or value.endswith("/") or "://" in value):
+            raise ValueError(f"must be a path like /_preview/{{color}} (a leading /, no trailing /), got {value!r}")
         return value
 
 

@@ -11,7 +11,8 @@ Per color (blue, green):
   Deployment <project>-<color>-worker    the ingestion workers of the same version
   Service <project>-<color>              ClusterIP, port 80 -> the pods' http port
   HorizontalPodAutoscaler, PodDisruptionBudget <project>-<color>, and <project>-<color>-worker
-  IngressRoute <project>-preview-<color> only with kubernetes.preview_host
+  IngressRoute <project>-preview-<color> only with kubernetes.preview_host or preview_path
+                                         (the latter with the Middleware <project>-preview-strip)
 Shared:
   Secret <project>-service               RAG_DATABASE_URL, RAG_API_KEYS, service.secrets (envFrom)
   TraefikService <project>               the weighted service: the weights ARE the traffic split
@@ -309,15 +310,40 @@ def color_scaling(config, color: str) -> list[dict]:
 
 
 def preview_route(config, color: str) -> dict | None:
-    """A route straight to one color (no weights), so ragops can check it before it gets traffic."""
+    """A route straight to one color (no weights), so ragops can check it before it gets traffic:
+    by host (kubernetes.preview_host), else by path prefix, stripped (kubernetes.preview_path)."""
     k8s = config.env.kubernetes
-    if not k8s.preview_host:
+    name = f"{config.project}-preview-{color}"
+    services = [{"name": color_name(config, color), "port": SERVICE_PORT}]
+    if k8s.preview_host:
+        host = k8s.preview_host.format(color=color, project=config.project, namespace=config.env.namespace)
+        return crd.ingress_route(meta(config, name, {LABEL_COLOR: color}), entry_points=k8s.entry_points,
+                                 match=f"Host(`{host}`)", services=services, tls_secret=k8s.tls_secret)
+    if k8s.preview_path:
+        match = f"PathPrefix(`{preview_prefix(config, color)}`)"
+        if k8s.host:
+            match = f"Host(`{k8s.host}`) && {match}"
+        return crd.ingress_route(meta(config, name, {LABEL_COLOR: color}), entry_points=k8s.entry_points,
+                                 match=match, services=services, middlewares=[preview_strip_name(config)],
+                                 tls_secret=k8s.tls_secret)
+    return None
+
+
+def preview_prefix(config, color: str) -> str:
+    return config.env.kubernetes.preview_path.format(color=color, project=config.project,
+                                                     namespace=config.env.namespace)
+
+
+def preview_strip_name(config) -> str:
+    return f"{config.project}-preview-strip"
+
+
+def preview_strip(config) -> dict | None:
+    """The Middleware that removes the preview path prefix, so a color sees its own paths."""
+    if config.env.kubernetes.preview_host or not config.env.kubernetes.preview_path:
         return None
-    host = k8s.preview_host.format(color=color, project=config.project, namespace=config.env.namespace)
-    return crd.ingress_route(meta(config, f"{config.project}-preview-{color}", {LABEL_COLOR: color}),
-                             entry_points=k8s.entry_points, match=f"Host(`{host}`)",
-                             services=[{"name": color_name(config, color), "port": SERVICE_PORT}],
-                             tls_secret=k8s.tls_secret)
+    return crd.strip_prefix_middleware(meta(config, preview_strip_name(config)),
+                                       [preview_prefix(config, color) for color in COLORS])
 
 
 # ---- shared --------------------------------------------------------------------------------------
@@ -389,6 +415,38 @@ def network_policies(config) -> list[dict]:
     return [api, worker]
 
 
+# ---- what ragops itself may do in the namespace ------------------------------------------------------
+RBAC_NAME = "ragops"
+# (API group, resources, verbs): exactly the calls kubernetes.py makes, nothing cluster-wide
+RBAC_RULES = [
+    ("apps", ["deployments"], ["get", "create", "update", "patch", "delete"]),
+    ("", ["services", "secrets"], ["get", "create", "update", "delete"]),
+    ("", ["pods"], ["list"]),
+    ("", ["pods/log"], ["get"]),
+    ("autoscaling", ["horizontalpodautoscalers"], ["get", "create", "update", "delete"]),
+    ("policy", ["poddisruptionbudgets"], ["get", "create", "update", "delete"]),
+    ("networking.k8s.io", ["networkpolicies"], ["get", "create", "update", "delete"]),
+    ("coordination.k8s.io", ["leases"], ["get", "create", "update", "delete"]),
+    (crd.GROUP, sorted(crd.PLURALS.values()), ["get", "create", "update", "delete"]),
+]
+
+
+def rbac(config) -> list[dict]:
+    """A least-privilege Role for ragops in its namespace, a ServiceAccount and their RoleBinding
+    (an admin applies them once; ragops runs with the account's token)."""
+    labels = {"app.kubernetes.io/name": "ragops"}
+    rules = [{"apiGroups": [group], "resources": list(resources), "verbs": list(verbs)}
+             for group, resources, verbs in RBAC_RULES]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(config, RBAC_NAME, labels)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(config, RBAC_NAME, labels),
+         "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(config, RBAC_NAME, labels),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RBAC_NAME},
+         "subjects": [{"kind": "ServiceAccount", "name": RBAC_NAME, "namespace": config.env.namespace}]},
+    ]
+
+
 # ---- what `up` applies, and the shipped templates --------------------------------------------------
 def infrastructure(config) -> list[dict]:
     """Everything except the Secret and the color Deployments (those come with a version)."""
@@ -398,7 +456,9 @@ def infrastructure(config) -> list[dict]:
         route = preview_route(config, color)
         if route:
             objects.append(route)
-    objects += network_policies(config) + [retry_middleware(config), public_route(config)]
+    strip = preview_strip(config)
+    objects += network_policies(config) + [retry_middleware(config), *([strip] if strip else []),
+                                           public_route(config)]
     return objects
 
 
@@ -423,6 +483,7 @@ def render_templates(config, version: str | None = None) -> dict[str, list[dict]
         **colors,
         "routing.yaml": [weighted_service(config, {"blue": 100}), retry_middleware(config), public_route(config)],
         "network-policy.yaml": network_policies(config),
+        "rbac.yaml": rbac(config),
         "secret.example.yaml": [secret(config, {k: "set by ragops from ragops.yaml references" for k in SECRET_KEYS})],
     }
 
@@ -434,6 +495,8 @@ ABOUT = {
     "routing.yaml": "Traffic: the weighted TraefikService (ragops replaces it to switch), retry middleware, "
                     "public IngressRoute.",
     "network-policy.yaml": "The guide's network layer: who may reach the API and worker pods, and what they reach.",
+    "rbac.yaml": "What ragops needs in its namespace (least privilege): a ServiceAccount, a Role and their "
+                 "RoleBinding; an admin applies it once.",
     "secret.example.yaml": "The shape of the Secret ragops writes from ragops.yaml's references (values are "
                            "never rendered).",
 }

@@ -10,7 +10,8 @@ How ragops reaches one color directly (readiness, the smoke suite, /metrics duri
 the in-flight gauge while draining), in this order:
   1. `kubernetes.color_url`, a pattern with {color} (also {project}, {namespace});
   2. `kubernetes.preview_host`: the preview route through the ingress, http(s)://<preview host>;
-     ragops renders one IngressRoute per color for it;
+     ragops renders one IngressRoute per color for it; or `kubernetes.preview_path`: the same by
+     path prefix under the public route's address (<router_url><preview_path>, prefix stripped);
   3. the color's Service by its cluster DNS name, http://<project>-<color>.<namespace>.svc: this
      works when ragops runs inside the cluster (a CI Job or the drill CronJob); from a laptop,
      set 1 or 2.
@@ -65,7 +66,10 @@ CONFLICT = object()
 
 
 def _subset(want, have) -> bool:
-    """True when every key/value we set is already there (the server adds defaults)."""
+    """True when every key/value we set is already there (the server adds defaults, and drops an
+    empty list or map: a NetworkPolicy's `ingress: []` comes back absent)."""
+    if want in ([], {}) and have is None:
+        return True
     if isinstance(want, dict):
         return isinstance(have, dict) and all(_subset(v, have.get(k)) for k, v in want.items())
     if isinstance(want, list):
@@ -290,8 +294,14 @@ class KubernetesPlatform(Platform):
     def color_url(self, color: str) -> str:
         k8s = self.config.env.kubernetes
         scheme = "https" if k8s.tls_secret else "http"
-        pattern = k8s.color_url or (f"{scheme}://{k8s.preview_host}" if k8s.preview_host
-                                    else "http://{project}-{color}.{namespace}.svc")
+        if k8s.color_url:
+            pattern = k8s.color_url
+        elif k8s.preview_host:
+            pattern = f"{scheme}://{k8s.preview_host}"
+        elif k8s.preview_path:
+            pattern = self.router_url() + k8s.preview_path
+        else:
+            pattern = "http://{project}-{color}.{namespace}.svc"
         return pattern.format(color=color, project=self.config.project, namespace=self.ns).rstrip("/")
 
     def router_url(self) -> str:
@@ -365,9 +375,12 @@ class KubernetesPlatform(Platform):
             spec, status = dep.get("spec") or {}, dep.get("status") or {}
             want = int(spec.get("replicas", 1))
             ready, updated = int(status.get("readyReplicas") or 0), int(status.get("updatedReplicas") or 0)
+            total, available = int(status.get("replicas") or 0), int(status.get("availableReplicas") or 0)
             observed = int(status.get("observedGeneration") or 0) >= int(dep["metadata"].get("generation") or 0)
             summary = f"{ready}/{want} ready"
-            if observed and ready >= want and updated >= want:
+            # as `kubectl rollout status`: readyReplicas also counts the old version's pods, so
+            # done only when no old pod is left and the new ones are available
+            if observed and updated >= want and total <= updated and available >= updated:
                 return True, summary
             if summary != shown:
                 progress(f"  {name}: {summary}")
@@ -463,7 +476,7 @@ class KubernetesPlatform(Platform):
                 state.detail = found.detail
             if not found.answered:
                 state.detail = (f"{ready}/{want} pods ready in the cluster, but {state.url} does not answer "
-                                f"({found.detail}); set kubernetes.color_url or kubernetes.preview_host")
+                                f"({found.detail}); set kubernetes.color_url, preview_host or preview_path")
         return state
 
     def colors(self) -> list[ColorState]:
@@ -476,7 +489,7 @@ class KubernetesPlatform(Platform):
         to a color when none has traffic (starting blue with service.version if none runs)."""
         import uuid
 
-        steps: list[str] = []
+        steps: list[str] = [f"migrate {name}" for name in self._migrate(progress)]
         for obj in [m.secret(self.config, self._secret_values()), *m.infrastructure(self.config)]:
             outcome = self._apply(obj)
             if outcome != "unchanged":
@@ -496,6 +509,23 @@ class KubernetesPlatform(Platform):
             self.set_weights({color: 100})
             steps.append(f"route 100% to {color}")
         return steps
+
+    def _migrate(self, progress: Progress) -> list[str]:
+        """The database is outside the cluster: apply pending migrations from here, as docker does
+        with database.dsn (a color's /readyz stays 503 on a schema it does not expect)."""
+        from ragops.db.bringup import migrate
+        from ragops.db.connect import app_dsn
+        from ragops.pg.migrate import apply_migrations
+
+        try:
+            if self.config.database.dsn:
+                migrations = self.config.resolve_path(self.config.service.path) / "migrations"
+                return apply_migrations(app_dsn(self.config), migrations, app_user=None, progress=progress)
+            return migrate(self.config, progress)
+        except (OperationFailed, ConfigError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - psycopg errors: one line
+            raise OperationFailed(f"database: migrations failed: {str(exc).splitlines()[0][:200]}") from None
 
     def plan_up(self) -> list[str]:
         """From the manifests alone: no cluster is contacted and no secret is resolved."""
@@ -524,7 +554,7 @@ class KubernetesPlatform(Platform):
         """Delete what ragops created in the namespace, by name; the Lease only with purge."""
         config = self.config
         objects = [("IngressRoute", m.router_name(config)), ("Middleware", f"{config.project}-retry"),
-                   ("TraefikService", m.router_name(config))]
+                   ("Middleware", m.preview_strip_name(config)), ("TraefikService", m.router_name(config))]
         for color in COLORS:
             objects += [("IngressRoute", f"{config.project}-preview-{color}"),
                         ("HorizontalPodAutoscaler", m.color_name(config, color)),

@@ -48,6 +48,11 @@ def retry_middleware(metadata: dict, attempts: int = 3, initial_interval: str = 
             "spec": {"retry": {"attempts": attempts, "initialInterval": initial_interval}}}
 
 
+def strip_prefix_middleware(metadata: dict, prefixes: list[str]) -> dict:
+    return {"apiVersion": API_VERSION, "kind": "Middleware", "metadata": metadata,
+            "spec": {"stripPrefix": {"prefixes": list(prefixes)}}}
+
+
 def ingress_route(metadata: dict, *, entry_points: list[str], match: str, services: list[dict],
                   middlewares: Sequence[str] = (), tls_secret: str | None = None) -> dict:
     route: dict = {"match": match, "kind": "Rule"}

@@ -95,3 +95,15 @@ def local_stack():
     """A running local stack shared by the tests of one module; stopped (and purged) after."""
     with running_stack("stack") as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """The single-node Kubernetes cluster of scripts/k8s-cluster.sh, once per session (k8s_cluster tests)."""
+    from tests.k8s_cluster import start_cluster, stop_cluster
+
+    need(os.geteuid() == 0 and shutil.which("containerd") is not None and shutil.which("go") is not None,
+         "root, containerd and go for scripts/k8s-cluster.sh")
+    found = start_cluster()
+    yield found
+    stop_cluster(found)

@@ -32,8 +32,8 @@ def production():
 def with_preview(tmp_path_factory):
     """The production environment plus a public host, TLS and preview routes."""
     text = (REPO / "ragops.yaml").read_text().replace(
-        "    platform: kubernetes\n",
-        "    platform: kubernetes\n    kubernetes:\n      host: api.example.com\n      entry_points: [websecure]\n"
+        "    platform: kubernetes\n    production: true\n",
+        "    platform: kubernetes\n    production: true\n    kubernetes:\n      host: api.example.com\n      entry_points: [websecure]\n"
         "      tls_secret: api-example-com-tls\n      preview_host: \"{color}.preview.example.com\"\n", 1)
     path = tmp_path_factory.mktemp("cfg") / "ragops.yaml"
     path.write_text(text)
@@ -63,7 +63,8 @@ def test_every_builtin_manifest_passes_kubernetes_validate(request, variant, ver
     objects = everything(request.getfixturevalue(variant))
     builtin = [o for o in objects if o["kind"] not in CRD_KINDS]
     assert {o["kind"] for o in builtin} == {"Deployment", "Service", "HorizontalPodAutoscaler",
-                                           "PodDisruptionBudget", "NetworkPolicy", "Secret"}
+                                           "PodDisruptionBudget", "NetworkPolicy", "Secret",
+                                           "ServiceAccount", "Role", "RoleBinding"}
     for obj in builtin:
         kv.validate(obj, version, strict=True)   # raises ValidationError naming the field
 
@@ -339,3 +340,37 @@ def test_the_worker_touches_its_heartbeat_and_the_probe_reads_it(production, tmp
         worker.wait(timeout=20)
     os.utime(beat, (time.time() - 2 * m.HEARTBEAT_STALE_SECONDS,) * 2)
     assert subprocess.run(command).returncode != 0                    # a stale heartbeat: restart it
+
+
+def test_preview_path_routes_each_color_by_prefix_and_strips_it():
+    """k8s-local reaches a color at <router_url>/_preview/<color> (no DNS name for a preview host):
+    one IngressRoute per color by path prefix, the prefix stripped so the color sees /healthz."""
+    from ragops.platforms.kubernetes import KubernetesPlatform
+
+    config = load_config(REPO / "ragops.yaml", "k8s-local")
+    objects = m.infrastructure(config)
+    check_traefik_shapes_loose(objects)
+    routes = {r["metadata"]["name"]: r["spec"]["routes"][0] for r in of_kind(objects, "IngressRoute")}
+    assert routes["ragdemo-preview-green"]["match"] == "PathPrefix(`/_preview/green`)"
+    assert routes["ragdemo-preview-green"]["middlewares"] == [{"name": "ragdemo-preview-strip"}]
+    assert routes["ragdemo-preview-green"]["services"] == [{"name": "ragdemo-green", "port": 80}]
+    strip = [mw for mw in of_kind(objects, "Middleware") if mw["metadata"]["name"] == "ragdemo-preview-strip"]
+    assert strip[0]["spec"] == {"stripPrefix": {"prefixes": ["/_preview/blue", "/_preview/green"]}}
+    assert KubernetesPlatform(config).color_url("blue") == "http://127.0.0.1:27080/_preview/blue"
+
+
+def check_traefik_shapes_loose(objects: list[dict]) -> None:
+    middlewares = {mw["metadata"]["name"] for mw in of_kind(objects, "Middleware")}
+    for route in of_kind(objects, "IngressRoute"):
+        for rule in route["spec"]["routes"]:
+            assert all(ref["name"] in middlewares for ref in rule.get("middlewares", []))
+
+
+def test_preview_path_must_be_a_path_with_the_color(tmp_path):
+    from ragops.errors import ConfigError
+
+    text = (REPO / "ragops.yaml").read_text().replace("preview_path: /_preview/{color}",
+                                                      "preview_path: http://x/_preview/{color}")
+    (tmp_path / "ragops.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="preview_path"):
+        load_config(tmp_path / "ragops.yaml", "k8s-local")

@@ -64,6 +64,10 @@ def cluster(tmp_path, monkeypatch):
     """A fresh fake API + pod stub, a kubeconfig pointing at it, and a loaded config."""
     monkeypatch.setenv("K8S_TEST_API_KEYS", KEY)
     monkeypatch.setenv("K8S_TEST_DB_PASSWORD", "db-secret-pw")
+    # no database behind the fake: `up`'s migrations run on the real cluster's tests
+    from ragops.platforms.kubernetes import KubernetesPlatform
+
+    monkeypatch.setattr(KubernetesPlatform, "_migrate", lambda self, progress: [])
     fake = FakeKubernetes(ready_delay=0.3).start()
     fake.write_kubeconfig(tmp_path / "kubeconfig", context="fake", namespace=NS)
     stub = PodStub(fake, NS, PROJECT, KEY)
@@ -435,3 +439,39 @@ def test_render_writes_the_manifests_without_a_cluster_or_touching_templates(no_
     assert main(["-c", REPO_CONFIG, "-e", "local", "render"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "local platform" in err
+
+
+def test_an_empty_list_the_api_server_dropped_is_unchanged():
+    """The real API server omits an empty `ingress: []` (the worker NetworkPolicy): a second `up`
+    must not replace the object every time (found on the real cluster, the fake kept the list)."""
+    from ragops.platforms.kubernetes import KubernetesPlatform
+
+    want = {"kind": "NetworkPolicy", "metadata": {"labels": {"app": "x"}},
+            "spec": {"podSelector": {"matchLabels": {"app": "x"}}, "policyTypes": ["Ingress", "Egress"],
+                     "ingress": [], "egress": [{"ports": [{"protocol": "TCP", "port": 5432}]}]}}
+    stored = {"kind": "NetworkPolicy", "metadata": {"labels": {"app": "x"}, "resourceVersion": "7"},
+              "spec": {"podSelector": {"matchLabels": {"app": "x"}}, "policyTypes": ["Ingress", "Egress"],
+                       "egress": [{"ports": [{"protocol": "TCP", "port": 5432}]}]}}
+    assert KubernetesPlatform._unchanged(want, stored)
+    stored["spec"]["ingress"] = [{"from": [{"podSelector": {}}]}]
+    assert not KubernetesPlatform._unchanged(want, stored)
+
+
+def test_a_rollout_is_not_done_while_old_pods_are_the_ready_ones(monkeypatch, tmp_path):
+    """Found on the real cluster: replacing a color that still ran v2 with 2 ready pods, the new
+    pods were created (updatedReplicas 2) but not ready, readyReplicas 2 counted the old ones, and
+    the smoke test then met v2. Done only when no old pod is left and the new ones are available."""
+    from ragops.platforms.kubernetes import KubernetesPlatform
+
+    platform = KubernetesPlatform.__new__(KubernetesPlatform)
+    meta = {"generation": 3}
+    mid = {"metadata": meta, "spec": {"replicas": 2},
+           "status": {"observedGeneration": 3, "replicas": 4, "updatedReplicas": 2, "readyReplicas": 2,
+                      "availableReplicas": 2}}
+    done = {"metadata": meta, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
+                       "availableReplicas": 2}}
+    monkeypatch.setattr(platform, "_read", lambda kind, name: mid, raising=False)
+    assert platform.wait_rollout("x", 0.5)[0] is False
+    monkeypatch.setattr(platform, "_read", lambda kind, name: done, raising=False)
+    assert platform.wait_rollout("x", 0.5)[0] is True
