@@ -54,7 +54,11 @@ class Outbox:
 
         self._released.wait()
         while True:
-            outcome, kind, name, message, fields = self._queue.get()
+            item = self._queue.get()
+            if item is None:   # finish() is done waiting: this sender ends (a long-lived process keeps no thread)
+                self._queue.task_done()
+                return
+            outcome, kind, name, message, fields = item
             try:
                 error = notify.deliver(self.config, kind, name, message, fields=fields)
                 outcome.update(delivered=error is None, error=error)
@@ -70,6 +74,11 @@ class Outbox:
             time.sleep(0.02)
         with self._lock:
             results = [dict(o) for o in self.outcomes]
+        if self._thread is not None:
+            try:
+                self._queue.put_nowait(None)   # ends the sender after what it is delivering now
+            except queue.Full:
+                pass
         for o in results:
             if o["delivered"] is None:
                 o.update(delivered=False, error=f"not delivered within notify.timeout ({timeout:g}s)")

@@ -50,7 +50,8 @@ class FailingWriterStorage(FileStorage):
 
 
 def _pump_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("ragops-")]
+    # the pump's stage threads (not, say, a notification sender another test's command left finishing)
+    return [t for t in threading.enumerate() if t.name.startswith("ragops-") and t.name != "ragops-notify"]
 
 
 def test_large_stream_round_trips_through_both_threads(tmp_path):

@@ -91,6 +91,7 @@ def write(tmp_path: Path, analysis: dict, monitoring: dict | None = None, canary
     data["deploy"]["analysis"].update(analysis)
     data["deploy"]["canary"].update(canary or {})
     data["monitoring"] = monitoring or {}
+    data["service"]["path"] = str(REPO / "service")   # the copy lives elsewhere: validate checks the folder exists
     path = tmp_path / "ragops.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -223,7 +223,8 @@ def test_the_supervisor_restarts_only_a_shipper_that_was_started_and_died(tmp_pa
     assert dead_shipper(platform) == []                       # never started (or stopped by `down`)
     pid_file = platform.proc(SHIPPER).pid_file
     pid_file.parent.mkdir()
-    pid_file.write_text(json.dumps({"pid": os.getpid(), "pgid": os.getpid(), "marker": "pytest"}))
+    # this process, with a marker from its own command line (a pytest-xdist worker's does not say "pytest")
+    pid_file.write_text(json.dumps({"pid": os.getpid(), "pgid": os.getpid(), "marker": "python"}))
     assert dead_shipper(platform) == []                       # running
     pid_file.write_text(json.dumps({"pid": 2 ** 22 + 1, "pgid": 2 ** 22 + 1, "marker": "ragops.pitr.wal"}))
     assert [name for name, _restart in dead_shipper(platform)] == [SHIPPER]   # killed: restart it
