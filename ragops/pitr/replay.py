@@ -132,10 +132,24 @@ def replay(config, directory: Path, port: int | None, progress: Progress, name: 
     return node, recovered_time(_log_text(node, offset)) or plan.last_commit_time
 
 
-def _sql(config, node, statement: str):
-    from ragops.backup.pg import connect, source_params
+def restored_credentials(config) -> dict:
+    """Who can log in to a restored copy: the source's superuser. Only the credentials: resolving the live
+    primary's address (source_params) fails on docker once that node was fenced or stopped by a promotion,
+    and the copy listens on this machine's loopback anyway."""
+    if config.database.dsn:
+        from psycopg.conninfo import conninfo_to_dict
 
-    conn = connect({**source_params(config), "dbname": "postgres", "host": "127.0.0.1", "port": node.port,
+        params = conninfo_to_dict(config.reveal(config.database.dsn, "database.dsn"))
+        return {k: params[k] for k in ("user", "password") if k in params}
+    from ragops.db.connect import db_password
+
+    return {"user": config.database.superuser, "password": db_password(config)}
+
+
+def _sql(config, node, statement: str):
+    from ragops.backup.pg import connect
+
+    conn = connect({**restored_credentials(config), "dbname": "postgres", "host": "127.0.0.1", "port": node.port,
                     "connect_timeout": 5})
     try:
         return conn.execute(statement).fetchone()
@@ -146,17 +160,19 @@ def _sql(config, node, statement: str):
 def _wait_paused(config, node, offset: int) -> str:
     """The LSN replay reached once it paused at the target (the server exits if it cannot reach it)."""
     deadline = time.monotonic() + RECOVERY_TIMEOUT
+    last_error = None
     while time.monotonic() < deadline:
         if not node.running():
             raise OperationFailed(f"recovery failed: {_log_errors(node, offset)} (log {node.log_file})")
         try:
             state, lsn = _sql(config, node, "SELECT pg_get_wal_replay_pause_state(), pg_last_wal_replay_lsn()::text")
-        except Exception:  # noqa: BLE001 - not yet accepting connections
-            state, lsn = None, None
+        except Exception as exc:  # noqa: BLE001 - not yet accepting connections; said if it never does
+            state, lsn, last_error = None, None, exc
         if state == "paused":
             return lsn
         time.sleep(0.1)
-    raise OperationFailed(f"recovery did not reach its stop point within {RECOVERY_TIMEOUT:.0f}s (log {node.log_file})")
+    why = f"; the last check could not ask it: {str(last_error).strip().splitlines()[0]}" if last_error else ""
+    raise OperationFailed(f"recovery did not reach its stop point within {RECOVERY_TIMEOUT:.0f}s{why} (log {node.log_file})")
 
 
 def _check_reached(plan, reached: str) -> None:

@@ -55,9 +55,16 @@ def verify_physical(config, backup_id: str = "latest", to_time: str | None = Non
 
 
 def _data_checks(config, port: int) -> list[Check]:
-    from ragops.backup.pg import connect, row_counts, source_params
+    from ragops.backup.pg import connect, row_counts
+    from ragops.pitr.replay import restored_credentials
 
-    params = {**source_params(config), "host": "127.0.0.1", "port": port}
+    # the copy's credentials only: the live primary's address may not resolve (a fenced docker node)
+    dbname = config.database.name
+    if config.database.dsn:
+        from psycopg.conninfo import conninfo_to_dict
+
+        dbname = conninfo_to_dict(config.reveal(config.database.dsn, "database.dsn")).get("dbname", dbname)
+    params = {**restored_credentials(config), "dbname": dbname, "host": "127.0.0.1", "port": port}
     conn = connect(params)
     try:
         with conn.cursor() as cur:
