@@ -80,6 +80,18 @@ def _running_as_root() -> bool:
     return os.geteuid() == 0
 
 
+def give_to_server_account(directory: Path) -> None:
+    """Hand a tree ragops just wrote (a restored base, staged WAL) to the server account; as root only."""
+    user = server_user()
+    if user is None:
+        return
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(directory):
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+    os.lchown(directory, entry.pw_uid, entry.pw_gid)
+
+
 def server_user() -> str | None:
     """The account the server runs as: None (ourselves) unless we are root."""
     if not _running_as_root():

@@ -29,6 +29,7 @@ from pathlib import Path
 from ragops.backup.catalog import Manifest, iso, parse_iso, resolve, stages_of
 from ragops.backup.pipeline import Progress, say
 from ragops.errors import OperationFailed, UsageError
+from ragops.pg import pgctl
 from ragops.pitr.coverage import Segment, scan_wal
 from ragops.pitr.wal import SEGMENT_SIZE, object_key, parse_lsn, parse_segment, segment_name, sidecar_key
 
@@ -258,8 +259,6 @@ def plan_recovery(config, storage, target, *, backup_id: str = "latest", timelin
 
 
 def _scratch_dir(config) -> Path:
-    from ragops.pg import pgctl
-
     home = pgctl.server_home(config, create=True) or config.state_dir
     home.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="pitr-wal-", dir=home))
@@ -350,15 +349,13 @@ def _stage(config, storage, crypter, plan: RecoveryPlan, progress: Progress) -> 
             say(progress, f"fetched and checked {index + 1} of {len(plan.segments)} WAL segments")
     say(progress, f"fetched and checked {len(plan.segments)} WAL segment(s); reading them with pg_waldump")
     resolve_stop(plan, read_records(config, plan))
-    _give_to_server_account(plan.wal_dir)
+    pgctl.give_to_server_account(plan.wal_dir)
 
 
 def read_records(config, plan: RecoveryPlan) -> list[Record]:
     """Every record from the base's start to the end of the staged segments, hop by hop (pg_waldump reads
     one timeline: each hop sees the path's files under its own timeline's names). A hop that stops
     before its end, or a last hop that stops before the last staged segment, names the damaged segment."""
-    from ragops.pg import pgctl
-
     assert plan.wal_dir is not None
     start = parse_lsn(plan.base.physical["start_lsn"])   # type: ignore[index]
     last_segno = parse_segment(plan.segments[-1])[1] if plan.segments else 0
@@ -379,7 +376,7 @@ def read_records(config, plan: RecoveryPlan) -> list[Record]:
                 "-s", lsn_text(begin)]
         if hop.end is not None:
             args += ["-e", lsn_text(hop.end)]
-        _give_to_server_account(plan.wal_dir)
+        pgctl.give_to_server_account(plan.wal_dir)
         done = pgctl.run_pg(args, env={"TZ": "UTC", "LC_ALL": "C"}, check=False, timeout=600)
         found = [r for r in parse_waldump(done.stdout) if hop.end is None or r.lsn < hop.end]
         records += found
@@ -426,18 +423,3 @@ def fetch_wal(storage, crypter, compressor, name: str, dest: Path) -> None:
         except compressor.errors() as exc:
             raise OperationFailed(f"WAL file {what} is damaged: {exc}") from None
     os.replace(temp, dest / name)
-
-
-def _give_to_server_account(directory: Path) -> None:
-    from ragops.pg.pgctl import server_user
-
-    user = server_user()
-    if user is None:
-        return
-    import pwd
-
-    entry = pwd.getpwnam(user)
-    for root, dirs, files in os.walk(directory):
-        for name in [*dirs, *files]:
-            os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
-    os.lchown(directory, entry.pw_uid, entry.pw_gid)

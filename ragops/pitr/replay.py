@@ -10,6 +10,7 @@ from pathlib import Path
 from ragops.backup.catalog import iso, parse_iso
 from ragops.backup.pipeline import CommandSink, Meter, Progress, say
 from ragops.errors import OperationFailed
+from ragops.pg import pgctl
 
 MARK = "# ragops point-in-time restore (removed after the promotion)"
 COPY_MARK = "# ragops restored copy: never archives (kept after the promotion)"
@@ -71,7 +72,7 @@ def prepare_recovery(directory: Path, plan, archive: bool = False, server_versio
             handle.write(f"\n{COPY_MARK}\narchive_mode = 'off'\narchive_command = ''\n")
         handle.write(f"\n{MARK}\n" + lines)
     (directory / "recovery.signal").write_text("")
-    _give_to_server_account(directory)
+    pgctl.give_to_server_account(directory)
 
 
 def _syncfs_supported(server_version: str) -> bool:
@@ -85,28 +86,11 @@ def _syncfs_supported(server_version: str) -> bool:
             and kernel is not None and (int(kernel.group(1)), int(kernel.group(2))) >= (5, 8))
 
 
-def _give_to_server_account(directory: Path) -> None:
-    from ragops.pg.pgctl import server_user
-
-    user = server_user()
-    if user is None:
-        return
-    import pwd
-
-    entry = pwd.getpwnam(user)
-    for root, dirs, files in os.walk(directory):
-        for name in [*dirs, *files]:
-            os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
-    os.lchown(directory, entry.pw_uid, entry.pw_gid)
-
-
 def replay(config, directory: Path, port: int | None, progress: Progress, name: str = "pitr-restore", plan=None):
     """Start the restored server on a loopback port; wait until it paused at the plan's stop point, check
     the LSN it reached, promote, wait until it left recovery. Returns (node, commit time of the last
     replayed transaction)."""
     from ragops.netutil import free_port
-    from ragops.pg import pgctl
-
     node = pgctl.Node(name, directory, port or free_port(), directory.parent / f"{directory.name}.log",
                       bin=config.database.bin_dir, home=pgctl.server_home(config))
     offset = node.log_file.stat().st_size if node.log_file.exists() else 0   # earlier runs' lines are not ours
@@ -187,8 +171,6 @@ def _check_reached(plan, reached: str) -> None:
 
 
 def _in_production(node) -> bool:
-    from ragops.pg import pgctl
-
     done = pgctl.run_pg([node.pg("pg_controldata"), "-D", str(node.data_dir)], check=False, timeout=30)
     return "in production" in done.stdout
 
