@@ -57,22 +57,6 @@ class HttpAnswer:
     body: str
 
 
-def plain(value: Any) -> Any:
-    """json.dumps's fallback for what `ragops status` returns: dataclasses, paths, times, enums."""
-    import dataclasses
-    from enum import Enum
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
-
-
 def lsn_bytes(lsn: str | None) -> int | None:
     if not lsn or "/" not in lsn:
         return None
@@ -103,9 +87,10 @@ class Facts:
     @fact
     def status(self) -> dict:
         """What `ragops status` shows: router, colors, database nodes, lock, HA, supervisor."""
+        from ragops.journal import to_jsonable
         from ragops.status import status
 
-        return json.loads(json.dumps(status(self.config), default=plain))
+        return to_jsonable(status(self.config))
 
     @fact
     def router_url(self) -> str:
